@@ -1,0 +1,4 @@
+//! ringside-engine
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+fn main() {}

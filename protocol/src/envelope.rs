@@ -1,0 +1,238 @@
+//! The frame body and the two subprotocols.
+//!
+//! Every frame carries one envelope: `{"event": NAME, "rid": N?, "seq": N?, "data": {...}}`.
+//! `rid` is chosen by the client on a request and copied into the reply (and into an `error`);
+//! `seq` is set on room events only, increasing by one per room event. Key order is free.
+//!
+//! `ringside.v1.json` puts the envelope in text frames as JSON; `ringside.v1.msgpack` in binary frames as
+//! a MessagePack map with the same keys (structs are maps with field names, never arrays).
+//!
+//! Decoding never panics: any input maps to a [`DecodeError`] with a documented code. JSON is parsed
+//! with simd-json *in place* (it overwrites the input buffer), so [`decode`] takes `&mut [u8]`.
+
+use crate::error::DecodeError;
+use crate::events::Event;
+use crate::limits;
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+/// Name of the JSON subprotocol.
+pub const JSON_PROTOCOL: &str = "ringside.v1.json";
+/// Name of the MessagePack subprotocol.
+pub const MSGPACK_PROTOCOL: &str = "ringside.v1.msgpack";
+
+/// A negotiated subprotocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Codec {
+    Json,
+    Msgpack,
+}
+
+impl Codec {
+    pub const ALL: [Codec; 2] = [Codec::Json, Codec::Msgpack];
+
+    /// The `Sec-WebSocket-Protocol` token.
+    pub fn protocol(self) -> &'static str {
+        match self {
+            Codec::Json => JSON_PROTOCOL,
+            Codec::Msgpack => MSGPACK_PROTOCOL,
+        }
+    }
+
+    pub fn from_protocol(token: &str) -> Option<Codec> {
+        match token.trim() {
+            JSON_PROTOCOL => Some(Codec::Json),
+            MSGPACK_PROTOCOL => Some(Codec::Msgpack),
+            _ => None,
+        }
+    }
+
+    /// Whether frames of this codec are WebSocket text frames (else binary).
+    pub fn is_text(self) -> bool {
+        matches!(self, Codec::Json)
+    }
+}
+
+/// One frame body: an event with its optional request id and room sequence number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope<E> {
+    pub event: E,
+    /// Request id, chosen by the client, echoed in the reply.
+    pub rid: Option<u32>,
+    /// Per-room sequence number of a room event.
+    pub seq: Option<u64>,
+}
+
+impl<E: Event> Envelope<E> {
+    pub fn new(event: E) -> Self {
+        Envelope { event, rid: None, seq: None }
+    }
+
+    pub fn with_rid(mut self, rid: Option<u32>) -> Self {
+        self.rid = rid;
+        self
+    }
+
+    pub fn with_seq(mut self, seq: u64) -> Self {
+        self.seq = Some(seq);
+        self
+    }
+
+    /// Encodes with the given codec.
+    pub fn encode(&self, codec: Codec) -> Vec<u8> {
+        match codec {
+            Codec::Json => self.to_json(),
+            Codec::Msgpack => self.to_msgpack(),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        // Writing to a Vec cannot fail, and every map key of our types is a string.
+        simd_json::to_writer(&mut out, self).expect("every event encodes to JSON");
+        out
+    }
+
+    pub fn to_msgpack(&self) -> Vec<u8> {
+        // Only fails for types that cannot be expressed (none of ours); a map with string keys always can.
+        rmp_serde::to_vec_named(self).expect("every event encodes to MessagePack")
+    }
+
+    /// Decodes a frame body of the given codec. JSON input is overwritten (simd-json parses in place).
+    pub fn decode(codec: Codec, body: &mut [u8]) -> Result<Self, DecodeError> {
+        decode(codec, body)
+    }
+}
+
+impl<E: Event> Serialize for Envelope<E> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let len = 2 + usize::from(self.rid.is_some()) + usize::from(self.seq.is_some());
+        let mut m = s.serialize_map(Some(len))?;
+        m.serialize_entry("event", self.event.name())?;
+        if let Some(rid) = self.rid {
+            m.serialize_entry("rid", &rid)?;
+        }
+        if let Some(seq) = self.seq {
+            m.serialize_entry("seq", &seq)?;
+        }
+        m.serialize_entry("data", &DataOf(&self.event))?;
+        m.end()
+    }
+}
+
+struct DataOf<'a, E>(&'a E);
+
+impl<E: Event> Serialize for DataOf<'_, E> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_data(s)
+    }
+}
+
+/// Decodes one frame body. Checks the size limit, the envelope shape, the event name, the payload
+/// types and the payload limits ([`Event::validate`]), in that order.
+pub fn decode<E: Event>(codec: Codec, body: &mut [u8]) -> Result<Envelope<E>, DecodeError> {
+    if body.len() > limits::MAX_MESSAGE_BYTES {
+        return Err(DecodeError::TooLarge(body.len()));
+    }
+    let env: Envelope<E> = match codec {
+        Codec::Json => decode_json(body)?,
+        Codec::Msgpack => decode_msgpack(body)?,
+    };
+    env.event.validate()?;
+    Ok(env)
+}
+
+fn bad_frame(codec: Codec, detail: impl Into<String>) -> DecodeError {
+    let codec = match codec {
+        Codec::Json => "JSON",
+        Codec::Msgpack => "MessagePack",
+    };
+    DecodeError::BadFrame { codec, detail: detail.into() }
+}
+
+fn decode_json<E: Event>(body: &mut [u8]) -> Result<Envelope<E>, DecodeError> {
+    use simd_json::prelude::*;
+    use simd_json::BorrowedValue;
+
+    let value = simd_json::to_borrowed_value(body).map_err(|e| bad_frame(Codec::Json, e.to_string()))?;
+    if depth_json(&value) > limits::MAX_DEPTH {
+        return Err(bad_frame(Codec::Json, "nested too deeply"));
+    }
+    let BorrowedValue::Object(mut obj) = value else {
+        return Err(bad_frame(Codec::Json, "the envelope must be an object"));
+    };
+    let name = match obj.get("event").and_then(|v| v.as_str()) {
+        Some(n) => n.to_string(),
+        None => return Err(bad_frame(Codec::Json, "`event` must be a string")),
+    };
+    let rid = match obj.get("rid") {
+        None => None,
+        Some(v) if v.is_null() => None,
+        Some(v) => Some(v.as_u32().ok_or_else(|| bad_frame(Codec::Json, "`rid` must be an integer 0..=4294967295"))?),
+    };
+    let seq = match obj.get("seq") {
+        None => None,
+        Some(v) if v.is_null() => None,
+        Some(v) => Some(v.as_u64().ok_or_else(|| bad_frame(Codec::Json, "`seq` must be a non-negative integer"))?),
+    };
+    let data = obj.remove("data").unwrap_or_else(|| BorrowedValue::Object(Box::default()));
+    let event = E::from_data(&name, data)?;
+    Ok(Envelope { event, rid, seq })
+}
+
+fn depth_json(v: &simd_json::BorrowedValue) -> usize {
+    use simd_json::BorrowedValue as V;
+    match v {
+        V::Array(a) => 1 + a.iter().map(depth_json).max().unwrap_or(0),
+        V::Object(o) => 1 + o.values().map(depth_json).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn decode_msgpack<E: Event>(body: &mut [u8]) -> Result<Envelope<E>, DecodeError> {
+    use rmpv::ValueRef;
+
+    let mut rd: &[u8] = body;
+    let value = rmpv::decode::read_value_ref_with_max_depth(&mut rd, limits::MAX_DEPTH)
+        .map_err(|e| bad_frame(Codec::Msgpack, e.to_string()))?;
+    if !rd.is_empty() {
+        return Err(bad_frame(Codec::Msgpack, "trailing bytes after the envelope"));
+    }
+    let ValueRef::Map(entries) = value else {
+        return Err(bad_frame(Codec::Msgpack, "the envelope must be a map"));
+    };
+    let mut name = None;
+    let (mut rid, mut seq, mut data) = (None, None, None);
+    for (k, v) in entries {
+        let ValueRef::String(k) = k else { continue };
+        match k.as_str() {
+            Some("event") => match v {
+                ValueRef::String(s) => name = s.as_str().map(str::to_string),
+                _ => return Err(bad_frame(Codec::Msgpack, "`event` must be a string")),
+            },
+            Some("rid") => {
+                rid = match v {
+                    ValueRef::Nil => None,
+                    v => Some(
+                        v.as_u64()
+                            .and_then(|n| u32::try_from(n).ok())
+                            .ok_or_else(|| bad_frame(Codec::Msgpack, "`rid` must be an integer 0..=4294967295"))?,
+                    ),
+                }
+            }
+            Some("seq") => {
+                seq = match v {
+                    ValueRef::Nil => None,
+                    v => Some(v.as_u64().ok_or_else(|| bad_frame(Codec::Msgpack, "`seq` must be a non-negative integer"))?),
+                }
+            }
+            Some("data") => data = Some(v),
+            _ => {}
+        }
+    }
+    let name = name.ok_or_else(|| bad_frame(Codec::Msgpack, "`event` must be a string"))?;
+    let data = data.unwrap_or(ValueRef::Map(Vec::new()));
+    let event = E::from_data(&name, data)?;
+    Ok(Envelope { event, rid, seq })
+}
+

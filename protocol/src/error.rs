@@ -1,0 +1,186 @@
+//! Error codes sent to clients in `error` events, WebSocket close codes, and decode errors.
+//!
+//! Error codes are stable strings: clients and the load generator key behaviour off them. The table in
+//! `docs/protocol.md` says for each who caused it and whether retrying can help.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+macro_rules! error_codes {
+    ($( $(#[$doc:meta])* $variant:ident = $wire:literal, retry: $retry:literal; )*) => {
+        /// A stable error code of an `error` event.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Serialize for ErrorCode {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for ErrorCode {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                ErrorCode::parse(&s).ok_or_else(|| serde::de::Error::unknown_variant(&s, &[$($wire),*]))
+            }
+        }
+
+        impl ErrorCode {
+            /// Every code, in documentation order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
+
+            /// The code as it appears on the wire, e.g. `late_answer`.
+            pub fn as_str(self) -> &'static str {
+                match self { $( ErrorCode::$variant => $wire, )* }
+            }
+
+            /// Parses a wire code (also the first word of a Redis Function error reply).
+            pub fn parse(s: &str) -> Option<ErrorCode> {
+                match s { $( $wire => Some(ErrorCode::$variant), )* _ => None }
+            }
+
+            /// Whether the same request may succeed if sent again later.
+            pub fn retryable(self) -> bool {
+                match self { $( ErrorCode::$variant => $retry, )* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// The frame body is not valid JSON / MessagePack, or not an envelope object.
+    BadFrame = "bad_frame", retry: false;
+    /// The envelope names an event the server does not know (or one only the server sends).
+    UnknownEvent = "unknown_event", retry: false;
+    /// The event is known but its `data` is missing fields, has wrong types, or breaks a limit.
+    BadPayload = "bad_payload", retry: false;
+    /// A message is larger than the limit (the socket is also closed with 1009).
+    TooLarge = "too_large", retry: false;
+    /// The socket has no session for this action (join or reconnect first), or a token is wrong.
+    Unauthorized = "unauthorized", retry: false;
+    /// A host action from someone who is not the room's host.
+    NotHost = "not_host", retry: false;
+    /// No live room has this game code.
+    RoomNotFound = "room_not_found", retry: false;
+    /// The quiz id names no stored quiz.
+    QuizNotFound = "quiz_not_found", retry: false;
+    /// The room has reached its player limit.
+    RoomFull = "room_full", retry: false;
+    /// The game has started and the room does not allow late joins.
+    RoomLocked = "room_locked", retry: false;
+    /// Another player in the room already uses this nickname (compared case-insensitively).
+    NameTaken = "name_taken", retry: false;
+    /// The nickname breaks the name rules (length, control characters).
+    BadName = "bad_name", retry: false;
+    /// The action is not valid in the room's current state (e.g. start twice, pause in the lobby).
+    WrongState = "wrong_state", retry: false;
+    /// The answer names a question other than the current one.
+    WrongQuestion = "wrong_question", retry: false;
+    /// The answer arrived after the question's end plus the 500 ms grace.
+    LateAnswer = "late_answer", retry: false;
+    /// This player already answered this question; the first answer stands.
+    AlreadyAnswered = "already_answered", retry: false;
+    /// The answer's HMAC does not match the session's answer secret.
+    BadHash = "bad_hash", retry: false;
+    /// Too many events: the per-socket rate or the per-question answer limit was exceeded.
+    RateLimited = "rate_limited", retry: true;
+    /// The player was removed by the host or by anti-cheat; final.
+    Kicked = "kicked", retry: false;
+    /// The server is shedding load; retry after `retryAfterMs`.
+    Overloaded = "overloaded", retry: true;
+    /// Redis (or another dependency) is unreachable; retry after `retryAfterMs`.
+    Unavailable = "unavailable", retry: true;
+    /// A bug on our side; reported in logs.
+    Internal = "internal", retry: true;
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// WebSocket close codes the edge uses. 1xxx are RFC 6455; 4xxx are Ringside's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum CloseCode {
+    /// Normal closure (the client left, or answered our close).
+    Normal = 1000,
+    /// The server is going away for good (process exit without drain).
+    GoingAway = 1001,
+    /// Malformed WebSocket framing (unmasked frame, bad opcode, bad close payload...).
+    ProtocolError = 1002,
+    /// A text message that is not valid UTF-8.
+    InvalidPayload = 1007,
+    /// Policy violation: the socket kept breaking the rate limit.
+    PolicyViolation = 1008,
+    /// A frame or message larger than the limits.
+    MessageTooBig = 1009,
+    /// Unexpected server error.
+    InternalError = 1011,
+    /// The edge is draining (deploy, SIGTERM): reconnect, to another edge, with your last seq.
+    ServiceRestart = 1012,
+    /// The edge is overloaded: reconnect after a backoff.
+    TryAgainLater = 1013,
+    /// No frame received within the idle timeout.
+    IdleTimeout = 4000,
+    /// The player was kicked (host or anti-cheat). Final: do not reconnect.
+    Kicked = 4003,
+    /// The room ended and expired. Final.
+    RoomClosed = 4004,
+    /// The client could not keep up (send queue over its hard limit): reconnect with your last seq.
+    SlowConsumer = 4008,
+}
+
+impl CloseCode {
+    pub fn code(self) -> u16 {
+        self as u16
+    }
+
+    /// Whether a client should reconnect after this close (with backoff and its last seq).
+    pub fn should_reconnect(self) -> bool {
+        !matches!(
+            self,
+            CloseCode::Kicked | CloseCode::RoomClosed | CloseCode::ProtocolError | CloseCode::InvalidPayload
+        )
+    }
+}
+
+/// Why a frame body could not become an event. Each maps to one [`ErrorCode`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("message of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    #[error("not a valid {codec} envelope: {detail}")]
+    BadFrame { codec: &'static str, detail: String },
+    #[error("unknown event `{0}`")]
+    UnknownEvent(String),
+    #[error("bad payload for `{event}`: {detail}")]
+    BadPayload { event: String, detail: String },
+}
+
+impl DecodeError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::TooLarge(_) => ErrorCode::TooLarge,
+            DecodeError::BadFrame { .. } => ErrorCode::BadFrame,
+            DecodeError::UnknownEvent(_) => ErrorCode::UnknownEvent,
+            DecodeError::BadPayload { .. } => ErrorCode::BadPayload,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_parses_back_from_its_wire_name() {
+        for &c in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(ErrorCode::parse("nope"), None);
+    }
+}

@@ -1,0 +1,36 @@
+//! Limits of the wire protocol. The edge enforces them; clients can rely on them.
+
+/// Largest WebSocket frame payload a client may send, in bytes (larger: close 1009).
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Largest assembled client message, in bytes (larger: close 1009).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Sustained client events per second per socket (token bucket refill rate).
+pub const EVENTS_PER_SECOND: u32 = 20;
+/// Burst of client events a socket may send at once (token bucket size).
+pub const EVENTS_BURST: u32 = 40;
+/// Nickname length in Unicode scalar values.
+pub const NAME_MIN_CHARS: usize = 1;
+pub const NAME_MAX_CHARS: usize = 24;
+/// A game code (PIN) is exactly this many characters of [`GAME_CODE_ALPHABET`].
+pub const GAME_CODE_LEN: usize = 6;
+/// Upper-case letters and digits without the look-alikes 0/O and 1/I.
+pub const GAME_CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+/// Quiz ids: 1..=64 characters of `[A-Za-z0-9_-]`.
+pub const QUIZ_ID_MAX_CHARS: usize = 64;
+/// Answer options per question.
+pub const MIN_OPTIONS: usize = 2;
+pub const MAX_OPTIONS: usize = 8;
+/// At most this many answer events per player per question (anti-cheat layer 5).
+pub const ANSWER_EVENTS_PER_QUESTION: u32 = 2;
+/// Violations after which a player is kicked automatically.
+pub const VIOLATIONS_BEFORE_KICK: u32 = 5;
+/// Grace after a question's end during which an answer still counts, in ms (anti-cheat layer 3).
+pub const ANSWER_GRACE_MS: u64 = 500;
+/// Entries of `top N` lists in reveal, leaderboard and end events.
+pub const LEADERBOARD_TOP_N: usize = 10;
+/// Interval between client pings the server asks for, in ms.
+pub const PING_INTERVAL_MS: u32 = 5_000;
+/// Longest `host:extend:time` step, in seconds.
+pub const MAX_EXTEND_SECONDS: u32 = 120;
+/// Decoding depth limit for nested values (defends the decoders against deep nesting).
+pub const MAX_DEPTH: usize = 16;
