@@ -252,7 +252,6 @@ macro_rules! string_enum {
         }
     };
 }
-pub(crate) use string_enum;
 
 string_enum! {
     /// The room lifecycle (seed 003): LOBBY → STARTING → ACTIVE ⇄ REVEAL → ENDED.
