@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Makes sure this machine has what Ringside needs to build, run and test: a Rust toolchain and redis-server
+# (Redis 7, for Functions, sharded pub/sub and cluster). Idempotent; installs with apt-get when run as root.
+set -euo pipefail
+
+need_redis=0
+command -v redis-server >/dev/null 2>&1 || need_redis=1
+command -v redis-cli >/dev/null 2>&1 || need_redis=1
+if [ "$need_redis" = 1 ] && [ -z "${REDIS_SERVER:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing redis-server with apt-get" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "setup: redis-server (7.0+) is missing. Install it with:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y redis-server" >&2
+    echo "or set REDIS_SERVER=/path/to/redis-server and REDIS_CLI=/path/to/redis-cli" >&2
+    exit 1
+  fi
+fi
+
+ver=$("${REDIS_SERVER:-redis-server}" --version | sed -n 's/.*v=\([0-9]*\)\..*/\1/p')
+if [ -n "$ver" ] && [ "$ver" -lt 7 ]; then
+  echo "setup: redis-server $ver found, Ringside needs Redis 7+ (Functions, sharded pub/sub)" >&2
+  exit 1
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo is missing. Install Rust from https://rustup.rs (or: apt-get install -y cargo)" >&2
+  exit 1
+fi
