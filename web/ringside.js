@@ -1,0 +1,97 @@
+// Ringside browser client: one WebSocket (subprotocol ringside.v1.json), request ids, clock sync,
+// per-room seq tracking and reconnect with the last seq. Shared by host.html and play.html.
+export class Ringside {
+  constructor(onEvent, onStatus) {
+    this.onEvent = onEvent;
+    this.onStatus = onStatus || (() => {});
+    this.rid = 0;
+    this.pending = new Map();
+    this.offset = 0;        // server clock − local clock, ms
+    this.lastSeq = 0;
+    this.session = null;    // {gameCode, playerId, sessionToken} for reconnect
+    this.backoff = 500;
+  }
+
+  url() {
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    return `${proto}//${location.host}/ws`;
+  }
+
+  connect() {
+    return new Promise((resolve) => {
+      const ws = new WebSocket(this.url(), 'ringside.v1.json');
+      this.ws = ws;
+      ws.onmessage = (m) => this.handle(JSON.parse(m.data), resolve);
+      ws.onclose = (e) => {
+        this.onStatus(`disconnected (${e.code})`);
+        const final = e.code === 4003 || e.code === 4004 || e.code === 1002 || e.code === 1007;
+        if (!final && this.session) setTimeout(() => this.reconnect(), this.backoff);
+        this.backoff = Math.min(this.backoff * 2, 8000);
+      };
+    });
+  }
+
+  async reconnect() {
+    await this.connect();
+    const s = this.session;
+    this.request('reconnect:attempt', { gameCode: s.gameCode, playerId: s.playerId, sessionToken: s.sessionToken, lastSeq: this.lastSeq })
+      .catch((e) => this.onStatus(`reconnect failed: ${e.code}`));
+  }
+
+  handle(env, resolveConnect) {
+    if (env.event === 'session:ack') {
+      this.offset = env.data.serverTime - Date.now();
+      this.backoff = 500;
+      this.onStatus('connected');
+      this.ping();
+      resolveConnect();
+      return;
+    }
+    if (env.event === 'pong') {
+      const t3 = Date.now();
+      this.offset = env.data.serverTime - (env.data.t + t3) / 2;
+    }
+    if (env.seq !== undefined) {
+      if (env.seq <= this.lastSeq) return; // already seen (replay after reconnect)
+      this.lastSeq = env.seq;
+    }
+    if (env.rid !== undefined && this.pending.has(env.rid)) {
+      const { resolve, reject } = this.pending.get(env.rid);
+      this.pending.delete(env.rid);
+      if (env.event === 'error') reject(env.data); else resolve(env.data);
+      if (env.event === 'room:join:ack' || env.event === 'reconnect:state') this.lastSeq = Math.max(this.lastSeq, env.data.seq);
+    }
+    this.onEvent(env);
+  }
+
+  send(event, data, rid) {
+    const env = { event, data };
+    if (rid !== undefined) env.rid = rid;
+    this.ws.send(JSON.stringify(env));
+  }
+
+  request(event, data) {
+    const rid = ++this.rid;
+    return new Promise((resolve, reject) => {
+      this.pending.set(rid, { resolve, reject });
+      this.send(event, data, rid);
+    });
+  }
+
+  ping() {
+    this.send('ping', { t: Date.now() });
+    clearTimeout(this.pingTimer);
+    this.pingTimer = setTimeout(() => this.ping(), 5000);
+  }
+
+  serverNow() { return Date.now() + this.offset; }
+  msUntil(serverMs) { return Math.max(0, serverMs - this.serverNow()); }
+
+  // HMAC-SHA256(answerSecret, "gameCode:playerId:qIndex:answerIdx"), lowercase hex (docs/protocol.md §6).
+  static async answerHash(secret, gameCode, playerId, qIndex, answerIdx) {
+    const enc = new TextEncoder();
+    const key = await crypto.subtle.importKey('raw', enc.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+    const sig = await crypto.subtle.sign('HMAC', key, enc.encode(`${gameCode}:${playerId}:${qIndex}:${answerIdx}`));
+    return [...new Uint8Array(sig)].map((b) => b.toString(16).padStart(2, '0')).join('');
+  }
+}
