@@ -1,0 +1,1158 @@
+#!lua name=ringside
+-- Ringside game logic as Redis Functions. Library version: 1 (see `version`, and VERSION in lua/src/lib.rs).
+--
+-- Every authoritative transition of a quiz room runs here, atomically, in the room's hash slot.
+-- The edge and the engine only ever call these functions (lua/README.md has the full contract).
+--
+-- Calling convention (every function):
+--   KEYS[1] = room key prefix  `room:{pNN}:CODE`   (ringside_protocol::keys::room)
+--   KEYS[2] = timer stream     `timers:{pNN}`      (ringside_protocol::keys::room_timers)
+--   The room's other keys are derived from KEYS[1] by suffix. They share its hash tag, so every call
+--   touches one slot (a documented deviation from "declare every key"). Read-only functions accept KEYS[2]
+--   and ignore it.
+--   Randomness (codes, ids, tokens, secrets) comes from the caller's CSPRNG in ARGV; time comes from TIME.
+--   Errors: `<code> <detail>` where <code> is a wire ErrorCode (ringside_protocol::ErrorCode) or the
+--   internal `code_taken`. Replies: JSON text, the `data` of the protocol reply event.
+--
+-- Keys of one room (P = KEYS[1]); the count is constant per room plus one per question played:
+--   P              hash    state, settings, current question, deadlines, seq, gen, counters
+--   P:quiz         hash    the quiz copied at create: t<i> text, o<i> options, c<i> correct, ...
+--   P:players      hash    playerId -> "<avatar>:<name>"
+--   P:names        hash    "k:<folded name>" -> playerId, "p:<playerId>" -> folded name
+--   P:sess         hash    playerId -> sessionToken
+--   P:secret       hash    playerId -> answerSecret (the edge verifies the answer HMAC with it)
+--   P:streak       hash    playerId -> "<streak>:<qIndex of the last correct answer>"
+--   P:viol         hash    playerId -> anti-cheat violations
+--   P:kicked       hash    "p:<playerId>" -> reason, "s:<sessionToken>" -> playerId
+--   P:lb           zset    playerId -> total score (every player, from join, starting at 0)
+--   P:recent       list    the last 50 joiners (playerIds), newest last
+--   P:pend         list    joiners not yet announced by room:player:joined (newest first, max 20)
+--   P:log          stream  room events, id "<seq>-0", field e = the envelope JSON; capped ~1000
+--   P:q:<i>        hash    question i: n answered, d<k> per option, a:<pid> "idx:ms:points:streak",
+--                          r:<pid> refused answer events
+--   P:ev           sharded pub/sub channel of room events (same envelope JSON as the log)
+
+local VERSION = 1
+local LOG_MAX = 1000            -- entries kept in P:log (approximate trim)
+local ROOM_TTL = 7200           -- s: a room with no transition for this long is abandoned
+local END_TTL = 300             -- s: reconnect window after game:end
+local GRACE_MS = 500            -- ringside_protocol::limits::ANSWER_GRACE_MS
+local TOP_N = 10                -- limits::LEADERBOARD_TOP_N
+local RECENT_MAX = 50           -- players[] in room:join:ack
+local JOIN_NAMES = 20           -- players[] in room:player:joined
+local JOIN_EVERY_MS = 1000      -- at most one room:player:joined per room per second
+local PROGRESS_EVERY_MS = 1000  -- at most one game:answer:progress per room per second
+local ANSWER_EVENTS = 2         -- limits::ANSWER_EVENTS_PER_QUESTION
+local VIOLATIONS_KICK = 5       -- limits::VIOLATIONS_BEFORE_KICK
+local MAX_EXTEND_S = 120        -- limits::MAX_EXTEND_SECONDS
+local RESULTS_MAX = 1000        -- playerIds per `results` call
+local TIMER_KEEP_MS = 3600000   -- timer stream entries older than this are trimmed (MINID)
+local MAX_QUESTIONS = 100
+local MAX_OPTIONS = 8
+
+local FIXED = { '', ':quiz', ':players', ':names', ':sess', ':secret', ':streak', ':viol', ':kicked',
+  ':lb', ':recent', ':pend', ':log' }
+
+-- ───────────────────────────── helpers ─────────────────────────────
+
+-- A refusal: unwound by `api` into `redis.error_reply('<code> <detail>')`.
+local function fail(code, detail)
+  error({ ringside = true, msg = code .. ' ' .. (detail or code) }, 0)
+end
+
+-- Integers as JSON/Redis arguments without exponent notation.
+local function int(n)
+  return string.format('%d', n)
+end
+
+-- A JSON string literal.
+local function js(s)
+  return cjson.encode(s)
+end
+
+local function jbool(b)
+  if b then return 'true' end
+  return 'false'
+end
+
+-- A JSON object from an array of already encoded "\"key\":value" members.
+local function obj(members)
+  return '{' .. table.concat(members, ',') .. '}'
+end
+
+local function kv(k, v)
+  return '"' .. k .. '":' .. v
+end
+
+-- A JSON array from already encoded items (an empty table gives [] — never cjson's {}).
+local function arr(items)
+  return '[' .. table.concat(items, ',') .. ']'
+end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- HMGET into a table keyed by field name; missing fields are nil.
+local function hm(key, fields)
+  local vals = redis.call('HMGET', key, unpack(fields))
+  local out = {}
+  for i, f in ipairs(fields) do
+    if vals[i] then out[f] = vals[i] end
+  end
+  return out
+end
+
+local function num(v, default)
+  local n = tonumber(v)
+  if n == nil then return default end
+  return n
+end
+
+-- A non-negative integer argument, or a bad_payload refusal.
+local function arg_int(v, what, lo, hi)
+  local n = tonumber(v)
+  if n == nil or n ~= math.floor(n) or n < lo or n > hi then
+    fail('bad_payload', what .. ' must be an integer ' .. int(lo) .. '..' .. int(hi))
+  end
+  return n
+end
+
+-- Ids and tokens: caller-generated, [A-Za-z0-9_-], bounded length.
+local function arg_id(v, what, minlen, maxlen)
+  if type(v) ~= 'string' or #v < minlen or #v > maxlen or not string.find(v, '^[%w_%-]+$') then
+    fail('bad_payload', what .. ' must be ' .. int(minlen) .. '..' .. int(maxlen) .. ' characters of [A-Za-z0-9_-]')
+  end
+  return v
+end
+
+-- Nickname rules (ringside_protocol::events::is_valid_name): well-formed UTF-8, 1..=24 Unicode scalar
+-- values after trimming spaces, no control characters (C0, DEL, C1). Returns the trimmed name.
+local function check_name(name)
+  if type(name) ~= 'string' then fail('bad_name', 'name missing') end
+  name = string.match(name, '^ *(.-) *$')
+  if #name == 0 or #name > 96 then fail('bad_name', 'name must be 1..24 characters') end
+  local count, i, len = 0, 1, #name
+  while i <= len do
+    local b = string.byte(name, i)
+    local n, lo, hi = 0, 0x80, 0xBF
+    if b < 0x80 then
+      if b < 0x20 or b == 0x7F then fail('bad_name', 'control characters are not allowed') end
+    elseif b >= 0xC2 and b <= 0xDF then
+      n = 1
+    elseif b >= 0xE0 and b <= 0xEF then
+      n = 2
+      if b == 0xE0 then lo = 0xA0 elseif b == 0xED then hi = 0x9F end
+    elseif b >= 0xF0 and b <= 0xF4 then
+      n = 3
+      if b == 0xF0 then lo = 0x90 elseif b == 0xF4 then hi = 0x8F end
+    else
+      fail('bad_name', 'name is not valid UTF-8')
+    end
+    for j = 1, n do
+      local c = string.byte(name, i + j)
+      if c == nil or c < (j == 1 and lo or 0x80) or c > (j == 1 and hi or 0xBF) then
+        fail('bad_name', 'name is not valid UTF-8')
+      end
+    end
+    if b == 0xC2 and string.byte(name, i + 1) <= 0x9F then
+      fail('bad_name', 'control characters are not allowed')
+    end
+    count = count + 1
+    i = i + n + 1
+  end
+  if count < 1 or count > 24 then fail('bad_name', 'name must be 1..24 characters') end
+  return name
+end
+
+-- The call's room: parses KEYS, checks the timer stream shares the room's hash tag.
+local function room_of(keys, need_timers)
+  local P = keys[1]
+  if type(P) ~= 'string' then fail('bad_payload', 'KEYS[1] must be the room key') end
+  local tag, code = string.match(P, '^room:({p%d%d+}):([A-Z0-9]+)$')
+  if not tag then fail('bad_payload', 'KEYS[1] must look like room:{pNN}:CODE') end
+  local T = keys[2]
+  if need_timers and T ~= 'timers:' .. tag then
+    fail('bad_payload', 'KEYS[2] must be timers:' .. tag)
+  end
+  return { P = P, T = T, code = code, tag = tag, Q = P .. ':quiz' }
+end
+
+local function qkey(R, q)
+  return R.P .. ':q:' .. int(q)
+end
+
+-- Sets the expiry of every fixed key of the room, plus question q's hash when q >= 0.
+local function touch(R, ttl, q)
+  for _, s in ipairs(FIXED) do
+    redis.call('EXPIRE', R.P .. s, ttl)
+  end
+  if q and q >= 0 then redis.call('EXPIRE', qkey(R, q), ttl) end
+end
+
+-- Appends a room event to the log and publishes it, with the next seq. Returns the seq.
+local function emit(R, name, data)
+  local seq = redis.call('HINCRBY', R.P, 'seq', 1)
+  local env = '{"event":"' .. name .. '","seq":' .. int(seq) .. ',"data":' .. data .. '}'
+  redis.call('XADD', R.P .. ':log', 'MAXLEN', '~', LOG_MAX, int(seq) .. '-0', 'e', env)
+  redis.call('SPUBLISH', R.P .. ':ev', env)
+  return seq
+end
+
+-- Writes a schedule into the partition's timer stream (read by the engine).
+local function schedule(R, now, kind, q, gen, due, every)
+  local args = { 'XADD', R.T, 'MINID', '~', int(now - TIMER_KEEP_MS), '*',
+    'room', R.code, 'kind', kind, 'q', int(q), 'gen', int(gen), 'due', int(due) }
+  if every then
+    args[#args + 1] = 'every'
+    args[#args + 1] = int(every)
+  end
+  redis.call(unpack(args))
+end
+
+local function ok_reply(event)
+  return obj({ kv('event', js(event)) })
+end
+
+local function require_room(r)
+  if not r.state then fail('room_not_found', 'no live room has this game code') end
+end
+
+local function require_host(r, token)
+  if type(token) ~= 'string' or token == '' or r.host ~= token then
+    fail('not_host', 'only the host may do this')
+  end
+end
+
+-- "<avatar>:<name>" -> avatar, name
+local function split_player(v)
+  local a, n = string.match(v, '^(%d+):(.*)$')
+  return a, n
+end
+
+local function player_json(pid, v)
+  local a, n = split_player(v)
+  return obj({ kv('id', js(pid)), kv('name', js(n)), kv('avatar', a) })
+end
+
+-- "<streak>:<qIndex>" -> streak, qIndex (0, -2 when absent)
+local function split_streak(v)
+  if not v then return 0, -2 end
+  local s, q = string.match(v, '^(%-?%d+):(%-?%d+)$')
+  return tonumber(s), tonumber(q)
+end
+
+-- The player's streak after question `revealed` was revealed (consecutive correct answers ending at it).
+-- Streaks are never reset in a loop: a record "s:q" only counts while q is the latest revealed question;
+-- a record of the still-open question `open` counts as s-1 (its answer is not revealed yet).
+local function streak_at(rec, revealed, open)
+  local s, q = split_streak(rec)
+  if q == revealed then return s end
+  if open and q == open then return s - 1 end
+  return 0
+end
+
+-- "idx:ms:points:streak" of a stored answer
+local function split_answer(v)
+  if not v then return nil end
+  local a, ms, pts, st = string.match(v, '^(%d+):(%d+):(%-?%d+):(%-?%d+)$')
+  return tonumber(a), tonumber(ms), tonumber(pts), tonumber(st)
+end
+
+local ROOM_SCORING = { 'state', 'cur', 'nq', 'np', 'gen', 'endsAt', 'paused', 'prem', 'tlim',
+  's_base', 's_bonus', 's_smult', 's_sthr', 's_pen', 's_rp', 's_tpq', 'rid' }
+
+-- ───────────────────────────── question payloads ─────────────────────────────
+
+-- The data of game:question:show for question q (never includes the correct index).
+local function show_json(R, r, q, endsAt)
+  local i = int(q)
+  local z = hm(R.Q, { 't' .. i, 'o' .. i, 'l' .. i, 'p' .. i, 'img' .. i })
+  local tlim = tonumber(r.tlim) or tonumber(z['l' .. i])
+  local points = z['p' .. i]
+  if r.s_base and r.s_base ~= '' then points = r.s_base end
+  local m = {
+    kv('qIndex', i), kv('totalQuestions', r.nq), kv('question', z['t' .. i]), kv('answers', z['o' .. i]),
+    kv('endsAt', int(endsAt)), kv('timeLimitMs', int(tlim)), kv('points', points),
+  }
+  local img = z['img' .. i]
+  if img and img ~= '' then m[#m + 1] = kv('imageUrl', img) end
+  return obj(m)
+end
+
+-- Top N of the leaderboard as RankEntry JSON; delta = points of question q, streak as of q.
+-- Ties share the better rank (1 + number of strictly higher totals).
+local function top_json(R, q)
+  local rows = redis.call('ZREVRANGE', R.P .. ':lb', 0, TOP_N - 1, 'WITHSCORES')
+  if #rows == 0 then return '[]' end
+  local ids = {}
+  for k = 1, #rows, 2 do ids[#ids + 1] = rows[k] end
+  local names = redis.call('HMGET', R.P .. ':players', unpack(ids))
+  local streaks = redis.call('HMGET', R.P .. ':streak', unpack(ids))
+  local deltas
+  if q >= 0 then
+    local fields = {}
+    for k, id in ipairs(ids) do fields[k] = 'a:' .. id end
+    deltas = redis.call('HMGET', qkey(R, q), unpack(fields))
+  end
+  local out, rank, prev = {}, 0, nil
+  for k, id in ipairs(ids) do
+    local score = tonumber(rows[2 * k])
+    if score ~= prev then rank = k; prev = score end
+    local _, name = split_player(names[k] or '0:?')
+    local delta = 0
+    if deltas and deltas[k] then
+      local _, _, pts = split_answer(deltas[k])
+      delta = pts or 0
+    end
+    out[#out + 1] = obj({ kv('rank', int(rank)), kv('id', js(id)), kv('name', js(name or '?')),
+      kv('score', int(score)), kv('delta', int(delta)), kv('streak', int(math.max(0, streak_at(streaks[k], q)))) })
+  end
+  return arr(out)
+end
+
+-- ───────────────────────────── transitions ─────────────────────────────
+
+-- Opens question q: ACTIVE, deadline, schedules question_end and progress ticks.
+local function show_question(R, r, q, now)
+  local i = int(q)
+  local z = hm(R.Q, { 'l' .. i })
+  local tlim = tonumber(z['l' .. i])
+  if r.s_tpq and r.s_tpq ~= '' then tlim = tonumber(r.s_tpq) end
+  local endsAt = now + tlim
+  local gen = redis.call('HINCRBY', R.P, 'gen', 1)
+  redis.call('HSET', R.P, 'state', 'ACTIVE', 'cur', i, 'endsAt', int(endsAt), 'qstart', int(now),
+    'tlim', int(tlim), 'paused', '0', 'prem', '0', 'pslot', '0', 'pans', '0')
+  redis.call('DEL', qkey(R, q))
+  redis.call('HSET', qkey(R, q), 'n', 0)
+  r.state, r.cur, r.tlim, r.endsAt = 'ACTIVE', i, int(tlim), int(endsAt)
+  emit(R, 'game:question:show', show_json(R, r, q, endsAt))
+  schedule(R, now, 'question_end', q, gen, endsAt + GRACE_MS)
+  schedule(R, now, 'progress', q, gen, now + PROGRESS_EVERY_MS, PROGRESS_EVERY_MS)
+  touch(R, ROOM_TTL, q)
+end
+
+-- Closes the current question: publishes the reveal and the top-N leaderboard, schedules the next step.
+-- O(options + top N): every answer was scored when it was submitted.
+local function reveal(R, r, now, skipped)
+  local q = tonumber(r.cur)
+  local i = int(q)
+  local gen = redis.call('HINCRBY', R.P, 'gen', 1)
+  redis.call('HSET', R.P, 'state', 'REVEAL', 'revAt', int(now), 'paused', '0')
+  local z = hm(R.Q, { 'c' .. i, 'e' .. i, 'no' .. i })
+  local nopt = tonumber(z['no' .. i])
+  local fields = { 'n' }
+  for k = 0, nopt - 1 do fields[#fields + 1] = 'd' .. int(k) end
+  local counts = redis.call('HMGET', qkey(R, q), unpack(fields))
+  local dist = {}
+  for k = 2, #counts do dist[#dist + 1] = int(tonumber(counts[k]) or 0) end
+  local np = tonumber(redis.call('HGET', R.P, 'np')) or 0
+  local m = { kv('qIndex', i), kv('correctIndex', z['c' .. i]), kv('distribution', arr(dist)),
+    kv('answeredCount', int(tonumber(counts[1]) or 0)), kv('totalCount', int(np)) }
+  if z['e' .. i] and z['e' .. i] ~= '' then m[#m + 1] = kv('explanationText', z['e' .. i]) end
+  m[#m + 1] = kv('skipped', jbool(skipped))
+  emit(R, 'game:question:reveal', obj(m))
+  local top = top_json(R, q)
+  redis.call('HSET', R.P, 'lbj', top)
+  emit(R, 'game:leaderboard', obj({ kv('qIndex', i), kv('rankings', top), kv('totalPlayers', int(np)) }))
+  schedule(R, now, 'next_question', q + 1, gen, now + tonumber(r.s_rp))
+  touch(R, ROOM_TTL, q)
+end
+
+-- Ends the game: final top N, short expiry for the reconnect window, a cleanup schedule.
+local function end_game(R, r, now)
+  local q = tonumber(r.cur)
+  local gen = redis.call('HINCRBY', R.P, 'gen', 1)
+  redis.call('HSET', R.P, 'state', 'ENDED', 'ended', int(now))
+  local np = tonumber(redis.call('HGET', R.P, 'np')) or 0
+  emit(R, 'game:end', obj({ kv('roomId', js(r.rid)), kv('finalRankings', top_json(R, q)),
+    kv('totalPlayers', int(np)) }))
+  touch(R, END_TTL, -1)
+  for k = 0, q do redis.call('EXPIRE', qkey(R, k), END_TTL) end
+  schedule(R, now, 'cleanup', q, gen, now + END_TTL * 1000)
+end
+
+-- Announces the pending joiners (coalesced room:player:joined) and invalidates any scheduled flush.
+local function flush_joins(R, now)
+  local pjn = tonumber(redis.call('HGET', R.P, 'pjn')) or 0
+  if pjn <= 0 then return false end
+  local ids = redis.call('LRANGE', R.P .. ':pend', 0, JOIN_NAMES - 1)
+  local items = {}
+  if #ids > 0 then
+    local vals = redis.call('HMGET', R.P .. ':players', unpack(ids))
+    for k = #ids, 1, -1 do -- oldest first, newest last
+      if vals[k] then items[#items + 1] = player_json(ids[k], vals[k]) end
+    end
+  end
+  local np = tonumber(redis.call('HGET', R.P, 'np')) or 0
+  redis.call('DEL', R.P .. ':pend')
+  redis.call('HINCRBY', R.P, 'fgen', 1)
+  redis.call('HSET', R.P, 'pjn', 0, 'lflush', int(now), 'pflush', 0)
+  emit(R, 'room:player:joined', obj({ kv('players', arr(items)), kv('joinedCount', int(pjn)),
+    kv('totalCount', int(np)) }))
+  return true
+end
+
+-- Reveals early when every player in the room has answered the open question.
+local function maybe_early_reveal(R, now)
+  local r = hm(R.P, ROOM_SCORING)
+  if r.state ~= 'ACTIVE' then return end
+  local np = tonumber(r.np) or 0
+  local n = tonumber(redis.call('HGET', qkey(R, tonumber(r.cur)), 'n')) or 0
+  if np > 0 and n >= np then reveal(R, r, now, false) end
+end
+
+-- Removes a player (leave, host kick, anti-cheat kick) and publishes room:player:left.
+-- reason: 'leave' | 'kick'; kicked_by: nil, 'host' or 'cheat' (then the session is barred).
+local function remove_player(R, pid, reason, kicked_by, now)
+  local nk = redis.call('HGET', R.P .. ':names', 'p:' .. pid)
+  if nk then redis.call('HDEL', R.P .. ':names', 'k:' .. nk, 'p:' .. pid) end
+  if kicked_by then
+    local sess = redis.call('HGET', R.P .. ':sess', pid)
+    redis.call('HSET', R.P .. ':kicked', 'p:' .. pid, kicked_by)
+    if sess then redis.call('HSET', R.P .. ':kicked', 's:' .. sess, pid) end
+  end
+  redis.call('HDEL', R.P .. ':players', pid)
+  redis.call('HDEL', R.P .. ':sess', pid)
+  redis.call('HDEL', R.P .. ':secret', pid)
+  redis.call('HDEL', R.P .. ':streak', pid)
+  redis.call('HDEL', R.P .. ':viol', pid)
+  redis.call('ZREM', R.P .. ':lb', pid)
+  redis.call('LREM', R.P .. ':recent', 0, pid)
+  redis.call('LREM', R.P .. ':pend', 0, pid)
+  local np = redis.call('HINCRBY', R.P, 'np', -1)
+  emit(R, 'room:player:left', obj({ kv('playerId', js(pid)), kv('reason', js(reason)),
+    kv('totalCount', int(np)) }))
+  if kicked_by then touch(R, ROOM_TTL, -1) end
+  maybe_early_reveal(R, now)
+end
+
+-- A player's status for actions that need a current member: errors with kicked / unauthorized.
+local function require_player(R, pid)
+  if redis.call('HEXISTS', R.P .. ':players', pid) == 1 then return end
+  if redis.call('HEXISTS', R.P .. ':kicked', 'p:' .. pid) == 1 then
+    fail('kicked', 'this player was removed from the room')
+  end
+  fail('unauthorized', 'not a player of this room')
+end
+
+-- ───────────────────────────── create / join / leave ─────────────────────────────
+
+local function opt(t, k)
+  local v = t[k]
+  if v == nil or v == cjson.null then return nil end
+  return v
+end
+
+local function setting(s, k, lo, hi, default, integer)
+  local v = opt(s, k)
+  if v == nil then return default end
+  if type(v) ~= 'number' or v < lo or v > hi or (integer and v ~= math.floor(v)) then
+    fail('bad_payload', 'settings.' .. k .. ' must be ' .. (integer and 'an integer ' or 'a number ') ..
+      tostring(lo) .. '..' .. tostring(hi))
+  end
+  return v
+end
+
+-- room_create
+-- KEYS: room, timers
+-- ARGV: gameCode (must match KEYS[1]), roomId, hostToken, quizJson (the stored quiz), settingsJson
+--       (RoomSettings), hostName (may be ""), shareUrl (may be "")
+-- Reply: RoomCreated JSON. Errors: code_taken (live room with this code: retry with another), bad_payload.
+local function room_create(keys, args)
+  local R = room_of(keys, true)
+  if args[1] ~= R.code then fail('bad_payload', 'gameCode does not match KEYS[1]') end
+  local rid = arg_id(args[2], 'roomId', 1, 64)
+  local host = arg_id(args[3], 'hostToken', 16, 128)
+  local okq, quiz = pcall(cjson.decode, args[4] or '')
+  if not okq or type(quiz) ~= 'table' then fail('bad_payload', 'quiz is not a JSON object') end
+  local oks, s = pcall(cjson.decode, (args[5] and args[5] ~= '') and args[5] or '{}')
+  if not oks or type(s) ~= 'table' then fail('bad_payload', 'settings is not a JSON object') end
+  local hname = args[6] or ''
+  if hname ~= '' then hname = check_name(hname) end
+  local share = args[7] or ''
+  if #share > 512 then fail('bad_payload', 'shareUrl too long') end
+
+  -- validate the quiz (the Rust importer validated it too; never trust a copy)
+  local qid, title, qs = opt(quiz, 'id'), opt(quiz, 'title'), opt(quiz, 'questions')
+  if type(qid) ~= 'string' or not string.find(qid, '^[%w_%-]+$') or #qid > 64 then
+    fail('bad_payload', 'quiz.id must be 1..64 characters of [A-Za-z0-9_-]')
+  end
+  if type(title) ~= 'string' or title == '' then fail('bad_payload', 'quiz.title must be a non-empty string') end
+  if type(qs) ~= 'table' or #qs < 1 or #qs > MAX_QUESTIONS then
+    fail('bad_payload', 'quiz.questions must have 1..' .. MAX_QUESTIONS .. ' entries')
+  end
+  local qfields = {}
+  for k, q in ipairs(qs) do
+    local at = 'quiz.questions[' .. int(k - 1) .. ']'
+    if type(q) ~= 'table' then fail('bad_payload', at .. ' must be an object') end
+    local text, options, correct = opt(q, 'text'), opt(q, 'options'), opt(q, 'correct')
+    local tl, pts = opt(q, 'timeLimitMs') or 20000, opt(q, 'points') or 1000
+    local expl, img = opt(q, 'explanation'), opt(q, 'imageUrl')
+    if type(text) ~= 'string' or text == '' then fail('bad_payload', at .. '.text must be a non-empty string') end
+    if type(options) ~= 'table' or #options < 2 or #options > MAX_OPTIONS then
+      fail('bad_payload', at .. '.options must have 2..8 entries')
+    end
+    local enc = {}
+    for j, o in ipairs(options) do
+      if type(o) ~= 'string' or o == '' then fail('bad_payload', at .. '.options must be non-empty strings') end
+      enc[j] = js(o)
+    end
+    if type(correct) ~= 'number' or correct ~= math.floor(correct) or correct < 0 or correct >= #options then
+      fail('bad_payload', at .. '.correct must index options')
+    end
+    if type(tl) ~= 'number' or tl ~= math.floor(tl) or tl < 1000 or tl > 300000 then
+      fail('bad_payload', at .. '.timeLimitMs must be an integer 1000..300000')
+    end
+    if type(pts) ~= 'number' or pts ~= math.floor(pts) or pts < 0 or pts > 100000 then
+      fail('bad_payload', at .. '.points must be an integer 0..100000')
+    end
+    if expl ~= nil and type(expl) ~= 'string' then fail('bad_payload', at .. '.explanation must be a string') end
+    if img ~= nil and type(img) ~= 'string' then fail('bad_payload', at .. '.imageUrl must be a string') end
+    local i = int(k - 1)
+    for _, f in ipairs({ 't' .. i, js(text), 'o' .. i, arr(enc), 'no' .. i, int(#options), 'c' .. i, int(correct),
+      'e' .. i, (expl and expl ~= '') and js(expl) or '', 'l' .. i, int(tl), 'p' .. i, int(pts),
+      'img' .. i, (img and img ~= '') and js(img) or '' }) do
+      qfields[#qfields + 1] = f
+    end
+  end
+
+  -- settings (RoomSettings), with defaults
+  local tpq = setting(s, 'timePerQMs', 1000, 300000, nil, true)
+  local maxp = setting(s, 'maxPlayers', 1, 1000000, 100000, true)
+  local late = opt(s, 'lateJoin')
+  if late ~= nil and type(late) ~= 'boolean' then fail('bad_payload', 'settings.lateJoin must be a boolean') end
+  local base = setting(s, 'basePoints', 0, 100000, nil, true)
+  local bonus = setting(s, 'maxTimeBonus', 0, 100000, 500, true)
+  local smult = setting(s, 'streakMultiplier', 1, 10, 1.5, false)
+  local sthr = setting(s, 'streakThreshold', 1, 1000, 3, true)
+  local pen = setting(s, 'wrongPenalty', 0, 100000, 0, true)
+  local cd = setting(s, 'countdownMs', 0, 60000, 3000, true)
+  local rp = setting(s, 'revealPauseMs', 0, 600000, 5000, true)
+
+  if redis.call('EXISTS', R.P) == 1 then fail('code_taken', 'a live room already uses ' .. R.code) end
+
+  -- writes
+  local now = now_ms()
+  -- leftovers of an expired room with this code (normally none)
+  for _, suffix in ipairs(FIXED) do redis.call('DEL', R.P .. suffix) end
+  redis.call('HSET', R.Q, 'id', qid, 'title', title, 'n', int(#qs), unpack(qfields))
+  redis.call('HSET', R.P, 'state', 'LOBBY', 'code', R.code, 'rid', rid, 'host', host, 'hname', hname,
+    'quizId', qid, 'title', title, 'nq', int(#qs), 'cur', -1, 'seq', 0, 'gen', 0, 'fgen', 0, 'np', 0,
+    'pjn', 0, 'lflush', 0, 'pflush', 0, 'created', int(now), 'paused', 0, 'prem', 0, 'lbj', '[]',
+    's_tpq', tpq and int(tpq) or '', 's_maxp', int(maxp), 's_late', late and '1' or '0',
+    's_base', base and int(base) or '', 's_bonus', int(bonus), 's_smult', tostring(smult),
+    's_sthr', int(sthr), 's_pen', int(pen), 's_cd', int(cd), 's_rp', int(rp))
+  touch(R, ROOM_TTL, -1)
+  return obj({ kv('gameCode', js(R.code)), kv('roomId', js(rid)), kv('shareUrl', js(share)),
+    kv('hostToken', js(host)), kv('quizMeta', obj({ kv('quizId', js(qid)), kv('title', js(title)),
+      kv('questionCount', int(#qs)) })) })
+end
+
+local function quiz_meta(r)
+  return obj({ kv('quizId', js(r.quizId)), kv('title', js(r.title)), kv('questionCount', r.nq) })
+end
+
+-- room_join
+-- KEYS: room, timers
+-- ARGV: playerId, sessionToken, answerSecret (caller's CSPRNG), name, nameKey (the name case-folded by
+--       the caller, Unicode lower case; compared for name_taken), avatar (0..65535), priorSession (a
+--       sessionToken this socket held in the room before, or "")
+-- Reply: RoomJoinAck JSON. Errors: room_not_found, kicked, room_locked, room_full, name_taken, bad_name,
+--        bad_payload. Joins are announced coalesced: at most one room:player:joined per second per room.
+local function room_join(keys, args)
+  local R = room_of(keys, true)
+  local pid = arg_id(args[1], 'playerId', 1, 64)
+  if pid == 'host' then fail('bad_payload', 'playerId "host" is reserved') end
+  local sess = arg_id(args[2], 'sessionToken', 16, 128)
+  local secret = arg_id(args[3], 'answerSecret', 16, 128)
+  local name = check_name(args[4])
+  local nkey = args[5]
+  if type(nkey) ~= 'string' or nkey == '' then nkey = name end
+  nkey = string.lower(string.match(nkey, '^ *(.-) *$'))
+  if nkey == '' or #nkey > 200 then fail('bad_name', 'bad name key') end
+  local avatar = arg_int(args[6] or '0', 'avatar', 0, 65535)
+  local prior = args[7] or ''
+  local r = hm(R.P, { 'state', 'np', 's_maxp', 's_late', 'quizId', 'title', 'nq', 'lflush', 'pflush' })
+  require_room(r)
+  if prior ~= '' and redis.call('HEXISTS', R.P .. ':kicked', 's:' .. prior) == 1 then
+    fail('kicked', 'this session was removed from the room')
+  end
+  if r.state ~= 'LOBBY' and (r.state == 'ENDED' or r.s_late ~= '1') then
+    fail('room_locked', 'the game has started')
+  end
+  if tonumber(r.np) >= tonumber(r.s_maxp) then fail('room_full', 'the room is full') end
+  if redis.call('HEXISTS', R.P .. ':names', 'k:' .. nkey) == 1 then fail('name_taken', 'nickname in use') end
+  if redis.call('HEXISTS', R.P .. ':players', pid) == 1 or
+      redis.call('HEXISTS', R.P .. ':kicked', 'p:' .. pid) == 1 then
+    fail('bad_payload', 'playerId already used in this room')
+  end
+
+  -- writes
+  local now = now_ms()
+  redis.call('HSET', R.P .. ':players', pid, int(avatar) .. ':' .. name)
+  redis.call('HSET', R.P .. ':names', 'k:' .. nkey, pid, 'p:' .. pid, nkey)
+  redis.call('HSET', R.P .. ':sess', pid, sess)
+  redis.call('HSET', R.P .. ':secret', pid, secret)
+  redis.call('ZADD', R.P .. ':lb', 'NX', 0, pid)
+  redis.call('RPUSH', R.P .. ':recent', pid)
+  redis.call('LTRIM', R.P .. ':recent', -RECENT_MAX, -1)
+  local np = redis.call('HINCRBY', R.P, 'np', 1)
+  redis.call('LPUSH', R.P .. ':pend', pid)
+  redis.call('LTRIM', R.P .. ':pend', 0, JOIN_NAMES - 1)
+  redis.call('HINCRBY', R.P, 'pjn', 1)
+  if np == 1 then touch(R, ROOM_TTL, -1) end
+  local last = tonumber(r.lflush) or 0
+  if now - last >= JOIN_EVERY_MS then
+    flush_joins(R, now)
+  elseif r.pflush ~= '1' then
+    local fgen = redis.call('HINCRBY', R.P, 'fgen', 1)
+    redis.call('HSET', R.P, 'pflush', 1)
+    schedule(R, now, 'lobby_flush', 0, fgen, last + JOIN_EVERY_MS)
+  end
+
+  local ids = redis.call('LRANGE', R.P .. ':recent', 0, -1)
+  local items = {}
+  if #ids > 0 then
+    local vals = redis.call('HMGET', R.P .. ':players', unpack(ids))
+    for k, id in ipairs(ids) do
+      if vals[k] then items[#items + 1] = player_json(id, vals[k]) end
+    end
+  end
+  local seq = redis.call('HGET', R.P, 'seq')
+  return obj({ kv('playerId', js(pid)), kv('gameCode', js(R.code)), kv('sessionToken', js(sess)),
+    kv('answerSecret', js(secret)), kv('players', arr(items)), kv('totalCount', int(np)),
+    kv('quizMeta', quiz_meta(r)), kv('state', js(r.state)), kv('seq', seq) })
+end
+
+-- room_leave
+-- KEYS: room, timers
+-- ARGV: playerId
+-- Reply: OkReply {"event":"room:leave"}. Publishes room:player:left {reason:"leave"}. After game:end it
+--        changes nothing. Errors: room_not_found, kicked, unauthorized.
+local function room_leave(keys, args)
+  local R = room_of(keys, true)
+  local pid = arg_id(args[1], 'playerId', 1, 64)
+  local r = hm(R.P, { 'state' })
+  require_room(r)
+  require_player(R, pid)
+  if r.state ~= 'ENDED' then remove_player(R, pid, 'leave', nil, now_ms()) end
+  return ok_reply('room:leave')
+end
+
+-- room_kick
+-- KEYS: room, timers
+-- ARGV: hostToken, targetPlayerId
+-- Reply: OkReply {"event":"room:kick"}. The player is removed, room:player:left {reason:"kick"} is
+--        published, and the player's id and session are barred (join/reconnect/answer get `kicked`).
+--        Errors: room_not_found, not_host, wrong_state (after the end), bad_payload (no such player).
+local function room_kick(keys, args)
+  local R = room_of(keys, true)
+  local r = hm(R.P, { 'state', 'host' })
+  require_room(r)
+  require_host(r, args[1])
+  local pid = arg_id(args[2], 'targetPlayerId', 1, 64)
+  if r.state == 'ENDED' then fail('wrong_state', 'the game is over') end
+  if redis.call('HEXISTS', R.P .. ':players', pid) == 0 then fail('bad_payload', 'no such player') end
+  remove_player(R, pid, 'kick', 'host', now_ms())
+  return ok_reply('room:kick')
+end
+
+-- ───────────────────────────── game flow ─────────────────────────────
+
+-- game_start
+-- KEYS: room, timers
+-- ARGV: hostToken
+-- Reply: OkReply {"event":"game:start"}. LOBBY -> STARTING, publishes game:countdown {startsAt,count},
+--        schedules countdown_end at startsAt. Errors: room_not_found, not_host, wrong_state.
+local function game_start(keys, args)
+  local R = room_of(keys, true)
+  local r = hm(R.P, { 'state', 'host', 's_cd' })
+  require_room(r)
+  require_host(r, args[1])
+  if r.state ~= 'LOBBY' then fail('wrong_state', 'the game has already started') end
+  local now = now_ms()
+  local cd = tonumber(r.s_cd)
+  local startsAt = now + cd
+  local gen = redis.call('HINCRBY', R.P, 'gen', 1)
+  redis.call('HSET', R.P, 'state', 'STARTING', 'startsAt', int(startsAt))
+  emit(R, 'game:countdown', obj({ kv('startsAt', int(startsAt)), kv('count', int(math.ceil(cd / 1000))) }))
+  schedule(R, now, 'countdown_end', 0, gen, startsAt)
+  touch(R, ROOM_TTL, -1)
+  return ok_reply('game:start')
+end
+
+-- Counts a refused answer event of the open question, and an anti-cheat violation when it is over the
+-- per-question limit; kicks at VIOLATIONS_KICK. These writes are the point of the refusal, so they happen
+-- before the error reply (nothing else is written on a refused answer).
+local function refuse_answer(qk, pid, code, detail)
+  redis.call('HINCRBY', qk, 'r:' .. pid, 1)
+  fail(code, detail)
+end
+
+-- answer_submit
+-- KEYS: room, timers
+-- ARGV: playerId, qIndex, answerIdx   (the edge has verified the answer HMAC with the session's secret)
+-- Reply: AnswerAck {received:true, qIndex, serverTime} — nothing about correctness.
+-- Errors: room_not_found, unauthorized, kicked, wrong_state, wrong_question, late_answer,
+--         already_answered, rate_limited, bad_payload.
+-- Scoring happens here (server time, streak from the per-player record), stored with the answer and added
+-- to the leaderboard; nothing observable reports it before the reveal. If every player has now answered,
+-- the question is revealed in this same call.
+local function answer_submit(keys, args)
+  local R = room_of(keys, true)
+  local pid = arg_id(args[1], 'playerId', 1, 64)
+  local qi = arg_int(args[2], 'qIndex', 0, 1000000)
+  local ai = arg_int(args[3], 'answerIdx', 0, 1000000)
+  local r = hm(R.P, ROOM_SCORING)
+  require_room(r)
+  require_player(R, pid)
+  local cur = tonumber(r.cur)
+  if r.state ~= 'ACTIVE' then
+    if (r.state == 'REVEAL' or r.state == 'ENDED') and qi == cur then fail('late_answer', 'the question is closed') end
+    if qi ~= cur then fail('wrong_question', 'question ' .. int(qi) .. ' is not open') end
+    fail('wrong_state', 'no question is open')
+  end
+  local now = now_ms()
+  local qk = qkey(R, cur)
+  -- layer 5: at most ANSWER_EVENTS answer events per player per question
+  local seen = redis.call('HMGET', qk, 'a:' .. pid, 'r:' .. pid)
+  local events = (seen[1] and 1 or 0) + (tonumber(seen[2]) or 0)
+  if events >= ANSWER_EVENTS then
+    redis.call('HINCRBY', qk, 'r:' .. pid, 1)
+    local v = redis.call('HINCRBY', R.P .. ':viol', pid, 1)
+    if v >= VIOLATIONS_KICK then
+      remove_player(R, pid, 'kick', 'cheat', now)
+      fail('kicked', 'removed after ' .. int(v) .. ' violations')
+    end
+    touch(R, ROOM_TTL, cur)
+    fail('rate_limited', 'at most ' .. ANSWER_EVENTS .. ' answer events per question (violation ' .. int(v) .. ')')
+  end
+  -- layer 6: the current question only
+  if qi ~= cur then refuse_answer(qk, pid, 'wrong_question', 'question ' .. int(qi) .. ' is not open') end
+  -- layer 4: one answer
+  if seen[1] then refuse_answer(qk, pid, 'already_answered', 'the first answer stands') end
+  -- layer 3: server time, grace after the deadline (a paused question has no running deadline)
+  local paused = r.paused == '1'
+  local endsAt = tonumber(r.endsAt)
+  if not paused and now > endsAt + GRACE_MS then
+    refuse_answer(qk, pid, 'late_answer', 'answering closed at ' .. int(endsAt))
+  end
+  local i = int(cur)
+  local z = hm(R.Q, { 'c' .. i, 'no' .. i, 'p' .. i })
+  if ai >= tonumber(z['no' .. i]) then refuse_answer(qk, pid, 'bad_payload', 'answerIdx out of range') end
+
+  -- score (seed 003): base + floor(maxBonus * remaining / limit), x multiplier when the streak including
+  -- this answer reaches the threshold, floored; wrong answers lose the penalty and break the streak.
+  local correct = ai == tonumber(z['c' .. i])
+  local pts, streak = 0, 0
+  if correct then
+    local base = tonumber(r.s_base) or tonumber(z['p' .. i])
+    local remaining = paused and tonumber(r.prem) or (endsAt - now)
+    local maxb = tonumber(r.s_bonus)
+    local tlim = tonumber(r.tlim)
+    local bonus = 0
+    if remaining > 0 then bonus = math.floor(maxb * remaining / tlim) end
+    if bonus < 0 then bonus = 0 elseif bonus > maxb then bonus = maxb end
+    local s, lastq = split_streak(redis.call('HGET', R.P .. ':streak', pid))
+    if lastq == cur - 1 then streak = s + 1 else streak = 1 end
+    local mult = 1
+    if streak >= tonumber(r.s_sthr) then mult = tonumber(r.s_smult) end
+    pts = math.floor((base + bonus) * mult)
+  else
+    pts = -tonumber(r.s_pen)
+  end
+  local stored = redis.call('HSETNX', qk, 'a:' .. pid, int(ai) .. ':' .. int(now) .. ':' .. int(pts) .. ':' .. int(streak))
+  if stored == 0 then fail('already_answered', 'the first answer stands') end
+  if correct then redis.call('HSET', R.P .. ':streak', pid, int(streak) .. ':' .. i) end
+  redis.call('HINCRBY', qk, 'd' .. int(ai), 1)
+  local n = redis.call('HINCRBY', qk, 'n', 1)
+  if pts ~= 0 then redis.call('ZINCRBY', R.P .. ':lb', pts, pid) end
+  local np = tonumber(r.np) or 0
+  if n >= np then reveal(R, r, now, false) end
+  return obj({ kv('received', 'true'), kv('qIndex', i), kv('serverTime', int(now)) })
+end
+
+-- ───────────────────────────── host controls ─────────────────────────────
+
+local function open_question(keys, args, allow_paused)
+  local R = room_of(keys, true)
+  local r = hm(R.P, ROOM_SCORING)
+  r.host = redis.call('HGET', R.P, 'host')
+  require_room(r)
+  require_host(r, args[1])
+  if r.state ~= 'ACTIVE' then fail('wrong_state', 'no question is open') end
+  if not allow_paused and r.paused == '1' then fail('wrong_state', 'the question is paused') end
+  return R, r
+end
+
+-- host_pause
+-- KEYS: room, timers
+-- ARGV: hostToken
+-- Reply: OkReply {"event":"host:pause"}. Stores the remaining time, supersedes the question_end schedule,
+--        publishes game:paused {qIndex, remainingMs, pausedAt}. Answers are still accepted while paused
+--        (time bonus from the frozen remaining time). Errors: not_host, wrong_state (not ACTIVE, or paused).
+local function host_pause(keys, args)
+  local R, r = open_question(keys, args, false)
+  local now = now_ms()
+  local rem = math.max(0, tonumber(r.endsAt) - now)
+  redis.call('HINCRBY', R.P, 'gen', 1)
+  redis.call('HSET', R.P, 'paused', 1, 'prem', int(rem), 'pausedAt', int(now))
+  emit(R, 'game:paused', obj({ kv('qIndex', r.cur), kv('remainingMs', int(rem)), kv('pausedAt', int(now)) }))
+  return ok_reply('host:pause')
+end
+
+-- host_resume
+-- KEYS: room, timers
+-- ARGV: hostToken
+-- Reply: OkReply {"event":"host:resume"}. endsAt = now + remaining; reschedules question_end; publishes
+--        game:resumed {qIndex, endsAt}. Errors: not_host, wrong_state (not paused).
+local function host_resume(keys, args)
+  local R, r = open_question(keys, args, true)
+  if r.paused ~= '1' then fail('wrong_state', 'the question is not paused') end
+  local now = now_ms()
+  local endsAt = now + tonumber(r.prem)
+  local gen = redis.call('HINCRBY', R.P, 'gen', 1)
+  redis.call('HSET', R.P, 'paused', 0, 'prem', 0, 'endsAt', int(endsAt))
+  emit(R, 'game:resumed', obj({ kv('qIndex', r.cur), kv('endsAt', int(endsAt)) }))
+  schedule(R, now, 'question_end', tonumber(r.cur), gen, endsAt + GRACE_MS)
+  return ok_reply('host:resume')
+end
+
+-- host_skip
+-- KEYS: room, timers
+-- ARGV: hostToken, reason (may be "")
+-- Reply: OkReply {"event":"host:skip:question"}. Reveals now (answers so far are scored), with
+--        skipped:true. Errors: not_host, wrong_state (no open question).
+local function host_skip(keys, args)
+  local R, r = open_question(keys, args, true)
+  reveal(R, r, now_ms(), true)
+  return ok_reply('host:skip:question')
+end
+
+-- host_extend
+-- KEYS: room, timers
+-- ARGV: hostToken, addSeconds (1..120)
+-- Reply: OkReply {"event":"host:extend:time"}. endsAt += addSeconds (while paused: the remaining time
+--        grows); reschedules question_end; publishes game:time:extended {qIndex, endsAt, addSeconds}.
+--        Errors: not_host, wrong_state, bad_payload.
+local function host_extend(keys, args)
+  local R, r = open_question(keys, args, true)
+  local add = arg_int(args[2], 'addSeconds', 1, MAX_EXTEND_S)
+  local now = now_ms()
+  local gen = redis.call('HINCRBY', R.P, 'gen', 1)
+  local endsAt
+  if r.paused == '1' then
+    local rem = tonumber(r.prem) + add * 1000
+    redis.call('HSET', R.P, 'prem', int(rem))
+    endsAt = now + rem
+  else
+    endsAt = tonumber(r.endsAt) + add * 1000
+    redis.call('HSET', R.P, 'endsAt', int(endsAt))
+    schedule(R, now, 'question_end', tonumber(r.cur), gen, endsAt + GRACE_MS)
+  end
+  emit(R, 'game:time:extended', obj({ kv('qIndex', r.cur), kv('endsAt', int(endsAt)), kv('addSeconds', int(add)) }))
+  return ok_reply('host:extend:time')
+end
+
+-- ───────────────────────────── timers ─────────────────────────────
+
+local function fired(kind, q, extra)
+  local m = { kv('fired', 'true'), kv('kind', js(kind)), kv('q', int(q)) }
+  if extra then m[#m + 1] = extra end
+  return obj(m)
+end
+
+local function not_fired(why, extra)
+  local m = { kv('fired', 'false'), kv('why', js(why)) }
+  if extra then m[#m + 1] = extra end
+  return obj(m)
+end
+
+local function early(due, now)
+  return not_fired('early', kv('retryInMs', int(due - now)))
+end
+
+-- timer_fire
+-- KEYS: room, timers
+-- ARGV: kind, q, gen   (exactly as in the timer stream entry)
+-- Reply: {"fired":true,"kind":K,"q":Q} when it changed the room;
+--        {"fired":false,"why":"stale"|"gone"|"unchanged"|"duplicate"} when it changed nothing (a duplicate,
+--        late or superseded fire, or a room that no longer exists);
+--        {"fired":false,"why":"early","retryInMs":N} when the due time has not come by the Redis clock:
+--        fire again after N ms. progress replies also carry "continue": whether to keep ticking.
+-- Idempotent: the same entry fired twice changes the room at most once.
+local function timer_fire(keys, args)
+  local R = room_of(keys, true)
+  local kind = args[1]
+  local q = arg_int(args[2], 'q', 0, 1000000)
+  local gen = arg_int(args[3], 'gen', 0, 1e15)
+  local r = hm(R.P, ROOM_SCORING)
+  if not r.state then
+    if kind == 'progress' then return not_fired('gone', kv('continue', 'false')) end
+    return not_fired('gone')
+  end
+  local now = now_ms()
+  local cur = tonumber(r.cur)
+  local current = tonumber(r.gen) == gen
+  if kind == 'countdown_end' then
+    if r.state ~= 'STARTING' or not current then return not_fired('stale') end
+    local startsAt = tonumber(redis.call('HGET', R.P, 'startsAt'))
+    if now < startsAt then return early(startsAt, now) end
+    show_question(R, r, 0, now)
+    return fired(kind, 0)
+  elseif kind == 'question_end' then
+    if r.state ~= 'ACTIVE' or cur ~= q or not current or r.paused == '1' then return not_fired('stale') end
+    local due = tonumber(r.endsAt) + GRACE_MS
+    if now < due then return early(due, now) end
+    reveal(R, r, now, false)
+    return fired(kind, q)
+  elseif kind == 'next_question' then
+    if r.state ~= 'REVEAL' or cur ~= q - 1 or not current then return not_fired('stale') end
+    local due = tonumber(redis.call('HGET', R.P, 'revAt')) + tonumber(r.s_rp)
+    if now < due then return early(due, now) end
+    if q >= tonumber(r.nq) then
+      end_game(R, r, now)
+      return fired('game_end', q)
+    end
+    show_question(R, r, q, now)
+    return fired(kind, q)
+  elseif kind == 'progress' then
+    -- gen is not checked: pause/resume/extend keep the same progress ticks; the question index is.
+    if r.state ~= 'ACTIVE' or cur ~= q then return not_fired('stale', kv('continue', 'false')) end
+    local p = hm(R.P, { 'qstart', 'pslot', 'pans' })
+    local slot = math.floor((now - tonumber(p.qstart) + PROGRESS_EVERY_MS / 2) / PROGRESS_EVERY_MS)
+    if slot <= tonumber(p.pslot) then return not_fired('duplicate', kv('continue', 'true')) end
+    local n = tonumber(redis.call('HGET', qkey(R, q), 'n')) or 0
+    redis.call('HSET', R.P, 'pslot', int(slot), 'pans', int(n))
+    if n == tonumber(p.pans) then return not_fired('unchanged', kv('continue', 'true')) end
+    emit(R, 'game:answer:progress', obj({ kv('qIndex', int(q)), kv('answeredCount', int(n)),
+      kv('totalCount', int(tonumber(r.np) or 0)) }))
+    return fired(kind, q, kv('continue', 'true'))
+  elseif kind == 'lobby_flush' then
+    local f = hm(R.P, { 'fgen', 'pflush' })
+    if tonumber(f.fgen) ~= gen or f.pflush ~= '1' then return not_fired('stale') end
+    if not flush_joins(R, now) then
+      redis.call('HSET', R.P, 'pflush', 0)
+      return not_fired('unchanged')
+    end
+    return fired(kind, 0)
+  elseif kind == 'cleanup' then
+    if r.state ~= 'ENDED' or not current then return not_fired('stale') end
+    local due = tonumber(redis.call('HGET', R.P, 'ended')) + END_TTL * 1000
+    if now < due then return early(due, now) end
+    for _, s in ipairs(FIXED) do redis.call('UNLINK', R.P .. s) end
+    for k = 0, cur do redis.call('UNLINK', qkey(R, k)) end
+    return fired(kind, q)
+  end
+  fail('bad_payload', 'unknown timer kind')
+end
+
+-- ───────────────────────────── reads ─────────────────────────────
+
+-- results (no-writes)
+-- KEYS: room[, timers]
+-- ARGV: qIndex, playerId, playerId, ... (1..1000 ids)
+-- Reply: JSON array aligned with the ids: an AnswerResult per player, or null for an id that is not a
+--        player of the room. Only for the latest revealed question while no later question is open
+--        (state REVEAL or ENDED, current question = qIndex): fetch results during the reveal pause.
+-- Errors: room_not_found, wrong_state (not revealed yet), wrong_question (a later question has opened).
+local function results(keys, args)
+  local R = room_of(keys, false)
+  local q = arg_int(args[1], 'qIndex', 0, 1000000)
+  local nids = #args - 1
+  if nids < 1 or nids > RESULTS_MAX then fail('bad_payload', 'results takes 1..' .. RESULTS_MAX .. ' playerIds') end
+  local r = hm(R.P, { 'state', 'cur', 'np', 'nq' })
+  require_room(r)
+  local cur = tonumber(r.cur)
+  local revealed = (r.state == 'REVEAL' or r.state == 'ENDED') and cur or (cur - 1)
+  if q > revealed then fail('wrong_state', 'question ' .. int(q) .. ' is not revealed yet') end
+  if q < revealed or r.state == 'ACTIVE' then
+    fail('wrong_question', 'results of question ' .. int(q) .. ' are no longer available')
+  end
+  local ids, afields = {}, {}
+  for k = 2, #args do
+    ids[#ids + 1] = args[k]
+    afields[#afields + 1] = 'a:' .. args[k]
+  end
+  local i = int(q)
+  local correct = tonumber(redis.call('HGET', R.Q, 'c' .. i))
+  local answers = redis.call('HMGET', qkey(R, q), unpack(afields))
+  local streaks = redis.call('HMGET', R.P .. ':streak', unpack(ids))
+  local totals = redis.call('ZMSCORE', R.P .. ':lb', unpack(ids))
+  local np = int(tonumber(r.np) or 0)
+  local out = {}
+  for k, id in ipairs(ids) do
+    local total = totals[k]
+    if not total then
+      out[k] = 'null'
+    else
+      local t = tonumber(total)
+      local rank = redis.call('ZCOUNT', R.P .. ':lb', '(' .. total, '+inf') + 1
+      local a, _, pts = split_answer(answers[k])
+      local m = { kv('qIndex', i) }
+      if a then m[#m + 1] = kv('answerIdx', int(a)) end
+      m[#m + 1] = kv('correct', jbool(a ~= nil and a == correct))
+      m[#m + 1] = kv('points', int(pts or 0))
+      m[#m + 1] = kv('total', int(t))
+      m[#m + 1] = kv('rank', int(rank))
+      m[#m + 1] = kv('streak', int(math.max(0, streak_at(streaks[k], q))))
+      m[#m + 1] = kv('totalPlayers', np)
+      out[k] = obj(m)
+    end
+  end
+  return arr(out)
+end
+
+-- The ReconnectState of player pid ("host" or "" for no player) as JSON.
+local function state_json(R, pid, now)
+  local r = hm(R.P, { 'state', 'seq', 'cur', 'nq', 'np', 'endsAt', 'paused', 'prem', 'tlim', 's_base', 'lbj' })
+  local cur = tonumber(r.cur)
+  local active = r.state == 'ACTIVE'
+  local paused = active and r.paused == '1'
+  local remaining, current_q, answered, pending = 0, nil, false, 0
+  if active then
+    local endsAt = tonumber(r.endsAt)
+    if paused then
+      remaining = tonumber(r.prem)
+      endsAt = now + remaining
+    else
+      remaining = math.max(0, endsAt - now)
+    end
+    current_q = show_json(R, r, cur, endsAt)
+  end
+  local score, streak, rank = 0, 0, 0
+  local is_player = pid ~= '' and pid ~= 'host'
+  if is_player then
+    local total = redis.call('ZSCORE', R.P .. ':lb', pid)
+    if total then
+      score = tonumber(total)
+      local revealed = cur
+      if active then
+        revealed = cur - 1
+        local _, _, pts = split_answer(redis.call('HGET', qkey(R, cur), 'a:' .. pid))
+        if pts then
+          answered = true
+          pending = pts
+        end
+      end
+      score = score - pending
+      streak = math.max(0, streak_at(redis.call('HGET', R.P .. ':streak', pid), revealed, active and cur or nil))
+      if not active then
+        rank = redis.call('ZCOUNT', R.P .. ':lb', '(' .. total, '+inf') + 1
+      end
+    end
+  end
+  local m = { kv('gameCode', js(R.code)), kv('playerId', js(pid)), kv('state', js(r.state)), kv('seq', r.seq) }
+  if current_q then m[#m + 1] = kv('currentQ', current_q) end
+  for _, v in ipairs({ kv('paused', jbool(paused)), kv('timeRemainingMs', int(remaining)),
+    kv('answered', jbool(answered)), kv('score', int(score)), kv('streak', int(streak)), kv('rank', int(rank)),
+    kv('totalPlayers', int(tonumber(r.np) or 0)), kv('leaderboard', r.lbj or '[]'), kv('serverTime', int(now)) }) do
+    m[#m + 1] = v
+  end
+  return obj(m), r
+end
+
+-- snapshot (no-writes)
+-- KEYS: room[, timers]
+-- ARGV: playerId ("" or "host" for no player's own figures)
+-- Reply: ReconnectState JSON. While a question is open, score/streak/leaderboard are as of the last reveal
+--        and rank is 0 (ranks move with unrevealed answers, so they wait for the reveal).
+-- Errors: room_not_found.
+local function snapshot(keys, args)
+  local R = room_of(keys, false)
+  if redis.call('EXISTS', R.P) == 0 then fail('room_not_found', 'no live room has this game code') end
+  local s = state_json(R, args[1] or '', now_ms())
+  return s
+end
+
+-- reconnect (no-writes)
+-- KEYS: room[, timers]
+-- ARGV: playerId (or "host"), sessionToken (the host's hostToken), lastSeq (or "" for a snapshot)
+-- Reply: {"playerId","host":bool,"answerSecret"?,"seq","events":[envelope, ...]} with the missed room events
+--        after lastSeq (raw envelope JSON, in seq order) when they are all still in the log, else
+--        {"playerId","host","answerSecret"?,"seq","state":ReconnectState}.
+-- Errors: room_not_found, kicked, unauthorized.
+local function reconnect(keys, args)
+  local R = room_of(keys, false)
+  local pid, token, last = args[1] or '', args[2] or '', args[3] or ''
+  local r = hm(R.P, { 'state', 'host', 'seq' })
+  require_room(r)
+  local is_host = pid == 'host'
+  local secret
+  if is_host then
+    require_host(r, token)
+  else
+    arg_id(pid, 'playerId', 1, 64)
+    if redis.call('HEXISTS', R.P .. ':kicked', 'p:' .. pid) == 1 then fail('kicked', 'this player was removed') end
+    local sess = redis.call('HGET', R.P .. ':sess', pid)
+    if not sess or sess ~= token then fail('unauthorized', 'unknown player or wrong sessionToken') end
+    secret = redis.call('HGET', R.P .. ':secret', pid)
+  end
+  local seq = tonumber(r.seq)
+  local head = { kv('playerId', js(pid)), kv('host', jbool(is_host)) }
+  if secret then head[#head + 1] = kv('answerSecret', js(secret)) end
+  head[#head + 1] = kv('seq', int(seq))
+  if last ~= '' then
+    local ls = arg_int(last, 'lastSeq', 0, 1e15)
+    if ls >= seq then
+      head[#head + 1] = kv('events', '[]')
+      return obj(head)
+    end
+    if seq - ls <= LOG_MAX then
+      local entries = redis.call('XRANGE', R.P .. ':log', int(ls + 1) .. '-0', '+')
+      if #entries > 0 and entries[1][1] == int(ls + 1) .. '-0' then
+        local evs = {}
+        for k, e in ipairs(entries) do evs[k] = e[2][2] end
+        head[#head + 1] = kv('events', arr(evs))
+        return obj(head)
+      end
+    end
+  end
+  local s = state_json(R, is_host and 'host' or pid, now_ms())
+  head[#head + 1] = kv('state', s)
+  return obj(head)
+end
+
+-- version (no-writes)
+-- KEYS: none. ARGV: none. Reply: "ringside <VERSION>".
+local function version()
+  return 'ringside ' .. int(VERSION)
+end
+
+-- ───────────────────────────── registration ─────────────────────────────
+
+-- Turns refusals raised by fail() into clean error replies ("<code> <detail>", no script suffix).
+local function api(fn)
+  return function(keys, args)
+    local ok, res = pcall(fn, keys, args)
+    if ok then return res end
+    if type(res) == 'table' and res.ringside then return redis.error_reply(res.msg) end
+    error(res, 0)
+  end
+end
+
+local function register(name, fn, readonly)
+  if readonly then
+    redis.register_function { function_name = name, callback = api(fn), flags = { 'no-writes' } }
+  else
+    redis.register_function { function_name = name, callback = api(fn) }
+  end
+end
+
+register('version', version, true)
+register('room_create', room_create)
+register('room_join', room_join)
+register('room_leave', room_leave)
+register('room_kick', room_kick)
+register('game_start', game_start)
+register('answer_submit', answer_submit)
+register('host_pause', host_pause)
+register('host_resume', host_resume)
+register('host_skip', host_skip)
+register('host_extend', host_extend)
+register('timer_fire', timer_fire)
+register('results', results, true)
+register('snapshot', snapshot, true)
+register('reconnect', reconnect, true)

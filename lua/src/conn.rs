@@ -1,0 +1,120 @@
+//! [`Redis`]: one async connection type for a standalone server and for Redis Cluster, so the edge, the
+//! engine, the tools and the tests run the same code on both.
+//!
+//! Standalone uses a [`ConnectionManager`] (reconnects by itself); cluster uses the cluster client, which
+//! routes each `FCALL` by its first key — every Ringside call names keys of one slot.
+
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use std::time::Duration;
+
+/// A connection to a standalone Redis or to a Redis Cluster. Cloning is cheap and shares the connection.
+#[derive(Clone)]
+pub enum Redis {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Redis::Single(_) => "Redis::Single",
+            Redis::Cluster(_) => "Redis::Cluster",
+        })
+    }
+}
+
+impl Redis {
+    /// Connects to `urls[0]` (standalone) or to the cluster reachable through any of `urls`.
+    pub async fn connect(urls: &[String], cluster: bool) -> RedisResult<Redis> {
+        let Some(first) = urls.first() else {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "no Redis URL given",
+            )));
+        };
+        if cluster {
+            let client = redis::cluster::ClusterClient::builder(urls.to_vec())
+                .connection_timeout(Duration::from_secs(5))
+                .response_timeout(Duration::from_secs(30))
+                .build()?;
+            Ok(Redis::Cluster(client.get_async_connection().await?))
+        } else {
+            let client = redis::Client::open(first.as_str())?;
+            Ok(Redis::Single(ConnectionManager::new(client).await?))
+        }
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Redis::Cluster(_))
+    }
+
+    /// Runs `cmd` on every primary (the only server when standalone) and returns each node's answer,
+    /// errors included, keyed by node address.
+    pub async fn on_every_primary(
+        &mut self,
+        cmd: &Cmd,
+    ) -> RedisResult<Vec<(String, RedisResult<Value>)>> {
+        match self {
+            Redis::Single(c) => {
+                let v = c.req_packed_command(cmd).await;
+                Ok(vec![("standalone".to_string(), v)])
+            }
+            Redis::Cluster(c) => {
+                let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                let v = c.route_command(cmd.clone(), routing).await?;
+                let Value::Map(entries) = v else {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::UnexpectedReturnType,
+                        "per-node answers",
+                        format!("{v:?}"),
+                    )));
+                };
+                Ok(entries
+                    .into_iter()
+                    .map(|(node, value)| {
+                        let node = match node {
+                            Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+                            other => format!("{other:?}"),
+                        };
+                        let value = match value {
+                            Value::ServerError(e) => Err(redis::RedisError::from(e)),
+                            v => Ok(v),
+                        };
+                        (node, value)
+                    })
+                    .collect())
+            }
+        }
+    }
+}
+
+impl ConnectionLike for Redis {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Redis::Single(c) => c.req_packed_command(cmd),
+            Redis::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Redis::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Redis::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Redis::Single(c) => c.get_db(),
+            Redis::Cluster(c) => c.get_db(),
+        }
+    }
+}

@@ -1,0 +1,589 @@
+//! [`Game`]: one typed method per function of the library. Each call is a single `FCALL` with the room's
+//! two keys (`keys::room(code)`, `keys::room_timers(code)`), so it runs unchanged on Redis Cluster.
+//!
+//! Methods that need randomness (game codes, ids, tokens, answer secrets) draw it here from the OS CSPRNG
+//! (`rand::rng()`), never in Lua; the raw variants (`room_create`, `room_join`) take it as arguments.
+
+use crate::error::GameError;
+use crate::quiz::Quiz;
+use crate::timer::{TimerEntry, TimerKind, TimerOutcome};
+use crate::Redis;
+use rand::RngCore;
+use redis::Cmd;
+use ringside_protocol::events::{
+    is_game_code, is_quiz_id, AnswerAck, AnswerResult, ReconnectState, RoomCreated, RoomJoinAck,
+    RoomSettings,
+};
+use ringside_protocol::{keys, limits, ErrorCode};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// The functions of the library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Function {
+    Version,
+    RoomCreate,
+    RoomJoin,
+    RoomLeave,
+    RoomKick,
+    GameStart,
+    AnswerSubmit,
+    HostPause,
+    HostResume,
+    HostSkip,
+    HostExtend,
+    TimerFire,
+    Results,
+    Snapshot,
+    Reconnect,
+}
+
+impl Function {
+    pub const ALL: [Function; 15] = [
+        Function::Version,
+        Function::RoomCreate,
+        Function::RoomJoin,
+        Function::RoomLeave,
+        Function::RoomKick,
+        Function::GameStart,
+        Function::AnswerSubmit,
+        Function::HostPause,
+        Function::HostResume,
+        Function::HostSkip,
+        Function::HostExtend,
+        Function::TimerFire,
+        Function::Results,
+        Function::Snapshot,
+        Function::Reconnect,
+    ];
+
+    /// The registered name (`FCALL <name> ...`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::Version => "version",
+            Function::RoomCreate => "room_create",
+            Function::RoomJoin => "room_join",
+            Function::RoomLeave => "room_leave",
+            Function::RoomKick => "room_kick",
+            Function::GameStart => "game_start",
+            Function::AnswerSubmit => "answer_submit",
+            Function::HostPause => "host_pause",
+            Function::HostResume => "host_resume",
+            Function::HostSkip => "host_skip",
+            Function::HostExtend => "host_extend",
+            Function::TimerFire => "timer_fire",
+            Function::Results => "results",
+            Function::Snapshot => "snapshot",
+            Function::Reconnect => "reconnect",
+        }
+    }
+
+    /// Registered with `flags = { 'no-writes' }` (may also be called with `FCALL_RO`, e.g. on a replica).
+    pub fn read_only(self) -> bool {
+        matches!(
+            self,
+            Function::Version | Function::Results | Function::Snapshot | Function::Reconnect
+        )
+    }
+}
+
+/// The `FCALL` command for `function` on room `code`: KEYS = [room, timers], then `args`.
+/// Exposed so callers can pipeline calls (the bench does).
+pub fn fcall_cmd<A: redis::ToRedisArgs>(function: Function, code: &str, args: &[A]) -> Cmd {
+    let mut cmd = redis::cmd("FCALL");
+    cmd.arg(function.name())
+        .arg(2)
+        .arg(keys::room(code))
+        .arg(keys::room_timers(code));
+    for a in args {
+        cmd.arg(a);
+    }
+    cmd
+}
+
+/// How a player got their state back after `reconnect`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recovery {
+    /// The missed room events after `lastSeq`, in order: complete envelope JSON, to forward as they are
+    /// (possibly empty: nothing was missed).
+    Events(Vec<String>),
+    /// The gap is no longer in the room log (or no `lastSeq` was given): a full snapshot to send as
+    /// `reconnect:state`.
+    State(Box<ReconnectState>),
+}
+
+/// The reply of `reconnect`: who this is, and what the edge sends to the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reconnected {
+    pub player_id: String,
+    /// The host (reconnected with `playerId = "host"` and the host token).
+    pub host: bool,
+    /// The player's answer HMAC key, for the edge to verify answers on the new socket (absent for the host).
+    pub answer_secret: Option<String>,
+    /// The room's latest seq.
+    pub seq: u64,
+    pub recovery: Recovery,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReconnectReply {
+    player_id: String,
+    host: bool,
+    #[serde(default)]
+    answer_secret: Option<String>,
+    seq: u64,
+    #[serde(default)]
+    events: Option<Vec<Box<serde_json::value::RawValue>>>,
+    #[serde(default)]
+    state: Option<Box<ReconnectState>>,
+}
+
+/// Random lower-case hex of `bytes` random bytes, from the OS-seeded CSPRNG.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// A random game code of [`limits::GAME_CODE_LEN`] characters of [`limits::GAME_CODE_ALPHABET`].
+pub fn random_game_code() -> String {
+    let mut buf = [0u8; limits::GAME_CODE_LEN];
+    rand::rng().fill_bytes(&mut buf);
+    // The alphabet has 32 letters: the low 5 bits of a uniform byte are uniform.
+    buf.iter()
+        .map(|b| {
+            limits::GAME_CODE_ALPHABET[(*b as usize) % limits::GAME_CODE_ALPHABET.len()] as char
+        })
+        .collect()
+}
+
+/// Attempts at drawing a free game code before [`GameError::NoFreeCode`].
+const CODE_ATTEMPTS: u32 = 16;
+
+/// Typed access to the game functions. Cheap to clone; methods take `&self` and may run concurrently.
+#[derive(Clone, Debug)]
+pub struct Game {
+    conn: Redis,
+}
+
+impl Game {
+    pub fn new(conn: Redis) -> Game {
+        Game { conn }
+    }
+
+    /// The underlying connection (e.g. for `ensure_loaded` or extra commands).
+    pub fn conn(&self) -> Redis {
+        self.conn.clone()
+    }
+
+    /// Calls `function` for room `code` and returns its raw (JSON) reply.
+    pub async fn call(
+        &self,
+        function: Function,
+        code: &str,
+        args: &[&str],
+    ) -> Result<String, GameError> {
+        if !is_game_code(code) {
+            return Err(GameError::refused(
+                ErrorCode::BadPayload,
+                "gameCode must be 6 characters of the code alphabet",
+            ));
+        }
+        let mut conn = self.conn.clone();
+        fcall_cmd(function, code, args)
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(GameError::from_redis)
+    }
+
+    async fn call_json<T: DeserializeOwned>(
+        &self,
+        function: Function,
+        code: &str,
+        args: &[&str],
+    ) -> Result<T, GameError> {
+        let raw = self.call(function, code, args).await?;
+        decode(function, &raw)
+    }
+
+    async fn call_ok(
+        &self,
+        function: Function,
+        code: &str,
+        args: &[&str],
+    ) -> Result<(), GameError> {
+        self.call(function, code, args).await.map(drop)
+    }
+
+    // ── quizzes ──
+
+    /// Validates and stores a quiz at `keys::quiz(id)` (replacing one with the same id).
+    pub async fn store_quiz(&self, quiz: &Quiz) -> Result<(), GameError> {
+        quiz.validate()
+            .map_err(|e| GameError::refused(ErrorCode::BadPayload, e.to_string()))?;
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(keys::quiz(&quiz.id))
+            .arg(quiz.to_json())
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(GameError::Redis)
+    }
+
+    /// The stored quiz JSON; `quiz_not_found` when there is none.
+    pub async fn quiz_json(&self, quiz_id: &str) -> Result<String, GameError> {
+        if !is_quiz_id(quiz_id) {
+            return Err(GameError::refused(
+                ErrorCode::BadPayload,
+                "quizId must be 1..=64 characters of [A-Za-z0-9_-]",
+            ));
+        }
+        let mut conn = self.conn.clone();
+        let json: Option<String> = redis::cmd("GET")
+            .arg(keys::quiz(quiz_id))
+            .query_async(&mut conn)
+            .await
+            .map_err(GameError::Redis)?;
+        json.ok_or_else(|| {
+            GameError::refused(ErrorCode::QuizNotFound, format!("no quiz {quiz_id}"))
+        })
+    }
+
+    // ── lobby ──
+
+    /// Creates a room from a stored quiz: draws a free game code (retrying on collisions), a room id and
+    /// a host token. `share_base` (e.g. `https://play.example`) becomes `shareUrl = {base}/play?code=CODE`.
+    pub async fn create_room(
+        &self,
+        quiz_id: &str,
+        host_name: Option<&str>,
+        settings: &RoomSettings,
+        share_base: &str,
+    ) -> Result<RoomCreated, GameError> {
+        let quiz = self.quiz_json(quiz_id).await?;
+        let room_id = random_hex(16);
+        let host_token = random_hex(32);
+        for _ in 0..CODE_ATTEMPTS {
+            let code = random_game_code();
+            let share = if share_base.is_empty() {
+                String::new()
+            } else {
+                format!("{}/play?code={code}", share_base.trim_end_matches('/'))
+            };
+            match self
+                .room_create(
+                    &code,
+                    &room_id,
+                    &host_token,
+                    &quiz,
+                    settings,
+                    host_name.unwrap_or(""),
+                    &share,
+                )
+                .await
+            {
+                Err(GameError::CodeTaken(_)) => continue,
+                other => return other,
+            }
+        }
+        Err(GameError::NoFreeCode(CODE_ATTEMPTS))
+    }
+
+    /// `room_create` with caller-chosen randomness. `quiz_json` is the stored quiz.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn room_create(
+        &self,
+        code: &str,
+        room_id: &str,
+        host_token: &str,
+        quiz_json: &str,
+        settings: &RoomSettings,
+        host_name: &str,
+        share_url: &str,
+    ) -> Result<RoomCreated, GameError> {
+        let settings = serde_json::to_string(settings).expect("settings serialize");
+        let host_name = host_name.trim();
+        self.call_json(
+            Function::RoomCreate,
+            code,
+            &[
+                code, room_id, host_token, quiz_json, &settings, host_name, share_url,
+            ],
+        )
+        .await
+    }
+
+    /// A player joins: draws the player id, session token and answer secret. `prior_session` is a session
+    /// token this socket already held in the room (a kicked one is refused with `kicked`).
+    pub async fn join(
+        &self,
+        code: &str,
+        name: &str,
+        avatar: u16,
+        prior_session: Option<&str>,
+    ) -> Result<RoomJoinAck, GameError> {
+        let player_id = random_hex(8);
+        let session = random_hex(32);
+        let secret = random_hex(32);
+        self.room_join(
+            code,
+            &player_id,
+            &session,
+            &secret,
+            name,
+            avatar,
+            prior_session,
+        )
+        .await
+    }
+
+    /// `room_join` with caller-chosen randomness. The name is trimmed; names are compared by their
+    /// Unicode lower case.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn room_join(
+        &self,
+        code: &str,
+        player_id: &str,
+        session_token: &str,
+        answer_secret: &str,
+        name: &str,
+        avatar: u16,
+        prior_session: Option<&str>,
+    ) -> Result<RoomJoinAck, GameError> {
+        let name = name.trim();
+        let folded = name.to_lowercase();
+        let avatar = avatar.to_string();
+        self.call_json(
+            Function::RoomJoin,
+            code,
+            &[
+                player_id,
+                session_token,
+                answer_secret,
+                name,
+                &folded,
+                &avatar,
+                prior_session.unwrap_or(""),
+            ],
+        )
+        .await
+    }
+
+    pub async fn leave(&self, code: &str, player_id: &str) -> Result<(), GameError> {
+        self.call_ok(Function::RoomLeave, code, &[player_id]).await
+    }
+
+    pub async fn kick(
+        &self,
+        code: &str,
+        host_token: &str,
+        target_player_id: &str,
+    ) -> Result<(), GameError> {
+        self.call_ok(Function::RoomKick, code, &[host_token, target_player_id])
+            .await
+    }
+
+    // ── game ──
+
+    pub async fn start(&self, code: &str, host_token: &str) -> Result<(), GameError> {
+        self.call_ok(Function::GameStart, code, &[host_token]).await
+    }
+
+    /// Records an answer (the edge has verified its HMAC). The ack says nothing about correctness.
+    pub async fn answer_submit(
+        &self,
+        code: &str,
+        player_id: &str,
+        q_index: u32,
+        answer_idx: u32,
+    ) -> Result<AnswerAck, GameError> {
+        let (q, a) = (q_index.to_string(), answer_idx.to_string());
+        self.call_json(Function::AnswerSubmit, code, &[player_id, &q, &a])
+            .await
+    }
+
+    pub async fn pause(&self, code: &str, host_token: &str) -> Result<(), GameError> {
+        self.call_ok(Function::HostPause, code, &[host_token]).await
+    }
+
+    pub async fn resume(&self, code: &str, host_token: &str) -> Result<(), GameError> {
+        self.call_ok(Function::HostResume, code, &[host_token])
+            .await
+    }
+
+    pub async fn skip(
+        &self,
+        code: &str,
+        host_token: &str,
+        reason: Option<&str>,
+    ) -> Result<(), GameError> {
+        self.call_ok(
+            Function::HostSkip,
+            code,
+            &[host_token, reason.unwrap_or("")],
+        )
+        .await
+    }
+
+    pub async fn extend(
+        &self,
+        code: &str,
+        host_token: &str,
+        add_seconds: u32,
+    ) -> Result<(), GameError> {
+        self.call_ok(
+            Function::HostExtend,
+            code,
+            &[host_token, &add_seconds.to_string()],
+        )
+        .await
+    }
+
+    // ── timers ──
+
+    /// Fires a timer entry (the engine calls this at `entry.due`).
+    pub async fn fire(&self, entry: &TimerEntry) -> Result<TimerOutcome, GameError> {
+        self.timer_fire(&entry.room, entry.kind, entry.q, entry.gen)
+            .await
+    }
+
+    pub async fn timer_fire(
+        &self,
+        code: &str,
+        kind: TimerKind,
+        q: u32,
+        gen: u64,
+    ) -> Result<TimerOutcome, GameError> {
+        let (q, gen) = (q.to_string(), gen.to_string());
+        self.call_json(Function::TimerFire, code, &[kind.as_str(), &q, &gen])
+            .await
+    }
+
+    // ── reads ──
+
+    /// Each player's own result of the latest revealed question, aligned with `player_ids` (`None` for an
+    /// id that is not in the room). Ids are sent in calls of at most 1000. Refused before the reveal
+    /// (`wrong_state`) and once the next question has opened (`wrong_question`).
+    pub async fn results(
+        &self,
+        code: &str,
+        q_index: u32,
+        player_ids: &[&str],
+    ) -> Result<Vec<Option<AnswerResult>>, GameError> {
+        self.results_in_batches(code, q_index, player_ids, RESULTS_MAX)
+            .await
+    }
+
+    /// [`results`](Self::results) with a chosen batch size (1..=1000).
+    pub async fn results_in_batches(
+        &self,
+        code: &str,
+        q_index: u32,
+        player_ids: &[&str],
+        batch: usize,
+    ) -> Result<Vec<Option<AnswerResult>>, GameError> {
+        let batch = batch.clamp(1, RESULTS_MAX);
+        let q = q_index.to_string();
+        let mut out = Vec::with_capacity(player_ids.len());
+        for chunk in player_ids.chunks(batch) {
+            let mut args = Vec::with_capacity(chunk.len() + 1);
+            args.push(q.as_str());
+            args.extend_from_slice(chunk);
+            let part: Vec<Option<AnswerResult>> =
+                self.call_json(Function::Results, code, &args).await?;
+            if part.len() != chunk.len() {
+                return Err(GameError::BadReply {
+                    function: "results",
+                    detail: format!("{} results for {} ids", part.len(), chunk.len()),
+                });
+            }
+            out.extend(part);
+        }
+        Ok(out)
+    }
+
+    /// The room as a `reconnect:state` for `player_id` (`None`: no player's own figures).
+    pub async fn snapshot(
+        &self,
+        code: &str,
+        player_id: Option<&str>,
+    ) -> Result<ReconnectState, GameError> {
+        self.call_json(Function::Snapshot, code, &[player_id.unwrap_or("")])
+            .await
+    }
+
+    /// Verifies a returning player (`player_id` + session token) or host (`"host"` + host token) and
+    /// returns the missed events after `last_seq`, or a snapshot when they are gone from the log.
+    pub async fn reconnect(
+        &self,
+        code: &str,
+        player_id: &str,
+        token: &str,
+        last_seq: Option<u64>,
+    ) -> Result<Reconnected, GameError> {
+        let last = last_seq.map(|s| s.to_string()).unwrap_or_default();
+        let r: ReconnectReply = self
+            .call_json(Function::Reconnect, code, &[player_id, token, &last])
+            .await?;
+        let recovery = match (r.events, r.state) {
+            (Some(evs), _) => {
+                Recovery::Events(evs.into_iter().map(|e| e.get().to_string()).collect())
+            }
+            (None, Some(state)) => Recovery::State(state),
+            (None, None) => {
+                return Err(GameError::BadReply {
+                    function: "reconnect",
+                    detail: "neither events nor state".into(),
+                })
+            }
+        };
+        Ok(Reconnected {
+            player_id: r.player_id,
+            host: r.host,
+            answer_secret: r.answer_secret,
+            seq: r.seq,
+            recovery,
+        })
+    }
+}
+
+/// Player ids per `results` call (the function's limit).
+pub const RESULTS_MAX: usize = 1000;
+
+fn decode<T: DeserializeOwned>(function: Function, raw: &str) -> Result<T, GameError> {
+    serde_json::from_str(raw).map_err(|e| GameError::BadReply {
+        function: function.name(),
+        detail: format!("{e}: {}", raw.chars().take(200).collect::<String>()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_codes_are_valid_game_codes() {
+        for _ in 0..1000 {
+            assert!(is_game_code(&random_game_code()));
+        }
+        assert_eq!(random_hex(32).len(), 64);
+    }
+
+    #[test]
+    fn fcall_names_both_keys_of_the_room() {
+        let cmd = fcall_cmd(Function::AnswerSubmit, "K7QP2M", &["p1", "0", "1"]);
+        let args: Vec<String> = cmd
+            .args_iter()
+            .map(|a| match a {
+                redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
+                _ => "other".into(),
+            })
+            .collect();
+        assert_eq!(
+            args[..4],
+            ["FCALL", "answer_submit", "2", &keys::room("K7QP2M")]
+        );
+        assert_eq!(args[4], keys::room_timers("K7QP2M"));
+    }
+}
