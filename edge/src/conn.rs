@@ -1,0 +1,692 @@
+//! The per-connection handler (split from the accept loop in `server.rs`) and [`ConnHandle`], the
+//! game layer's way to send to a socket.
+//!
+//! Life of a connection, one monoio task:
+//! 1. **Preamble** (boxed, so its buffers and state are freed before the socket goes idle): TLS
+//!    handshake if configured, read the request head, then either answer plain HTTP and close, or
+//!    validate the upgrade, ask the [`SessionFactory`](crate::session::SessionFactory) for a session
+//!    and send the 101. Bounded by `--handshake-timeout`.
+//! 2. **WebSocket loop**: wait for *readable* (a PollAdd; no buffer pinned), for *writable* (only
+//!    while the kernel send buffer is full), or for a wake from [`ConnHandle`] (a frame was queued,
+//!    a close was requested). Reads go into the worker's scratch buffer; only a partial frame's
+//!    leftover stays with the socket. Queued frames go out with one vectored write. While writes are
+//!    blocked, reading pauses (backpressure: a client that does not read cannot make us buffer).
+//! 3. **Closing**: the server's close frame is queued behind everything already queued; after it is
+//!    written and the peer's close arrived (or the input failed), the socket half-closes and lingers
+//!    until the peer's EOF, bounded by `--close-timeout` (enforced by the worker's sweep).
+//!
+//! Architecture invariant: no connection state outlives its socket — the task owns the socket,
+//! session and decoder; the registry entry is removed when the task ends; a [`ConnHandle`] kept
+//! elsewhere only refuses sends after that.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::io;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use monoio::net::TcpStream;
+
+use crate::http;
+use crate::sendq::{FrameClass, Push, SendQueue};
+use crate::session::Session;
+use crate::sys::RawSock;
+use crate::transport::{self, Transport, Written};
+use crate::worker::Worker;
+use crate::ws::frame::{self, close_code, Event, Flow, Opcode};
+use crate::ws::handshake::{self, FailReason, Request, Subprotocol};
+
+/// Where a socket is in the close handshake (server side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Open,
+    /// A close was requested (drain, idle, slow consumer, game layer); the task sends it.
+    Requested {
+        code: u16,
+        reason: &'static str,
+    },
+    /// Our close frame is queued or written, at worker second `since`.
+    Sent {
+        since: u32,
+    },
+    /// Give up now (close timed out): drop the socket.
+    Aborted,
+}
+
+/// State shared between a socket's task and its [`ConnHandle`]s.
+struct ConnShared {
+    id: u64,
+    subprotocol: Subprotocol,
+    stage: Cell<Stage>,
+    queue: RefCell<SendQueue>,
+    waker: Cell<Option<Waker>>,
+    /// Worker second of the last received bytes.
+    last_rx: Cell<u32>,
+    last_ping: Cell<u32>,
+    /// Index in the worker's registry.
+    slot: Cell<u32>,
+    worker: Rc<Worker>,
+}
+
+/// Why [`ConnHandle::send`] refused a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("connection is closing or closed")]
+    Closed,
+    #[error("send queue passed its hard limit; closing with 4008")]
+    SlowConsumer,
+}
+
+/// How a socket ended, for [`Session::on_close`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseInfo {
+    /// The close code the peer sent (`Some(None)`: a close frame without a code).
+    pub received: Option<Option<u16>>,
+    /// The close code the server sent.
+    pub sent: Option<u16>,
+}
+
+/// A cheap (`Rc`) handle to one socket, usable from anywhere on the socket's worker thread.
+///
+/// Frames are encoded once with [`crate::ws::frame::encode`] and the same `Bytes` is passed to
+/// every handle of a fan-out.
+#[derive(Clone)]
+pub struct ConnHandle(Rc<ConnShared>);
+
+impl std::fmt::Debug for ConnHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnHandle")
+            .field("id", &self.0.id)
+            .field("stage", &self.0.stage.get())
+            .finish()
+    }
+}
+
+impl ConnHandle {
+    fn new(worker: Rc<Worker>, subprotocol: Subprotocol) -> Self {
+        let now = worker.now();
+        ConnHandle(Rc::new(ConnShared {
+            id: worker.next_conn_id(),
+            subprotocol,
+            stage: Cell::new(Stage::Open),
+            queue: RefCell::new(SendQueue::new()),
+            waker: Cell::new(None),
+            last_rx: Cell::new(now),
+            last_ping: Cell::new(now),
+            slot: Cell::new(u32::MAX),
+            worker,
+        }))
+    }
+
+    /// Process-unique id of this connection.
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// The negotiated subprotocol (decides text vs binary frames for the game layer).
+    pub fn subprotocol(&self) -> Subprotocol {
+        self.0.subprotocol
+    }
+
+    /// Whether frames are still accepted (no close requested or sent).
+    pub fn is_open(&self) -> bool {
+        self.0.stage.get() == Stage::Open
+    }
+
+    /// Unwritten bytes queued for this socket.
+    pub fn queued_bytes(&self) -> usize {
+        self.0.queue.borrow().bytes()
+    }
+
+    /// The index of the worker thread that owns this socket.
+    pub fn worker_index(&self) -> usize {
+        self.0.worker.index
+    }
+
+    /// Queues an encoded server frame. Past the hard limit the socket is closed with 4008 and
+    /// counted in `slow_consumer_closes_total`.
+    pub fn send(&self, frame: Bytes, class: FrameClass) -> Result<(), SendError> {
+        let s = &*self.0;
+        if s.stage.get() != Stage::Open {
+            return Err(SendError::Closed);
+        }
+        let metrics = &s.worker.shared.metrics;
+        let mut q = s.queue.borrow_mut();
+        let was_empty = q.is_empty();
+        match q.push(frame, class, &s.worker.shared.config.sendq) {
+            Push::Queued => {}
+            Push::Replaced => {
+                metrics
+                    .dropped_superseded_frames_total
+                    .fetch_add(1, Relaxed);
+            }
+            Push::Overflow => {
+                metrics.slow_consumer_closes_total.fetch_add(1, Relaxed);
+                q.discard_unstarted();
+                drop(q);
+                s.stage.set(Stage::Requested {
+                    code: close_code::SLOW_CONSUMER,
+                    reason: "slow consumer",
+                });
+                self.wake();
+                return Err(SendError::SlowConsumer);
+            }
+        }
+        drop(q);
+        if was_empty {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// Encodes and queues a reliable text frame.
+    pub fn send_text(&self, text: &str) -> Result<(), SendError> {
+        self.send(frame::encode_text(text), FrameClass::Reliable)
+    }
+
+    /// Encodes and queues a reliable binary frame.
+    pub fn send_binary(&self, data: &[u8]) -> Result<(), SendError> {
+        self.send(frame::encode_binary(data), FrameClass::Reliable)
+    }
+
+    /// Starts the close handshake with `code` (sent after frames already queued).
+    pub fn close(&self, code: u16, reason: &'static str) {
+        if self.0.stage.get() == Stage::Open {
+            self.0.stage.set(Stage::Requested { code, reason });
+            self.wake();
+        }
+    }
+
+    pub(crate) fn abort(&self) {
+        self.0.stage.set(Stage::Aborted);
+        self.wake();
+    }
+
+    pub(crate) fn send_ping(&self, ping: &Bytes, now: u32) {
+        self.0.last_ping.set(now);
+        let _ = self.send(ping.clone(), FrameClass::Control);
+    }
+
+    pub(crate) fn closing_since(&self) -> Option<u32> {
+        match self.0.stage.get() {
+            Stage::Sent { since } => Some(since),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn last_rx(&self) -> u32 {
+        self.0.last_rx.get()
+    }
+
+    pub(crate) fn last_ping(&self) -> u32 {
+        self.0.last_ping.get()
+    }
+
+    pub(crate) fn slot(&self) -> u32 {
+        self.0.slot.get()
+    }
+
+    pub(crate) fn set_slot(&self, s: u32) {
+        self.0.slot.set(s);
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.0.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Whether the task has something to do without I/O readiness.
+    fn has_work(&self, write_blocked: bool) -> bool {
+        matches!(self.0.stage.get(), Stage::Requested { .. } | Stage::Aborted)
+            || (!write_blocked && !self.0.queue.borrow().is_empty())
+    }
+
+    fn park(&self, cx: &Context<'_>) {
+        let w = self.0.waker.take();
+        match w {
+            Some(w) if w.will_wake(cx.waker()) => self.0.waker.set(Some(w)),
+            _ => self.0.waker.set(Some(cx.waker().clone())),
+        }
+    }
+}
+
+/// Size in bytes of the shared per-connection state (for the ≤ 1 KiB idle budget).
+pub const fn shared_state_size() -> usize {
+    std::mem::size_of::<ConnShared>()
+}
+
+/// Handles one accepted TCP connection to the end.
+pub async fn serve(worker: Rc<Worker>, stream: TcpStream) {
+    let metrics = &worker.shared.metrics;
+    metrics.connections_accepted_total.fetch_add(1, Relaxed);
+    {
+        let sock = RawSock::new(&stream);
+        if sock.set_nonblocking().is_err() {
+            return;
+        }
+        let _ = sock.set_nodelay();
+    }
+    let timeout = worker.shared.config.handshake_timeout;
+    let pre = Box::pin(monoio::time::timeout(timeout, preamble(&worker, &stream))).await;
+    let upgraded = match pre {
+        Ok(Ok(Some(u))) => u,
+        Ok(Ok(None)) => return,
+        Ok(Err(reason)) => {
+            metrics.handshake_failed(reason);
+            return;
+        }
+        Err(_) => {
+            metrics.handshake_failed(FailReason::Timeout);
+            return;
+        }
+    };
+    run(worker, stream, upgraded).await;
+}
+
+/// What the preamble hands to the WebSocket loop.
+struct Upgraded {
+    transport: Transport,
+    handle: ConnHandle,
+    session: Box<dyn Session>,
+    /// Frame bytes that arrived with the request head.
+    leftover: Vec<u8>,
+}
+
+/// TLS, request head, HTTP answer or upgrade. `Ok(None)`: answered and closed.
+async fn preamble(worker: &Rc<Worker>, stream: &TcpStream) -> Result<Option<Upgraded>, FailReason> {
+    let shared = &worker.shared;
+    let sock = RawSock::new(stream);
+    let mut transport = match &shared.tls {
+        Some(cfg) => transport::tls_accept(stream, cfg.clone())
+            .await
+            .map_err(|_| FailReason::Tls)?,
+        None => Transport::Plain,
+    };
+    let mut head: Vec<u8> = Vec::new();
+    loop {
+        let mut scratch = worker.take_scratch();
+        let r = transport.read(sock, &mut scratch);
+        if let Ok(n) = r {
+            head.extend_from_slice(&scratch[..n]);
+        }
+        worker.put_scratch(scratch);
+        match r {
+            Ok(0) => return Err(FailReason::Io),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                while !transport.flush(sock).map_err(|_| FailReason::Io)? {
+                    stream.writable(false).await.map_err(|_| FailReason::Io)?;
+                }
+                stream.readable(false).await.map_err(|_| FailReason::Io)?;
+                continue;
+            }
+            Err(_) => return Err(FailReason::Io),
+        }
+        let (req, head_len) = match handshake::parse_request(&head, &shared.policy) {
+            Ok(None) => continue,
+            Ok(Some(x)) => x,
+            Err(e) => {
+                shared.metrics.handshake_failed(e.reason);
+                let _ = transport::write_all(stream, &mut transport, &e.response()).await;
+                transport::linger_close(stream, &mut transport, shared.config.close_timeout).await;
+                return Ok(None);
+            }
+        };
+        let up = match req {
+            Request::Http(r) => {
+                let resp = http::respond(shared, &r);
+                let _ = transport::write_all(stream, &mut transport, &resp).await;
+                transport::linger_close(stream, &mut transport, shared.config.close_timeout).await;
+                return Ok(None);
+            }
+            Request::Upgrade(u) => u,
+        };
+        let handle = ConnHandle::new(worker.clone(), up.subprotocol);
+        let session = match shared.factory.open(&up, &handle) {
+            Ok(s) => s,
+            Err(rej) => {
+                shared.metrics.handshake_failed(FailReason::Rejected);
+                let resp = handshake::http_response(
+                    rej.status,
+                    "text/plain; charset=utf-8",
+                    rej.body.as_bytes(),
+                    &[],
+                );
+                let _ = transport::write_all(stream, &mut transport, &resp).await;
+                transport::linger_close(stream, &mut transport, shared.config.close_timeout).await;
+                return Ok(None);
+            }
+        };
+        transport::write_all(stream, &mut transport, &handshake::switching_protocols(&up))
+            .await
+            .map_err(|_| FailReason::Io)?;
+        let leftover = head.split_off(head_len);
+        return Ok(Some(Upgraded {
+            transport,
+            handle,
+            session,
+            leftover,
+        }));
+    }
+}
+
+/// The WebSocket part of a connection's state, owned by its task.
+struct WsConn {
+    handle: ConnHandle,
+    session: Box<dyn Session>,
+    decoder: frame::Decoder,
+    transport: Transport,
+    read_eof: bool,
+    /// A protocol error happened: further input is discarded.
+    input_failed: bool,
+    write_blocked: bool,
+    received: Option<Option<u16>>,
+    sent: Option<u16>,
+}
+
+/// Size in bytes of the connection state owned by the task (for the ≤ 1 KiB idle budget).
+pub const fn ws_state_size() -> usize {
+    std::mem::size_of::<WsConn>()
+}
+
+enum Wait {
+    Readable(io::Result<()>),
+    Writable(io::Result<()>),
+    Wake,
+}
+
+/// Yields once to let other tasks on this thread run.
+fn yield_now() -> impl Future<Output = ()> {
+    let mut yielded = false;
+    std::future::poll_fn(move |cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+}
+
+async fn run(worker: Rc<Worker>, stream: TcpStream, up: Upgraded) {
+    let Upgraded {
+        transport,
+        handle,
+        session,
+        mut leftover,
+    } = up;
+    worker.register(&handle);
+    worker.shared.metrics.connections_open.fetch_add(1, Relaxed);
+    if worker.shared.draining() {
+        handle.close(close_code::SERVICE_RESTART, "service restart");
+    }
+    let mut c = WsConn {
+        handle,
+        session,
+        decoder: frame::Decoder::new(),
+        transport,
+        read_eof: false,
+        input_failed: false,
+        write_blocked: false,
+        received: None,
+        sent: None,
+    };
+    if !leftover.is_empty() {
+        c.process_input(&worker, &mut leftover);
+        c.handle.0.last_rx.set(worker.now());
+    }
+    drop(leftover);
+    let linger = drive(&worker, &stream, &mut c).await;
+    if linger {
+        let timeout = worker.shared.config.close_timeout;
+        Box::pin(transport::linger_close(&stream, &mut c.transport, timeout)).await;
+    }
+    c.finish(&worker);
+}
+
+/// The WebSocket loop. Returns whether to close gracefully (linger) rather than drop.
+async fn drive(worker: &Rc<Worker>, stream: &TcpStream, c: &mut WsConn) -> bool {
+    let sock = RawSock::new(stream);
+    let mut rd = pin!(None);
+    let mut wr = pin!(None);
+    let mut read_more = false;
+    loop {
+        c.apply_close_request(worker);
+        if c.handle.0.stage.get() == Stage::Aborted {
+            return false;
+        }
+        if !c.write_blocked && c.flush(worker, sock).is_err() {
+            return false;
+        }
+        if c.close_complete() {
+            return true;
+        }
+        if c.read_eof && (c.sent.is_none() || c.write_blocked) {
+            // The peer went away without the close handshake, or stopped reading while closing.
+            return c.sent.is_some() && !c.write_blocked;
+        }
+        let want_read = !c.read_eof && !c.write_blocked;
+        if want_read && read_more {
+            yield_now().await;
+            read_more = c.read_ready(worker, sock);
+            continue;
+        }
+        if want_read && rd.is_none() {
+            rd.set(Some(stream.readable(false)));
+        }
+        if c.write_blocked && wr.is_none() {
+            wr.set(Some(stream.writable(false)));
+        }
+        let write_blocked = c.write_blocked;
+        let handle = &c.handle;
+        let ev = std::future::poll_fn(|cx| {
+            if handle.has_work(write_blocked) {
+                return Poll::Ready(Wait::Wake);
+            }
+            handle.park(cx);
+            if want_read {
+                if let Some(f) = rd.as_mut().as_pin_mut() {
+                    if let Poll::Ready(r) = f.poll(cx) {
+                        return Poll::Ready(Wait::Readable(r));
+                    }
+                }
+            }
+            if let Some(f) = wr.as_mut().as_pin_mut() {
+                if let Poll::Ready(r) = f.poll(cx) {
+                    return Poll::Ready(Wait::Writable(r));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match ev {
+            Wait::Readable(r) => {
+                rd.set(None);
+                if r.is_err() {
+                    return false;
+                }
+                read_more = c.read_ready(worker, sock);
+            }
+            Wait::Writable(r) => {
+                wr.set(None);
+                if r.is_err() {
+                    return false;
+                }
+                c.write_blocked = false;
+            }
+            Wait::Wake => {}
+        }
+    }
+}
+
+impl WsConn {
+    /// Turns a requested close into a queued close frame.
+    fn apply_close_request(&mut self, worker: &Worker) {
+        if let Stage::Requested { code, reason } = self.handle.0.stage.get() {
+            self.queue_close(worker, code, reason);
+        }
+    }
+
+    fn queue_close(&mut self, worker: &Worker, code: u16, reason: &str) {
+        if self.sent.is_some() {
+            return;
+        }
+        self.handle
+            .0
+            .queue
+            .borrow_mut()
+            .push_unbounded(frame::encode_close(code, reason), FrameClass::Control);
+        self.mark_close_sent(worker, Some(code));
+    }
+
+    fn mark_close_sent(&mut self, worker: &Worker, code: Option<u16>) {
+        self.sent = Some(code.unwrap_or(close_code::NORMAL));
+        self.handle.0.stage.set(Stage::Sent {
+            since: worker.now(),
+        });
+        if let Some(code) = code {
+            worker.shared.metrics.protocol_close(code);
+        }
+    }
+
+    /// Our close is on the wire and there is nothing more to wait for (other than EOF).
+    fn close_complete(&self) -> bool {
+        self.sent.is_some()
+            && self.handle.0.queue.borrow().is_empty()
+            && !self.transport.wants_write()
+            && (self.received.is_some() || self.input_failed || self.read_eof)
+    }
+
+    fn flush(&mut self, worker: &Worker, sock: RawSock<'_>) -> io::Result<()> {
+        let mut q = self.handle.0.queue.borrow_mut();
+        if q.is_empty() && !self.transport.wants_write() {
+            return Ok(());
+        }
+        let mut w = Written::default();
+        let done = self.transport.flush_queue(sock, &mut q, &mut w)?;
+        self.write_blocked = !done;
+        let m = &worker.shared.metrics;
+        if w.frames > 0 {
+            m.frames_out_total.fetch_add(w.frames as u64, Relaxed);
+        }
+        if w.bytes > 0 {
+            m.bytes_out_total.fetch_add(w.bytes as u64, Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Reads what is available (bounded per wake for fairness). Returns whether more may be
+    /// pending without a readiness event.
+    fn read_ready(&mut self, worker: &Worker, sock: RawSock<'_>) -> bool {
+        let mut scratch = worker.take_scratch();
+        let mut budget = 4;
+        let mut got = false;
+        let more = loop {
+            match self.transport.read(sock, &mut scratch) {
+                Ok(0) => {
+                    self.read_eof = true;
+                    break false;
+                }
+                Ok(n) => {
+                    got = true;
+                    self.process_input(worker, &mut scratch[..n]);
+                    budget -= 1;
+                    if budget == 0 {
+                        break true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
+                Err(_) => {
+                    self.read_eof = true;
+                    break false;
+                }
+            }
+        };
+        worker.put_scratch(scratch);
+        if got {
+            self.handle.0.last_rx.set(worker.now());
+        }
+        more
+    }
+
+    /// Parses bytes from the client and dispatches events.
+    fn process_input(&mut self, worker: &Worker, data: &mut [u8]) {
+        if self.input_failed || self.received.is_some() {
+            return;
+        }
+        let limits = &worker.shared.config.limits;
+        let handle = &self.handle;
+        let session = &mut self.session;
+        let mut peer_close: Option<Option<u16>> = None;
+        let res = self.decoder.feed(data, limits, |ev| {
+            match ev {
+                Event::Message { kind, payload } => {
+                    if handle.is_open() {
+                        session.on_message(handle, kind, payload);
+                    }
+                }
+                Event::Ping(p) => {
+                    if handle.is_open() {
+                        let _ = handle.send(frame::encode(Opcode::Pong, p), FrameClass::Control);
+                    }
+                }
+                Event::Pong(_) => {}
+                Event::Close { code, .. } => peer_close = Some(code),
+            }
+            Flow::Continue
+        });
+        self.decoder.shrink();
+        match res {
+            Ok(feed) => {
+                worker
+                    .shared
+                    .metrics
+                    .frames_in_total
+                    .fetch_add(feed.frames as u64, Relaxed);
+            }
+            Err(e) => {
+                tracing::debug!(conn = self.handle.id(), error = %e, "protocol error");
+                self.input_failed = true;
+                self.queue_close(worker, e.close_code(), e.reason());
+                return;
+            }
+        }
+        if let Some(code) = peer_close {
+            self.received = Some(code);
+            if self.sent.is_none() {
+                // Echo the peer's close code (RFC 6455 §5.5.1); an empty close gets an empty close.
+                let f = match code {
+                    Some(c) => frame::encode_close(c, ""),
+                    None => frame::encode(Opcode::Close, b""),
+                };
+                self.handle
+                    .0
+                    .queue
+                    .borrow_mut()
+                    .push_unbounded(f, FrameClass::Control);
+                self.mark_close_sent(worker, code);
+            }
+        }
+    }
+
+    fn finish(mut self, worker: &Worker) {
+        if self.handle.0.stage.get() != Stage::Aborted {
+            self.handle.0.stage.set(Stage::Aborted);
+        }
+        worker.unregister(&self.handle);
+        worker.shared.metrics.connections_open.fetch_sub(1, Relaxed);
+        let info = CloseInfo {
+            received: self.received,
+            sent: self.sent,
+        };
+        self.session.on_close(&self.handle, &info);
+        // Frames queued after the end are dropped with the queue.
+        *self.handle.0.queue.borrow_mut() = SendQueue::new();
+        self.handle.0.waker.take();
+    }
+}

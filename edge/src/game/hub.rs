@@ -1,0 +1,285 @@
+//! The edge's Redis side: one OS thread per edge process running a tokio runtime, because the Redis
+//! client runs on tokio while the socket workers run on monoio.
+//!
+//! Workers talk to it through a [`HubHandle`]:
+//! - [`HubHandle::call`] runs a closure over a [`Game`] (one FCALL, pipelined with every other call of
+//!   the process on one multiplexed connection per Redis node) and hands the result back on a oneshot.
+//! - [`HubHandle::interest`] says "worker W has (or no longer has) members in room CODE": the hub keeps one
+//!   `SSUBSCRIBE` per room per process, whatever the number of local members.
+//!
+//! Each room event arrives once per process. The hub decodes it once, builds the WebSocket frame once per
+//! subprotocol (the JSON frame carries the published bytes unchanged; the MessagePack one is transcoded
+//! once), and sends the same `Arc<RoomFrame>` to every worker with members in that room.
+
+use super::pubsub::{self, PubsubEvent, SubCommand};
+use crate::sendq::FrameClass;
+use crate::ws::frame;
+use bytes::Bytes;
+use ringside_lua::{Game, Redis};
+use ringside_protocol::events::ServerEvent;
+use ringside_protocol::{Codec, Envelope};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+type Job = Box<dyn FnOnce(Game, Redis) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+enum HubCmd {
+    Call(Job),
+    Interest {
+        code: Arc<str>,
+        worker: usize,
+        on: bool,
+    },
+}
+
+/// One room event, encoded once per subprotocol, shared by every local member.
+#[derive(Debug)]
+pub struct RoomFrame {
+    pub code: Arc<str>,
+    pub seq: u64,
+    pub event: ServerEvent,
+    /// Text frame with the published JSON, unchanged.
+    pub json: Bytes,
+    /// Binary frame with the same envelope in MessagePack.
+    pub msgpack: Bytes,
+    pub class: FrameClass,
+}
+
+impl RoomFrame {
+    pub fn frame(&self, codec: Codec) -> &Bytes {
+        match codec {
+            Codec::Json => &self.json,
+            Codec::Msgpack => &self.msgpack,
+        }
+    }
+}
+
+/// What the hub sends to a worker thread.
+#[derive(Debug)]
+pub enum WorkerMsg {
+    Event(Arc<RoomFrame>),
+    /// The room's channel was (re)subscribed and its log ends at `seq`: members behind it catch up.
+    Head {
+        code: Arc<str>,
+        seq: u64,
+    },
+}
+
+/// The slow-consumer class of a room event (DESIGN.md "Delivery"): superseded progress and leaderboard
+/// frames may be replaced in a send queue; nothing else is ever dropped.
+pub fn class_of(event: &ServerEvent) -> FrameClass {
+    match event {
+        ServerEvent::AnswerProgress(_) => FrameClass::Droppable(1),
+        ServerEvent::Leaderboard(_) => FrameClass::Droppable(2),
+        _ => FrameClass::Reliable,
+    }
+}
+
+/// Builds a [`RoomFrame`] from the published envelope JSON.
+pub fn room_frame(code: Arc<str>, published: &[u8]) -> Result<RoomFrame, String> {
+    let mut buf = published.to_vec();
+    let env: Envelope<ServerEvent> =
+        Envelope::decode(Codec::Json, &mut buf).map_err(|e| e.to_string())?;
+    let seq = env.seq.ok_or("room event without seq")?;
+    Ok(RoomFrame {
+        code,
+        seq,
+        class: class_of(&env.event),
+        json: frame::encode(frame::Opcode::Text, published),
+        msgpack: frame::encode(frame::Opcode::Binary, &env.to_msgpack()),
+        event: env.event,
+    })
+}
+
+/// The workers' side of the hub. Cheap to clone; `Send`.
+#[derive(Clone)]
+pub struct HubHandle {
+    tx: mpsc::UnboundedSender<HubCmd>,
+}
+
+/// The hub is gone (the process is shutting down).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the Redis thread has stopped")]
+pub struct HubGone;
+
+impl HubHandle {
+    /// Runs `f` on the Redis thread and returns its output.
+    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, HubGone>
+    where
+        T: Send + 'static,
+        F: FnOnce(Game, Redis) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |game, redis| {
+            Box::pin(async move {
+                let _ = tx.send(f(game, redis).await);
+            })
+        });
+        self.tx.send(HubCmd::Call(job)).map_err(|_| HubGone)?;
+        rx.await.map_err(|_| HubGone)
+    }
+
+    /// Worker `worker` starts (`on`) or stops having members in room `code`.
+    pub fn interest(&self, code: Arc<str>, worker: usize, on: bool) {
+        let _ = self.tx.send(HubCmd::Interest { code, worker, on });
+    }
+}
+
+/// Where the hub connects.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub urls: Vec<String>,
+    pub cluster: bool,
+}
+
+/// Starts the Redis thread: connects, checks the Functions library version (refusing a mismatch), and
+/// serves calls and subscriptions until every [`HubHandle`] is dropped.
+pub fn start(
+    cfg: RedisConfig,
+    workers: Vec<mpsc::UnboundedSender<WorkerMsg>>,
+) -> anyhow::Result<HubHandle> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    std::thread::Builder::new()
+        .name("ringside-redis".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let mut redis = match Redis::connect(&cfg.urls, cfg.cluster).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(anyhow::anyhow!(
+                            "cannot connect to Redis at {:?}: {e}",
+                            cfg.urls
+                        )));
+                        return;
+                    }
+                };
+                if let Err(e) = ringside_lua::check_version(&mut redis).await {
+                    let _ = ready_tx.send(Err(anyhow::anyhow!("{e}")));
+                    return;
+                }
+                let _ = ready_tx.send(Ok(()));
+                run(cfg, redis, rx, workers).await;
+            });
+        })?;
+    ready_rx
+        .recv()
+        .map_err(|_| anyhow::anyhow!("the Redis thread died while starting"))??;
+    Ok(HubHandle { tx })
+}
+
+async fn run(
+    cfg: RedisConfig,
+    redis: Redis,
+    mut rx: mpsc::UnboundedReceiver<HubCmd>,
+    workers: Vec<mpsc::UnboundedSender<WorkerMsg>>,
+) {
+    let game = Game::new(redis.clone());
+    let (sub_tx, sub_rx) = mpsc::unbounded_channel();
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+    let seeds = cfg.urls.iter().map(|u| pubsub::addr_of_url(u)).collect();
+    tokio::spawn(pubsub::run(seeds, cfg.cluster, sub_rx, ev_tx));
+
+    // room code -> number of interested sockets per worker is kept by the workers; here: which workers.
+    let mut interest: HashMap<Arc<str>, Vec<bool>> = HashMap::new();
+    let channel_of = |code: &str| ringside_protocol::keys::room_channel(code);
+    // channel name -> code, for incoming messages.
+    let mut codes: HashMap<String, Arc<str>> = HashMap::new();
+
+    loop {
+        tokio::select! {
+            cmd = rx.recv() => {
+                let Some(cmd) = cmd else { return };
+                match cmd {
+                    HubCmd::Call(job) => { tokio::spawn(job(game.clone(), redis.clone())); }
+                    HubCmd::Interest { code, worker, on } => {
+                        let entry = interest.entry(code.clone()).or_insert_with(|| vec![false; workers.len()]);
+                        let before = entry.iter().any(|&w| w);
+                        if let Some(w) = entry.get_mut(worker) { *w = on; }
+                        let after = entry.iter().any(|&w| w);
+                        let ch = channel_of(&code);
+                        if !before && after {
+                            codes.insert(ch.clone(), code.clone());
+                            let _ = sub_tx.send(SubCommand::Subscribe(ch));
+                        } else if before && !after {
+                            interest.remove(&code);
+                            codes.remove(&ch);
+                            let _ = sub_tx.send(SubCommand::Unsubscribe(ch));
+                        } else if after {
+                            // A worker joined a room the process already follows: tell it where the log ends.
+                            spawn_head(redis.clone(), code.clone(), vec![workers[worker].clone()]);
+                        }
+                    }
+                }
+            }
+            ev = ev_rx.recv() => {
+                let Some(ev) = ev else { return };
+                match ev {
+                    PubsubEvent::Message { channel, payload } => {
+                        let Ok(ch) = std::str::from_utf8(&channel) else { continue };
+                        let Some(code) = codes.get(ch) else { continue };
+                        let frame = match room_frame(code.clone(), &payload) {
+                            Ok(f) => Arc::new(f),
+                            Err(e) => { tracing::error!(channel = ch, error = %e, "undecodable room event"); continue; }
+                        };
+                        if let Some(ws) = interest.get(code) {
+                            for (i, on) in ws.iter().enumerate() {
+                                if *on { let _ = workers[i].send(WorkerMsg::Event(frame.clone())); }
+                            }
+                        }
+                    }
+                    PubsubEvent::Subscribed { channel } => {
+                        let Some(code) = codes.get(&channel) else { continue };
+                        let targets = interest.get(code).map(|ws| ws.iter().enumerate().filter(|(_, on)| **on).map(|(i, _)| workers[i].clone()).collect()).unwrap_or_default();
+                        spawn_head(redis.clone(), code.clone(), targets);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads the last `seq` of a room's log and tells `targets`.
+fn spawn_head(mut redis: Redis, code: Arc<str>, targets: Vec<mpsc::UnboundedSender<WorkerMsg>>) {
+    tokio::spawn(async move {
+        let key = ringside_protocol::keys::room_log(&code);
+        let res: redis::RedisResult<Vec<(String, Vec<(String, String)>)>> = redis::cmd("XREVRANGE")
+            .arg(&key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut redis)
+            .await;
+        let seq = match res {
+            Ok(v) => v
+                .first()
+                .and_then(|(id, _)| id.split('-').next()?.parse().ok())
+                .unwrap_or(0),
+            Err(e) => {
+                tracing::warn!(room = %code, error = %e, "cannot read the room log head");
+                return;
+            }
+        };
+        for t in targets {
+            let _ = t.send(WorkerMsg::Head {
+                code: code.clone(),
+                seq,
+            });
+        }
+    });
+}

@@ -1,0 +1,105 @@
+//! The game layer of the edge: client events → one FCALL each → the reply to that client; room events →
+//! every local member, encoded once. No game rules live here (ARCHITECTURE.md): the edge authenticates,
+//! rate-limits, checks the answer HMAC, and moves frames.
+//!
+//! - [`session`]: [`GameSession`], one per socket: decode, rate limit, auth, dispatch of each client event.
+//! - [`rooms`]: [`Rooms`], per worker thread: the local members of each room, in-order fan-out by `seq`,
+//!   catch-up from the room log, personal results after a reveal, kicks.
+//! - [`hub`]: the Redis thread (tokio): FCALLs, one sharded subscription per room per process, encode once.
+//! - [`pubsub`], [`resp`]: the sharded pub/sub subscriber.
+
+pub mod hub;
+pub mod pubsub;
+pub mod resp;
+pub mod rooms;
+pub mod session;
+
+use crate::conn::ConnHandle;
+use crate::session::{Rejection, Session, SessionFactory};
+use crate::ws::handshake::{Subprotocol, UpgradeRequest};
+use hub::{HubHandle, RedisConfig, WorkerMsg};
+use ringside_protocol::Codec;
+use rooms::Rooms;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Mutex;
+use tokio::sync::mpsc;
+
+pub use session::GameSession;
+
+/// Settings of the game layer.
+#[derive(Debug, Clone)]
+pub struct GameConfig {
+    pub redis: RedisConfig,
+    /// Base of `shareUrl` in `room:created`, e.g. `http://127.0.0.1:8080`.
+    pub share_base: String,
+}
+
+thread_local! {
+    static ROOMS: RefCell<Option<Rc<Rooms>>> = const { RefCell::new(None) };
+}
+
+/// Creates a [`GameSession`] per socket; owns the hub handle and each worker's inbox until it starts.
+pub struct GameFactory {
+    hub: HubHandle,
+    inboxes: Mutex<Vec<Option<mpsc::UnboundedReceiver<WorkerMsg>>>>,
+    share_base: String,
+}
+
+impl GameFactory {
+    /// Connects to Redis (checking the Functions library version) and prepares `workers` inboxes.
+    pub fn start(cfg: GameConfig, workers: usize) -> anyhow::Result<GameFactory> {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
+        let hub = hub::start(cfg.redis, txs)?;
+        Ok(GameFactory {
+            hub,
+            inboxes: Mutex::new(rxs.into_iter().map(Some).collect()),
+            share_base: cfg.share_base,
+        })
+    }
+}
+
+impl SessionFactory for GameFactory {
+    fn on_worker_start(&self, worker_index: usize) {
+        let inbox = self
+            .inboxes
+            .lock()
+            .expect("inbox lock")
+            .get_mut(worker_index)
+            .and_then(Option::take);
+        let rooms = Rc::new(Rooms::new(
+            worker_index,
+            self.hub.clone(),
+            self.share_base.clone(),
+        ));
+        ROOMS.with(|r| *r.borrow_mut() = Some(rooms.clone()));
+        if let Some(mut inbox) = inbox {
+            monoio::spawn(async move {
+                while let Some(msg) = inbox.recv().await {
+                    rooms.on_hub_message(msg);
+                }
+            });
+        }
+    }
+
+    fn open(&self, req: &UpgradeRequest, conn: &ConnHandle) -> Result<Box<dyn Session>, Rejection> {
+        let codec =
+            match req.subprotocol {
+                Subprotocol::Json => Codec::Json,
+                Subprotocol::Msgpack => Codec::Msgpack,
+                Subprotocol::None => return Err(Rejection {
+                    status: 400,
+                    body:
+                        "Sec-WebSocket-Protocol must be ringside.v1.json or ringside.v1.msgpack\n"
+                            .into(),
+                }),
+            };
+        let rooms = ROOMS
+            .with(|r| r.borrow().clone())
+            .ok_or_else(|| Rejection {
+                status: 503,
+                body: "worker not ready\n".into(),
+            })?;
+        Ok(Box::new(GameSession::open(rooms, conn, codec)))
+    }
+}

@@ -1,0 +1,397 @@
+//! The rooms of one worker thread: which local sockets are members of which room, and delivery of room
+//! events to them in `seq` order.
+//!
+//! Delivery rule: a member receives room event `n` only if it has received `n - 1` (its `last_seq`).
+//! A member that is behind — it joined while the process was not yet subscribed, reconnected with an
+//! old `seq`, or the subscription dropped during a Redis failover — catches up from the room log
+//! (`XRANGE`), or gets a `reconnect:state` snapshot when the gap is older than the log. Nothing is
+//! silently skipped and nothing is delivered twice.
+
+use super::hub::{class_of, HubHandle, RoomFrame, WorkerMsg};
+use crate::conn::ConnHandle;
+use crate::sendq::FrameClass;
+use crate::ws::frame::{self, Opcode};
+use ringside_protocol::events::{ErrorEvent, LeaveReason, ServerEvent};
+use ringside_protocol::{CloseCode, Codec, Envelope, ErrorCode};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+struct Member {
+    conn: ConnHandle,
+    codec: Codec,
+    /// The player's id; `None` for the host.
+    player: Option<Rc<str>>,
+    last_seq: u64,
+    /// A catch-up task is running for this member; live events wait for it.
+    syncing: bool,
+}
+
+#[derive(Default)]
+struct LocalRoom {
+    /// The highest seq this worker has seen for the room.
+    last_seq: u64,
+    members: HashMap<u64, Member>,
+}
+
+/// The per-thread room registry.
+pub struct Rooms {
+    pub worker: usize,
+    pub hub: HubHandle,
+    pub share_base: String,
+    rooms: RefCell<HashMap<Arc<str>, LocalRoom>>,
+}
+
+/// Encodes a server event for one socket (replies and personal events; room events use [`RoomFrame`]).
+pub fn encode(codec: Codec, env: &Envelope<ServerEvent>) -> bytes::Bytes {
+    let body = env.encode(codec);
+    frame::encode(
+        if codec.is_text() {
+            Opcode::Text
+        } else {
+            Opcode::Binary
+        },
+        &body,
+    )
+}
+
+/// Sends an `error` to one socket.
+pub fn send_error(
+    conn: &ConnHandle,
+    codec: Codec,
+    rid: Option<u32>,
+    code: ErrorCode,
+    message: String,
+    event: Option<&str>,
+) {
+    let retry_after_ms = code.retryable().then_some(1000);
+    let env = Envelope::new(ServerEvent::Error(ErrorEvent {
+        code,
+        message,
+        event: event.map(str::to_string),
+        retry_after_ms,
+    }))
+    .with_rid(rid);
+    let _ = conn.send(encode(codec, &env), FrameClass::Reliable);
+}
+
+impl Rooms {
+    pub fn new(worker: usize, hub: HubHandle, share_base: String) -> Rooms {
+        Rooms {
+            worker,
+            hub,
+            share_base,
+            rooms: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Adds a socket to a room; it has seen every event up to `last_seq`.
+    pub fn add_member(
+        self: &Rc<Self>,
+        code: &Arc<str>,
+        conn: &ConnHandle,
+        codec: Codec,
+        player: Option<Rc<str>>,
+        last_seq: u64,
+    ) {
+        if !conn.is_open() {
+            return; // closed while its join was in flight: nothing may outlive the socket
+        }
+        let behind = {
+            let mut rooms = self.rooms.borrow_mut();
+            let first = !rooms.contains_key(code);
+            let room = rooms.entry(code.clone()).or_default();
+            room.members.insert(
+                conn.id(),
+                Member {
+                    conn: conn.clone(),
+                    codec,
+                    player,
+                    last_seq,
+                    syncing: false,
+                },
+            );
+            if first {
+                self.hub.interest(code.clone(), self.worker, true);
+            }
+            room.last_seq > last_seq
+        };
+        if behind {
+            self.catch_up(code.clone(), conn.id());
+        }
+    }
+
+    /// Removes a socket from a room (leave, kick, close). The last local member ends the subscription.
+    pub fn remove_member(&self, code: &Arc<str>, conn_id: u64) {
+        let mut rooms = self.rooms.borrow_mut();
+        if let Some(room) = rooms.get_mut(code) {
+            room.members.remove(&conn_id);
+            if room.members.is_empty() {
+                rooms.remove(code);
+                self.hub.interest(code.clone(), self.worker, false);
+            }
+        }
+    }
+
+    /// Local members of `code` (for tests and metrics).
+    pub fn member_count(&self, code: &str) -> usize {
+        self.rooms.borrow().get(code).map_or(0, |r| r.members.len())
+    }
+
+    pub fn on_hub_message(self: &Rc<Self>, msg: WorkerMsg) {
+        match msg {
+            WorkerMsg::Event(frame) => self.on_event(frame),
+            WorkerMsg::Head { code, seq } => {
+                let behind: Vec<u64> = {
+                    let mut rooms = self.rooms.borrow_mut();
+                    let Some(room) = rooms.get_mut(&code) else {
+                        return;
+                    };
+                    room.last_seq = room.last_seq.max(seq);
+                    room.members
+                        .iter()
+                        .filter(|(_, m)| !m.syncing && m.last_seq < seq)
+                        .map(|(id, _)| *id)
+                        .collect()
+                };
+                for id in behind {
+                    self.catch_up(code.clone(), id);
+                }
+            }
+        }
+    }
+
+    fn on_event(self: &Rc<Self>, frame: Arc<RoomFrame>) {
+        let mut behind = Vec::new();
+        let mut players = Vec::new();
+        {
+            let mut rooms = self.rooms.borrow_mut();
+            let Some(room) = rooms.get_mut(&frame.code) else {
+                return;
+            };
+            room.last_seq = room.last_seq.max(frame.seq);
+            let reveal = matches!(frame.event, ServerEvent::QuestionReveal(_));
+            let kicked = match &frame.event {
+                ServerEvent::PlayerLeft(l) if l.reason == LeaveReason::Kick => {
+                    Some(l.player_id.as_str())
+                }
+                _ => None,
+            };
+            for (id, m) in room.members.iter_mut() {
+                if m.syncing || frame.seq <= m.last_seq {
+                    continue;
+                }
+                if frame.seq != m.last_seq + 1 {
+                    behind.push(*id);
+                    continue;
+                }
+                let _ = m.conn.send(frame.frame(m.codec).clone(), frame.class);
+                m.last_seq = frame.seq;
+                if let (Some(k), Some(p)) = (kicked, &m.player) {
+                    if **p == *k {
+                        send_error(
+                            &m.conn,
+                            m.codec,
+                            None,
+                            ErrorCode::Kicked,
+                            "removed from the room".into(),
+                            None,
+                        );
+                        m.conn.close(CloseCode::Kicked.code(), "kicked");
+                    }
+                }
+                if reveal {
+                    if let Some(p) = &m.player {
+                        players.push((*id, p.clone()));
+                    }
+                }
+            }
+        }
+        for id in behind {
+            self.catch_up(frame.code.clone(), id);
+        }
+        if let ServerEvent::QuestionReveal(r) = &frame.event {
+            if !players.is_empty() {
+                self.deliver_results(frame.code.clone(), r.q_index, players);
+            }
+        }
+    }
+
+    /// Fetches each local player's own result of question `q` (batched FCALLs) and sends it to them alone.
+    fn deliver_results(self: &Rc<Self>, code: Arc<str>, q: u32, players: Vec<(u64, Rc<str>)>) {
+        let this = self.clone();
+        monoio::spawn(async move {
+            for chunk in players.chunks(ringside_lua::game::RESULTS_MAX) {
+                let ids: Vec<String> = chunk.iter().map(|(_, p)| p.to_string()).collect();
+                let c = code.clone();
+                let res = this
+                    .hub
+                    .call(move |game, _| async move {
+                        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                        game.results(&c, q, &refs).await
+                    })
+                    .await;
+                let results = match res {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => {
+                        tracing::warn!(room = %code, q, error = %e, "cannot fetch personal results");
+                        continue;
+                    }
+                    Err(_) => return,
+                };
+                let rooms = this.rooms.borrow();
+                let Some(room) = rooms.get(&code) else { return };
+                for ((conn_id, _), result) in chunk.iter().zip(results) {
+                    let (Some(result), Some(m)) = (result, room.members.get(conn_id)) else {
+                        continue;
+                    };
+                    let env = Envelope::new(ServerEvent::AnswerResult(result));
+                    let _ = m.conn.send(encode(m.codec, &env), FrameClass::Reliable);
+                }
+            }
+        });
+    }
+
+    /// Brings one member up to the room's latest seq from the room log, or with a snapshot.
+    fn catch_up(self: &Rc<Self>, code: Arc<str>, conn_id: u64) {
+        {
+            let mut rooms = self.rooms.borrow_mut();
+            let Some(m) = rooms
+                .get_mut(&code)
+                .and_then(|r| r.members.get_mut(&conn_id))
+            else {
+                return;
+            };
+            if m.syncing {
+                return;
+            }
+            m.syncing = true;
+        }
+        let this = self.clone();
+        monoio::spawn(async move {
+            loop {
+                let Some((from, player)) =
+                    this.member(&code, conn_id, |m| (m.last_seq, m.player.clone()))
+                else {
+                    return;
+                };
+                let key = ringside_protocol::keys::room_log(&code);
+                let res = this
+                    .hub
+                    .call(move |_, mut redis| async move {
+                        let r: redis::RedisResult<Vec<(String, Vec<(String, String)>)>> =
+                            redis::cmd("XRANGE")
+                                .arg(&key)
+                                .arg(format!("{}-0", from + 1))
+                                .arg("+")
+                                .arg("COUNT")
+                                .arg(1000)
+                                .query_async(&mut redis)
+                                .await;
+                        r
+                    })
+                    .await;
+                let entries = match res {
+                    Ok(Ok(e)) => e,
+                    Ok(Err(e)) => {
+                        tracing::warn!(room = %code, error = %e, "catch-up read failed; will retry on the next event");
+                        break;
+                    }
+                    Err(_) => return,
+                };
+                let first = entries.first().and_then(|(id, _)| seq_of(id));
+                if first.is_some_and(|s| s != from + 1) {
+                    // The gap is older than the log: a snapshot replaces the missed events.
+                    if !this.send_snapshot(&code, conn_id, player).await {
+                        break;
+                    }
+                } else {
+                    let mut rooms = this.rooms.borrow_mut();
+                    let Some(m) = rooms
+                        .get_mut(&code)
+                        .and_then(|r| r.members.get_mut(&conn_id))
+                    else {
+                        return;
+                    };
+                    for (id, fields) in &entries {
+                        let (Some(seq), Some((_, json))) =
+                            (seq_of(id), fields.iter().find(|(k, _)| k == "e"))
+                        else {
+                            continue;
+                        };
+                        if seq <= m.last_seq {
+                            continue;
+                        }
+                        let Ok(frame) = super::hub::room_frame(code.clone(), json.as_bytes())
+                        else {
+                            continue;
+                        };
+                        let _ = m
+                            .conn
+                            .send(frame.frame(m.codec).clone(), class_of(&frame.event));
+                        m.last_seq = seq;
+                    }
+                }
+                let done = this.rooms.borrow().get(&code).is_none_or(|r| {
+                    r.members
+                        .get(&conn_id)
+                        .is_none_or(|m| m.last_seq >= r.last_seq)
+                        || entries.is_empty()
+                });
+                if done {
+                    break;
+                }
+            }
+            if let Some(m) = this
+                .rooms
+                .borrow_mut()
+                .get_mut(&code)
+                .and_then(|r| r.members.get_mut(&conn_id))
+            {
+                m.syncing = false;
+            }
+        });
+    }
+
+    async fn send_snapshot(
+        self: &Rc<Self>,
+        code: &Arc<str>,
+        conn_id: u64,
+        player: Option<Rc<str>>,
+    ) -> bool {
+        let c = code.clone();
+        let pid = player.map(|p| p.to_string());
+        let res = self
+            .hub
+            .call(move |game, _| async move { game.snapshot(&c, pid.as_deref()).await })
+            .await;
+        let state = match res {
+            Ok(Ok(s)) => s,
+            _ => return false,
+        };
+        let mut rooms = self.rooms.borrow_mut();
+        let Some(m) = rooms
+            .get_mut(code)
+            .and_then(|r| r.members.get_mut(&conn_id))
+        else {
+            return false;
+        };
+        m.last_seq = m.last_seq.max(state.seq);
+        let env = Envelope::new(ServerEvent::ReconnectState(state));
+        let _ = m.conn.send(encode(m.codec, &env), FrameClass::Reliable);
+        true
+    }
+
+    fn member<T>(&self, code: &Arc<str>, conn_id: u64, f: impl FnOnce(&Member) -> T) -> Option<T> {
+        self.rooms
+            .borrow()
+            .get(code)
+            .and_then(|r| r.members.get(&conn_id))
+            .map(f)
+    }
+}
+
+fn seq_of(stream_id: &str) -> Option<u64> {
+    stream_id.split('-').next()?.parse().ok()
+}

@@ -1,0 +1,520 @@
+//! One socket's game session: decodes each client event, applies the per-socket rate limit, checks that
+//! the socket may do it (role, room, host token, answer HMAC), and turns it into one FCALL through the
+//! hub. The reply (or an `error` with a documented code) goes to this socket only.
+//!
+//! Where each client event goes (docs/protocol.md → `ringside_lua::Game` → lua/ringside.lua):
+//!
+//! | event | check here | call |
+//! |---|---|---|
+//! | `ping` | — | none: `pong` at once |
+//! | `room:create` | no session yet | `Game::create_room` → `room_create` |
+//! | `room:join` | no session yet | `Game::join` → `room_join` |
+//! | `reconnect:attempt` | no session yet | `Game::reconnect` → `reconnect` |
+//! | `room:leave` | player of that room | `Game::leave` → `room_leave` |
+//! | `game:answer:submit` | player of that room, HMAC | `Game::answer_submit` → `answer_submit` |
+//! | `room:kick`, `game:start`, `host:*` | host of that room | `kick`/`start`/`pause`/`resume`/`skip`/`extend` |
+
+use super::rooms::{encode, send_error, Rooms};
+use crate::conn::{CloseInfo, ConnHandle};
+use crate::sendq::FrameClass;
+use crate::session::Session;
+use crate::ws::frame::MessageKind;
+use ringside_lua::{GameError, Recovery};
+use ringside_protocol::auth::verify_answer_hash;
+use ringside_protocol::envelope::decode;
+use ringside_protocol::events::*;
+use ringside_protocol::{limits, ClientEvent, CloseCode, Codec, Envelope, ErrorCode};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Who this socket is in which room.
+enum Role {
+    None,
+    /// A create, join or reconnect is in flight.
+    Pending,
+    Host {
+        code: Arc<str>,
+        token: Rc<str>,
+    },
+    Player {
+        code: Arc<str>,
+        id: Rc<str>,
+        secret: Rc<str>,
+    },
+}
+
+struct State {
+    conn: ConnHandle,
+    codec: Codec,
+    role: Role,
+    /// Token bucket of client events (limits::EVENTS_PER_SECOND, burst limits::EVENTS_BURST).
+    tokens: f32,
+    refilled: Instant,
+    /// Events refused by the rate limit; past a threshold the socket is closed with 1008.
+    strikes: u32,
+}
+
+/// See the module docs.
+pub struct GameSession {
+    rooms: Rc<Rooms>,
+    st: Rc<RefCell<State>>,
+}
+
+/// Refusals of the rate limit before the socket is closed with 1008.
+const MAX_STRIKES: u32 = 100;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl GameSession {
+    /// A new session; sends `session:ack` at once.
+    pub fn open(rooms: Rc<Rooms>, conn: &ConnHandle, codec: Codec) -> GameSession {
+        let ack = ServerEvent::SessionAck(SessionAck {
+            socket_id: format!("{:x}-{}-{:x}", std::process::id(), rooms.worker, conn.id()),
+            server_time: now_ms(),
+            ping_interval: limits::PING_INTERVAL_MS,
+            protocol: codec.protocol().to_string(),
+        });
+        let _ = conn.send(encode(codec, &Envelope::new(ack)), FrameClass::Reliable);
+        let st = State {
+            conn: conn.clone(),
+            codec,
+            role: Role::None,
+            tokens: limits::EVENTS_BURST as f32,
+            refilled: Instant::now(),
+            strikes: 0,
+        };
+        GameSession {
+            rooms,
+            st: Rc::new(RefCell::new(st)),
+        }
+    }
+
+    fn allow(&self) -> bool {
+        let mut st = self.st.borrow_mut();
+        let now = Instant::now();
+        let dt = now.duration_since(st.refilled).as_secs_f32();
+        st.refilled = now;
+        st.tokens =
+            (st.tokens + dt * limits::EVENTS_PER_SECOND as f32).min(limits::EVENTS_BURST as f32);
+        if st.tokens >= 1.0 {
+            st.tokens -= 1.0;
+            true
+        } else {
+            st.strikes += 1;
+            false
+        }
+    }
+
+    fn dispatch(&self, env: Envelope<ClientEvent>) {
+        let rid = env.rid;
+        let name = env.event.name();
+        let (conn, codec) = {
+            let st = self.st.borrow();
+            (st.conn.clone(), st.codec)
+        };
+        let reply = move |conn: &ConnHandle, ev: ServerEvent| {
+            let _ = conn.send(
+                encode(codec, &Envelope::new(ev).with_rid(rid)),
+                FrameClass::Reliable,
+            );
+        };
+        let fail = move |conn: &ConnHandle, code: ErrorCode, msg: String| {
+            send_error(conn, codec, rid, code, msg, Some(name))
+        };
+        let game_err = move |conn: &ConnHandle, e: GameError| {
+            if !e.is_refusal() {
+                tracing::warn!(event = name, error = %e, "game call failed");
+            }
+            send_error(conn, codec, rid, e.code(), e.to_string(), Some(name))
+        };
+
+        match env.event {
+            ClientEvent::Ping(p) => reply(
+                &conn,
+                ServerEvent::Pong(Pong {
+                    t: p.t,
+                    server_time: now_ms(),
+                }),
+            ),
+
+            ClientEvent::RoomCreate(c) => {
+                if !self.begin_session(&conn, codec, rid, name) {
+                    return;
+                }
+                let (rooms, st) = (self.rooms.clone(), self.st.clone());
+                let share = rooms.share_base.clone();
+                monoio::spawn(async move {
+                    let res = rooms
+                        .hub
+                        .call(move |game, _| async move {
+                            game.create_room(
+                                &c.quiz_id,
+                                c.host_name.as_deref(),
+                                &c.settings,
+                                &share,
+                            )
+                            .await
+                        })
+                        .await;
+                    match res {
+                        Ok(Ok(created)) => {
+                            let code: Arc<str> = created.game_code.as_str().into();
+                            st.borrow_mut().role = Role::Host {
+                                code: code.clone(),
+                                token: created.host_token.as_str().into(),
+                            };
+                            rooms.add_member(&code, &conn, codec, None, 0);
+                            reply(&conn, ServerEvent::RoomCreated(created));
+                        }
+                        Ok(Err(e)) => {
+                            st.borrow_mut().role = Role::None;
+                            game_err(&conn, e);
+                        }
+                        Err(_) => fail(&conn, ErrorCode::Unavailable, "shutting down".into()),
+                    }
+                });
+            }
+
+            ClientEvent::RoomJoin(j) => {
+                if !self.begin_session(&conn, codec, rid, name) {
+                    return;
+                }
+                let (rooms, st) = (self.rooms.clone(), self.st.clone());
+                monoio::spawn(async move {
+                    let res = rooms
+                        .hub
+                        .call(move |game, _| async move {
+                            game.join(&j.game_code, &j.player_name, j.avatar_id, None)
+                                .await
+                        })
+                        .await;
+                    match res {
+                        Ok(Ok(ack)) => {
+                            let code: Arc<str> = ack.game_code.as_str().into();
+                            let id: Rc<str> = ack.player_id.as_str().into();
+                            st.borrow_mut().role = Role::Player {
+                                code: code.clone(),
+                                id: id.clone(),
+                                secret: ack.answer_secret.as_str().into(),
+                            };
+                            let seq = ack.seq;
+                            reply(&conn, ServerEvent::RoomJoinAck(ack));
+                            rooms.add_member(&code, &conn, codec, Some(id), seq);
+                        }
+                        Ok(Err(e)) => {
+                            st.borrow_mut().role = Role::None;
+                            game_err(&conn, e);
+                        }
+                        Err(_) => fail(&conn, ErrorCode::Unavailable, "shutting down".into()),
+                    }
+                });
+            }
+
+            ClientEvent::ReconnectAttempt(r) => {
+                if !self.begin_session(&conn, codec, rid, name) {
+                    return;
+                }
+                let (rooms, st) = (self.rooms.clone(), self.st.clone());
+                monoio::spawn(async move {
+                    let code: Arc<str> = r.game_code.as_str().into();
+                    let token: Rc<str> = r.session_token.as_str().into();
+                    let res = rooms
+                        .hub
+                        .call(move |game, _| async move {
+                            game.reconnect(&r.game_code, &r.player_id, &r.session_token, r.last_seq)
+                                .await
+                        })
+                        .await;
+                    let back = match res {
+                        Ok(Ok(back)) => back,
+                        Ok(Err(e)) => {
+                            st.borrow_mut().role = Role::None;
+                            return game_err(&conn, e);
+                        }
+                        Err(_) => {
+                            return fail(&conn, ErrorCode::Unavailable, "shutting down".into())
+                        }
+                    };
+                    let player: Option<Rc<str>> =
+                        (!back.host).then(|| back.player_id.as_str().into());
+                    st.borrow_mut().role = match (&player, &back.answer_secret) {
+                        (Some(id), Some(secret)) => Role::Player {
+                            code: code.clone(),
+                            id: id.clone(),
+                            secret: secret.as_str().into(),
+                        },
+                        _ => Role::Host {
+                            code: code.clone(),
+                            token,
+                        },
+                    };
+                    let mut seen = back.seq;
+                    match back.recovery {
+                        Recovery::Events(events) => {
+                            // The missed events, as they were published, then live ones.
+                            for raw in events {
+                                if let Ok(frame) =
+                                    super::hub::room_frame(code.clone(), raw.as_bytes())
+                                {
+                                    let _ =
+                                        conn.send(frame.frame(codec).clone(), FrameClass::Reliable);
+                                }
+                            }
+                            reply(
+                                &conn,
+                                ServerEvent::Ok(OkReply {
+                                    event: name.to_string(),
+                                }),
+                            );
+                        }
+                        Recovery::State(state) => {
+                            seen = state.seq;
+                            reply(&conn, ServerEvent::ReconnectState(*state));
+                        }
+                    }
+                    rooms.add_member(&code, &conn, codec, player, seen);
+                });
+            }
+
+            ClientEvent::RoomLeave(g) => {
+                let Some((code, id, _)) = self.player_of(&g.game_code) else {
+                    return fail(
+                        &conn,
+                        ErrorCode::Unauthorized,
+                        "not a player of this room".into(),
+                    );
+                };
+                let (rooms, st) = (self.rooms.clone(), self.st.clone());
+                monoio::spawn(async move {
+                    let (c, p) = (code.clone(), id.clone().to_string());
+                    match rooms
+                        .hub
+                        .call(move |game, _| async move { game.leave(&c, &p).await })
+                        .await
+                    {
+                        Ok(Ok(())) => {
+                            rooms.remove_member(&code, conn.id());
+                            st.borrow_mut().role = Role::None;
+                            reply(
+                                &conn,
+                                ServerEvent::Ok(OkReply {
+                                    event: name.to_string(),
+                                }),
+                            );
+                        }
+                        Ok(Err(e)) => game_err(&conn, e),
+                        Err(_) => fail(&conn, ErrorCode::Unavailable, "shutting down".into()),
+                    }
+                });
+            }
+
+            ClientEvent::AnswerSubmit(a) => {
+                let Some((code, id, secret)) = self.player_of(&a.game_code) else {
+                    return fail(
+                        &conn,
+                        ErrorCode::Unauthorized,
+                        "not a player of this room".into(),
+                    );
+                };
+                if !verify_answer_hash(&secret, &code, &id, a.q_index, a.answer_idx, &a.answer_hash)
+                {
+                    return fail(
+                        &conn,
+                        ErrorCode::BadHash,
+                        "answerHash does not verify".into(),
+                    );
+                }
+                let rooms = self.rooms.clone();
+                monoio::spawn(async move {
+                    let pid = id.to_string();
+                    let res = rooms
+                        .hub
+                        .call(move |game, _| async move {
+                            game.answer_submit(&code, &pid, a.q_index, a.answer_idx)
+                                .await
+                        })
+                        .await;
+                    match res {
+                        Ok(Ok(ack)) => reply(&conn, ServerEvent::AnswerAck(ack)),
+                        Ok(Err(e)) => game_err(&conn, e),
+                        Err(_) => fail(&conn, ErrorCode::Unavailable, "shutting down".into()),
+                    }
+                });
+            }
+
+            ClientEvent::RoomKick(k) => self.host_call(
+                rid,
+                name,
+                k.game_code.clone(),
+                move |game, code, token| async move {
+                    game.kick(&code, &token, &k.target_player_id).await
+                },
+            ),
+            ClientEvent::GameStart(g) => {
+                self.host_call(rid, name, g.game_code, |game, code, token| async move {
+                    game.start(&code, &token).await
+                })
+            }
+            ClientEvent::HostPause(g) => {
+                self.host_call(rid, name, g.game_code, |game, code, token| async move {
+                    game.pause(&code, &token).await
+                })
+            }
+            ClientEvent::HostResume(g) => {
+                self.host_call(rid, name, g.game_code, |game, code, token| async move {
+                    game.resume(&code, &token).await
+                })
+            }
+            ClientEvent::HostSkip(s) => self.host_call(
+                rid,
+                name,
+                s.game_code.clone(),
+                move |game, code, token| async move {
+                    game.skip(&code, &token, s.reason.as_deref()).await
+                },
+            ),
+            ClientEvent::HostExtend(e) => {
+                self.host_call(
+                    rid,
+                    name,
+                    e.game_code.clone(),
+                    move |game, code, token| async move {
+                        game.extend(&code, &token, e.add_seconds).await
+                    },
+                )
+            }
+        }
+    }
+
+    /// Marks the session as being created; refuses when the socket already has one.
+    fn begin_session(&self, conn: &ConnHandle, codec: Codec, rid: Option<u32>, name: &str) -> bool {
+        let mut st = self.st.borrow_mut();
+        if !matches!(st.role, Role::None) {
+            drop(st);
+            send_error(
+                conn,
+                codec,
+                rid,
+                ErrorCode::WrongState,
+                "this socket already has a session".into(),
+                Some(name),
+            );
+            return false;
+        }
+        st.role = Role::Pending;
+        true
+    }
+
+    fn player_of(&self, game_code: &str) -> Option<(Arc<str>, Rc<str>, Rc<str>)> {
+        match &self.st.borrow().role {
+            Role::Player { code, id, secret } if **code == *game_code => {
+                Some((code.clone(), id.clone(), secret.clone()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Runs a host action: the socket must hold the host session of `game_code`; the function checks the
+    /// token (a player socket gets `not_host`).
+    fn host_call<F, Fut>(&self, rid: Option<u32>, name: &'static str, game_code: String, f: F)
+    where
+        F: FnOnce(ringside_lua::Game, String, String) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), GameError>> + Send + 'static,
+    {
+        let (conn, codec, role) = {
+            let st = self.st.borrow();
+            let role = match &st.role {
+                Role::Host { code, token } if **code == *game_code => Ok(token.to_string()),
+                Role::Player { code, .. } if **code == *game_code => Err(ErrorCode::NotHost),
+                _ => Err(ErrorCode::Unauthorized),
+            };
+            (st.conn.clone(), st.codec, role)
+        };
+        let token = match role {
+            Ok(t) => t,
+            Err(code) => {
+                let msg = if code == ErrorCode::NotHost {
+                    "only the host may do this"
+                } else {
+                    "no session in this room"
+                };
+                return send_error(&conn, codec, rid, code, msg.into(), Some(name));
+            }
+        };
+        let rooms = self.rooms.clone();
+        monoio::spawn(async move {
+            match rooms
+                .hub
+                .call(move |game, _| f(game, game_code, token))
+                .await
+            {
+                Ok(Ok(())) => {
+                    let ok = Envelope::new(ServerEvent::Ok(OkReply {
+                        event: name.to_string(),
+                    }))
+                    .with_rid(rid);
+                    let _ = conn.send(encode(codec, &ok), FrameClass::Reliable);
+                }
+                Ok(Err(e)) => send_error(&conn, codec, rid, e.code(), e.to_string(), Some(name)),
+                Err(_) => send_error(
+                    &conn,
+                    codec,
+                    rid,
+                    ErrorCode::Unavailable,
+                    "shutting down".into(),
+                    Some(name),
+                ),
+            }
+        });
+    }
+}
+
+impl Session for GameSession {
+    fn on_message(&mut self, conn: &ConnHandle, kind: MessageKind, payload: &[u8]) {
+        let codec = self.st.borrow().codec;
+        if (kind == MessageKind::Text) != codec.is_text() {
+            let msg = if codec.is_text() {
+                "ringside.v1.json uses text frames"
+            } else {
+                "ringside.v1.msgpack uses binary frames"
+            };
+            return send_error(conn, codec, None, ErrorCode::BadFrame, msg.into(), None);
+        }
+        if !self.allow() {
+            if self.st.borrow().strikes > MAX_STRIKES {
+                conn.close(CloseCode::PolicyViolation.code(), "event rate exceeded");
+                return;
+            }
+            return send_error(
+                conn,
+                codec,
+                None,
+                ErrorCode::RateLimited,
+                "more than 20 events per second".into(),
+                None,
+            );
+        }
+        let mut buf = payload.to_vec();
+        match decode::<ClientEvent>(codec, &mut buf) {
+            Ok(env) => self.dispatch(env),
+            Err(e) => send_error(conn, codec, None, e.code(), e.to_string(), None),
+        }
+    }
+
+    fn on_close(&mut self, conn: &ConnHandle, _info: &CloseInfo) {
+        let role = std::mem::replace(&mut self.st.borrow_mut().role, Role::None);
+        match role {
+            Role::Host { code, .. } | Role::Player { code, .. } => {
+                self.rooms.remove_member(&code, conn.id())
+            }
+            Role::None | Role::Pending => {}
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! ringside-edge: the WebSocket edge of Ringside — accepts players' `ws://`/`wss://` connections,
+//! speaks RFC 6455 with its own codec, and hands validated messages to a per-socket [`Session`].
+//!
+//! # Layout
+//! The pipeline is the module list, bytes → frame → event → session:
+//! - [`ws::frame`] — RFC 6455 codec (parse, unmask, reassemble, validate, encode-once frames).
+//! - [`ws::handshake`] — HTTP/1.1 upgrade, subprotocols `ringside.v1.json` / `ringside.v1.msgpack`.
+//! - [`http`] — `/healthz`, `/readyz`, `/metrics`, static files from `--web-root`.
+//! - [`server`] — thread-per-core accept loop, SO_REUSEPORT, drain.
+//! - [`worker`] — per-thread registry of sockets, scratch buffer, once-a-second sweep (pings,
+//!   idle timeouts, stuck closes), cross-thread shutdown signal.
+//! - [`conn`] — the per-connection task and [`ConnHandle`].
+//! - [`transport`] — readiness-driven non-blocking I/O, plain or TLS (rustls sans-I/O).
+//! - [`sendq`] — bounded send queue with the slow-consumer policy.
+//! - [`session`] — the seam for the game layer ([`Session`], [`SessionFactory`]) and echo mode.
+//! - [`metrics`], [`config`], [`tls`], [`launcher`] (`--processes`), [`sys`] (the unsafe OS calls).
+//!
+//! Architecture invariant: the edge never decides game outcomes; it moves validated frames.
+//! Architecture invariant: an idle socket holds no read buffer (readiness wait + per-thread scratch).
+
+pub mod config;
+pub mod conn;
+pub mod game;
+pub mod http;
+pub mod launcher;
+pub mod metrics;
+pub mod sendq;
+pub mod server;
+pub mod session;
+pub mod sys;
+pub mod tls;
+pub mod transport;
+pub mod worker;
+pub mod ws;
+
+pub use conn::{CloseInfo, ConnHandle, SendError};
+pub use sendq::FrameClass;
+pub use server::{start, ServerHandle};
+pub use session::{EchoFactory, Rejection, Session, SessionFactory};

@@ -1,0 +1,111 @@
+//! `ringside-edge` binary: parses the config, raises RLIMIT_NOFILE, starts the workers (or
+//! `--processes` copies of itself), and drains on SIGTERM/SIGINT.
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser as _;
+use ringside_edge::config::{Cli, Command};
+use ringside_edge::session::{Rejection, Session, SessionFactory};
+use ringside_edge::ws::handshake::UpgradeRequest;
+use ringside_edge::{launcher, server, sys, ConnHandle, EchoFactory};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Placeholder until the game layer provides its factory: refuses upgrades with 501.
+struct NoGameLayer;
+
+impl SessionFactory for NoGameLayer {
+    fn open(
+        &self,
+        _req: &UpgradeRequest,
+        _conn: &ConnHandle,
+    ) -> Result<Box<dyn Session>, Rejection> {
+        Err(Rejection {
+            status: 501,
+            body: "game layer not available in this build; run with --echo\n".into(),
+        })
+    }
+}
+
+fn init_tracing(json: bool) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_json);
+    if let Some(Command::GenDevCert { out }) = &cli.command {
+        return match ringside_edge::tls::gen_dev_cert(out) {
+            Ok((c, k)) => {
+                println!("wrote {} and {}", c.display(), k.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("gen-dev-cert: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let cfg = cli.to_config();
+    if let Err(e) = cfg.validate() {
+        eprintln!("ringside-edge: {e}");
+        return ExitCode::from(2);
+    }
+    match sys::raise_nofile_limit() {
+        Ok(l) => tracing::info!(
+            soft_before = l.soft_before,
+            soft = l.soft,
+            hard = l.hard,
+            "RLIMIT_NOFILE"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not raise RLIMIT_NOFILE"),
+    }
+    if cfg.processes > 1 {
+        return match launcher::run(cfg.processes) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("ringside-edge: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // Block SIGTERM/SIGINT before any thread starts, so only the signal thread receives them.
+    let signals = match sys::TermSignals::block() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringside-edge: blocking signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let factory: Arc<dyn SessionFactory> = if cfg.echo {
+        Arc::new(EchoFactory)
+    } else {
+        Arc::new(NoGameLayer)
+    };
+    let srv = match server::start(cfg, factory) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringside-edge: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let drainer = srv.drainer();
+    let _ = std::thread::Builder::new()
+        .name("edge-signals".into())
+        .spawn(move || loop {
+            let sig = signals.wait();
+            tracing::info!(signal = sig, "signal received");
+            drainer.drain();
+        });
+    srv.join();
+    tracing::info!("edge stopped");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,161 @@
+//! Per-process counters, shared by all worker threads, rendered as Prometheus text on `/metrics`.
+//!
+//! Hot-path counters (frames, bytes) are added once per read or write syscall with a batch count,
+//! not once per frame, so the atomics cost nothing next to the syscall.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use crate::ws::handshake::FailReason;
+
+/// Close codes with their own `protocol_closes_total{code}` series; others count as "other".
+const CLOSE_CODES: [u16; 11] = [
+    1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013, 4008,
+];
+
+/// The counters. One instance per process (`Arc`), aggregated across threads by atomics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub connections_open: AtomicI64,
+    pub connections_accepted_total: AtomicU64,
+    handshakes_failed: [AtomicU64; FailReason::ALL.len()],
+    pub frames_in_total: AtomicU64,
+    pub frames_out_total: AtomicU64,
+    pub bytes_out_total: AtomicU64,
+    pub slow_consumer_closes_total: AtomicU64,
+    pub dropped_superseded_frames_total: AtomicU64,
+    protocol_closes: [AtomicU64; CLOSE_CODES.len() + 1],
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn handshake_failed(&self, reason: FailReason) {
+        let i = FailReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.handshakes_failed[i].fetch_add(1, Relaxed);
+    }
+
+    pub fn handshakes_failed(&self, reason: FailReason) -> u64 {
+        let i = FailReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.handshakes_failed[i].load(Relaxed)
+    }
+
+    /// Counts a close frame sent by the server with `code`.
+    pub fn protocol_close(&self, code: u16) {
+        let i = CLOSE_CODES
+            .iter()
+            .position(|c| *c == code)
+            .unwrap_or(CLOSE_CODES.len());
+        self.protocol_closes[i].fetch_add(1, Relaxed);
+    }
+
+    pub fn protocol_closes(&self, code: u16) -> u64 {
+        let i = CLOSE_CODES
+            .iter()
+            .position(|c| *c == code)
+            .unwrap_or(CLOSE_CODES.len());
+        self.protocol_closes[i].load(Relaxed)
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let mut s = String::with_capacity(2048);
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                s,
+                "# HELP ringside_edge_{name} {help}\n# TYPE ringside_edge_{name} counter"
+            );
+            let _ = writeln!(s, "ringside_edge_{name} {v}");
+        };
+        counter(
+            "connections_accepted_total",
+            "TCP connections accepted.",
+            self.connections_accepted_total.load(Relaxed),
+        );
+        counter(
+            "frames_in_total",
+            "WebSocket frames received.",
+            self.frames_in_total.load(Relaxed),
+        );
+        counter(
+            "frames_out_total",
+            "WebSocket frames written.",
+            self.frames_out_total.load(Relaxed),
+        );
+        counter(
+            "bytes_out_total",
+            "Bytes of WebSocket frames written.",
+            self.bytes_out_total.load(Relaxed),
+        );
+        counter(
+            "slow_consumer_closes_total",
+            "Sockets closed (4008) because their send queue passed the hard limit.",
+            self.slow_consumer_closes_total.load(Relaxed),
+        );
+        counter(
+            "dropped_superseded_frames_total",
+            "Queued droppable frames replaced by a newer frame of the same kind.",
+            self.dropped_superseded_frames_total.load(Relaxed),
+        );
+        let _ = writeln!(
+            s,
+            "# HELP ringside_edge_connections_open Open WebSocket connections.\n# TYPE ringside_edge_connections_open gauge\nringside_edge_connections_open {}",
+            self.connections_open.load(Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP ringside_edge_handshakes_failed_total Refused or failed upgrades and TLS handshakes.\n# TYPE ringside_edge_handshakes_failed_total counter"
+        );
+        for (i, r) in FailReason::ALL.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "ringside_edge_handshakes_failed_total{{reason=\"{}\"}} {}",
+                r.label(),
+                self.handshakes_failed[i].load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP ringside_edge_protocol_closes_total Close frames sent by the server, by code.\n# TYPE ringside_edge_protocol_closes_total counter"
+        );
+        for (i, c) in CLOSE_CODES.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "ringside_edge_protocol_closes_total{{code=\"{c}\"}} {}",
+                self.protocol_closes[i].load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "ringside_edge_protocol_closes_total{{code=\"other\"}} {}",
+            self.protocol_closes[CLOSE_CODES.len()].load(Relaxed)
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_has_every_series() {
+        let m = Metrics::new();
+        m.handshake_failed(FailReason::Subprotocol);
+        m.protocol_close(1012);
+        m.protocol_close(3999);
+        let t = m.render();
+        assert!(t.contains("ringside_edge_handshakes_failed_total{reason=\"subprotocol\"} 1"));
+        assert!(t.contains("ringside_edge_protocol_closes_total{code=\"1012\"} 1"));
+        assert!(t.contains("ringside_edge_protocol_closes_total{code=\"other\"} 1"));
+        assert!(t.contains("ringside_edge_connections_open 0"));
+    }
+}

@@ -1,0 +1,297 @@
+//! Bounded per-socket send queue of shared, already-encoded frames, with the slow-consumer policy.
+//!
+//! Every queued frame is a `Bytes` that may be shared with thousands of other sockets (encode once,
+//! fan out everywhere); queueing it costs a reference-count bump, never a copy.
+//!
+//! Policy (DESIGN.md "Delivery"):
+//! - [`FrameClass::Droppable`] frames (progress, leaderboard) carry a kind; a newer frame of the same
+//!   kind *supersedes* a queued older one: the older one is removed and the newer one appended at the
+//!   tail, so per-room `seq` order is kept (the old position would put a newer `seq` before frames
+//!   that were queued after the old one).
+//! - [`FrameClass::Reliable`] frames (question, reveal, replies) and [`FrameClass::Control`] frames
+//!   (ping, pong, close) are never dropped.
+//! - Past the hard limit (bytes or frames, `--sendq-max-bytes`, `--sendq-max-frames`) the push is
+//!   refused with [`Push::Overflow`]; the connection then discards its queue and closes with
+//!   [`close_code::SLOW_CONSUMER`](crate::ws::frame::close_code::SLOW_CONSUMER) = **4008** ("slow
+//!   consumer", private range: the client should reconnect and recover from its last `seq`). A
+//!   standard code would hide the cause: 1008 means "you broke a rule" and 1013 "try later".
+//!
+//! A frame that is partly written to the socket is never replaced or dropped (the bytes on the wire
+//! must stay a valid frame stream).
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes};
+
+/// How a queued frame may be treated when the client is slow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameClass {
+    /// Never dropped: questions, reveals, replies to this client.
+    Reliable,
+    /// Superseded by a newer frame of the same kind (e.g. 1 = progress, 2 = leaderboard).
+    Droppable(u8),
+    /// WebSocket control frames (ping, pong, close): never dropped.
+    Control,
+}
+
+/// Hard limits of one socket's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendQueueLimits {
+    pub max_bytes: usize,
+    pub max_frames: usize,
+}
+
+impl Default for SendQueueLimits {
+    fn default() -> Self {
+        SendQueueLimits {
+            max_bytes: 1024 * 1024,
+            max_frames: 1024,
+        }
+    }
+}
+
+/// Result of [`SendQueue::push`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    Queued,
+    /// Queued, and an older frame of the same droppable kind was removed.
+    Replaced,
+    /// Not queued: the hard limit would be passed. The caller closes the socket (4008).
+    Overflow,
+}
+
+#[derive(Debug)]
+struct Queued {
+    data: Bytes,
+    class: FrameClass,
+}
+
+/// The queue. Empty queues hold no heap memory.
+#[derive(Debug, Default)]
+pub struct SendQueue {
+    frames: VecDeque<Queued>,
+    /// Unwritten bytes in the queue.
+    bytes: usize,
+    /// Whether the front frame has been partly written (its `Bytes` was advanced).
+    front_started: bool,
+}
+
+/// How many frames one vectored write takes at most.
+pub const MAX_IOVECS: usize = 64;
+
+impl SendQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Frames queued (including a partly written one).
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Unwritten bytes queued.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Queues `data` under `class`, applying the replacement policy and the hard limit.
+    pub fn push(&mut self, data: Bytes, class: FrameClass, limits: &SendQueueLimits) -> Push {
+        let mut replaced = false;
+        if let FrameClass::Droppable(kind) = class {
+            let skip = usize::from(self.front_started);
+            if let Some(i) = self
+                .frames
+                .iter()
+                .skip(skip)
+                .position(|q| q.class == FrameClass::Droppable(kind))
+            {
+                let old = self.frames.remove(i + skip).expect("index in range");
+                self.bytes -= old.data.len();
+                replaced = true;
+            }
+        }
+        if self.bytes + data.len() > limits.max_bytes || self.frames.len() + 1 > limits.max_frames {
+            return Push::Overflow;
+        }
+        self.bytes += data.len();
+        self.frames.push_back(Queued { data, class });
+        if replaced {
+            Push::Replaced
+        } else {
+            Push::Queued
+        }
+    }
+
+    /// Fills `dst` with slices of the queued frames, front first; returns how many were filled.
+    pub fn io_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (q, slot) in self.frames.iter().zip(dst.iter_mut()) {
+            *slot = IoSlice::new(&q.data);
+            n += 1;
+        }
+        n
+    }
+
+    /// Marks `written` bytes as sent. Returns how many whole frames were completed.
+    pub fn consume(&mut self, mut written: usize) -> usize {
+        let mut done = 0;
+        self.bytes -= written.min(self.bytes);
+        while written > 0 {
+            let Some(front) = self.frames.front_mut() else {
+                break;
+            };
+            if written >= front.data.len() {
+                written -= front.data.len();
+                self.frames.pop_front();
+                self.front_started = false;
+                done += 1;
+            } else {
+                front.data.advance(written);
+                self.front_started = true;
+                written = 0;
+            }
+        }
+        if self.frames.is_empty() && self.frames.capacity() > 8 {
+            self.frames = VecDeque::new();
+        }
+        done
+    }
+
+    /// Discards every frame that has not started going out (used before a slow-consumer close),
+    /// keeping a partly written front frame so the stream stays well-formed.
+    pub fn discard_unstarted(&mut self) -> usize {
+        let keep = usize::from(self.front_started);
+        let dropped = self.frames.len().saturating_sub(keep);
+        self.frames.truncate(keep);
+        self.bytes = self.frames.iter().map(|q| q.data.len()).sum();
+        dropped
+    }
+
+    /// Pushes a frame past the limits (a close frame after `discard_unstarted`).
+    pub fn push_unbounded(&mut self, data: Bytes, class: FrameClass) {
+        self.bytes += data.len();
+        self.frames.push_back(Queued { data, class });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
+    fn contents(q: &SendQueue) -> Vec<String> {
+        let mut sl = [IoSlice::new(&[]); MAX_IOVECS];
+        let n = q.io_slices(&mut sl);
+        sl[..n]
+            .iter()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect()
+    }
+
+    const LIM: SendQueueLimits = SendQueueLimits {
+        max_bytes: 100,
+        max_frames: 10,
+    };
+
+    #[test]
+    fn newer_progress_frame_supersedes_the_queued_one_and_goes_to_the_tail() {
+        let mut q = SendQueue::new();
+        assert_eq!(
+            q.push(b("p1"), FrameClass::Droppable(1), &LIM),
+            Push::Queued
+        );
+        assert_eq!(
+            q.push(b("question"), FrameClass::Reliable, &LIM),
+            Push::Queued
+        );
+        assert_eq!(
+            q.push(b("lb1"), FrameClass::Droppable(2), &LIM),
+            Push::Queued
+        );
+        assert_eq!(
+            q.push(b("p2"), FrameClass::Droppable(1), &LIM),
+            Push::Replaced
+        );
+        assert_eq!(contents(&q), vec!["question", "lb1", "p2"]);
+        assert_eq!(q.bytes(), 8 + 3 + 2);
+    }
+
+    #[test]
+    fn reliable_frames_are_never_dropped() {
+        let mut q = SendQueue::new();
+        for _ in 0..5 {
+            assert_eq!(
+                q.push(b("reveal"), FrameClass::Reliable, &LIM),
+                Push::Queued
+            );
+        }
+        assert_eq!(q.len(), 5);
+    }
+
+    #[test]
+    fn a_partly_written_frame_is_not_replaced() {
+        let mut q = SendQueue::new();
+        q.push(b("progress-1"), FrameClass::Droppable(1), &LIM);
+        assert_eq!(q.consume(3), 0);
+        assert_eq!(
+            q.push(b("progress-2"), FrameClass::Droppable(1), &LIM),
+            Push::Queued
+        );
+        assert_eq!(contents(&q), vec!["gress-1", "progress-2"]);
+        assert_eq!(q.consume(7), 1);
+        assert_eq!(contents(&q), vec!["progress-2"]);
+    }
+
+    #[test]
+    fn hard_limit_on_bytes_and_frames_overflows() {
+        let mut q = SendQueue::new();
+        assert_eq!(
+            q.push(Bytes::from(vec![0u8; 90]), FrameClass::Reliable, &LIM),
+            Push::Queued
+        );
+        assert_eq!(
+            q.push(Bytes::from(vec![0u8; 11]), FrameClass::Reliable, &LIM),
+            Push::Overflow
+        );
+        let mut q = SendQueue::new();
+        for _ in 0..10 {
+            assert_eq!(q.push(b("x"), FrameClass::Reliable, &LIM), Push::Queued);
+        }
+        assert_eq!(q.push(b("x"), FrameClass::Reliable, &LIM), Push::Overflow);
+        // A superseding frame does not count twice against the limit.
+        let mut q = SendQueue::new();
+        for _ in 0..9 {
+            q.push(b("x"), FrameClass::Reliable, &LIM);
+        }
+        q.push(b("p"), FrameClass::Droppable(1), &LIM);
+        assert_eq!(
+            q.push(b("p"), FrameClass::Droppable(1), &LIM),
+            Push::Replaced
+        );
+    }
+
+    #[test]
+    fn consume_across_frames_and_discard_keeps_started_frame() {
+        let mut q = SendQueue::new();
+        q.push(b("abc"), FrameClass::Reliable, &LIM);
+        q.push(b("defg"), FrameClass::Reliable, &LIM);
+        q.push(b("hi"), FrameClass::Reliable, &LIM);
+        assert_eq!(q.consume(5), 1);
+        assert_eq!(contents(&q), vec!["fg", "hi"]);
+        assert_eq!(q.discard_unstarted(), 1);
+        assert_eq!(contents(&q), vec!["fg"]);
+        assert_eq!(q.bytes(), 2);
+        q.push_unbounded(b("close"), FrameClass::Control);
+        assert_eq!(q.consume(7), 2);
+        assert!(q.is_empty());
+        assert_eq!(q.bytes(), 0);
+    }
+}

@@ -1,0 +1,439 @@
+//! End-to-end tests of the edge in echo mode over real sockets on 127.0.0.1, with
+//! tokio-tungstenite as the independent client and raw sockets for what it refuses to send.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use ringside_edge::config::Config;
+use ringside_edge::session::{Rejection, Session, SessionFactory};
+use ringside_edge::ws::frame::{encode_client, MessageKind};
+use ringside_edge::ws::handshake::UpgradeRequest;
+use ringside_edge::{ConnHandle, FrameClass, ServerHandle};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::Message;
+
+const MASK: [u8; 4] = [1, 2, 3, 4];
+
+async fn stop(srv: ServerHandle) {
+    srv.drain();
+    tokio::task::spawn_blocking(move || srv.join())
+        .await
+        .unwrap();
+}
+
+async fn next_msg<S>(ws: &mut S) -> Message
+where
+    S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    tokio::time::timeout(TIMEOUT, ws.next())
+        .await
+        .expect("message in time")
+        .expect("stream open")
+        .expect("no error")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echoes_text_binary_and_fragmented_messages_under_every_driver() {
+    for driver in DRIVERS {
+        let mut cfg = echo_config();
+        cfg.driver = driver;
+        let srv = start(cfg);
+        let url = format!("ws://{}/ws", srv.local_addr());
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+
+        ws.send(Message::text("hello")).await.unwrap();
+        assert_eq!(
+            next_msg(&mut ws).await,
+            Message::text("hello"),
+            "{driver:?}"
+        );
+
+        ws.send(Message::binary(vec![0u8, 1, 2, 255]))
+            .await
+            .unwrap();
+        assert_eq!(
+            next_msg(&mut ws).await,
+            Message::binary(vec![0u8, 1, 2, 255])
+        );
+
+        ws.send(Message::Frame(Frame::message(
+            "Hel",
+            OpCode::Data(Data::Text),
+            false,
+        )))
+        .await
+        .unwrap();
+        ws.send(Message::Ping("p".into())).await.unwrap();
+        ws.send(Message::Frame(Frame::message(
+            "lo wor",
+            OpCode::Data(Data::Continue),
+            false,
+        )))
+        .await
+        .unwrap();
+        ws.send(Message::Frame(Frame::message(
+            "ld",
+            OpCode::Data(Data::Continue),
+            true,
+        )))
+        .await
+        .unwrap();
+        assert_eq!(next_msg(&mut ws).await, Message::Pong("p".into()));
+        assert_eq!(next_msg(&mut ws).await, Message::text("Hello world"));
+
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        ws.send(Message::binary(big.clone())).await.unwrap();
+        assert_eq!(next_msg(&mut ws).await, Message::binary(big));
+
+        ws.close(None).await.unwrap();
+        match next_msg(&mut ws).await {
+            Message::Close(_) => {}
+            m => panic!("expected close, got {m:?}"),
+        }
+        stop(srv).await;
+    }
+}
+
+#[tokio::test]
+async fn unmasked_client_frame_gets_close_1002() {
+    let srv = start(echo_config());
+    let mut ws = RawWs::connect(srv.local_addr()).await;
+    ws.send(&[0x81, 0x02, b'h', b'i']).await;
+    assert_eq!(ws.close_code().await, Some(1002));
+    assert_eq!(srv.metrics().protocol_closes(1002), 1);
+    stop(srv).await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_text_gets_close_1007() {
+    let srv = start(echo_config());
+    let mut ws = RawWs::connect(srv.local_addr()).await;
+    ws.send(&encode_client(true, 1, MASK, &[b'o', b'k', 0xC3, 0x28]))
+        .await;
+    assert_eq!(ws.close_code().await, Some(1007));
+    stop(srv).await;
+}
+
+#[tokio::test]
+async fn oversized_message_gets_close_1009() {
+    let mut cfg = echo_config();
+    cfg.limits.max_frame = 1024;
+    cfg.limits.max_message = 2048;
+    let srv = start(cfg);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", srv.local_addr()))
+        .await
+        .unwrap();
+    // Fragments within the frame limit whose sum passes the message limit.
+    for (i, fin) in [(0, false), (1, false), (2, true)] {
+        let op = if i == 0 {
+            OpCode::Data(Data::Binary)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        let _ = ws
+            .send(Message::Frame(Frame::message(vec![7u8; 1000], op, fin)))
+            .await;
+    }
+    match next_msg(&mut ws).await {
+        Message::Close(Some(f)) => assert_eq!(f.code, CloseCode::Size),
+        m => panic!("expected close 1009, got {m:?}"),
+    }
+    stop(srv).await;
+}
+
+#[tokio::test]
+async fn wrong_subprotocol_gets_400_with_a_clear_body() {
+    let mut cfg = echo_config();
+    cfg.echo = false; // the game's rule: a ringside subprotocol is required
+    let srv = start(cfg);
+    let r = http_raw(
+        srv.local_addr(),
+        &upgrade_request("/ws", "Sec-WebSocket-Protocol: chat, superchat\r\n"),
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    assert!(
+        r.contains("ringside.v1.json") && r.contains("ringside.v1.msgpack"),
+        "{r}"
+    );
+    stop(srv).await;
+}
+
+#[tokio::test]
+async fn supported_subprotocol_is_negotiated() {
+    let srv = start(echo_config());
+    let r = http_head(
+        srv.local_addr(),
+        &upgrade_request("/ws", "Sec-WebSocket-Protocol: x, ringside.v1.json\r\n"),
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 101"), "{r}");
+    assert!(
+        r.contains("Sec-WebSocket-Protocol: ringside.v1.json\r\n"),
+        "{r}"
+    );
+    stop(srv).await;
+}
+
+#[tokio::test]
+async fn missing_or_bad_version_gets_426() {
+    let srv = start(echo_config());
+    let bad = upgrade_request("/ws", "").replace(
+        "Sec-WebSocket-Version: 13\r\n",
+        "Sec-WebSocket-Version: 8\r\n",
+    );
+    let r = http_raw(srv.local_addr(), &bad).await;
+    assert!(
+        r.starts_with("HTTP/1.1 426") && r.contains("Sec-WebSocket-Version: 13"),
+        "{r}"
+    );
+    let missing = upgrade_request("/ws", "").replace("Sec-WebSocket-Version: 13\r\n", "");
+    assert!(http_raw(srv.local_addr(), &missing)
+        .await
+        .starts_with("HTTP/1.1 426"));
+    stop(srv).await;
+}
+
+#[tokio::test]
+async fn origin_not_allowed_gets_403() {
+    let mut cfg = echo_config();
+    cfg.allowed_origins = vec!["https://play.ringside.example".into()];
+    let srv = start(cfg);
+    let r = http_raw(
+        srv.local_addr(),
+        &upgrade_request("/ws", "Origin: https://evil.example\r\n"),
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+    let r = http_head(
+        srv.local_addr(),
+        &upgrade_request("/ws", "Origin: https://play.ringside.example\r\n"),
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 101"), "{r}");
+    stop(srv).await;
+}
+
+#[tokio::test]
+async fn http_endpoints_and_static_files() {
+    let srv = start(echo_config());
+    let a = srv.local_addr();
+    let r = http_get(a, "/healthz").await;
+    assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("ok\n"), "{r}");
+    assert!(http_get(a, "/readyz").await.starts_with("HTTP/1.1 200"));
+    let r = http_get(a, "/").await;
+    assert!(
+        r.contains("Content-Type: text/html") && r.contains("<title>ringside</title>"),
+        "{r}"
+    );
+    let r = http_get(a, "/js/app.js").await;
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains("Content-Type: text/javascript"),
+        "{r}"
+    );
+    assert!(http_get(a, "/logo.svg")
+        .await
+        .contains("Content-Type: image/svg+xml"));
+    for bad in [
+        "/../Cargo.toml",
+        "/js/../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/nope.html",
+    ] {
+        let r = http_get(a, bad).await;
+        assert!(r.starts_with("HTTP/1.1 404"), "{bad}: {r}");
+    }
+    let r = http_get(a, "/metrics").await;
+    assert!(
+        r.contains("ringside_edge_connections_accepted_total "),
+        "{r}"
+    );
+    assert!(
+        r.contains("ringside_edge_handshakes_failed_total{reason=\"subprotocol\"} 0"),
+        "{r}"
+    );
+    assert!(
+        r.contains("ringside_edge_protocol_closes_total{code=\"1012\"} 0"),
+        "{r}"
+    );
+    stop(srv).await;
+}
+
+#[tokio::test]
+async fn a_second_client_is_unaffected_by_a_garbage_sender() {
+    let srv = start(echo_config());
+    let (mut good, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", srv.local_addr()))
+        .await
+        .unwrap();
+    let mut bad = RawWs::connect(srv.local_addr()).await;
+    bad.send(&[0xFF; 64]).await;
+    good.send(Message::text("still here")).await.unwrap();
+    assert_eq!(next_msg(&mut good).await, Message::text("still here"));
+    assert_eq!(bad.close_code().await, Some(1002));
+    good.send(Message::text("and here")).await.unwrap();
+    assert_eq!(next_msg(&mut good).await, Message::text("and here"));
+    stop(srv).await;
+}
+
+#[tokio::test]
+async fn drain_sends_close_1012_to_every_client_and_readyz_turns_503() {
+    let srv = start(echo_config());
+    let url = format!("ws://{}/ws", srv.local_addr());
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        clients.push(ws);
+    }
+    // An HTTP connection that is open before the drain and asks afterwards.
+    let mut probe = tokio::net::TcpStream::connect(srv.local_addr())
+        .await
+        .unwrap();
+    // Wait until every socket is registered (the upgrade finished on the server side).
+    for ws in clients.iter_mut() {
+        ws.send(Message::text("hi")).await.unwrap();
+        assert_eq!(next_msg(ws).await, Message::text("hi"));
+    }
+    srv.drain();
+    for ws in clients.iter_mut() {
+        match next_msg(ws).await {
+            Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 1012),
+            m => panic!("expected close 1012, got {m:?}"),
+        }
+    }
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    probe
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(TIMEOUT, probe.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+    tokio::time::timeout(TIMEOUT, tokio::task::spawn_blocking(move || srv.join()))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// A session that answers "flood" with 100 reliable frames, and "progress" with superseding ones.
+struct Flood;
+struct FloodSession;
+
+impl SessionFactory for Flood {
+    fn open(
+        &self,
+        _req: &UpgradeRequest,
+        _conn: &ConnHandle,
+    ) -> Result<Box<dyn Session>, Rejection> {
+        Ok(Box::new(FloodSession))
+    }
+}
+
+impl Session for FloodSession {
+    fn on_message(&mut self, conn: &ConnHandle, _kind: MessageKind, payload: &[u8]) {
+        let frame = ringside_edge::ws::frame::encode_text(&"q".repeat(200));
+        match payload {
+            b"flood" => {
+                for _ in 0..100 {
+                    if conn.send(frame.clone(), FrameClass::Reliable).is_err() {
+                        break;
+                    }
+                }
+            }
+            _ => {
+                let _ = conn.send_text("pong");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_consumer_past_the_hard_limit_is_closed_with_4008() {
+    let mut cfg = echo_config();
+    cfg.sendq.max_frames = 8;
+    cfg.sendq.max_bytes = 64 * 1024;
+    let srv = start_with(cfg, Arc::new(Flood));
+    let mut ws = RawWs::connect(srv.local_addr()).await;
+    ws.send(&encode_client(true, 1, MASK, b"flood")).await;
+    assert_eq!(ws.close_code().await, Some(4008));
+    assert_eq!(
+        srv.metrics()
+            .slow_consumer_closes_total
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    stop(srv).await;
+}
+
+#[tokio::test]
+async fn idle_socket_is_pinged_and_then_closed_with_1001() {
+    let mut cfg = echo_config();
+    cfg.ping_interval = Duration::from_secs(1);
+    cfg.idle_timeout = Duration::from_secs(3);
+    let srv = start(cfg);
+    let mut ws = RawWs::connect(srv.local_addr()).await;
+    // The raw client never answers pings, so it is idle: a ping first, then close 1001.
+    let (op, _) = ws.next_frame().await.expect("a ping");
+    assert_eq!(op, 9);
+    assert_eq!(ws.close_code().await, Some(1001));
+    stop(srv).await;
+}
+
+#[tokio::test]
+async fn wss_echo_with_a_generated_self_signed_cert() {
+    let dir = std::env::temp_dir().join(format!("ringside-edge-cert-{}", std::process::id()));
+    let (cert, key) = ringside_edge::tls::gen_dev_cert(&dir).unwrap();
+    let mut cfg: Config = echo_config();
+    cfg.tls = Some(ringside_edge::config::TlsFiles {
+        cert: cert.clone(),
+        key,
+    });
+    let srv = start(cfg);
+
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(&cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let client_cfg = rustls::ClientConfig::builder_with_provider(ringside_edge::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_cfg));
+    for host in ["localhost", "127.0.0.1"] {
+        let tcp = tokio::net::TcpStream::connect(srv.local_addr())
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
+        let tls = connector.connect(name, tcp).await.unwrap();
+        let url = format!("wss://{host}:{}/ws", srv.local_addr().port());
+        let (mut ws, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+        ws.send(Message::text("over tls")).await.unwrap();
+        assert_eq!(next_msg(&mut ws).await, Message::text("over tls"));
+        let big = vec![42u8; 200_000];
+        ws.send(Message::binary(big.clone())).await.unwrap();
+        assert_eq!(next_msg(&mut ws).await, Message::binary(big));
+        ws.close(None).await.unwrap();
+    }
+    stop(srv).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn per_connection_state_fits_the_idle_budget() {
+    let shared = ringside_edge::conn::shared_state_size();
+    let task = ringside_edge::conn::ws_state_size();
+    println!("ConnShared (Rc payload): {shared} B, WsConn (task-owned state): {task} B");
+    assert!(
+        shared + task <= 1024,
+        "shared {shared} + task {task} > 1 KiB"
+    );
+}
