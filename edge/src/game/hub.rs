@@ -24,6 +24,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+/// `XRANGE`/`XREVRANGE` reply: (entry id, field/value pairs).
+pub type StreamEntries = Vec<(String, Vec<(String, String)>)>;
+
 type Job = Box<dyn FnOnce(Game, Redis) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
 enum HubCmd {
@@ -257,7 +260,7 @@ async fn run(
 fn spawn_head(mut redis: Redis, code: Arc<str>, targets: Vec<mpsc::UnboundedSender<WorkerMsg>>) {
     tokio::spawn(async move {
         let key = ringside_protocol::keys::room_log(&code);
-        let res: redis::RedisResult<Vec<(String, Vec<(String, String)>)>> = redis::cmd("XREVRANGE")
+        let res: redis::RedisResult<StreamEntries> = redis::cmd("XREVRANGE")
             .arg(&key)
             .arg("+")
             .arg("-")
