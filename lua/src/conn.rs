@@ -59,7 +59,10 @@ impl Redis {
     ) -> RedisResult<Vec<(String, RedisResult<Value>)>> {
         match self {
             Redis::Single(c) => {
-                let v = c.req_packed_command(cmd).await;
+                let v = c
+                    .req_packed_command(cmd)
+                    .await
+                    .and_then(Value::extract_error);
                 Ok(vec![("standalone".to_string(), v)])
             }
             Redis::Cluster(c) => {

@@ -123,7 +123,7 @@ impl TimerEntry {
 
     /// Parses a flat `[field, value, field, value, ...]` list, as XRANGE/XREADGROUP return it.
     pub fn from_flat<S: AsRef<str>>(flat: &[S]) -> Result<TimerEntry, BadTimerEntry> {
-        if flat.len() % 2 != 0 {
+        if flat.len() % 2 == 1 {
             return Err(BadTimerEntry("odd number of field/value items".into()));
         }
         Self::from_fields(flat.chunks(2).map(|c| (c[0].as_ref(), c[1].as_ref())))
