@@ -259,6 +259,29 @@ pub const fn shared_state_size() -> usize {
     std::mem::size_of::<ConnShared>()
 }
 
+static TASK_FUTURE_SIZE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Records the size of a connection task's future (logged once at debug level).
+pub(crate) fn record_task_future_size(n: usize) {
+    if TASK_FUTURE_SIZE.swap(n, Relaxed) != n {
+        tracing::debug!(
+            task_future = n,
+            conn_shared = shared_state_size(),
+            ws_state = ws_state_size(),
+            "per-connection sizes in bytes"
+        );
+    }
+}
+
+/// Size in bytes of a connection task's future (its whole async state machine, which embeds
+/// the task-owned state), once a connection was accepted in this process.
+pub fn task_future_size() -> Option<usize> {
+    match TASK_FUTURE_SIZE.load(Relaxed) {
+        0 => None,
+        n => Some(n),
+    }
+}
+
 /// Handles one accepted TCP connection to the end.
 pub async fn serve(worker: Rc<Worker>, stream: TcpStream) {
     let metrics = &worker.shared.metrics;

@@ -287,7 +287,9 @@ async fn accept_loop(worker: &Rc<Worker>, listener: &monoio::net::TcpListener) {
             _ = shutdown.wait(worker.index) => return,
             r = listener.accept() => match r {
                 Ok((stream, _peer)) => {
-                    monoio::spawn(conn::serve(worker.clone(), stream));
+                    let task = conn::serve(worker.clone(), stream);
+                    conn::record_task_future_size(std::mem::size_of_val(&task));
+                    monoio::spawn(task);
                 }
                 Err(e) => {
                     // EMFILE/ENFILE: back off instead of spinning; connections wait in the backlog.
