@@ -1,0 +1,295 @@
+//! Configuration: `clap` flags, each with a `RINGSIDE_ENGINE_*` environment fallback, then
+//! [`EngineArgs::into_config`] validates them into a [`Config`].
+//!
+//! | flag | env | default | meaning |
+//! |---|---|---|---|
+//! | `--redis URL` (repeatable, or comma-separated) | `RINGSIDE_ENGINE_REDIS` | `redis://127.0.0.1:6379/` | the server, or cluster seed nodes |
+//! | `--cluster` | `RINGSIDE_ENGINE_CLUSTER` | off | Redis Cluster |
+//! | `--instance-id ID` | `RINGSIDE_ENGINE_INSTANCE_ID` | `<host>-<pid>-<random>` | lease owner and consumer name |
+//! | `--http ADDR` | `RINGSIDE_ENGINE_HTTP` | `127.0.0.1:9100` | `/metrics`, `/healthz`, `/readyz` |
+//! | `--lease-ttl-ms N` | `RINGSIDE_ENGINE_LEASE_TTL_MS` | 1200 | partition lease TTL: a dead instance's partitions are taken within about this long plus one renew interval |
+//! | `--renew-every-ms N` | `RINGSIDE_ENGINE_RENEW_EVERY_MS` | ttl/4 | lease loop period (renew, rebalance, acquire) |
+//! | `--group NAME` | `RINGSIDE_ENGINE_GROUP` | `engine` | consumer group on every timer stream |
+//! | `--fire-function NAME` | `RINGSIDE_ENGINE_FIRE_FUNCTION` | `timer_fire` | the idempotent transition function |
+//! | `--block-ms N` | `RINGSIDE_ENGINE_BLOCK_MS` | 1000 | XREADGROUP BLOCK per partition reader |
+//! | `--max-in-flight N` | `RINGSIDE_ENGINE_MAX_IN_FLIGHT` | 4096 | fire calls outstanding at once |
+//! | `--drain-timeout-ms N` | `RINGSIDE_ENGINE_DRAIN_TIMEOUT_MS` | 5000 | SIGTERM/rebalance: wait this long for in-flight fires |
+//! | `--late-ms N` | `RINGSIDE_ENGINE_LATE_MS` | 50 | a fire completing later than this after due counts in `timers_late_total` |
+//! | `--load-library` | `RINGSIDE_ENGINE_LOAD_LIBRARY` | off | load the `ringside` library where it is missing or older (never downgrades) |
+//! | `--skip-library-check` | `RINGSIDE_ENGINE_SKIP_LIBRARY_CHECK` | off | tests/benches with a stand-in fire function only |
+//! | `--log-format text\|json` | `RINGSIDE_ENGINE_LOG_FORMAT` | `text` | log output; filter with `RUST_LOG` |
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The engine's flags (shared by the service and the `bench` subcommand).
+#[derive(Debug, Clone, Args)]
+pub struct EngineArgs {
+    /// Redis URL; repeat (or comma-separate) to give several cluster seed nodes.
+    #[arg(
+        long = "redis",
+        env = "RINGSIDE_ENGINE_REDIS",
+        value_delimiter = ',',
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    pub redis: Vec<String>,
+    /// Connect to a Redis Cluster.
+    #[arg(long, env = "RINGSIDE_ENGINE_CLUSTER")]
+    pub cluster: bool,
+    /// This instance's name: the owner written in leases and the consumer name in the groups.
+    /// Defaults to `<hostname>-<pid>-<random>`; give a stable one to resume its own pending entries
+    /// after a restart.
+    #[arg(long, env = "RINGSIDE_ENGINE_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+    /// Address of the HTTP listener (/metrics, /healthz, /readyz); port 0 picks a free port.
+    #[arg(long, env = "RINGSIDE_ENGINE_HTTP", default_value = "127.0.0.1:9100")]
+    pub http: SocketAddr,
+    /// Partition lease TTL in ms.
+    #[arg(long, env = "RINGSIDE_ENGINE_LEASE_TTL_MS", default_value_t = 1200)]
+    pub lease_ttl_ms: u64,
+    /// Lease loop period in ms (default: a quarter of the TTL).
+    #[arg(long, env = "RINGSIDE_ENGINE_RENEW_EVERY_MS")]
+    pub renew_every_ms: Option<u64>,
+    /// Consumer group name on the timer streams.
+    #[arg(long, env = "RINGSIDE_ENGINE_GROUP", default_value = "engine")]
+    pub group: String,
+    /// The idempotent fire function (`FCALL <name> 2 room timers kind q gen due`).
+    #[arg(
+        long,
+        env = "RINGSIDE_ENGINE_FIRE_FUNCTION",
+        default_value = "timer_fire"
+    )]
+    pub fire_function: String,
+    /// XREADGROUP BLOCK time of each partition reader, in ms.
+    #[arg(long, env = "RINGSIDE_ENGINE_BLOCK_MS", default_value_t = 1000)]
+    pub block_ms: u64,
+    /// Fire calls outstanding at once.
+    #[arg(long, env = "RINGSIDE_ENGINE_MAX_IN_FLIGHT", default_value_t = 4096)]
+    pub max_in_flight: usize,
+    /// How long SIGTERM (and a rebalance) waits for in-flight fires, in ms.
+    #[arg(long, env = "RINGSIDE_ENGINE_DRAIN_TIMEOUT_MS", default_value_t = 5000)]
+    pub drain_timeout_ms: u64,
+    /// A fire completing more than this many ms after due counts as late.
+    #[arg(long, env = "RINGSIDE_ENGINE_LATE_MS", default_value_t = 50)]
+    pub late_ms: u64,
+    /// Load the ringside Functions library where it is missing or older (never downgrades).
+    #[arg(long, env = "RINGSIDE_ENGINE_LOAD_LIBRARY")]
+    pub load_library: bool,
+    /// Do not check the ringside library version (only for a stand-in fire function).
+    #[arg(long, env = "RINGSIDE_ENGINE_SKIP_LIBRARY_CHECK")]
+    pub skip_library_check: bool,
+    /// Log format.
+    #[arg(
+        long,
+        env = "RINGSIDE_ENGINE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub redis: Vec<String>,
+    pub cluster: bool,
+    pub instance_id: String,
+    pub http: Option<SocketAddr>,
+    pub lease_ttl: Duration,
+    pub renew_every: Duration,
+    pub group: String,
+    pub fire_function: String,
+    pub block: Duration,
+    pub max_in_flight: usize,
+    pub drain_timeout: Duration,
+    pub late_ms: u64,
+    pub load_library: bool,
+    pub skip_library_check: bool,
+}
+
+/// A configuration that cannot work, with what to change.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("--redis: give at least one URL")]
+    NoRedis,
+    #[error(
+        "--redis: standalone Redis takes exactly one URL, got {0} (add --cluster for a cluster)"
+    )]
+    SeveralStandalone(usize),
+    #[error("--lease-ttl-ms must be between 300 and 60000, got {0}")]
+    LeaseTtl(u64),
+    #[error("--renew-every-ms must be at least 20 and at most a third of the lease TTL ({max}), got {got}")]
+    RenewEvery { got: u64, max: u64 },
+    #[error("--block-ms must be between 10 and 60000, got {0}")]
+    Block(u64),
+    #[error("--max-in-flight must be at least 1")]
+    MaxInFlight,
+    #[error("--instance-id must be 1..128 visible ASCII characters, got {0:?}")]
+    InstanceId(String),
+    #[error("--group and --fire-function must not be empty")]
+    EmptyName,
+}
+
+impl EngineArgs {
+    /// Validates the flags.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let redis: Vec<String> = self
+            .redis
+            .into_iter()
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if redis.is_empty() {
+            return Err(ConfigError::NoRedis);
+        }
+        if !self.cluster && redis.len() != 1 {
+            return Err(ConfigError::SeveralStandalone(redis.len()));
+        }
+        if !(300..=60_000).contains(&self.lease_ttl_ms) {
+            return Err(ConfigError::LeaseTtl(self.lease_ttl_ms));
+        }
+        let max_renew = self.lease_ttl_ms / 3;
+        let renew = self.renew_every_ms.unwrap_or(self.lease_ttl_ms / 4);
+        if !(20..=max_renew).contains(&renew) {
+            return Err(ConfigError::RenewEvery {
+                got: renew,
+                max: max_renew,
+            });
+        }
+        if !(10..=60_000).contains(&self.block_ms) {
+            return Err(ConfigError::Block(self.block_ms));
+        }
+        if self.max_in_flight == 0 {
+            return Err(ConfigError::MaxInFlight);
+        }
+        let instance_id = self.instance_id.unwrap_or_else(default_instance_id);
+        if instance_id.is_empty()
+            || instance_id.len() > 128
+            || !instance_id.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(ConfigError::InstanceId(instance_id));
+        }
+        if self.group.is_empty() || self.fire_function.is_empty() {
+            return Err(ConfigError::EmptyName);
+        }
+        Ok(Config {
+            redis,
+            cluster: self.cluster,
+            instance_id,
+            http: Some(self.http),
+            lease_ttl: Duration::from_millis(self.lease_ttl_ms),
+            renew_every: Duration::from_millis(renew),
+            group: self.group,
+            fire_function: self.fire_function,
+            block: Duration::from_millis(self.block_ms),
+            max_in_flight: self.max_in_flight,
+            drain_timeout: Duration::from_millis(self.drain_timeout_ms),
+            late_ms: self.late_ms,
+            load_library: self.load_library,
+            skip_library_check: self.skip_library_check,
+        })
+    }
+}
+
+impl Config {
+    /// Defaults for `urls` (used by tests and the bench): no HTTP listener, a random instance id.
+    pub fn for_redis(urls: Vec<String>, cluster: bool) -> Config {
+        Config {
+            redis: urls,
+            cluster,
+            instance_id: default_instance_id(),
+            http: None,
+            lease_ttl: Duration::from_millis(1200),
+            renew_every: Duration::from_millis(300),
+            group: "engine".to_owned(),
+            fire_function: "timer_fire".to_owned(),
+            block: Duration::from_millis(1000),
+            max_in_flight: 4096,
+            drain_timeout: Duration::from_secs(5),
+            late_ms: 50,
+            load_library: false,
+            skip_library_check: false,
+        }
+    }
+}
+
+/// `<hostname>-<pid>-<4 hex>`.
+pub fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or_else(|| "engine".to_owned());
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: EngineArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut all = vec!["engine"];
+        all.extend_from_slice(args);
+        Cli::parse_from(all).args.into_config()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_renew_is_a_quarter_of_the_ttl() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.lease_ttl, Duration::from_millis(1200));
+        assert_eq!(c.renew_every, Duration::from_millis(300));
+        assert_eq!(c.redis, vec!["redis://127.0.0.1:6379/".to_owned()]);
+        assert!(!c.instance_id.is_empty());
+    }
+
+    #[test]
+    fn cluster_seeds_repeat_or_comma_separate() {
+        let c = parse(&[
+            "--cluster",
+            "--redis",
+            "redis://a:1,redis://b:2",
+            "--redis",
+            "redis://c:3",
+        ])
+        .unwrap();
+        assert_eq!(c.redis.len(), 3);
+        assert_eq!(
+            parse(&["--redis", "redis://a:1", "--redis", "redis://b:2"]).unwrap_err(),
+            ConfigError::SeveralStandalone(2)
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_flag_name() {
+        assert_eq!(
+            parse(&["--lease-ttl-ms", "100"]).unwrap_err(),
+            ConfigError::LeaseTtl(100)
+        );
+        let e = parse(&["--lease-ttl-ms", "1200", "--renew-every-ms", "600"]).unwrap_err();
+        assert!(e.to_string().contains("--renew-every-ms"), "{e}");
+        assert!(matches!(
+            parse(&["--instance-id", "a b"]),
+            Err(ConfigError::InstanceId(_))
+        ));
+    }
+}

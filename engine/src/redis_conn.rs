@@ -1,0 +1,247 @@
+//! Connections to Redis, standalone or cluster, behind one type, and the retry policy.
+//!
+//! Two kinds of connection, because a blocking `XREADGROUP` occupies its connection until it returns:
+//! - [`RedisTarget::command_conn`]: one shared, multiplexed connection for everything that does not
+//!   block (FCALL, XACK, leases). It reconnects by itself (`ConnectionManager`; the cluster client
+//!   follows MOVED/ASK and refreshes its slot map after a failover).
+//! - [`RedisTarget::reader_conn`]: a dedicated connection per owned partition for its blocking
+//!   `XREADGROUP`, with a response timeout longer than the block time. The reader drops and rebuilds
+//!   it after any error.
+//!
+//! Every command the engine sends names keys of one hash slot (the stream and the room share `{pNN}`),
+//! so the same code runs on both deployments.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    AsyncConnectionConfig, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind,
+    Value,
+};
+
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a non-blocking command may take before it counts as failed (and is retried by the caller).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where Redis is: one standalone server, or the seed nodes of a cluster.
+#[derive(Clone)]
+pub enum RedisTarget {
+    Standalone(redis::Client),
+    Cluster(Vec<String>),
+}
+
+impl RedisTarget {
+    /// `urls` must be exactly one URL unless `cluster`.
+    pub fn new(urls: &[String], cluster: bool) -> Result<RedisTarget, RedisError> {
+        if cluster {
+            // Validate the URLs now; the client itself is built per connection.
+            ClusterClient::builder(urls.to_vec()).build()?;
+            Ok(RedisTarget::Cluster(urls.to_vec()))
+        } else {
+            match urls {
+                [url] => Ok(RedisTarget::Standalone(redis::Client::open(url.as_str())?)),
+                _ => Err(RedisError::from((
+                    ErrorKind::InvalidClientConfig,
+                    "standalone Redis takes exactly one --redis URL (use --cluster for several)",
+                ))),
+            }
+        }
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, RedisTarget::Cluster(_))
+    }
+
+    fn cluster_client(
+        urls: &[String],
+        response_timeout: Duration,
+    ) -> Result<ClusterClient, RedisError> {
+        ClusterClient::builder(urls.to_vec())
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(response_timeout)
+            // Few, quick internal retries (redirects, a reconnect); the engine's own backoff does the rest.
+            .retries(3)
+            .min_retry_wait(10)
+            .max_retry_wait(200)
+            .build()
+    }
+
+    /// The shared, self-reconnecting connection for non-blocking commands. Fails if Redis cannot be
+    /// reached now (callers retry with backoff).
+    pub async fn command_conn(&self) -> Result<RedisConn, RedisError> {
+        match self {
+            RedisTarget::Standalone(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(COMMAND_TIMEOUT))
+                    .set_number_of_retries(2)
+                    .set_min_delay(Duration::from_millis(20))
+                    .set_max_delay(Duration::from_millis(500));
+                Ok(RedisConn::Single(
+                    ConnectionManager::new_with_config(client.clone(), config).await?,
+                ))
+            }
+            RedisTarget::Cluster(urls) => {
+                let client = Self::cluster_client(urls, COMMAND_TIMEOUT)?;
+                Ok(RedisConn::Cluster(client.get_async_connection().await?))
+            }
+        }
+    }
+
+    /// A dedicated connection for one partition's blocking reads of `block` at most.
+    pub async fn reader_conn(&self, block: Duration) -> Result<RedisConn, RedisError> {
+        let timeout = block + COMMAND_TIMEOUT;
+        match self {
+            RedisTarget::Standalone(client) => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(timeout));
+                Ok(RedisConn::Reader(
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                ))
+            }
+            RedisTarget::Cluster(urls) => {
+                let client = Self::cluster_client(urls, timeout)?;
+                Ok(RedisConn::Cluster(client.get_async_connection().await?))
+            }
+        }
+    }
+}
+
+/// A connection to either deployment; `redis::AsyncCommands` and `cmd(..).query_async` work on it.
+#[derive(Clone)]
+pub enum RedisConn {
+    /// Standalone, reconnecting by itself.
+    Single(ConnectionManager),
+    /// Standalone, a plain multiplexed connection (readers rebuild it themselves).
+    Reader(redis::aio::MultiplexedConnection),
+    /// Cluster.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_command(cmd),
+            RedisConn::Reader(c) => c.req_packed_command(cmd),
+            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Reader(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConn::Single(c) => c.get_db(),
+            RedisConn::Reader(c) => c.get_db(),
+            RedisConn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Whether an error is about Redis being unreachable, restarting, failing over or busy — worth
+/// retrying as is — rather than about the command itself.
+pub fn is_transient(e: &RedisError) -> bool {
+    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
+        return true;
+    }
+    match e.kind() {
+        ErrorKind::Io | ErrorKind::ClusterConnectionNotFound | ErrorKind::Parse => true,
+        ErrorKind::Server(kind) => matches!(
+            kind,
+            ServerErrorKind::BusyLoading
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::ReadOnly
+                | ServerErrorKind::Moved
+                | ServerErrorKind::Ask
+        ),
+        ErrorKind::Extension => matches!(e.code(), Some("BUSY") | Some("OOM") | Some("UNBLOCKED")),
+        _ => false,
+    }
+}
+
+/// `NOGROUP`: the stream or its consumer group is gone (a Redis restart without persistence, a
+/// failover to an empty replica, or a stream deleted by hand).
+pub fn is_nogroup(e: &RedisError) -> bool {
+    e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP")
+}
+
+/// "Function not found" — the library is not loaded (yet, or any more, after a restart).
+pub fn is_function_missing(e: &RedisError) -> bool {
+    let s = e.to_string();
+    s.contains("Function not found") || s.contains("function not found")
+}
+
+/// Bounded exponential backoff with jitter, for every retry loop in the engine.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, max: Duration) -> Backoff {
+        Backoff {
+            base,
+            max,
+            next: base,
+        }
+    }
+
+    /// The next delay (with ±25 % jitter), doubling up to the maximum.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        let jitter = rand::random_range(0.75..1.25);
+        d.mul_f64(jitter).min(self.max)
+    }
+
+    pub fn reset(&mut self) {
+        self.next = self.base;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_stays_bounded() {
+        let mut b = Backoff::new(Duration::from_millis(10), Duration::from_millis(100));
+        let delays: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
+        assert!(delays[0] <= Duration::from_millis(13));
+        assert!(delays.iter().all(|d| *d <= Duration::from_millis(100)));
+        assert!(delays[7] >= Duration::from_millis(75));
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(13));
+    }
+
+    #[test]
+    fn server_errors_are_classified() {
+        let loading =
+            RedisError::from((ErrorKind::Server(ServerErrorKind::BusyLoading), "loading"));
+        assert!(is_transient(&loading));
+        let script =
+            RedisError::from((ErrorKind::Server(ServerErrorKind::ResponseError), "bad arg"));
+        assert!(!is_transient(&script));
+    }
+}

@@ -1,0 +1,567 @@
+//! The in-memory timer queue of one engine instance: every schedule of every owned partition, in a
+//! binary heap by due instant, fired by spawned tasks at the due time.
+//!
+//! One task owns all the state and is driven by [`SchedMsg`]s: partitions owned and dropped (from
+//! the lease loop), schedules read (from the partition readers), and fire reports (from the fire
+//! tasks). A fire runs as its own task so that a slow reply never delays the next due timer; at most
+//! `max_in_flight` run at once.
+//!
+//! Lifecycle of one schedule: *waiting* in the heap → *in flight* (FCALL, then XACK+XDEL) → forgotten;
+//! or, for a periodic one whose function says continue, back to *waiting* at the next tick (its
+//! entry stays pending in the consumer group until the function says stop, so a takeover resumes
+//! it). A failed call goes back to *waiting* with exponential backoff; a fire whose ack failed
+//! retries only the ack.
+//!
+//! Heap entries are never removed in place: each carries a token, and an entry whose token no longer
+//! matches its timer (re-armed, dropped) is skipped when popped.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringside_protocol::keys::PARTITIONS;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, warn};
+
+use crate::fire::{self, FireResult};
+use crate::redis_conn::{is_function_missing, is_nogroup, is_transient};
+use crate::schedule::{EntryId, Partition, Schedule};
+use crate::Shared;
+
+/// A fire that the function rejects with an error this many times goes to the dead-letter stream.
+const MAX_FAILED_ATTEMPTS: u32 = 5;
+/// How long a schedule is remembered after it was done, so a late duplicate delivery is ignored.
+const REMEMBER_DONE: Duration = Duration::from_secs(60);
+const REMEMBER_DONE_MAX: usize = 500_000;
+/// Re-check interval for a due timer whose partition lease is momentarily not valid.
+const LEASE_RECHECK: Duration = Duration::from_millis(25);
+
+type Key = (Partition, EntryId);
+
+/// Messages to the scheduler task.
+#[derive(Debug)]
+pub enum SchedMsg {
+    /// This instance now holds partition `p`'s lease; schedules of `epoch` are accepted.
+    Own { p: Partition, epoch: u64 },
+    /// Schedules read from `p`'s stream (`claimed`: taken over from another consumer's pending list,
+    /// or our own pending list after a reconnect).
+    Schedules {
+        p: Partition,
+        epoch: u64,
+        items: Vec<Schedule>,
+        claimed: bool,
+    },
+    /// Forget `p`'s timers of `epoch`; answer `done` once its in-flight fires have finished.
+    Drop {
+        p: Partition,
+        epoch: u64,
+        done: Option<oneshot::Sender<()>>,
+    },
+    /// A fire task finished.
+    Report(Report),
+    /// Exit once nothing is in flight.
+    Stop,
+}
+
+/// The result of one fire task.
+#[derive(Debug)]
+pub struct Report {
+    key: Key,
+    epoch: u64,
+    outcome: Outcome,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    /// Acknowledged (or dead-lettered): forget it.
+    Done,
+    /// Periodic and continuing: next tick at this due time (`None`: one period later).
+    Rearm { next_due_ms: Option<i64> },
+    /// The call failed; try again after `delay`. `counts`: the function itself rejected it.
+    Retry { delay: Duration, counts: bool },
+    /// Fired, but the ack failed: only ack next time.
+    AckRetry { delay: Duration },
+}
+
+struct Timer {
+    sched: Arc<Schedule>,
+    epoch: u64,
+    /// The due time of the next fire (the schedule's, or the current tick's).
+    tick_due_ms: i64,
+    token: u64,
+    in_flight: bool,
+    ack_only: bool,
+    attempts: u32,
+}
+
+struct HeapEntry {
+    when: Instant,
+    token: u64,
+    key: Key,
+}
+
+impl PartialEq for HeapEntry {
+    fn eq(&self, other: &Self) -> bool {
+        (self.when, self.token) == (other.when, other.token)
+    }
+}
+impl Eq for HeapEntry {}
+impl PartialOrd for HeapEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for HeapEntry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.when, self.token).cmp(&(other.when, other.token))
+    }
+}
+
+/// The scheduler's state (see the module docs).
+pub struct Scheduler {
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<SchedMsg>,
+    timers: HashMap<Key, Timer>,
+    heap: BinaryHeap<Reverse<HeapEntry>>,
+    next_token: u64,
+    owned_epoch: Vec<Option<u64>>,
+    in_flight: Vec<u32>,
+    in_flight_total: usize,
+    drop_waiters: Vec<Vec<oneshot::Sender<()>>>,
+    done: HashSet<Key>,
+    done_order: VecDeque<(Instant, Key)>,
+    stopping: bool,
+}
+
+impl Scheduler {
+    pub fn new(shared: Arc<Shared>, tx: mpsc::UnboundedSender<SchedMsg>) -> Scheduler {
+        let n = PARTITIONS as usize;
+        Scheduler {
+            shared,
+            tx,
+            timers: HashMap::new(),
+            heap: BinaryHeap::new(),
+            next_token: 1,
+            owned_epoch: vec![None; n],
+            in_flight: vec![0; n],
+            in_flight_total: 0,
+            drop_waiters: (0..n).map(|_| Vec::new()).collect(),
+            done: HashSet::new(),
+            done_order: VecDeque::new(),
+            stopping: false,
+        }
+    }
+
+    /// The scheduler task: runs until [`SchedMsg::Stop`] and nothing is in flight.
+    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<SchedMsg>) {
+        let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+        let sleep = tokio::time::sleep_until(far());
+        tokio::pin!(sleep);
+        loop {
+            let saturated = self.fire_due();
+            if self.stopping && self.in_flight_total == 0 {
+                break;
+            }
+            let wake = match self.heap.peek() {
+                Some(Reverse(top)) if !saturated => tokio::time::Instant::from_std(top.when),
+                _ => far(),
+            };
+            if sleep.deadline() != wake {
+                sleep.as_mut().reset(wake);
+            }
+            tokio::select! {
+                biased;
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    self.handle(msg);
+                    // Take what else is queued, but not forever: due timers come first.
+                    for _ in 0..1024 {
+                        match rx.try_recv() {
+                            Ok(msg) => self.handle(msg),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = &mut sleep => {}
+            }
+            self.shared
+                .metrics
+                .timers_pending
+                .store(self.timers.len() as i64, Ordering::Relaxed);
+        }
+        debug!("scheduler stopped");
+    }
+
+    fn push(&mut self, key: Key, when: Instant) {
+        let token = self.next_token;
+        self.next_token += 1;
+        if let Some(t) = self.timers.get_mut(&key) {
+            t.token = token;
+        }
+        self.heap.push(Reverse(HeapEntry { when, token, key }));
+    }
+
+    /// Starts every due fire. Returns true when it stopped at the in-flight limit.
+    fn fire_due(&mut self) -> bool {
+        let now = Instant::now();
+        let max = self.shared.config.max_in_flight;
+        while let Some(Reverse(top)) = self.heap.peek() {
+            if top.when > now {
+                break;
+            }
+            if self.in_flight_total >= max {
+                return true;
+            }
+            let Reverse(entry) = self.heap.pop().expect("peeked");
+            let Some(timer) = self.timers.get(&entry.key) else {
+                continue;
+            };
+            if timer.token != entry.token || timer.in_flight {
+                continue;
+            }
+            let p = entry.key.0;
+            if !self.shared.leases.is_valid(p) {
+                // Renewal late, or the partition is being dropped: hold the fire, never lose it.
+                self.push(entry.key, now + LEASE_RECHECK);
+                continue;
+            }
+            let timer = self.timers.get_mut(&entry.key).expect("checked");
+            timer.in_flight = true;
+            let job = Job {
+                key: entry.key,
+                epoch: timer.epoch,
+                sched: timer.sched.clone(),
+                tick_due_ms: timer.tick_due_ms,
+                ack_only: timer.ack_only,
+                attempts: timer.attempts,
+            };
+            self.in_flight[p as usize] += 1;
+            self.in_flight_total += 1;
+            self.shared
+                .metrics
+                .fires_in_flight
+                .fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(run_job(self.shared.clone(), self.tx.clone(), job));
+        }
+        false
+    }
+
+    fn handle(&mut self, msg: SchedMsg) {
+        match msg {
+            SchedMsg::Own { p, epoch } => self.owned_epoch[p as usize] = Some(epoch),
+            SchedMsg::Schedules {
+                p,
+                epoch,
+                items,
+                claimed,
+            } => self.add(p, epoch, items, claimed),
+            SchedMsg::Drop { p, epoch, done } => {
+                if self.owned_epoch[p as usize] == Some(epoch) {
+                    self.owned_epoch[p as usize] = None;
+                }
+                self.timers.retain(|k, t| k.0 != p || t.epoch != epoch);
+                if let Some(done) = done {
+                    if self.in_flight[p as usize] == 0 {
+                        let _ = done.send(());
+                    } else {
+                        self.drop_waiters[p as usize].push(done);
+                    }
+                }
+            }
+            SchedMsg::Report(report) => self.report(report),
+            SchedMsg::Stop => self.stopping = true,
+        }
+    }
+
+    fn add(&mut self, p: Partition, epoch: u64, items: Vec<Schedule>, claimed: bool) {
+        if self.owned_epoch[p as usize] != Some(epoch) {
+            return; // a reader of a partition we no longer own
+        }
+        self.forget_old_done();
+        let metrics = self.shared.metrics.clone();
+        let now_ms = self.shared.clock.now_ms();
+        for sched in items {
+            let key = (p, sched.id);
+            if self.timers.contains_key(&key) || self.done.contains(&key) {
+                continue;
+            }
+            metrics
+                .timers_received_total
+                .fetch_add(1, Ordering::Relaxed);
+            if claimed {
+                metrics.timers_claimed_total.fetch_add(1, Ordering::Relaxed);
+            } else {
+                let lag_ms = (now_ms - sched.id.ms as i64).max(0) as u64;
+                metrics.schedule_lag.observe_us(lag_ms * 1000);
+            }
+            let tick_due_ms = first_tick(&sched, now_ms);
+            let when = self.shared.clock.instant_of(tick_due_ms);
+            self.timers.insert(
+                key,
+                Timer {
+                    sched: Arc::new(sched),
+                    epoch,
+                    tick_due_ms,
+                    token: 0,
+                    in_flight: false,
+                    ack_only: false,
+                    attempts: 0,
+                },
+            );
+            self.push(key, when);
+        }
+    }
+
+    fn report(&mut self, report: Report) {
+        let p = report.key.0 as usize;
+        self.in_flight[p] -= 1;
+        self.in_flight_total -= 1;
+        self.shared
+            .metrics
+            .fires_in_flight
+            .fetch_sub(1, Ordering::Relaxed);
+        if self.in_flight[p] == 0 {
+            for done in self.drop_waiters[p].drain(..) {
+                let _ = done.send(());
+            }
+        }
+        let Some(timer) = self.timers.get_mut(&report.key) else {
+            return;
+        };
+        if timer.epoch != report.epoch {
+            return;
+        }
+        timer.in_flight = false;
+        let now = Instant::now();
+        match report.outcome {
+            Outcome::Done => {
+                self.timers.remove(&report.key);
+                self.done.insert(report.key);
+                self.done_order.push_back((now, report.key));
+            }
+            Outcome::Rearm { next_due_ms } => {
+                let now_ms = self.shared.clock.now_ms();
+                let next = next_tick(&timer.sched, timer.tick_due_ms, next_due_ms, now_ms);
+                timer.tick_due_ms = next;
+                timer.attempts = 0;
+                self.shared
+                    .metrics
+                    .timers_rearmed_total
+                    .fetch_add(1, Ordering::Relaxed);
+                let when = self.shared.clock.instant_of(next);
+                self.push(report.key, when);
+            }
+            Outcome::Retry { delay, counts } => {
+                if counts {
+                    timer.attempts += 1;
+                }
+                self.push(report.key, now + delay);
+            }
+            Outcome::AckRetry { delay } => {
+                timer.ack_only = true;
+                self.push(report.key, now + delay);
+            }
+        }
+    }
+
+    fn forget_old_done(&mut self) {
+        let now = Instant::now();
+        while let Some((at, key)) = self.done_order.front() {
+            if now.duration_since(*at) < REMEMBER_DONE && self.done_order.len() <= REMEMBER_DONE_MAX
+            {
+                break;
+            }
+            self.done.remove(key);
+            self.done_order.pop_front();
+        }
+    }
+}
+
+/// The due time of a schedule's first fire once it is in memory. A periodic schedule whose first
+/// tick is past (a takeover, a slow read) resumes at its latest tick not in the future — fired at
+/// once — and keeps its phase; missed ticks in between are not replayed (progress is a throttled
+/// snapshot, only the latest one matters).
+pub fn first_tick(sched: &Schedule, now_ms: i64) -> i64 {
+    match sched.every_ms {
+        Some(every) if sched.due_ms < now_ms => {
+            sched.due_ms + (now_ms - sched.due_ms) / every * every
+        }
+        _ => sched.due_ms,
+    }
+}
+
+/// The next tick after the one due at `tick_due_ms`: the function's word if it gave one, else one
+/// period later — or, if that is already past (the fire was very late), the first tick after now.
+pub fn next_tick(sched: &Schedule, tick_due_ms: i64, told: Option<i64>, now_ms: i64) -> i64 {
+    if let Some(next) = told {
+        return next;
+    }
+    let every = sched.every_ms.unwrap_or(1000);
+    let next = tick_due_ms + every;
+    if next >= now_ms {
+        next
+    } else {
+        tick_due_ms + ((now_ms - tick_due_ms) / every + 1) * every
+    }
+}
+
+struct Job {
+    key: Key,
+    epoch: u64,
+    sched: Arc<Schedule>,
+    tick_due_ms: i64,
+    ack_only: bool,
+    attempts: u32,
+}
+
+fn retry_delay(attempts: u32) -> Duration {
+    Duration::from_millis(25u64 << attempts.min(7)).min(Duration::from_secs(2))
+}
+
+async fn run_job(shared: Arc<Shared>, tx: mpsc::UnboundedSender<SchedMsg>, job: Job) {
+    let outcome = fire_and_ack(&shared, &job).await;
+    let _ = tx.send(SchedMsg::Report(Report {
+        key: job.key,
+        epoch: job.epoch,
+        outcome,
+    }));
+}
+
+async fn fire_and_ack(shared: &Shared, job: &Job) -> Outcome {
+    let config = &shared.config;
+    let metrics = &shared.metrics;
+    let (p, sched) = (job.key.0, &*job.sched);
+    let mut conn = shared.conn.clone();
+    if !job.ack_only {
+        match fire::call(&mut conn, &config.fire_function, p, sched, job.tick_due_ms).await {
+            Ok(reply) => {
+                let drift_us = shared.clock.now_us() - job.tick_due_ms * 1000;
+                let result = fire::parse_reply(&reply).unwrap_or_else(|text| {
+                    warn!(partition = p, id = %sched.id, reply = %text,
+                        "fire function gave a reply this engine does not know; treating it as fired");
+                    FireResult::Fired
+                });
+                if let FireResult::NotYet { retry_in_ms } = result {
+                    // Redis's clock is behind our estimate of it: not a fire, so no drift recorded.
+                    return Outcome::Rearm {
+                        next_due_ms: Some(shared.clock.now_ms() + retry_in_ms.max(1)),
+                    };
+                }
+                metrics.record_drift(drift_us);
+                let counter = match result {
+                    FireResult::Fired | FireResult::Continue { applied: true } => {
+                        &metrics.timers_fired_total
+                    }
+                    _ => &metrics.timers_stale_total,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                if let FireResult::Continue { .. } = result {
+                    if sched.is_periodic() {
+                        return Outcome::Rearm { next_due_ms: None };
+                    }
+                }
+            }
+            Err(e) if is_transient(&e) || is_function_missing(&e) => {
+                metrics.redis_error();
+                debug!(partition = p, id = %sched.id, error = %e, "fire failed; retrying");
+                return Outcome::Retry {
+                    delay: retry_delay(job.attempts),
+                    counts: false,
+                };
+            }
+            Err(e) => {
+                metrics.fire_errors_total.fetch_add(1, Ordering::Relaxed);
+                if job.attempts + 1 < MAX_FAILED_ATTEMPTS {
+                    warn!(partition = p, id = %sched.id, room = %sched.room, kind = sched.kind.as_str(),
+                        error = %e, "fire function failed; retrying");
+                    return Outcome::Retry {
+                        delay: retry_delay(job.attempts + 4),
+                        counts: true,
+                    };
+                }
+                error!(partition = p, id = %sched.id, room = %sched.room, kind = sched.kind.as_str(),
+                    error = %e, "fire function keeps failing; moving the schedule to the dead-letter stream");
+                let reason = format!("fire failed {MAX_FAILED_ATTEMPTS} times: {e}");
+                let id = sched.id.to_string();
+                return match fire::dead_letter(
+                    &mut conn,
+                    p,
+                    &config.group,
+                    &id,
+                    &fire::fields_of(sched),
+                    &reason,
+                )
+                .await
+                {
+                    Ok(()) => {
+                        metrics.timers_dead_total.fetch_add(1, Ordering::Relaxed);
+                        Outcome::Done
+                    }
+                    Err(e) => {
+                        metrics.redis_error();
+                        debug!(error = %e, "dead-lettering failed; retrying");
+                        Outcome::Retry {
+                            delay: retry_delay(job.attempts),
+                            counts: false,
+                        }
+                    }
+                };
+            }
+        }
+    }
+    match fire::ack(&mut conn, p, &config.group, &sched.id.to_string()).await {
+        Ok(()) => Outcome::Done,
+        // The stream or group is gone (Redis restarted empty): nothing left to acknowledge.
+        Err(e) if is_nogroup(&e) => Outcome::Done,
+        Err(e) => {
+            metrics.redis_error();
+            debug!(partition = p, id = %sched.id, error = %e, "ack failed; retrying the ack only");
+            Outcome::AckRetry {
+                delay: retry_delay(job.attempts),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::Kind;
+
+    fn progress(due: i64) -> Schedule {
+        Schedule {
+            id: EntryId { ms: 1, seq: 0 },
+            room: "AB".into(),
+            kind: Kind::Progress,
+            q: "0".into(),
+            gen: "1".into(),
+            due_ms: due,
+            every_ms: Some(1000),
+        }
+    }
+
+    #[test]
+    fn a_late_periodic_schedule_resumes_at_its_latest_tick_keeping_phase() {
+        let s = progress(10_000);
+        assert_eq!(first_tick(&s, 9_000), 10_000);
+        assert_eq!(first_tick(&s, 12_500), 12_000);
+        assert_eq!(first_tick(&s, 12_000), 12_000);
+    }
+
+    #[test]
+    fn the_next_tick_is_one_period_on_or_the_first_after_now() {
+        let s = progress(10_000);
+        assert_eq!(next_tick(&s, 10_000, None, 10_004), 11_000);
+        assert_eq!(next_tick(&s, 10_000, None, 13_500), 14_000);
+        assert_eq!(next_tick(&s, 10_000, Some(10_700), 10_004), 10_700);
+    }
+
+    #[test]
+    fn retry_delays_grow_and_are_bounded() {
+        assert_eq!(retry_delay(0), Duration::from_millis(25));
+        assert_eq!(retry_delay(2), Duration::from_millis(100));
+        assert_eq!(retry_delay(30), Duration::from_secs(2));
+    }
+}
