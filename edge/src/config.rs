@@ -281,6 +281,20 @@ pub struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "RINGSIDE_EDGE_LOG_JSON")]
     pub log_json: bool,
+    /// Redis URL for the game layer (repeat for several Redis Cluster nodes).
+    #[arg(
+        long = "redis",
+        env = "RINGSIDE_REDIS",
+        value_delimiter = ',',
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    pub redis: Vec<String>,
+    /// The --redis URLs are Redis Cluster nodes.
+    #[arg(long, env = "RINGSIDE_REDIS_CLUSTER")]
+    pub cluster: bool,
+    /// Base of the join link in `room:created` (default: http://<listen>).
+    #[arg(long, env = "RINGSIDE_EDGE_SHARE_BASE")]
+    pub share_base: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -293,6 +307,30 @@ pub enum Command {
 }
 
 impl Cli {
+    /// The game layer's settings.
+    pub fn game_config(&self) -> crate::game::GameConfig {
+        let share_base = self.share_base.clone().unwrap_or_else(|| {
+            let host = if self.listen.ip().is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                self.listen.ip().to_string()
+            };
+            let scheme = if self.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{host}:{}", self.listen.port())
+        });
+        crate::game::GameConfig {
+            redis: crate::game::hub::RedisConfig {
+                urls: self.redis.clone(),
+                cluster: self.cluster,
+            },
+            share_base,
+        }
+    }
+
     /// The config these flags describe (not yet validated).
     pub fn to_config(&self) -> Config {
         let base = if self.echo {

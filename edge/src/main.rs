@@ -5,28 +5,12 @@ use std::sync::Arc;
 
 use clap::Parser as _;
 use ringside_edge::config::{Cli, Command};
-use ringside_edge::session::{Rejection, Session, SessionFactory};
-use ringside_edge::ws::handshake::UpgradeRequest;
-use ringside_edge::{launcher, server, sys, ConnHandle, EchoFactory};
+use ringside_edge::game::GameFactory;
+use ringside_edge::session::SessionFactory;
+use ringside_edge::{launcher, server, sys, EchoFactory};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Placeholder until the game layer provides its factory: refuses upgrades with 501.
-struct NoGameLayer;
-
-impl SessionFactory for NoGameLayer {
-    fn open(
-        &self,
-        _req: &UpgradeRequest,
-        _conn: &ConnHandle,
-    ) -> Result<Box<dyn Session>, Rejection> {
-        Err(Rejection {
-            status: 501,
-            body: "game layer not available in this build; run with --echo\n".into(),
-        })
-    }
-}
 
 fn init_tracing(json: bool) {
     let filter =
@@ -88,7 +72,14 @@ fn main() -> ExitCode {
     let factory: Arc<dyn SessionFactory> = if cfg.echo {
         Arc::new(EchoFactory)
     } else {
-        Arc::new(NoGameLayer)
+        // Connects to Redis and refuses to run against a Functions library of another version.
+        match GameFactory::start(cli.game_config(), cfg.threads) {
+            Ok(f) => Arc::new(f),
+            Err(e) => {
+                eprintln!("ringside-edge: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
     };
     let srv = match server::start(cfg, factory) {
         Ok(s) => s,

@@ -495,6 +495,21 @@ async fn bad_input_is_refused_with_its_code_and_others_are_unaffected() {
         .await;
     expect_error(bad.reply(r).await, ErrorCode::NotHost);
 
+    // The bad player's first answer counts; a second one is refused (before everyone answered, so the
+    // question is still open).
+    let a = ClientEvent::AnswerSubmit(AnswerSubmit {
+        game_code: code.clone(),
+        q_index: 0,
+        answer_idx: 0,
+        client_time: 0.0,
+        answer_hash: answer_hash(&bad_ack.answer_secret, &code, &bad_ack.player_id, 0, 0),
+    });
+    assert!(matches!(
+        bad.request(a.clone()).await,
+        ServerEvent::AnswerAck(_)
+    ));
+    let r = bad.send(a).await;
+    expect_error(bad.reply(r).await, ErrorCode::AlreadyAnswered);
     // The good player sees the same question and answers normally.
     let seen = good
         .until(|e| match e {
@@ -511,20 +526,6 @@ async fn bad_input_is_refused_with_its_code_and_others_are_unaffected() {
         answer_hash: answer_hash(&good_ack.answer_secret, &code, &good_ack.player_id, 0, 1),
     });
     assert!(matches!(good.request(ok).await, ServerEvent::AnswerAck(_)));
-    // The bad player's answer still counts once: the second is refused.
-    let a = ClientEvent::AnswerSubmit(AnswerSubmit {
-        game_code: code.clone(),
-        q_index: 0,
-        answer_idx: 0,
-        client_time: 0.0,
-        answer_hash: answer_hash(&bad_ack.answer_secret, &code, &bad_ack.player_id, 0, 0),
-    });
-    assert!(matches!(
-        bad.request(a.clone()).await,
-        ServerEvent::AnswerAck(_)
-    ));
-    let r = bad.send(a).await;
-    expect_error(bad.reply(r).await, ErrorCode::AlreadyAnswered);
     let reveal = good
         .until(|e| match e {
             ServerEvent::QuestionReveal(r) => Some(r.clone()),
