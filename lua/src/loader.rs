@@ -85,17 +85,47 @@ pub async fn ensure_loaded(conn: &mut Redis) -> Result<LoadOutcome, LoadError> {
             expected: VERSION,
         });
     }
-    if versions.iter().all(|(_, v)| *v == Some(VERSION)) {
+    if versions.iter().all(|(_, v)| *v == Some(VERSION)) && same_code_everywhere(conn).await? {
         return Ok(LoadOutcome::AlreadyCurrent);
     }
     load(conn).await?;
     check_version(conn).await?;
+    // nodes that had a library: an older version, or this version with other code
     let replaced = versions
         .into_iter()
         .filter_map(|(n, v)| v.map(|v| (n, v)))
-        .filter(|(_, v)| *v != VERSION)
         .collect();
     Ok(LoadOutcome::Loaded { replaced })
+}
+
+/// Whether every primary holds exactly [`LIBRARY`] (`FUNCTION LIST ... WITHCODE`). A build whose Lua
+/// changed without a version bump (a development slip) is then still replaced by [`ensure_loaded`].
+async fn same_code_everywhere(conn: &mut Redis) -> Result<bool, LoadError> {
+    let cmd = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .arg("LIBRARYNAME")
+        .arg(crate::LIBRARY_NAME)
+        .arg("WITHCODE")
+        .clone();
+    for (_, answer) in conn.on_every_primary(&cmd).await? {
+        let libs = answer?;
+        if !value_contains_code(&libs) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Finds the `library_code` entry of a FUNCTION LIST reply (RESP2 arrays or RESP3 maps) and compares it.
+fn value_contains_code(v: &Value) -> bool {
+    match v {
+        Value::BulkString(b) => b.as_slice() == LIBRARY.as_bytes(),
+        Value::Array(items) | Value::Set(items) => items.iter().any(value_contains_code),
+        Value::Map(pairs) => pairs
+            .iter()
+            .any(|(k, v)| value_contains_code(k) || value_contains_code(v)),
+        _ => false,
+    }
 }
 
 /// Ok when every primary runs exactly [`VERSION`]; else [`LoadError::Missing`] or

@@ -1105,7 +1105,11 @@ async fn joins_are_announced_at_most_once_per_second_per_room(backend: Backend) 
         assert!(j.players.len() <= 20 && !j.players.is_empty());
     }
     let ack = env.game.join(&code, "One more", 0, None).await.unwrap();
-    assert_eq!(ack.players.len(), 31, "all 31 joiners (the list keeps the last 50)");
+    assert_eq!(
+        ack.players.len(),
+        31,
+        "all 31 joiners (the list keeps the last 50)"
+    );
     assert_eq!(ack.players.last().unwrap().name, "One more", "newest last");
 }
 
@@ -1350,6 +1354,18 @@ async fn the_loader_refuses_other_library_versions(backend: Backend) {
         "{out:?}"
     );
     ringside_lua::check_version(&mut conn).await.unwrap();
+    assert_eq!(
+        ringside_lua::ensure_loaded(&mut conn).await.unwrap(),
+        ringside_lua::LoadOutcome::AlreadyCurrent
+    );
+    // the same version with other code (a forgotten version bump) is replaced too
+    conn.on_every_primary(&load(fake(ringside_lua::VERSION)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        ringside_lua::ensure_loaded(&mut conn).await.unwrap(),
+        ringside_lua::LoadOutcome::Loaded { .. }
+    ));
     assert_eq!(
         ringside_lua::ensure_loaded(&mut conn).await.unwrap(),
         ringside_lua::LoadOutcome::AlreadyCurrent

@@ -1,1 +1,471 @@
-fn main() {}
+//! `lua-bench`: the figures of `perf/lua.md`, measured against a Redis you started (never a shared one:
+//! it creates big rooms).
+//!
+//! ```text
+//! lua-bench --redis redis://127.0.0.1:7390/ submit --players 100000 --pipeline 64 --clients 4
+//! lua-bench --redis redis://127.0.0.1:7390/ reveal --players 1000,10000,100000
+//! ```
+//! `submit`: `answer_submit` throughput and latency (pipelined, then one call at a time per client).
+//! `reveal`: for rooms of N players who all answered: the reveal (`host_skip`) and the personal results
+//! (`results`) in batches of 500 and 1000. Server-side CPU per call comes from `INFO commandstats`
+//! (`CONFIG RESETSTAT` before each phase), client-side latency from hdrhistogram (raw logs with `--raw`).
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+use hdrhistogram::serialization::V2Serializer;
+use hdrhistogram::Histogram;
+use ringside_lua::game::{fcall_cmd, Function};
+use ringside_lua::{ensure_loaded, Game, Quiz, Redis, TimerKind};
+use ringside_protocol::events::RoomSettings;
+use ringside_protocol::keys;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+#[derive(Parser)]
+#[command(name = "lua-bench", about = "Measure the ringside Functions library")]
+struct Cli {
+    #[arg(long = "redis", default_value = "redis://127.0.0.1:7390/")]
+    redis: Vec<String>,
+    #[arg(long)]
+    cluster: bool,
+    /// Use the library already loaded (do not load/replace it).
+    #[arg(long)]
+    no_load: bool,
+    /// Write hdrhistogram interval logs here (e.g. perf/raw).
+    #[arg(long)]
+    raw: Option<PathBuf>,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// answer_submit throughput and latency.
+    Submit {
+        #[arg(long, default_value_t = 100_000)]
+        players: usize,
+        #[arg(long, default_value_t = 64)]
+        pipeline: usize,
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+    },
+    /// Reveal + personal results for rooms of these sizes.
+    Reveal {
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        players: Vec<usize>,
+    },
+}
+
+struct Recorder {
+    logs: Vec<(String, Histogram<u64>, Duration)>,
+}
+
+impl Recorder {
+    fn add(&mut self, tag: &str, h: &Histogram<u64>, wall: Duration) {
+        self.logs.push((tag.to_string(), h.clone(), wall));
+    }
+
+    fn write(&self, dir: &std::path::Path, name: &str) -> Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(name);
+        let mut file = std::fs::File::create(&path)?;
+        let mut ser = V2Serializer::new();
+        let mut w = IntervalLogWriterBuilder::new()
+            .add_comment(
+                "lua-bench: client-side latency per FCALL or per pipelined batch, microseconds",
+            )
+            .with_start_time(SystemTime::now())
+            .begin_log_with(&mut file, &mut ser)?;
+        let mut t = Duration::ZERO;
+        for (tag, h, wall) in &self.logs {
+            w.write_histogram(h, t, *wall, Tag::new(tag))
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            t += *wall;
+        }
+        println!("raw histograms: {}", path.display());
+        Ok(())
+    }
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+fn us(d: Duration) -> u64 {
+    d.as_micros().max(1) as u64
+}
+
+fn pct(h: &Histogram<u64>) -> String {
+    format!(
+        "p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs (n={})",
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max(),
+        h.len()
+    )
+}
+
+/// `INFO commandstats` → (calls, usec) of FCALL.
+async fn fcall_stats(conn: &mut Redis) -> Result<(u64, u64)> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await?;
+    for line in info.lines() {
+        if let Some(rest) = line.strip_prefix("cmdstat_fcall:") {
+            let field = |name: &str| -> u64 {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(name))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            return Ok((field("calls="), field("usec=")));
+        }
+    }
+    Ok((0, 0))
+}
+
+async fn reset_stats(conn: &mut Redis) -> Result<()> {
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async::<()>(conn)
+        .await?;
+    Ok(())
+}
+
+async fn used_memory(conn: &mut Redis) -> Result<u64> {
+    let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
+    info.lines()
+        .find_map(|l| {
+            l.strip_prefix("used_memory:")
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .context("used_memory in INFO memory")
+}
+
+fn bench_quiz(id: &str) -> Quiz {
+    Quiz::from_json(&format!(
+        r#"{{"id":"{id}","title":"bench","questions":[{{"text":"Pick one","options":["a","b","c","d"],"correct":1,"timeLimitMs":300000}}]}}"#
+    ))
+    .expect("bench quiz")
+}
+
+fn pid(i: usize) -> String {
+    format!("p{i:07}")
+}
+
+/// Creates a room with `players` players (joined through pipelined room_join) and opens its question.
+async fn room_with_players(
+    game: &Game,
+    conn: &mut Redis,
+    players: usize,
+) -> Result<(String, String)> {
+    let quiz_id = format!("bench-{}", ringside_lua::game::random_hex(4));
+    game.store_quiz(&bench_quiz(&quiz_id)).await?;
+    let settings = RoomSettings {
+        max_players: Some(1_000_000),
+        countdown_ms: Some(0),
+        reveal_pause_ms: Some(0),
+        ..Default::default()
+    };
+    let created = game.create_room(&quiz_id, None, &settings, "").await?;
+    let code = created.game_code.clone();
+    let started = Instant::now();
+    for chunk in (0..players).collect::<Vec<_>>().chunks(256) {
+        let mut pipe = redis::pipe();
+        for &i in chunk {
+            let (p, s, a, n) = (
+                pid(i),
+                format!("session{i:016}"),
+                format!("secret{i:017}"),
+                format!("n{i}"),
+            );
+            pipe.add_command(fcall_cmd(
+                Function::RoomJoin,
+                &code,
+                &[&p, &s, &a, &n, &n, "0", ""],
+            ));
+        }
+        let replies: Vec<redis::RedisResult<String>> =
+            pipe.ignore_errors().query_async(conn).await?;
+        if let Some(Err(e)) = replies.into_iter().find(|r| r.is_err()) {
+            bail!("join failed: {e}");
+        }
+    }
+    let join_s = started.elapsed().as_secs_f64();
+    println!(
+        "  joined {players} players in {join_s:.2} s ({:.0} joins/s, pipelined 256)",
+        players as f64 / join_s
+    );
+    game.start(&code, &created.host_token).await?;
+    let entry = timers_of(conn, &code, TimerKind::CountdownEnd).await?;
+    let out = game.fire(&entry).await?;
+    if !out.fired {
+        bail!("countdown_end did not fire: {out:?}");
+    }
+    Ok((code, created.host_token))
+}
+
+async fn timers_of(
+    conn: &mut Redis,
+    code: &str,
+    kind: TimerKind,
+) -> Result<ringside_lua::TimerEntry> {
+    let entries: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
+        .arg(keys::room_timers(code))
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1000)
+        .query_async(conn)
+        .await?;
+    entries
+        .into_iter()
+        .filter_map(|(_, f)| ringside_lua::TimerEntry::from_flat(&f).ok())
+        .find(|t| t.room == code && t.kind == kind)
+        .context("timer entry")
+}
+
+async fn drop_room(conn: &mut Redis, code: &str) -> Result<()> {
+    let p = keys::room(code);
+    let mut cmd = redis::cmd("UNLINK");
+    for s in [
+        "", ":quiz", ":players", ":names", ":sess", ":secret", ":streak", ":viol", ":kicked",
+        ":lb", ":recent", ":pend", ":log", ":q:0",
+    ] {
+        cmd.arg(format!("{p}{s}"));
+    }
+    cmd.query_async::<()>(conn).await?;
+    Ok(())
+}
+
+/// Submits answers for `ids` with `clients` concurrent tasks, each sending pipelines of `depth`.
+async fn submit_all(
+    redis: &Redis,
+    code: &str,
+    ids: Vec<usize>,
+    depth: usize,
+    clients: usize,
+) -> Result<(Histogram<u64>, Duration, usize)> {
+    let per = ids.len().div_ceil(clients.max(1));
+    let mut tasks = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    for part in ids.chunks(per.max(1)) {
+        let (mut conn, code, part) = (redis.clone(), code.to_string(), part.to_vec());
+        tasks.spawn(async move {
+            let mut h = hist();
+            let mut errors = 0usize;
+            for chunk in part.chunks(depth) {
+                let cmds: Vec<redis::Cmd> = chunk
+                    .iter()
+                    .map(|&i| {
+                        let answer = if i % 3 == 0 { "0" } else { "1" };
+                        fcall_cmd(
+                            Function::AnswerSubmit,
+                            &code,
+                            &[pid(i).as_str(), "0", answer],
+                        )
+                    })
+                    .collect();
+                let t = Instant::now();
+                let replies: Vec<redis::RedisResult<String>> = if let [one] = cmds.as_slice() {
+                    vec![one.query_async::<String>(&mut conn).await]
+                } else {
+                    let mut pipe = redis::pipe();
+                    for c in cmds {
+                        pipe.add_command(c);
+                    }
+                    pipe.ignore_errors().query_async(&mut conn).await?
+                };
+                h.record(us(t.elapsed())).ok();
+                errors += replies.iter().filter(|r| r.is_err()).count();
+            }
+            anyhow::Ok((h, errors))
+        });
+    }
+    let mut total = hist();
+    let mut errors = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (h, e) = r??;
+        total.add(h)?;
+        errors += e;
+    }
+    Ok((total, started.elapsed(), errors))
+}
+
+async fn submit(
+    cli: &Cli,
+    redis: Redis,
+    players: usize,
+    depth: usize,
+    clients: usize,
+    rec: &mut Recorder,
+) -> Result<()> {
+    let game = Game::new(redis.clone());
+    let mut conn = redis.clone();
+    // baseline: the cheapest possible FCALL (`version`), pipelined, to separate FCALL overhead from game logic
+    reset_stats(&mut conn).await?;
+    for _ in 0..(players / 1000).max(10) {
+        let mut pipe = redis::pipe();
+        for _ in 0..1000 {
+            pipe.cmd("FCALL").arg("version").arg(0);
+        }
+        pipe.query_async::<Vec<String>>(&mut conn).await?;
+    }
+    let (calls, usec) = fcall_stats(&mut conn).await?;
+    println!("baseline FCALL version: {:.2} µs in Redis per call ({calls} calls)", usec as f64 / calls.max(1) as f64);
+    println!("## answer_submit, one room of {players} players (+1 who never answers)");
+    for (label, depth) in [("pipelined", depth), ("one call at a time", 1)] {
+        let (code, _host) = room_with_players(&game, &mut conn, players + 1).await?;
+        reset_stats(&mut conn).await?;
+        let (h, wall, errors) =
+            submit_all(&redis, &code, (0..players).collect(), depth, clients).await?;
+        let (calls, usec) = fcall_stats(&mut conn).await?;
+        let rate = players as f64 / wall.as_secs_f64();
+        println!(
+            "  {label} (depth {depth}, {clients} clients): {players} answers in {:.2} s = {rate:.0} answers/s; errors {errors}",
+            wall.as_secs_f64()
+        );
+        println!(
+            "    client latency per {}: {}",
+            if depth == 1 { "call" } else { "batch" },
+            pct(&h)
+        );
+        if calls > 0 {
+            println!(
+                "    server: {calls} FCALLs, {:.2} µs CPU per FCALL => one Redis core saturates at ~{:.0} answers/s",
+                usec as f64 / calls as f64,
+                1e6 * calls as f64 / usec as f64
+            );
+        }
+        let stored: Option<String> = redis::cmd("HGET")
+            .arg(format!("{}:q:0", keys::room(&code)))
+            .arg("n")
+            .query_async(&mut conn)
+            .await?;
+        println!("    answers stored: {}", stored.unwrap_or_default());
+        rec.add(
+            &format!("submit-{label}-depth{depth}").replace(' ', "_"),
+            &h,
+            wall,
+        );
+        drop_room(&mut conn, &code).await?;
+    }
+    let _ = cli;
+    Ok(())
+}
+
+async fn reveal(redis: Redis, sizes: &[usize], rec: &mut Recorder) -> Result<()> {
+    let game = Game::new(redis.clone());
+    let mut conn = redis.clone();
+    println!("## reveal and personal results");
+    for &n in sizes {
+        println!("- room of {n} players (all answered except one; 2/3 correct)");
+        let mem0 = used_memory(&mut conn).await?;
+        let (code, host) = room_with_players(&game, &mut conn, n + 1).await?;
+        let (_, wall, errors) = submit_all(&redis, &code, (0..n).collect(), 64, 2).await?;
+        let mem1 = used_memory(&mut conn).await?;
+        println!(
+            "  submitted {n} answers in {:.2} s (errors {errors}); memory {:.0} bytes per player (players + answers)",
+            wall.as_secs_f64(),
+            (mem1.saturating_sub(mem0)) as f64 / n as f64
+        );
+        reset_stats(&mut conn).await?;
+        let t = Instant::now();
+        game.skip(&code, &host, None).await?;
+        let reveal_rtt = t.elapsed();
+        let (calls, usec) = fcall_stats(&mut conn).await?;
+        println!(
+            "  reveal (host_skip FCALL): {} µs round trip, {} µs in Redis ({calls} call)",
+            us(reveal_rtt),
+            usec
+        );
+        let mut h = hist();
+        h.record(us(reveal_rtt)).ok();
+        rec.add(&format!("reveal-{n}"), &h, reveal_rtt);
+        let ids: Vec<String> = (0..=n).map(pid).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        for batch in [500usize, 1000] {
+            reset_stats(&mut conn).await?;
+            let mut h = hist();
+            let started = Instant::now();
+            let mut got = 0;
+            for chunk in refs.chunks(batch) {
+                let t = Instant::now();
+                let res = game.results_in_batches(&code, 0, chunk, batch).await?;
+                h.record(us(t.elapsed())).ok();
+                got += res.iter().filter(|r| r.is_some()).count();
+            }
+            let wall = started.elapsed();
+            let (calls, usec) = fcall_stats(&mut conn).await?;
+            if got != n + 1 {
+                bail!("results for {got} of {} players", n + 1);
+            }
+            println!(
+                "  results, batches of {batch}: all {} players in {:.1} ms ({calls} calls; {:.0} µs in Redis per call = {:.2} µs per player); per call {}",
+                n + 1,
+                wall.as_secs_f64() * 1e3,
+                usec as f64 / calls.max(1) as f64,
+                usec as f64 / (n + 1) as f64,
+                pct(&h)
+            );
+            rec.add(&format!("results-{n}-batch{batch}"), &h, wall);
+        }
+        drop_room(&mut conn, &code).await?;
+    }
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let mut redis = Redis::connect(&cli.redis, cli.cluster)
+        .await
+        .context("connect")?;
+    if !cli.no_load {
+        ensure_loaded(&mut redis).await?;
+    }
+    let version: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut redis)
+        .await?;
+    let v = version
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .unwrap_or("?")
+        .to_string();
+    println!(
+        "redis {v} at {:?}, library ringside {}",
+        cli.redis,
+        ringside_lua::VERSION
+    );
+    let mut rec = Recorder { logs: Vec::new() };
+    let name = match &cli.mode {
+        Mode::Submit {
+            players,
+            pipeline,
+            clients,
+        } => {
+            submit(
+                &cli,
+                redis,
+                *players,
+                (*pipeline).max(1),
+                (*clients).max(1),
+                &mut rec,
+            )
+            .await?;
+            "lua-submit.hlog"
+        }
+        Mode::Reveal { players } => {
+            reveal(redis, players, &mut rec).await?;
+            "lua-reveal.hlog"
+        }
+    };
+    if let Some(dir) = &cli.raw {
+        rec.write(dir, name)?;
+    }
+    Ok(())
+}
