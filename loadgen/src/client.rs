@@ -850,13 +850,16 @@ impl Client {
                 return Ok(());
             }
         };
-        // Any answer to a reconnect (replayed events, a snapshot, ok) but an error completes it.
+        // The edge answers a reconnect with the missed events then `ok`, or with a `reconnect:state`
+        // snapshot: the reconnect is complete at either (replayed events before it go through the
+        // seq check like live ones).
         if let Some(Req {
             kind: ReqKind::Reconnect,
+            rid: r,
             ..
         }) = self.req
         {
-            if kind != Kind::Error && kind != Kind::SessionAck && kind != Kind::Pong {
+            if kind == Kind::ReconnectState || (kind == Kind::Ok && rid == Some(r)) {
                 self.reconnected(kind == Kind::ReconnectState);
             }
         }
