@@ -1,13 +1,14 @@
-//! The reader of one owned partition's timer stream, on its own connection.
+//! The reader of one owned partition's timer stream.
 //!
-//! On start (a fresh lease):
+//! On start (a fresh lease), on the shared connection so that overdue schedules fire without waiting
+//! for a new connection:
 //! 1. `XGROUP CREATE timers:{pNN} <group> 0 MKSTREAM` (an existing group is fine);
 //! 2. claims *every* pending entry of the group — the previous owner's unfired and still-ticking
 //!    schedules, and our own from a previous life under the same instance id — with `XAUTOCLAIM …
 //!    0 0-0` until the cursor comes back to `0-0`. Claiming with min-idle 0 is safe because we hold
 //!    the lease: nobody else may fire this partition;
-//! 3. then loops on `XREADGROUP … BLOCK <block> STREAMS timers:{pNN} >`, handing each batch to the
-//!    scheduler. A blocking read per partition is what makes a schedule written 100 ms ahead fire on
+//! 3. then, on a dedicated connection (a blocking read occupies it), loops on
+//!    `XREADGROUP … BLOCK <block> STREAMS timers:{pNN} >`, handing each batch to the scheduler. A blocking read per partition is what makes a schedule written 100 ms ahead fire on
 //!    time: the engine holds it one round trip after the `XADD` (see `perf/engine.md`).
 //!
 //! After any error the connection is rebuilt and our own pending list is re-read from `0`
@@ -41,13 +42,6 @@ const BATCH: usize = 1000;
 /// How often pending lists of other consumers are checked.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
-enum Start {
-    /// A fresh lease: claim everything pending.
-    ClaimAll,
-    /// A reconnect: re-read our own pending list.
-    OwnHistory,
-}
-
 /// Runs until aborted (the lease loop aborts it when the partition is dropped or released).
 pub async fn run(
     shared: Arc<Shared>,
@@ -55,6 +49,7 @@ pub async fn run(
     epoch: u64,
     tx: mpsc::UnboundedSender<SchedMsg>,
 ) {
+    let started = Instant::now();
     let mut reader = Reader {
         stream: keys::timers(p),
         shared,
@@ -63,7 +58,12 @@ pub async fn run(
         tx,
     };
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
-    let mut start = Start::ClaimAll;
+    // 1. Take over, on the shared connection: overdue schedules fire without waiting for a new
+    //    connection to be set up.
+    reader.take_over_until_done(&mut backoff).await;
+    let claimed_ms = started.elapsed().as_millis() as u64;
+    // 2. Read new schedules on a dedicated connection (a blocking read occupies it).
+    let mut reread_own = false;
     loop {
         let conn = reader
             .shared
@@ -79,25 +79,35 @@ pub async fn run(
                 continue;
             }
         };
-        match reader.serve(&mut conn, &start, &mut backoff).await {
-            Ok(()) => unreachable!("serve only returns on error"),
-            Err(e) => {
-                reader.shared.metrics.redis_error();
-                let delay = backoff.next_delay();
-                if is_nogroup(&e) {
-                    info!(
-                        partition = p,
-                        "consumer group is gone (Redis restarted?); recreating it"
-                    );
-                    start = Start::ClaimAll;
-                } else if matches!(start, Start::ClaimAll) {
-                    warn!(partition = p, error = %e, "claiming pending schedules failed; retrying");
-                } else {
-                    warn!(partition = p, error = %e, ?delay, "timer stream read failed; reconnecting");
-                    start = Start::OwnHistory;
-                }
-                tokio::time::sleep(delay).await;
+        if !reread_own {
+            debug!(
+                partition = p,
+                claimed_ms,
+                reading_ms = started.elapsed().as_millis() as u64,
+                "partition reader up"
+            );
+        }
+        let result = async {
+            if reread_own {
+                reader.own_history().await?;
             }
+            reader.read_loop(&mut conn, &mut backoff).await
+        }
+        .await;
+        let Err(e) = result;
+        reader.shared.metrics.redis_error();
+        if is_nogroup(&e) {
+            info!(
+                partition = p,
+                "consumer group is gone (Redis restarted?); recreating it"
+            );
+            reader.take_over_until_done(&mut backoff).await;
+            reread_own = false;
+        } else {
+            let delay = backoff.next_delay();
+            warn!(partition = p, error = %e, ?delay, "timer stream read failed; reconnecting");
+            reread_own = true;
+            tokio::time::sleep(delay).await;
         }
     }
 }
@@ -110,6 +120,9 @@ struct Reader {
     tx: mpsc::UnboundedSender<SchedMsg>,
 }
 
+/// A read loop only ever ends with an error.
+enum Never {}
+
 impl Reader {
     fn me(&self) -> &str {
         &self.shared.config.instance_id
@@ -119,19 +132,40 @@ impl Reader {
         &self.shared.config.group
     }
 
-    /// Reads until an error.
-    async fn serve(
+    /// The shared connection, for everything that does not block.
+    fn conn(&self) -> RedisConn {
+        self.shared.conn.clone()
+    }
+
+    /// Creates the group if needed and claims every pending entry, retrying until it succeeds.
+    async fn take_over_until_done(&mut self, backoff: &mut Backoff) {
+        loop {
+            let result = async {
+                self.ensure_group().await?;
+                self.claim_all().await
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    backoff.reset();
+                    return;
+                }
+                Err(e) => {
+                    self.shared.metrics.redis_error();
+                    let delay = backoff.next_delay();
+                    warn!(partition = self.p, error = %e, ?delay, "taking over the partition's pending schedules failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// Blocking reads of new entries until an error; sweeps orphans now and then.
+    async fn read_loop(
         &mut self,
         conn: &mut RedisConn,
-        start: &Start,
         backoff: &mut Backoff,
-    ) -> redis::RedisResult<()> {
-        self.ensure_group(conn).await?;
-        match start {
-            Start::ClaimAll => self.claim_all(conn).await?,
-            Start::OwnHistory => self.own_history(conn).await?,
-        }
-        backoff.reset();
+    ) -> redis::RedisResult<Never> {
         let block_ms = self.shared.config.block.as_millis() as u64;
         let mut last_sweep = Instant::now();
         loop {
@@ -148,15 +182,17 @@ impl Reader {
                 .arg(">")
                 .query_async(conn)
                 .await?;
-            self.deliver(conn, parse_xreadgroup(&reply), false).await?;
+            backoff.reset();
+            self.deliver(parse_xreadgroup(&reply), false).await?;
             if last_sweep.elapsed() >= SWEEP_EVERY {
-                self.sweep_orphans(conn).await?;
+                self.sweep_orphans().await?;
                 last_sweep = Instant::now();
             }
         }
     }
 
-    async fn ensure_group(&self, conn: &mut RedisConn) -> redis::RedisResult<()> {
+    async fn ensure_group(&self) -> redis::RedisResult<()> {
+        let conn = &mut self.conn();
         let created: redis::RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&self.stream)
@@ -175,7 +211,8 @@ impl Reader {
     }
 
     /// `XAUTOCLAIM` everything pending in the group to us.
-    async fn claim_all(&mut self, conn: &mut RedisConn) -> redis::RedisResult<()> {
+    async fn claim_all(&mut self) -> redis::RedisResult<()> {
+        let conn = &mut self.conn();
         let mut cursor = "0-0".to_owned();
         let mut claimed = 0usize;
         loop {
@@ -196,7 +233,7 @@ impl Reader {
                 .unwrap_or_else(|| "0-0".to_owned());
             let entries = parts.get(1).map(parse_entries).unwrap_or_default();
             claimed += entries.len();
-            self.deliver(conn, entries, true).await?;
+            self.deliver(entries, true).await?;
             if next == "0-0" {
                 break;
             }
@@ -209,7 +246,8 @@ impl Reader {
     }
 
     /// Re-reads our own pending list from the start.
-    async fn own_history(&mut self, conn: &mut RedisConn) -> redis::RedisResult<()> {
+    async fn own_history(&mut self) -> redis::RedisResult<()> {
+        let conn = &mut self.conn();
         let mut from = "0".to_owned();
         loop {
             let reply: Value = redis::cmd("XREADGROUP")
@@ -227,14 +265,15 @@ impl Reader {
             let Some(last) = entries.last().map(|e| e.id) else {
                 break;
             };
-            self.deliver(conn, entries, true).await?;
+            self.deliver(entries, true).await?;
             from = last.to_string();
         }
         Ok(())
     }
 
     /// Claims entries pending under any other consumer.
-    async fn sweep_orphans(&mut self, conn: &mut RedisConn) -> redis::RedisResult<()> {
+    async fn sweep_orphans(&mut self) -> redis::RedisResult<()> {
+        let conn = &mut self.conn();
         let summary: Value = redis::cmd("XPENDING")
             .arg(&self.stream)
             .arg(self.group())
@@ -280,18 +319,14 @@ impl Reader {
             let entries = parse_entries(&reply);
             warn!(partition = self.p, from = %consumer, count = entries.len(),
                 "claimed schedules left pending by another consumer");
-            self.deliver(conn, entries, true).await?;
+            self.deliver(entries, true).await?;
         }
         Ok(())
     }
 
     /// Parses entries, dead-letters malformed ones, acks deleted ones, hands the rest over.
-    async fn deliver(
-        &mut self,
-        conn: &mut RedisConn,
-        entries: Vec<RawEntry>,
-        claimed: bool,
-    ) -> redis::RedisResult<()> {
+    async fn deliver(&mut self, entries: Vec<RawEntry>, claimed: bool) -> redis::RedisResult<()> {
+        let conn = &mut self.conn();
         if entries.is_empty() {
             return Ok(());
         }

@@ -267,7 +267,10 @@ impl EngineProcess {
         cmd.args(["--instance-id", id])
             .args(["--http", &format!("127.0.0.1:{http_port}")])
             .args(["--fire-function", FIRE_FUNCTION, "--skip-library-check"])
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("ENGINE_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .env_remove("RINGSIDE_ENGINE_REDIS")
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
