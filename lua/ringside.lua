@@ -55,9 +55,12 @@ local FIXED = { '', ':quiz', ':players', ':names', ':sess', ':secret', ':streak'
 
 -- ───────────────────────────── helpers ─────────────────────────────
 
--- A refusal: unwound by `api` into `redis.error_reply('<code> <detail>')`.
+-- A refusal: unwound by `api` into `redis.error_reply('<code> <detail>')`. It is raised as a Redis error
+-- table ({err = ...}): Redis 7.0.15 crashes (SIGSEGV in luaCallFunction) when a function raises a table
+-- without `err`, so even a refusal that escaped `api` must be a well-formed error.
 local function fail(code, detail)
-  error({ ringside = true, msg = code .. ' ' .. (detail or code) }, 0)
+  local msg = code .. ' ' .. (detail or code)
+  error({ err = msg }, 0)
 end
 
 -- Integers as JSON/Redis arguments without exponent notation.
@@ -715,12 +718,14 @@ local function answer_submit(keys, args)
   local pid = arg_id(args[1], 'playerId', 1, 64)
   local qi = arg_int(args[2], 'qIndex', 0, 1000000)
   local ai = arg_int(args[3], 'answerIdx', 0, 1000000)
-  local r = hm(R.P, SUBMIT_FIELDS)
-  require_room(r)
+  -- one HMGET, unpacked by position (the hot path: building a keyed table costs ~2 us)
+  local state, cur, endsAt, paused, prem, tlim, np, qc, qno, qbase, maxb, smult, sthr, pen =
+    unpack(redis.call('HMGET', R.P, unpack(SUBMIT_FIELDS)))
+  if not state then fail('room_not_found', 'no live room has this game code') end
   require_player(R, pid)
-  local cur = tonumber(r.cur)
-  if r.state ~= 'ACTIVE' then
-    if (r.state == 'REVEAL' or r.state == 'ENDED') and qi == cur then fail('late_answer', 'the question is closed') end
+  cur = tonumber(cur)
+  if state ~= 'ACTIVE' then
+    if (state == 'REVEAL' or state == 'ENDED') and qi == cur then fail('late_answer', 'the question is closed') end
     if qi ~= cur then fail('wrong_question', 'question ' .. int(qi) .. ' is not open') end
     fail('wrong_state', 'no question is open')
   end
@@ -744,33 +749,31 @@ local function answer_submit(keys, args)
   -- layer 4: one answer
   if seen[1] then refuse_answer(qk, pid, 'already_answered', 'the first answer stands') end
   -- layer 3: server time, grace after the deadline (a paused question has no running deadline)
-  local paused = r.paused == '1'
-  local endsAt = tonumber(r.endsAt)
+  paused = paused == '1'
+  endsAt = tonumber(endsAt)
   if not paused and now > endsAt + GRACE_MS then
     refuse_answer(qk, pid, 'late_answer', 'answering closed at ' .. int(endsAt))
   end
   local i = int(cur)
-  if ai >= tonumber(r.qno) then refuse_answer(qk, pid, 'bad_payload', 'answerIdx out of range') end
+  if ai >= tonumber(qno) then refuse_answer(qk, pid, 'bad_payload', 'answerIdx out of range') end
 
   -- score (seed 003): base + floor(maxBonus * remaining / limit), x multiplier when the streak including
   -- this answer reaches the threshold, floored; wrong answers lose the penalty and break the streak.
-  local correct = ai == tonumber(r.qc)
+  local correct = ai == tonumber(qc)
   local pts, streak = 0, 0
   if correct then
-    local base = tonumber(r.qbase)
-    local remaining = paused and tonumber(r.prem) or (endsAt - now)
-    local maxb = tonumber(r.s_bonus)
-    local tlim = tonumber(r.tlim)
+    local remaining = paused and tonumber(prem) or (endsAt - now)
+    maxb = tonumber(maxb)
     local bonus = 0
-    if remaining > 0 then bonus = math.floor(maxb * remaining / tlim) end
+    if remaining > 0 then bonus = math.floor(maxb * remaining / tonumber(tlim)) end
     if bonus < 0 then bonus = 0 elseif bonus > maxb then bonus = maxb end
     local s, lastq = split_streak(redis.call('HGET', R.P .. ':streak', pid))
     if lastq == cur - 1 then streak = s + 1 else streak = 1 end
     local mult = 1
-    if streak >= tonumber(r.s_sthr) then mult = tonumber(r.s_smult) end
-    pts = math.floor((base + bonus) * mult)
+    if streak >= tonumber(sthr) then mult = tonumber(smult) end
+    pts = math.floor((tonumber(qbase) + bonus) * mult)
   else
-    pts = -tonumber(r.s_pen)
+    pts = -tonumber(pen)
   end
   local stored = redis.call('HSETNX', qk, 'a:' .. pid, int(ai) .. ':' .. int(now) .. ':' .. int(pts) .. ':' .. int(streak))
   if stored == 0 then fail('already_answered', 'the first answer stands') end
@@ -778,9 +781,8 @@ local function answer_submit(keys, args)
   redis.call('HINCRBY', qk, 'd' .. int(ai), 1)
   local n = redis.call('HINCRBY', qk, 'n', 1)
   if pts ~= 0 then redis.call('ZINCRBY', R.P .. ':lb', pts, pid) end
-  local np = tonumber(r.np) or 0
-  if n >= np then reveal(R, now, false) end
-  return obj({ kv('received', 'true'), kv('qIndex', i), kv('serverTime', int(now)) })
+  if n >= (tonumber(np) or 0) then reveal(R, now, false) end
+  return '{"received":true,"qIndex":' .. i .. ',"serverTime":' .. int(now) .. '}'
 end
 
 -- ───────────────────────────── host controls ─────────────────────────────
@@ -1136,7 +1138,16 @@ local function api(fn)
   return function(keys, args)
     local ok, res = pcall(fn, keys, args)
     if ok then return res end
-    if type(res) == 'table' and res.ringside then return redis.error_reply(res.msg) end
+    -- Redis's pcall hands the error over as the `err` string (as a table on some versions): a refusal
+    -- starts with its lower-case code; Redis's own errors with an upper-case one (ERR, WRONGTYPE, OOM, ...).
+    local msg = res
+    if type(res) == 'table' then msg = res.err end
+    if type(msg) == 'string' and string.find(msg, '^[a-z_]+ ') then
+      return redis.error_reply(msg)
+    end
+    if type(res) == 'table' and type(res.err) ~= 'string' then
+      error({ err = 'internal ' .. tostring(res[1] or 'error') }, 0)
+    end
     error(res, 0)
   end
 end
