@@ -663,8 +663,12 @@ pub struct ReconnectState {
     /// Whether this player already answered the current question.
     #[serde(default)]
     pub answered: bool,
+    /// Total as of the last reveal (points of a still-open question are not included).
     pub score: i64,
+    /// Streak as of the last reveal.
     pub streak: u32,
+    /// 1-based rank as of the last reveal; 0 while a question is open (ranks would move with unrevealed
+    /// answers and leak their correctness, so they wait for the reveal).
     pub rank: u32,
     pub total_players: u32,
     pub leaderboard: Vec<RankEntry>,
