@@ -992,24 +992,25 @@ local function results(keys, args)
   local streaks = redis.call('HMGET', R.P .. ':streak', unpack(ids))
   local totals = redis.call('ZMSCORE', R.P .. ':lb', unpack(ids))
   local np = int(tonumber(r.np) or 0)
+  local lb = R.P .. ':lb'
+  local rank_of = {} -- total -> rank, within this call (ties are common: 0, equal points)
   local out = {}
-  for k, id in ipairs(ids) do
+  for k = 1, #ids do
     local total = totals[k]
     if not total then
       out[k] = 'null'
     else
-      local t = tonumber(total)
-      local rank = redis.call('ZCOUNT', R.P .. ':lb', '(' .. total, '+inf') + 1
+      local rank = rank_of[total]
+      if not rank then
+        rank = redis.call('ZCOUNT', lb, '(' .. total, '+inf') + 1
+        rank_of[total] = rank
+      end
       local a, _, pts = split_answer(answers[k])
-      local m = { kv('qIndex', i) }
-      if a then m[#m + 1] = kv('answerIdx', int(a)) end
-      m[#m + 1] = kv('correct', jbool(a ~= nil and a == correct))
-      m[#m + 1] = kv('points', int(pts or 0))
-      m[#m + 1] = kv('total', int(t))
-      m[#m + 1] = kv('rank', int(rank))
-      m[#m + 1] = kv('streak', int(math.max(0, streak_at(streaks[k], q))))
-      m[#m + 1] = kv('totalPlayers', np)
-      out[k] = obj(m)
+      local answer = ''
+      if a then answer = '"answerIdx":' .. a .. ',' end
+      out[k] = string.format('{"qIndex":%s,%s"correct":%s,"points":%d,"total":%d,"rank":%d,"streak":%d,"totalPlayers":%s}',
+        i, answer, jbool(a ~= nil and a == correct), pts or 0, tonumber(total), rank,
+        math.max(0, streak_at(streaks[k], q)), np)
     end
   end
   return arr(out)
