@@ -321,6 +321,9 @@ impl Sampler {
     }
 }
 
+/// A worker's `rooms` message: (room, game code) created, rooms that failed.
+type RoomsReport = (Vec<(u32, String)>, Vec<u32>);
+
 enum Event {
     Line(u32, String),
     Eof(u32),
@@ -416,7 +419,7 @@ pub fn run(scenario: Scenario, args: &RunArgs) -> anyhow::Result<i32> {
 
     let n = plan.workers as usize;
     let mut progress: Vec<Progress> = vec![Progress::default(); n];
-    let mut rooms_msgs: Vec<Option<(Vec<(u32, String)>, Vec<u32>)>> = vec![None; n];
+    let mut rooms_msgs: Vec<Option<RoomsReport>> = vec![None; n];
     let mut finals: Vec<Option<WorkerFinal>> = vec![None; n];
     let mut eof = vec![false; n];
     let mut notes: Vec<String> = Vec::new();

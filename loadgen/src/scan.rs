@@ -23,6 +23,9 @@ pub enum Format {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScanError;
 
+/// One map member: (key, raw value).
+type Member<'a> = (&'a [u8], &'a [u8]);
+
 /// Nesting deeper than this is refused (the protocol allows 16).
 const MAX_DEPTH: usize = 32;
 
@@ -117,7 +120,7 @@ impl<'a> Members<'a> {
         }
     }
 
-    fn next_json(&mut self) -> Result<Option<(&'a [u8], &'a [u8])>, ScanError> {
+    fn next_json(&mut self) -> Result<Option<Member<'a>>, ScanError> {
         let b = self.b;
         let mut i = skip_ws(b, self.i);
         if b.get(i) == Some(&b'}') {
@@ -142,7 +145,7 @@ impl<'a> Members<'a> {
         Ok(Some((&b[ks..ke], &b[vs..ve])))
     }
 
-    fn next_msgpack(&mut self) -> Result<Option<(&'a [u8], &'a [u8])>, ScanError> {
+    fn next_msgpack(&mut self) -> Result<Option<Member<'a>>, ScanError> {
         if self.left == 0 {
             return Ok(None);
         }
@@ -157,7 +160,7 @@ impl<'a> Members<'a> {
 }
 
 impl<'a> Iterator for Members<'a> {
-    type Item = Result<(&'a [u8], &'a [u8]), ScanError>;
+    type Item = Result<Member<'a>, ScanError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {

@@ -36,6 +36,7 @@ const JOINED_PART_1: &str =
     r#"{"event":"room:player:joined","seq":1,"data":{"players":[{"id":"p1","#;
 const JOINED_PART_2: &str = r#""name":"Ada","avatar":1}],"joinedCount":1,"totalCount":1}}"#;
 
+#[allow(clippy::result_large_err)] // the callback's error type is tungstenite's
 async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
