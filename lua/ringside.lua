@@ -25,8 +25,8 @@
 --   P:viol         hash    playerId -> anti-cheat violations
 --   P:kicked       hash    "p:<playerId>" -> reason, "s:<sessionToken>" -> playerId
 --   P:lb           zset    playerId -> total score (every player, from join, starting at 0)
---   P:recent       list    the last 50 joiners (playerIds), newest last
---   P:pend         list    joiners not yet announced by room:player:joined (newest first, max 20)
+--   P:recent       list    the last 50 joiners as PlayerInfo JSON, newest last
+--   P:pend         list    joiners not yet announced by room:player:joined, PlayerInfo JSON (newest first, max 20)
 --   P:log          stream  room events, id "<seq>-0", field e = the envelope JSON; capped ~1000
 --   P:q:<i>        hash    question i: n answered, d<k> per option, a:<pid> "idx:ms:points:streak",
 --                          r:<pid> refused answer events
@@ -390,14 +390,10 @@ end
 local function flush_joins(R, now)
   local pjn = tonumber(redis.call('HGET', R.P, 'pjn')) or 0
   if pjn <= 0 then return false end
-  local ids = redis.call('LRANGE', R.P .. ':pend', 0, JOIN_NAMES - 1)
+  -- PlayerInfo JSON of current players (leavers are removed from the list), newest first
+  local pend = redis.call('LRANGE', R.P .. ':pend', 0, JOIN_NAMES - 1)
   local items = {}
-  if #ids > 0 then
-    local vals = redis.call('HMGET', R.P .. ':players', unpack(ids))
-    for k = #ids, 1, -1 do -- oldest first, newest last
-      if vals[k] then items[#items + 1] = player_json(ids[k], vals[k]) end
-    end
-  end
+  for k = #pend, 1, -1 do items[#items + 1] = pend[k] end -- oldest first, newest last
   local np = tonumber(redis.call('HGET', R.P, 'np')) or 0
   redis.call('DEL', R.P .. ':pend')
   redis.call('HINCRBY', R.P, 'fgen', 1)
@@ -419,6 +415,7 @@ end
 -- Removes a player (leave, host kick, anti-cheat kick) and publishes room:player:left.
 -- reason: 'leave' | 'kick'; kicked_by: nil, 'host' or 'cheat' (then the session is barred).
 local function remove_player(R, pid, reason, kicked_by, now)
+  local pj = player_json(pid, redis.call('HGET', R.P .. ':players', pid) or '0:')
   local nk = redis.call('HGET', R.P .. ':names', 'p:' .. pid)
   if nk then redis.call('HDEL', R.P .. ':names', 'k:' .. nk, 'p:' .. pid) end
   if kicked_by then
@@ -432,8 +429,8 @@ local function remove_player(R, pid, reason, kicked_by, now)
   redis.call('HDEL', R.P .. ':streak', pid)
   redis.call('HDEL', R.P .. ':viol', pid)
   redis.call('ZREM', R.P .. ':lb', pid)
-  redis.call('LREM', R.P .. ':recent', 0, pid)
-  redis.call('LREM', R.P .. ':pend', 0, pid)
+  redis.call('LREM', R.P .. ':recent', 0, pj)
+  redis.call('LREM', R.P .. ':pend', 0, pj)
   local np = redis.call('HINCRBY', R.P, 'np', -1)
   emit(R, 'room:player:left', obj({ kv('playerId', js(pid)), kv('reason', js(reason)),
     kv('totalCount', int(np)) }))
@@ -604,15 +601,17 @@ local function room_join(keys, args)
 
   -- writes
   local now = now_ms()
-  redis.call('HSET', R.P .. ':players', pid, int(avatar) .. ':' .. name)
+  local pv = int(avatar) .. ':' .. name
+  local pj = player_json(pid, pv)
+  redis.call('HSET', R.P .. ':players', pid, pv)
   redis.call('HSET', R.P .. ':names', 'k:' .. nkey, pid, 'p:' .. pid, nkey)
   redis.call('HSET', R.P .. ':sess', pid, sess)
   redis.call('HSET', R.P .. ':secret', pid, secret)
   redis.call('ZADD', R.P .. ':lb', 'NX', 0, pid)
-  redis.call('RPUSH', R.P .. ':recent', pid)
+  redis.call('RPUSH', R.P .. ':recent', pj)
   redis.call('LTRIM', R.P .. ':recent', -RECENT_MAX, -1)
   local np = redis.call('HINCRBY', R.P, 'np', 1)
-  redis.call('LPUSH', R.P .. ':pend', pid)
+  redis.call('LPUSH', R.P .. ':pend', pj)
   redis.call('LTRIM', R.P .. ':pend', 0, JOIN_NAMES - 1)
   redis.call('HINCRBY', R.P, 'pjn', 1)
   if np == 1 then touch(R, ROOM_TTL, -1) end
@@ -625,14 +624,8 @@ local function room_join(keys, args)
     schedule(R, now, 'lobby_flush', 0, fgen, last + JOIN_EVERY_MS)
   end
 
-  local ids = redis.call('LRANGE', R.P .. ':recent', 0, -1)
-  local items = {}
-  if #ids > 0 then
-    local vals = redis.call('HMGET', R.P .. ':players', unpack(ids))
-    for k, id in ipairs(ids) do
-      if vals[k] then items[#items + 1] = player_json(id, vals[k]) end
-    end
-  end
+  -- the lobby snapshot is stored pre-encoded: no per-player work here (it was ~150 us per join)
+  local items = redis.call('LRANGE', R.P .. ':recent', 0, -1)
   local seq = redis.call('HGET', R.P, 'seq')
   return obj({ kv('playerId', js(pid)), kv('gameCode', js(R.code)), kv('sessionToken', js(sess)),
     kv('answerSecret', js(secret)), kv('players', arr(items)), kv('totalCount', int(np)),

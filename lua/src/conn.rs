@@ -4,11 +4,18 @@
 //! Standalone uses a [`ConnectionManager`] (reconnects by itself); cluster uses the cluster client, which
 //! routes each `FCALL` by its first key — every Ringside call names keys of one slot.
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use std::time::Duration;
+
+/// How long connecting to a node may take.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a reply may take. The client's default (500 ms) is too short for a big pipelined batch on a
+/// busy server; a timed-out call may still have run (every game function is safe to repeat: a repeated
+/// answer is `already_answered`, a repeated timer fire is `stale`).
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection to a standalone Redis or to a Redis Cluster. Cloning is cheap and shares the connection.
 #[derive(Clone)]
@@ -37,13 +44,18 @@ impl Redis {
         };
         if cluster {
             let client = redis::cluster::ClusterClient::builder(urls.to_vec())
-                .connection_timeout(Duration::from_secs(5))
-                .response_timeout(Duration::from_secs(30))
+                .connection_timeout(CONNECTION_TIMEOUT)
+                .response_timeout(RESPONSE_TIMEOUT)
                 .build()?;
             Ok(Redis::Cluster(client.get_async_connection().await?))
         } else {
             let client = redis::Client::open(first.as_str())?;
-            Ok(Redis::Single(ConnectionManager::new(client).await?))
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT));
+            Ok(Redis::Single(
+                ConnectionManager::new_with_config(client, config).await?,
+            ))
         }
     }
 
