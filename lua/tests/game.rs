@@ -977,6 +977,11 @@ async fn lobby_rules_names_capacity_lock_kick_and_host_rights(backend: Backend) 
         .join(&code, "bob", 0, None)
         .await
         .expect("a new session may take the name");
+    assert!(
+        !bob2.players.iter().any(|p| p.id == bob.player_id),
+        "a kicked player leaves the lobby list"
+    );
+    assert_eq!(bob2.players.last().unwrap().id, bob2.player_id);
     env.game.leave(&code, &bob2.player_id).await.unwrap();
     assert_eq!(
         refusal(env.game.leave(&code, &bob2.player_id).await),
