@@ -129,6 +129,9 @@ pub struct LeaseManager {
     ticks: u64,
     renew_script: Script,
     release_script: Script,
+    /// Since when the heartbeat has failed without a break (see [`Self::heal_connection`]).
+    failing_since: Option<Instant>,
+    last_replaced: Option<Instant>,
 }
 
 impl LeaseManager {
@@ -144,6 +147,8 @@ impl LeaseManager {
             ticks: 0,
             renew_script: Script::new(RENEW),
             release_script: Script::new(RELEASE),
+            failing_since: None,
+            last_replaced: None,
         }
     }
 
@@ -203,6 +208,7 @@ impl LeaseManager {
                 self.shared.metrics.redis_error();
                 warn!(error = %e, "engine membership heartbeat failed; renewing leases anyway");
                 self.renew_all().await;
+                self.heal_connection().await;
             }
         }
         self.shared
@@ -211,6 +217,29 @@ impl LeaseManager {
             .store(self.owned.len() as i64, Ordering::Relaxed);
         let now = Instant::now();
         self.cooldown.retain(|_, until| *until > now);
+    }
+
+    /// After the heartbeat has failed for a while, tries a brand-new shared connection and swaps it in
+    /// if it connects. If Redis is down the attempt just fails; if the old connection is wedged (the
+    /// cluster client has been seen never to finish recovering after a node restart) this heals it.
+    async fn heal_connection(&mut self) {
+        let now = Instant::now();
+        let since = *self.failing_since.get_or_insert(now);
+        let wait = (self.ttl() * 3).max(Duration::from_secs(3));
+        let recently = self
+            .last_replaced
+            .is_some_and(|t| now.duration_since(t) < wait * 2);
+        if now.duration_since(since) < wait || recently {
+            return;
+        }
+        self.last_replaced = Some(now);
+        match self.shared.target.command_conn().await {
+            Ok(conn) => {
+                warn!(failing_for = ?now.duration_since(since), "replacing the shared Redis connection");
+                self.shared.replace_conn(conn);
+            }
+            Err(e) => debug!(error = %e, "Redis still unreachable"),
+        }
     }
 
     /// Fair share: `ceil(PARTITIONS / members)`.
@@ -223,7 +252,7 @@ impl LeaseManager {
     async fn heartbeat(&mut self) -> redis::RedisResult<bool> {
         let now_ms = self.shared.clock.now_ms();
         let expires = now_ms + self.ttl().as_millis() as i64;
-        let mut conn = self.shared.conn.clone();
+        let mut conn = self.shared.conn();
         let (members, owned): (Vec<String>, HashMap<String, i64>) = redis::pipe()
             .cmd("ZADD")
             .arg(MEMBERS_KEY)
@@ -280,7 +309,7 @@ impl LeaseManager {
         let sent = Instant::now();
         let parts: Vec<Partition> = self.owned.keys().copied().collect();
         let futures = parts.iter().map(|&p| {
-            let mut conn = self.shared.conn.clone();
+            let mut conn = self.shared.conn();
             let mut inv = self.renew_script.key(lease_key(p));
             inv.arg(self.id()).arg(ttl_ms);
             async move { inv.invoke_async::<i64>(&mut conn).await }
@@ -367,7 +396,7 @@ impl LeaseManager {
         } else if self.ticks.is_multiple_of(4) && !candidates.is_empty() {
             // Safety net: take partitions that nobody has held for two checks in a row.
             let futures = candidates.iter().map(|&p| {
-                let mut conn = self.shared.conn.clone();
+                let mut conn = self.shared.conn();
                 async move {
                     redis::cmd("EXISTS")
                         .arg(lease_key(p))
@@ -401,7 +430,7 @@ impl LeaseManager {
         let ttl_ms = self.ttl().as_millis() as u64;
         let sent = Instant::now();
         let futures = parts.iter().map(|&p| {
-            let mut conn = self.shared.conn.clone();
+            let mut conn = self.shared.conn();
             let id = self.id().to_owned();
             async move {
                 redis::cmd("SET")
@@ -492,7 +521,7 @@ impl LeaseManager {
             waits.push((*p, rx));
         }
         let deletes = waits.into_iter().map(|(p, rx)| {
-            let mut conn = self.shared.conn.clone();
+            let mut conn = self.shared.conn();
             let mut inv = self.release_script.key(lease_key(p));
             inv.arg(self.id());
             async move {
@@ -534,7 +563,7 @@ impl LeaseManager {
             .status
             .lease_healthy
             .store(false, Ordering::Relaxed);
-        let mut conn = self.shared.conn.clone();
+        let mut conn = self.shared.conn();
         let left: redis::RedisResult<()> = redis::pipe()
             .cmd("ZREM")
             .arg(MEMBERS_KEY)

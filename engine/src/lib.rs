@@ -47,7 +47,7 @@ pub mod scheduler;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -66,8 +66,8 @@ use scheduler::{SchedMsg, Scheduler};
 pub struct Shared {
     pub config: Config,
     pub target: RedisTarget,
-    /// The shared multiplexed connection for FCALL, acks and leases.
-    pub conn: RedisConn,
+    /// The shared multiplexed connection for FCALL, acks and leases (see [`Shared::conn`]).
+    conn: RwLock<RedisConn>,
     pub clock: Arc<RedisClock>,
     pub leases: LeaseTable,
     pub metrics: Arc<Metrics>,
@@ -118,6 +118,17 @@ impl Observed {
 }
 
 impl Shared {
+    /// The shared multiplexed connection for FCALL, acks, claims and leases (a cheap clone).
+    pub fn conn(&self) -> RedisConn {
+        self.conn.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Swaps in a fresh shared connection (the lease loop does it when the current one stays broken
+    /// while Redis answers a new one).
+    pub(crate) fn replace_conn(&self, conn: RedisConn) {
+        *self.conn.write().unwrap_or_else(|e| e.into_inner()) = conn;
+    }
+
     pub fn is_ready(&self) -> bool {
         self.status.not_ready_reason().is_none()
     }
@@ -219,7 +230,7 @@ impl Engine {
         let shared = Arc::new(Shared {
             config,
             target,
-            conn,
+            conn: RwLock::new(conn),
             clock,
             leases: LeaseTable::default(),
             metrics,
@@ -299,11 +310,9 @@ async fn check_library(
     cancel: &mut watch::Receiver<bool>,
 ) -> Result<(), StartError> {
     use ringside_lua::LoadError;
-    let mut lua = match conn {
-        RedisConn::Single(c) => ringside_lua::Redis::Single(c.clone()),
-        RedisConn::Cluster(c) => ringside_lua::Redis::Cluster(c.clone()),
-        RedisConn::Reader(_) => unreachable!("the command connection is never a reader connection"),
-    };
+    let mut lua = conn
+        .to_lua()
+        .expect("the command connection is never a reader connection");
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         let result = if load {
@@ -344,7 +353,7 @@ async fn resync_clock(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) 
             _ = tokio::time::sleep(Duration::from_secs(30)) => {}
             _ = shutdown.changed() => return,
         }
-        let mut conn = shared.conn.clone();
+        let mut conn = shared.conn();
         if let Err(e) = shared.clock.sync(&mut conn, 3).await {
             shared.metrics.redis_error();
             warn!(error = %e, "clock resync failed");

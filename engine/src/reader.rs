@@ -134,7 +134,7 @@ impl Reader {
 
     /// The shared connection, for everything that does not block.
     fn conn(&self) -> RedisConn {
-        self.shared.conn.clone()
+        self.shared.conn()
     }
 
     /// Creates the group if needed and claims every pending entry, retrying until it succeeds.

@@ -25,6 +25,8 @@ use redis::{
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a non-blocking command may take before it counts as failed (and is retried by the caller).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+/// The engine-side bound on every request, past the client's own response timeout.
+const OUTER_MARGIN: Duration = Duration::from_secs(2);
 
 /// Where Redis is: one standalone server, or the seed nodes of a cluster.
 #[derive(Clone)]
@@ -72,50 +74,74 @@ impl RedisTarget {
     /// The shared, self-reconnecting connection for non-blocking commands. Fails if Redis cannot be
     /// reached now (callers retry with backoff).
     pub async fn command_conn(&self) -> Result<RedisConn, RedisError> {
-        match self {
-            RedisTarget::Standalone(client) => {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(Some(COMMAND_TIMEOUT))
-                    .set_number_of_retries(2)
-                    .set_min_delay(Duration::from_millis(20))
-                    .set_max_delay(Duration::from_millis(500));
-                Ok(RedisConn::Single(
-                    ConnectionManager::new_with_config(client.clone(), config).await?,
-                ))
+        let inner = bounded(CONNECT_TIMEOUT * 3, async {
+            match self {
+                RedisTarget::Standalone(client) => {
+                    let config = ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                        .set_response_timeout(Some(COMMAND_TIMEOUT))
+                        .set_number_of_retries(2)
+                        .set_min_delay(Duration::from_millis(20))
+                        .set_max_delay(Duration::from_millis(500));
+                    Ok(Inner::Single(
+                        ConnectionManager::new_with_config(client.clone(), config).await?,
+                    ))
+                }
+                RedisTarget::Cluster(urls) => {
+                    let client = Self::cluster_client(urls, COMMAND_TIMEOUT)?;
+                    Ok(Inner::Cluster(client.get_async_connection().await?))
+                }
             }
-            RedisTarget::Cluster(urls) => {
-                let client = Self::cluster_client(urls, COMMAND_TIMEOUT)?;
-                Ok(RedisConn::Cluster(client.get_async_connection().await?))
-            }
-        }
+        })
+        .await?;
+        Ok(RedisConn {
+            inner,
+            timeout: COMMAND_TIMEOUT + OUTER_MARGIN,
+        })
     }
 
     /// A dedicated connection for one partition's blocking reads of `block` at most.
     pub async fn reader_conn(&self, block: Duration) -> Result<RedisConn, RedisError> {
         let timeout = block + COMMAND_TIMEOUT;
-        match self {
-            RedisTarget::Standalone(client) => {
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(Some(timeout));
-                Ok(RedisConn::Reader(
-                    client
-                        .get_multiplexed_async_connection_with_config(&config)
-                        .await?,
-                ))
+        let inner = bounded(CONNECT_TIMEOUT * 3, async {
+            match self {
+                RedisTarget::Standalone(client) => {
+                    let config = AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                        .set_response_timeout(Some(timeout));
+                    Ok(Inner::Reader(
+                        client
+                            .get_multiplexed_async_connection_with_config(&config)
+                            .await?,
+                    ))
+                }
+                RedisTarget::Cluster(urls) => {
+                    let client = Self::cluster_client(urls, timeout)?;
+                    Ok(Inner::Cluster(client.get_async_connection().await?))
+                }
             }
-            RedisTarget::Cluster(urls) => {
-                let client = Self::cluster_client(urls, timeout)?;
-                Ok(RedisConn::Cluster(client.get_async_connection().await?))
-            }
-        }
+        })
+        .await?;
+        Ok(RedisConn {
+            inner,
+            timeout: timeout + OUTER_MARGIN,
+        })
     }
 }
 
 /// A connection to either deployment; `redis::AsyncCommands` and `cmd(..).query_async` work on it.
+///
+/// Every request is bounded by an engine-side timeout on top of the client's own response timeout:
+/// the cluster client has been seen to leave requests hanging after a node restart (a recovery that
+/// never completes), and a fire or a lease renewal that hangs forever would stall the engine.
 #[derive(Clone)]
-pub enum RedisConn {
+pub struct RedisConn {
+    inner: Inner,
+    timeout: Duration,
+}
+
+#[derive(Clone)]
+enum Inner {
     /// Standalone, reconnecting by itself.
     Single(ConnectionManager),
     /// Standalone, a plain multiplexed connection (readers rebuild it themselves).
@@ -124,13 +150,26 @@ pub enum RedisConn {
     Cluster(ClusterConnection),
 }
 
+impl RedisConn {
+    /// The same connection as the lua crate's type (for its loader and version check).
+    pub fn to_lua(&self) -> Option<ringside_lua::Redis> {
+        match &self.inner {
+            Inner::Single(c) => Some(ringside_lua::Redis::Single(c.clone())),
+            Inner::Cluster(c) => Some(ringside_lua::Redis::Cluster(c.clone())),
+            Inner::Reader(_) => None,
+        }
+    }
+}
+
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            RedisConn::Single(c) => c.req_packed_command(cmd),
-            RedisConn::Reader(c) => c.req_packed_command(cmd),
-            RedisConn::Cluster(c) => c.req_packed_command(cmd),
-        }
+        let timeout = self.timeout;
+        let request = match &mut self.inner {
+            Inner::Single(c) => c.req_packed_command(cmd),
+            Inner::Reader(c) => c.req_packed_command(cmd),
+            Inner::Cluster(c) => c.req_packed_command(cmd),
+        };
+        Box::pin(bounded(timeout, request))
     }
 
     fn req_packed_commands<'a>(
@@ -139,19 +178,35 @@ impl ConnectionLike for RedisConn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            RedisConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            RedisConn::Reader(c) => c.req_packed_commands(pipeline, offset, count),
-            RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
+        let timeout = self.timeout;
+        let request = match &mut self.inner {
+            Inner::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Inner::Reader(c) => c.req_packed_commands(pipeline, offset, count),
+            Inner::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        };
+        Box::pin(bounded(timeout, request))
     }
 
     fn get_db(&self) -> i64 {
-        match self {
-            RedisConn::Single(c) => c.get_db(),
-            RedisConn::Reader(c) => c.get_db(),
-            RedisConn::Cluster(c) => c.get_db(),
+        match &self.inner {
+            Inner::Single(c) => c.get_db(),
+            Inner::Reader(c) => c.get_db(),
+            Inner::Cluster(c) => c.get_db(),
         }
+    }
+}
+
+/// `fut`, or a timeout error (an I/O `TimedOut`, so it counts as transient) after `limit`.
+pub async fn bounded<T>(
+    limit: Duration,
+    fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(result) => result,
+        Err(_) => Err(RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no reply within {limit:?} (engine-side timeout)"),
+        ))),
     }
 }
 

@@ -433,7 +433,7 @@ async fn fire_and_ack(shared: &Shared, job: &Job) -> Outcome {
     let config = &shared.config;
     let metrics = &shared.metrics;
     let (p, sched) = (job.key.0, &*job.sched);
-    let mut conn = shared.conn.clone();
+    let mut conn = shared.conn();
     if !job.ack_only {
         match fire::call(&mut conn, &config.fire_function, p, sched, job.tick_due_ms).await {
             Ok(reply) => {

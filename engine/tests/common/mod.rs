@@ -86,8 +86,19 @@ pub fn redis_with_counting(backend: Backend) -> TestRedis {
     redis
 }
 
+/// Logs of in-process engines, when `ENGINE_TEST_LOG` is set (e.g. `info,ringside_engine=debug`).
+pub fn init_logs() {
+    if let Ok(filter) = std::env::var("ENGINE_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// An in-process engine configuration against `redis` using the counting function.
 pub fn config(redis: &TestRedis, instance: &str) -> Config {
+    init_logs();
     let mut c = Config::for_redis(redis.urls(), redis.is_cluster());
     c.instance_id = instance.to_owned();
     c.fire_function = FIRE_FUNCTION.to_owned();
