@@ -103,6 +103,9 @@ pub struct RunArgs {
     /// Timeout of TCP connect and of the upgrade, each, in ms.
     #[arg(long, default_value_t = 5000)]
     pub connect_timeout_ms: u64,
+    /// A socket's first connect (TCP + upgrade) is retried this many times, with back-off from 500 ms.
+    #[arg(long, default_value_t = 2)]
+    pub connect_retries: u32,
 
     // ── the game ──
     /// The quiz id hosts create rooms from.

@@ -46,6 +46,8 @@ const SCRATCH: usize = 64 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The answer grace of docs/protocol.md §3.
 const GRACE_MS: u64 = 500;
+/// How many times a player sends `room:join` when the edge answers with a retryable error.
+const JOIN_ATTEMPTS: u32 = 5;
 /// How long a slow consumer may read at the stop to find its close code.
 const SLOW_DRAIN: Duration = Duration::from_secs(1);
 
@@ -317,6 +319,10 @@ struct Client {
     lost_at: Option<Instant>,
     /// An end decided while handling the frames that came with the upgrade response.
     pending_end: Option<End>,
+    join_attempts: u32,
+    join_first_at: Option<Instant>,
+    /// When to send `room:join` again after a retryable refusal.
+    rejoin_at: Option<Instant>,
 }
 
 impl Client {
@@ -372,6 +378,9 @@ impl Client {
             reading: true,
             lost_at: None,
             pending_end: None,
+            join_attempts: 0,
+            join_first_at: None,
+            rejoin_at: None,
         }
     }
 
@@ -466,7 +475,8 @@ impl Client {
                 }
             }
         }
-        if self.connect().await.is_err() {
+        if !self.first_connect().await {
+            self.stats().counters.connect_gave_up += 1;
             self.fail();
             return;
         }
@@ -512,6 +522,27 @@ impl Client {
                 Role::Host { .. } => self.code.is_some(),
                 Role::Plain { .. } => false,
             }
+    }
+
+    /// The first socket, retried like a real client would (`--connect-retries`, back-off from 500 ms).
+    async fn first_connect(&mut self) -> bool {
+        let mut backoff = Duration::from_millis(500);
+        // Bounded: at most 1 + connect_retries attempts.
+        for attempt in 0..=self.ctx.plan.connect_retries {
+            if attempt > 0 {
+                self.stats().counters.connect_retries += 1;
+                let wait = backoff + Duration::from_millis((self.ctx.unit() * 500.0) as u64);
+                backoff *= 2;
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = self.phase.wait_for(|p| *p == Phase::Stop) => return false,
+                }
+            }
+            if self.connect().await.is_ok() {
+                return true;
+            }
+        }
+        false
     }
 
     async fn reconnect(&mut self) -> bool {
@@ -1014,26 +1045,31 @@ impl Client {
                     at: self.now,
                 });
             }
-            Role::Player { g, .. } => {
-                let Some(code) = self.code.clone() else {
-                    return;
-                };
-                let ev = ClientEvent::RoomJoin(events::RoomJoin {
-                    game_code: code.to_string(),
-                    player_name: format!("lg{g}"),
-                    avatar_id: (g % 16) as u16,
-                });
-                let rid = self.rid();
-                self.send(ev, Some(rid));
-                self.stats().counters.joins_sent += 1;
-                self.req = Some(Req {
-                    kind: ReqKind::Join,
-                    rid,
-                    at: self.now,
-                });
-            }
+            Role::Player { .. } => self.send_join(),
             Role::Plain { .. } => {}
         }
+    }
+
+    fn send_join(&mut self) {
+        let (Role::Player { g, .. }, Some(code)) = (self.role, self.code.clone()) else {
+            return;
+        };
+        let ev = ClientEvent::RoomJoin(events::RoomJoin {
+            game_code: code.to_string(),
+            player_name: format!("lg{g}"),
+            avatar_id: (g % 16) as u16,
+        });
+        let rid = self.rid();
+        self.send(ev, Some(rid));
+        self.join_attempts += 1;
+        self.stats().counters.joins_sent += 1;
+        // The join latency counts from the first attempt: what the player waited.
+        let at = self.join_first_at.get_or_insert(self.now);
+        self.req = Some(Req {
+            kind: ReqKind::Join,
+            rid,
+            at: *at,
+        });
     }
 
     fn send_reconnect(&mut self) {
@@ -1326,11 +1362,11 @@ impl Client {
     }
 
     fn on_error(&mut self, body: &mut [u8], rid: Option<u32>) -> Result<(), End> {
-        let code = match decode::<ServerEvent>(self.codec, body) {
+        let (code, retry_after) = match decode::<ServerEvent>(self.codec, body) {
             Ok(Envelope {
                 event: ServerEvent::Error(e),
                 ..
-            }) => e.code,
+            }) => (e.code, e.retry_after_ms),
             _ => {
                 self.stats().counters.decode_errors += 1;
                 return Ok(());
@@ -1353,6 +1389,14 @@ impl Client {
             ReqKind::Create => {
                 self.stats().counters.room_create_failed += 1;
                 Err(End::Final)
+            }
+            // A retryable refusal (unavailable, overloaded, rate_limited): join again after the wait the
+            // edge asked for (500 ms if it named none), as a real client would, a few times.
+            ReqKind::Join if code.retryable() && self.join_attempts < JOIN_ATTEMPTS => {
+                let wait = retry_after.unwrap_or(500) + (self.ctx.unit() * 250.0) as u64;
+                self.rejoin_at = Some(self.now + Duration::from_millis(wait));
+                self.stats().counters.join_retries += 1;
+                Ok(())
             }
             ReqKind::Join => {
                 self.stats().counters.join_failed += 1;
@@ -1402,6 +1446,7 @@ impl Client {
             }
         };
         add(self.answer_at.map(|a| a.0));
+        add(self.rejoin_at);
         add(self.next_ping);
         add(self.req.map(|r| r.at + REQUEST_TIMEOUT));
         t
@@ -1415,6 +1460,12 @@ impl Client {
             if when <= now {
                 self.answer_at = None;
                 self.answer(q, idx);
+            }
+        }
+        if let Some(at) = self.rejoin_at {
+            if at <= now {
+                self.rejoin_at = None;
+                self.send_join();
             }
         }
         if let Some(at) = self.next_ping {

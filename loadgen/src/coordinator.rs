@@ -165,6 +165,7 @@ pub fn plan(scenario: Scenario, a: &RunArgs) -> anyhow::Result<Plan> {
         ping_interval_ms: a.ping_interval_ms,
         ramp_per_sec: a.ramp_rate,
         connect_timeout_ms: a.connect_timeout_ms,
+        connect_retries: a.connect_retries,
         slow_fraction: if scenario == Scenario::SlowConsumers {
             a.slow_fraction
         } else {

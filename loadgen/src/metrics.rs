@@ -273,6 +273,10 @@ counters! {
     connect_failed,
     /// The upgrade was refused or malformed.
     upgrade_failed,
+    /// First connects tried again after a failure (`--connect-retries`).
+    connect_retries,
+    /// Sockets that never connected after every retry.
+    connect_gave_up,
     session_acks,
     /// Hosts whose `room:create` succeeded.
     rooms_created,
@@ -280,7 +284,10 @@ counters! {
     joins_sent,
     /// Players with a `room:join:ack`.
     players_joined,
+    /// Players that never joined (a final error, or every retry refused).
     join_failed,
+    /// `room:join` sent again after a retryable error (unavailable, overloaded, rate_limited).
+    join_retries,
     /// `game:start` accepted (`ok`).
     games_started,
     answers_sent,

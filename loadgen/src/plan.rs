@@ -109,6 +109,8 @@ pub struct Plan {
     /// Connections per second over all workers.
     pub ramp_per_sec: f64,
     pub connect_timeout_ms: u64,
+    /// A player's first connect is tried this many more times after a failure.
+    pub connect_retries: u32,
     /// Fraction of players that stop reading (slow-consumers).
     pub slow_fraction: f64,
     /// SO_RCVBUF of a slow consumer's socket, so its kernel buffer fills fast.
@@ -279,6 +281,7 @@ mod tests {
             ping_interval_ms: None,
             ramp_per_sec: 1000.0,
             connect_timeout_ms: 5000,
+            connect_retries: 2,
             slow_fraction: 0.25,
             slow_rcvbuf: 4096,
             reconnect: true,
