@@ -18,6 +18,11 @@ const DRIFT_BUCKETS: [f64; 13] = [
 /// Upper bounds (seconds) of the schedule lag buckets (XADD → the engine holds it).
 const LAG_BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 5.0];
 
+/// An HDR histogram of µs, 1 µs .. 1 h, 3 significant digits.
+fn hdr() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
 /// A Prometheus histogram with fixed buckets, lock-free.
 #[derive(Debug)]
 pub struct Buckets {
@@ -88,6 +93,8 @@ pub struct Metrics {
     pub schedule_lag: Buckets,
     /// Drift in µs at full resolution, for benches and tests.
     pub drift_hdr: Mutex<Histogram<u64>>,
+    /// Schedule lag in µs (ms resolution: it comes from the entry id), for benches.
+    pub lag_hdr: Mutex<Histogram<u64>>,
     pub late_ms: u64,
 }
 
@@ -111,9 +118,8 @@ impl Metrics {
             fire_errors_total: AtomicU64::new(0),
             drift: Buckets::new(&DRIFT_BUCKETS),
             schedule_lag: Buckets::new(&LAG_BUCKETS),
-            drift_hdr: Mutex::new(
-                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
-            ),
+            drift_hdr: Mutex::new(hdr()),
+            lag_hdr: Mutex::new(hdr()),
             late_ms,
         }
     }
@@ -128,6 +134,28 @@ impl Metrics {
         if let Ok(mut h) = self.drift_hdr.lock() {
             h.saturating_record(us.max(1));
         }
+    }
+
+    /// Records the time from a schedule's XADD to the engine holding it.
+    pub fn record_lag_us(&self, us: u64) {
+        self.schedule_lag.observe_us(us);
+        if let Ok(mut h) = self.lag_hdr.lock() {
+            h.saturating_record(us.max(1));
+        }
+    }
+
+    /// Empties the HDR histograms (the bench does it after its warm-up).
+    pub fn reset_histograms(&self) {
+        let _ = self.take_histograms();
+    }
+
+    /// The HDR histograms (drift, lag) since the last take, leaving them empty.
+    pub fn take_histograms(&self) -> (Histogram<u64>, Histogram<u64>) {
+        let take = |m: &Mutex<Histogram<u64>>| {
+            let mut h = m.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::replace(&mut *h, hdr())
+        };
+        (take(&self.drift_hdr), take(&self.lag_hdr))
     }
 
     pub fn redis_error(&self) {

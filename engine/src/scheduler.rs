@@ -294,7 +294,7 @@ impl Scheduler {
                 metrics.timers_claimed_total.fetch_add(1, Ordering::Relaxed);
             } else {
                 let lag_ms = (now_ms - sched.id.ms as i64).max(0) as u64;
-                metrics.schedule_lag.observe_us(lag_ms * 1000);
+                metrics.record_lag_us(lag_ms * 1000);
             }
             let tick_due_ms = first_tick(&sched, now_ms);
             let when = self.shared.clock.instant_of(tick_due_ms);

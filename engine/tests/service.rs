@@ -28,8 +28,15 @@ fn engine_cmd(redis: &TestRedis, http_port: u16) -> Command {
 fn refuses_a_mismatched_library(backend: Backend) {
     let redis = TestRedis::start(backend).unwrap();
     for url in redis.urls() {
-        let mut conn = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
-        let _: String = redis::cmd("FUNCTION").arg("LOAD").arg(NEWER_LIBRARY).query(&mut conn).unwrap();
+        let mut conn = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg(NEWER_LIBRARY)
+            .query(&mut conn)
+            .unwrap();
     }
     let out = engine_cmd(&redis, free_port())
         .stdin(Stdio::null())
@@ -56,7 +63,12 @@ fn waits_for_the_library_then_serves_probes_and_drains(backend: Backend) {
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
 
     // No library yet: alive, not ready, and says why.
-    assert!(wait_until(Duration::from_secs(30), || http_get(port, "/healthz").is_some_and(|(s, _)| s == 200)), "{}", log_text());
+    assert!(
+        wait_until(Duration::from_secs(30), || http_get(port, "/healthz")
+            .is_some_and(|(s, _)| s == 200)),
+        "{}",
+        log_text()
+    );
     let (status, body) = http_get(port, "/readyz").unwrap();
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("library"), "{body}");
@@ -64,12 +76,15 @@ fn waits_for_the_library_then_serves_probes_and_drains(backend: Backend) {
     // Load it: the engine notices, becomes ready and takes every partition.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut conn = ringside_lua::Redis::connect(&redis.urls(), redis.is_cluster()).await.unwrap();
+        let mut conn = ringside_lua::Redis::connect(&redis.urls(), redis.is_cluster())
+            .await
+            .unwrap();
         ringside_lua::ensure_loaded(&mut conn).await.unwrap();
     });
     let ready = wait_until(Duration::from_secs(60), || {
         http_get(port, "/readyz").is_some_and(|(s, _)| s == 200)
-            && http_get(port, "/metrics").and_then(|(_, b)| metric_value(&b, "partitions_owned")) == Some(64.0)
+            && http_get(port, "/metrics").and_then(|(_, b)| metric_value(&b, "partitions_owned"))
+                == Some(64.0)
     });
     assert!(ready, "{}", log_text());
     let (_, metrics) = http_get(port, "/metrics").unwrap();
@@ -87,15 +102,31 @@ fn waits_for_the_library_then_serves_probes_and_drains(backend: Backend) {
     }
     assert_eq!(http_get(port, "/nope").map(|(s, _)| s), Some(404));
 
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    let exited = wait_until(Duration::from_secs(30), || matches!(child.try_wait(), Ok(Some(_))));
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let exited = wait_until(Duration::from_secs(30), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
     assert!(exited, "no exit after SIGTERM: {}", log_text());
     assert!(child.wait().unwrap().success(), "{}", log_text());
     let mut conn = redis.sync_conn().unwrap();
     let leases: Vec<Option<String>> = (0..64)
-        .map(|p| redis::cmd("GET").arg(format!("lease:{}", ringside_protocol::keys::partition_tag(p))).query(&mut conn).unwrap())
+        .map(|p| {
+            redis::cmd("GET")
+                .arg(format!(
+                    "lease:{}",
+                    ringside_protocol::keys::partition_tag(p)
+                ))
+                .query(&mut conn)
+                .unwrap()
+        })
         .collect();
-    assert!(leases.iter().all(Option::is_none), "leases left after a graceful stop: {leases:?}");
+    assert!(
+        leases.iter().all(Option::is_none),
+        "leases left after a graceful stop: {leases:?}"
+    );
 }
 
 #[test]
