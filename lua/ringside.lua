@@ -21,14 +21,14 @@
 --   P:names        hash    "k:<folded name>" -> playerId, "p:<playerId>" -> folded name
 --   P:sess         hash    playerId -> sessionToken
 --   P:secret       hash    playerId -> answerSecret (the edge verifies the answer HMAC with it)
---   P:streak       hash    playerId -> "<streak>:<qIndex of the last correct answer>"
 --   P:viol         hash    playerId -> anti-cheat violations
 --   P:kicked       hash    "p:<playerId>" -> reason, "s:<sessionToken>" -> playerId
 --   P:lb           zset    playerId -> total score (every player, from join, starting at 0)
 --   P:recent       list    the last 50 joiners as PlayerInfo JSON, newest last
 --   P:pend         list    joiners not yet announced by room:player:joined, PlayerInfo JSON (newest first, max 20)
 --   P:log          stream  room events, id "<seq>-0", field e = the envelope JSON; capped ~1000
---   P:q:<i>        hash    question i: n answered, d<k> per option, a:<pid> "idx:ms:points:streak",
+--   P:q:<i>        hash    question i: n answered, d<k> per option, a:<pid> "idx:ms:points:streak"
+--                          (streak = consecutive correct answers ending here, 0 when wrong),
 --                          r:<pid> refused answer events
 --   P:ev           sharded pub/sub channel of room events (same envelope JSON as the log)
 
@@ -50,7 +50,7 @@ local TIMER_KEEP_MS = 3600000   -- timer stream entries older than this are trim
 local MAX_QUESTIONS = 100
 local MAX_OPTIONS = 8
 
-local FIXED = { '', ':quiz', ':players', ':names', ':sess', ':secret', ':streak', ':viol', ':kicked',
+local FIXED = { '', ':quiz', ':players', ':names', ':sess', ':secret', ':viol', ':kicked',
   ':lb', ':recent', ':pend', ':log' }
 
 -- ───────────────────────────── helpers ─────────────────────────────
@@ -239,28 +239,19 @@ local function player_json(pid, v)
   return obj({ kv('id', js(pid)), kv('name', js(n)), kv('avatar', a) })
 end
 
--- "<streak>:<qIndex>" -> streak, qIndex (0, -2 when absent)
-local function split_streak(v)
-  if not v then return 0, -2 end
-  local s, q = string.match(v, '^(%-?%d+):(%-?%d+)$')
-  return tonumber(s), tonumber(q)
-end
-
--- The player's streak after question `revealed` was revealed (consecutive correct answers ending at it).
--- Streaks are never reset in a loop: a record "s:q" only counts while q is the latest revealed question;
--- a record of the still-open question `open` counts as s-1 (its answer is not revealed yet).
-local function streak_at(rec, revealed, open)
-  local s, q = split_streak(rec)
-  if q == revealed then return s end
-  if open and q == open then return s - 1 end
-  return 0
-end
-
 -- "idx:ms:points:streak" of a stored answer
 local function split_answer(v)
   if not v then return nil end
   local a, ms, pts, st = string.match(v, '^(%d+):(%d+):(%-?%d+):(%-?%d+)$')
   return tonumber(a), tonumber(ms), tonumber(pts), tonumber(st)
+end
+
+-- The streak after a question, from the player's stored answer to it (0: wrong or no answer).
+-- Streaks are never reset in a loop: each answer record carries the streak it ends, computed from the
+-- record of the previous question at submit time.
+local function streak_of(answer)
+  local _, _, _, st = split_answer(answer)
+  return st or 0
 end
 
 -- The room fields answer_submit needs, in one HMGET. qc/qno/qbase (correct index, option count, base
@@ -297,7 +288,6 @@ local function top_json(R, q)
   local ids = {}
   for k = 1, #rows, 2 do ids[#ids + 1] = rows[k] end
   local names = redis.call('HMGET', R.P .. ':players', unpack(ids))
-  local streaks = redis.call('HMGET', R.P .. ':streak', unpack(ids))
   local deltas
   if q >= 0 then
     local fields = {}
@@ -315,7 +305,7 @@ local function top_json(R, q)
       delta = pts or 0
     end
     out[#out + 1] = obj({ kv('rank', int(rank)), kv('id', js(id)), kv('name', js(name or '?')),
-      kv('score', int(score)), kv('delta', int(delta)), kv('streak', int(math.max(0, streak_at(streaks[k], q)))) })
+      kv('score', int(score)), kv('delta', int(delta)), kv('streak', int(deltas and streak_of(deltas[k]) or 0)) })
   end
   return arr(out)
 end
@@ -426,7 +416,6 @@ local function remove_player(R, pid, reason, kicked_by, now)
   redis.call('HDEL', R.P .. ':players', pid)
   redis.call('HDEL', R.P .. ':sess', pid)
   redis.call('HDEL', R.P .. ':secret', pid)
-  redis.call('HDEL', R.P .. ':streak', pid)
   redis.call('HDEL', R.P .. ':viol', pid)
   redis.call('ZREM', R.P .. ':lb', pid)
   redis.call('LREM', R.P .. ':recent', 0, pj)
@@ -760,8 +749,8 @@ local function answer_submit(keys, args)
     local bonus = 0
     if remaining > 0 then bonus = math.floor(maxb * remaining / tonumber(tlim)) end
     if bonus < 0 then bonus = 0 elseif bonus > maxb then bonus = maxb end
-    local s, lastq = split_streak(redis.call('HGET', R.P .. ':streak', pid))
-    if lastq == cur - 1 then streak = s + 1 else streak = 1 end
+    streak = 1
+    if cur > 0 then streak = streak_of(redis.call('HGET', qkey(R, cur - 1), 'a:' .. pid)) + 1 end
     local mult = 1
     if streak >= tonumber(sthr) then mult = tonumber(smult) end
     pts = math.floor((tonumber(qbase) + bonus) * mult)
@@ -770,7 +759,6 @@ local function answer_submit(keys, args)
   end
   local stored = redis.call('HSETNX', qk, 'a:' .. pid, int(ai) .. ':' .. int(now) .. ':' .. int(pts) .. ':' .. int(streak))
   if stored == 0 then fail('already_answered', 'the first answer stands') end
-  if correct then redis.call('HSET', R.P .. ':streak', pid, int(streak) .. ':' .. i) end
   redis.call('HINCRBY', qk, 'd' .. int(ai), 1)
   local n = redis.call('HINCRBY', qk, 'n', 1)
   if pts ~= 0 then redis.call('ZINCRBY', R.P .. ':lb', pts, pid) end
@@ -982,7 +970,6 @@ local function results(keys, args)
   local i = int(q)
   local correct = tonumber(redis.call('HGET', R.Q, 'c' .. i))
   local answers = redis.call('HMGET', qkey(R, q), unpack(afields))
-  local streaks = redis.call('HMGET', R.P .. ':streak', unpack(ids))
   local totals = redis.call('ZMSCORE', R.P .. ':lb', unpack(ids))
   local np = int(tonumber(r.np) or 0)
   local lb = R.P .. ':lb'
@@ -1003,7 +990,7 @@ local function results(keys, args)
       if a then answer = '"answerIdx":' .. a .. ',' end
       out[k] = string.format('{"qIndex":%s,%s"correct":%s,"points":%d,"total":%d,"rank":%d,"streak":%d,"totalPlayers":%s}',
         i, answer, jbool(a ~= nil and a == correct), pts or 0, tonumber(total), rank,
-        math.max(0, streak_at(streaks[k], q)), np)
+        streak_of(answers[k]), np)
     end
   end
   return arr(out)
@@ -1042,7 +1029,7 @@ local function state_json(R, pid, now)
         end
       end
       score = score - pending
-      streak = math.max(0, streak_at(redis.call('HGET', R.P .. ':streak', pid), revealed, active and cur or nil))
+      if revealed >= 0 then streak = streak_of(redis.call('HGET', qkey(R, revealed), 'a:' .. pid)) end
       if not active then
         rank = redis.call('ZCOUNT', R.P .. ':lb', '(' .. total, '+inf') + 1
       end

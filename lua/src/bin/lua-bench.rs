@@ -244,8 +244,8 @@ async fn drop_room(conn: &mut Redis, code: &str) -> Result<()> {
     let p = keys::room(code);
     let mut cmd = redis::cmd("UNLINK");
     for s in [
-        "", ":quiz", ":players", ":names", ":sess", ":secret", ":streak", ":viol", ":kicked",
-        ":lb", ":recent", ":pend", ":log", ":q:0",
+        "", ":quiz", ":players", ":names", ":sess", ":secret", ":viol", ":kicked", ":lb",
+        ":recent", ":pend", ":log", ":q:0",
     ] {
         cmd.arg(format!("{p}{s}"));
     }
