@@ -69,5 +69,5 @@ if [ "$RC" -ne 0 ]; then
   echo "[autobahn.sh] FAILED (runner exit $RC); edge log: $LOG" >&2
   exit "$RC"
 fi
-echo "[autobahn.sh] OK: no case FAILED (report: $AB_OUT/index.html)" >&2
+echo "[autobahn.sh] OK: no case FAILED (report: $AB_OUT/servers/index.html)" >&2
 rm -f "$LOG"

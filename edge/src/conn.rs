@@ -283,31 +283,122 @@ pub fn task_future_size() -> Option<usize> {
 }
 
 /// Handles one accepted TCP connection to the end.
-pub async fn serve(worker: Rc<Worker>, stream: TcpStream) {
-    let metrics = &worker.shared.metrics;
-    metrics.connections_accepted_total.fetch_add(1, Relaxed);
-    {
+///
+/// Written as one async fn with the WebSocket loop inline (no nested async fn taking the socket
+/// by value) and the one-off phases boxed: its future is what every idle socket keeps, so its size
+/// is the per-socket budget (see `task_future_size`).
+pub fn serve(worker: Rc<Worker>, stream: TcpStream) -> impl Future<Output = ()> {
+    // An async block, not an async fn: the captured socket is used in place instead of being
+    // moved from the argument slot into a local (which would store it twice in the future).
+    async move {
+        worker
+            .shared
+            .metrics
+            .connections_accepted_total
+            .fetch_add(1, Relaxed);
+        {
+            let sock = RawSock::new(&stream);
+            if sock.set_nonblocking().is_err() {
+                return;
+            }
+            let _ = sock.set_nodelay();
+        }
+        let timeout = worker.shared.config.handshake_timeout;
+        let pre = Box::pin(monoio::time::timeout(timeout, preamble(&worker, &stream))).await;
+        let mut c = match pre {
+            Ok(Ok(Some(up))) => WsConn::start(&worker, up),
+            Ok(Ok(None)) => return,
+            Ok(Err(reason)) => {
+                worker.shared.metrics.handshake_failed(reason);
+                return;
+            }
+            Err(_) => {
+                worker.shared.metrics.handshake_failed(FailReason::Timeout);
+                return;
+            }
+        };
+
+        // The WebSocket loop. One readiness wait is armed at a time: readable while we may read,
+        // writable while the kernel send buffer is full (reading pauses then).
         let sock = RawSock::new(&stream);
-        if sock.set_nonblocking().is_err() {
-            return;
+        let mut armed = pin!(None);
+        let mut armed_for_write = false;
+        let mut read_more = false;
+        let linger = loop {
+            c.apply_close_request(&worker);
+            if c.handle.0.stage.get() == Stage::Aborted {
+                break false;
+            }
+            if !c.write_blocked && c.flush(&worker, sock).is_err() {
+                break false;
+            }
+            if c.close_complete() {
+                break true;
+            }
+            if c.read_eof && (c.sent.is_none() || c.write_blocked) {
+                // The peer went away without the close handshake, or stopped reading while closing.
+                break false;
+            }
+            let want_read = !c.read_eof && !c.write_blocked;
+            if want_read && read_more {
+                yield_now().await;
+                read_more = c.read_ready(&worker, sock);
+                continue;
+            }
+            let want = if c.write_blocked {
+                Some(true)
+            } else if want_read {
+                Some(false)
+            } else {
+                None
+            };
+            match want {
+                Some(w) if armed.is_none() || armed_for_write != w => {
+                    armed.set(Some(ready(&stream, w)));
+                    armed_for_write = w;
+                }
+                None => armed.set(None),
+                _ => {}
+            }
+            let write_blocked = c.write_blocked;
+            let handle = &c.handle;
+            let ev = std::future::poll_fn(|cx| {
+                if handle.has_work(write_blocked) {
+                    return Poll::Ready(None);
+                }
+                handle.park(cx);
+                match armed.as_mut().as_pin_mut() {
+                    Some(f) => f.poll(cx).map(Some),
+                    None => Poll::Pending,
+                }
+            })
+            .await;
+            let Some(r) = ev else { continue };
+            armed.set(None);
+            if r.is_err() {
+                break false;
+            }
+            if armed_for_write {
+                c.write_blocked = false;
+            } else {
+                read_more = c.read_ready(&worker, sock);
+            }
+        };
+        if linger {
+            let timeout = worker.shared.config.close_timeout;
+            Box::pin(transport::linger_close(&stream, &mut c.transport, timeout)).await;
         }
-        let _ = sock.set_nodelay();
+        c.finish(&worker);
     }
-    let timeout = worker.shared.config.handshake_timeout;
-    let pre = Box::pin(monoio::time::timeout(timeout, preamble(&worker, &stream))).await;
-    let upgraded = match pre {
-        Ok(Ok(Some(u))) => u,
-        Ok(Ok(None)) => return,
-        Ok(Err(reason)) => {
-            metrics.handshake_failed(reason);
-            return;
-        }
-        Err(_) => {
-            metrics.handshake_failed(FailReason::Timeout);
-            return;
-        }
-    };
-    run(worker, stream, upgraded).await;
+}
+
+/// Waits until the socket is writable (`write`) or readable.
+async fn ready(stream: &TcpStream, write: bool) -> io::Result<()> {
+    if write {
+        stream.writable(false).await
+    } else {
+        stream.readable(false).await
+    }
 }
 
 /// What the preamble hands to the WebSocket loop.
@@ -416,12 +507,6 @@ pub const fn ws_state_size() -> usize {
     std::mem::size_of::<WsConn>()
 }
 
-enum Wait {
-    Readable(io::Result<()>),
-    Writable(io::Result<()>),
-    Wake,
-}
-
 /// Yields once to let other tasks on this thread run.
 fn yield_now() -> impl Future<Output = ()> {
     let mut yielded = false;
@@ -436,118 +521,38 @@ fn yield_now() -> impl Future<Output = ()> {
     })
 }
 
-async fn run(worker: Rc<Worker>, stream: TcpStream, up: Upgraded) {
-    let Upgraded {
-        transport,
-        handle,
-        session,
-        mut leftover,
-    } = up;
-    worker.register(&handle);
-    worker.shared.metrics.connections_open.fetch_add(1, Relaxed);
-    if worker.shared.draining() {
-        handle.close(close_code::SERVICE_RESTART, "service restart");
-    }
-    let mut c = WsConn {
-        handle,
-        session,
-        decoder: frame::Decoder::new(),
-        transport,
-        read_eof: false,
-        input_failed: false,
-        write_blocked: false,
-        received: None,
-        sent: None,
-    };
-    if !leftover.is_empty() {
-        c.process_input(&worker, &mut leftover);
-        c.handle.0.last_rx.set(worker.now());
-    }
-    drop(leftover);
-    let linger = drive(&worker, &stream, &mut c).await;
-    if linger {
-        let timeout = worker.shared.config.close_timeout;
-        Box::pin(transport::linger_close(&stream, &mut c.transport, timeout)).await;
-    }
-    c.finish(&worker);
-}
-
-/// The WebSocket loop. Returns whether to close gracefully (linger) rather than drop.
-async fn drive(worker: &Rc<Worker>, stream: &TcpStream, c: &mut WsConn) -> bool {
-    let sock = RawSock::new(stream);
-    let mut rd = pin!(None);
-    let mut wr = pin!(None);
-    let mut read_more = false;
-    loop {
-        c.apply_close_request(worker);
-        if c.handle.0.stage.get() == Stage::Aborted {
-            return false;
-        }
-        if !c.write_blocked && c.flush(worker, sock).is_err() {
-            return false;
-        }
-        if c.close_complete() {
-            return true;
-        }
-        if c.read_eof && (c.sent.is_none() || c.write_blocked) {
-            // The peer went away without the close handshake, or stopped reading while closing.
-            return c.sent.is_some() && !c.write_blocked;
-        }
-        let want_read = !c.read_eof && !c.write_blocked;
-        if want_read && read_more {
-            yield_now().await;
-            read_more = c.read_ready(worker, sock);
-            continue;
-        }
-        if want_read && rd.is_none() {
-            rd.set(Some(stream.readable(false)));
-        }
-        if c.write_blocked && wr.is_none() {
-            wr.set(Some(stream.writable(false)));
-        }
-        let write_blocked = c.write_blocked;
-        let handle = &c.handle;
-        let ev = std::future::poll_fn(|cx| {
-            if handle.has_work(write_blocked) {
-                return Poll::Ready(Wait::Wake);
-            }
-            handle.park(cx);
-            if want_read {
-                if let Some(f) = rd.as_mut().as_pin_mut() {
-                    if let Poll::Ready(r) = f.poll(cx) {
-                        return Poll::Ready(Wait::Readable(r));
-                    }
-                }
-            }
-            if let Some(f) = wr.as_mut().as_pin_mut() {
-                if let Poll::Ready(r) = f.poll(cx) {
-                    return Poll::Ready(Wait::Writable(r));
-                }
-            }
-            Poll::Pending
-        })
-        .await;
-        match ev {
-            Wait::Readable(r) => {
-                rd.set(None);
-                if r.is_err() {
-                    return false;
-                }
-                read_more = c.read_ready(worker, sock);
-            }
-            Wait::Writable(r) => {
-                wr.set(None);
-                if r.is_err() {
-                    return false;
-                }
-                c.write_blocked = false;
-            }
-            Wait::Wake => {}
-        }
-    }
-}
-
 impl WsConn {
+    /// Registers the upgraded socket and processes frame bytes that came with the request head.
+    fn start(worker: &Rc<Worker>, up: Upgraded) -> WsConn {
+        let Upgraded {
+            transport,
+            handle,
+            session,
+            mut leftover,
+        } = up;
+        worker.register(&handle);
+        worker.shared.metrics.connections_open.fetch_add(1, Relaxed);
+        if worker.shared.draining() {
+            handle.close(close_code::SERVICE_RESTART, "service restart");
+        }
+        let mut c = WsConn {
+            handle,
+            session,
+            decoder: frame::Decoder::new(),
+            transport,
+            read_eof: false,
+            input_failed: false,
+            write_blocked: false,
+            received: None,
+            sent: None,
+        };
+        if !leftover.is_empty() {
+            c.process_input(worker, &mut leftover);
+            c.handle.0.last_rx.set(worker.now());
+        }
+        c
+    }
+
     /// Turns a requested close into a queued close frame.
     fn apply_close_request(&mut self, worker: &Worker) {
         if let Stage::Requested { code, reason } = self.handle.0.stage.get() {

@@ -102,7 +102,7 @@ pub fn raise_nofile_limit() -> io::Result<NofileLimits> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    let soft_before = lim.rlim_cur as u64;
+    let soft_before = lim.rlim_cur;
     if lim.rlim_cur < lim.rlim_max {
         lim.rlim_cur = lim.rlim_max;
         // SAFETY: `lim` is a valid rlimit struct read above.
@@ -112,8 +112,8 @@ pub fn raise_nofile_limit() -> io::Result<NofileLimits> {
     }
     Ok(NofileLimits {
         soft_before,
-        soft: lim.rlim_cur as u64,
-        hard: lim.rlim_max as u64,
+        soft: lim.rlim_cur,
+        hard: lim.rlim_max,
     })
 }
 

@@ -8,7 +8,7 @@
 //!   frames may be interleaved), validates UTF-8 of text messages incrementally — a fragment with an
 //!   invalid sequence fails at once, not at the end of the message — and validates close frames.
 //! - [`Decoder`] keeps the leftover bytes of a partial frame between reads, so a connection that is
-//!   idle between whole frames holds no buffer at all.
+//!   idle between whole frames holds no buffer at all (one null pointer).
 //!
 //! On the write side, [`encode`] builds an unmasked server frame into a `Bytes` that can be cloned
 //! (a reference-count bump) and written to any number of sockets: encode once, fan out everywhere.
@@ -575,10 +575,15 @@ pub enum Flow {
 
 /// Per-connection read state: a partial frame's leftover bytes plus the message assembler.
 ///
-/// Memory: two empty `Vec`s and a few words while idle; the leftover grows only to hold one
-/// incomplete frame and is freed as soon as that frame completes.
+/// Memory: one null pointer while idle (between whole messages). The state is boxed only while a
+/// partial frame or a fragmented message is pending, and freed by [`Decoder::shrink`].
 #[derive(Debug, Default)]
 pub struct Decoder {
+    inner: Option<Box<DecoderState>>,
+}
+
+#[derive(Debug, Default)]
+struct DecoderState {
     leftover: Vec<u8>,
     assembler: MessageAssembler,
 }
@@ -590,12 +595,19 @@ impl Decoder {
 
     /// Bytes held for a partial frame.
     pub fn leftover_len(&self) -> usize {
-        self.leftover.len()
+        self.inner.as_ref().map_or(0, |i| i.leftover.len())
     }
 
     /// Whether a fragmented message is in progress.
     pub fn in_message(&self) -> bool {
-        self.assembler.in_message()
+        self.inner
+            .as_ref()
+            .is_some_and(|i| i.assembler.in_message())
+    }
+
+    /// Whether any heap memory is held.
+    pub fn is_idle(&self) -> bool {
+        self.inner.is_none()
     }
 
     /// Feeds bytes just read from the socket (from a per-thread scratch buffer; they may be
@@ -611,22 +623,23 @@ impl Decoder {
             stopped: false,
             frames: 0,
         };
-        if self.leftover.is_empty() {
-            let consumed = Self::run(&mut self.assembler, data, limits, &mut on_event, &mut feed)?;
+        let st = self.inner.get_or_insert_with(Default::default);
+        if st.leftover.is_empty() {
+            let consumed = Self::run(&mut st.assembler, data, limits, &mut on_event, &mut feed)?;
             if !feed.stopped && consumed < data.len() {
-                self.leftover.extend_from_slice(&data[consumed..]);
+                st.leftover.extend_from_slice(&data[consumed..]);
             }
             return Ok(feed);
         }
         // Reserve for the whole frame once its header is known, to avoid repeated regrowth.
-        if let Ok(Some(h)) = parse_header(&self.leftover, limits) {
-            let want = h.frame_len().saturating_sub(self.leftover.len());
-            self.leftover.reserve(want.max(data.len()));
+        if let Ok(Some(h)) = parse_header(&st.leftover, limits) {
+            let want = h.frame_len().saturating_sub(st.leftover.len());
+            st.leftover.reserve(want.max(data.len()));
         }
-        self.leftover.extend_from_slice(data);
-        let mut leftover = std::mem::take(&mut self.leftover);
+        st.leftover.extend_from_slice(data);
+        let mut leftover = std::mem::take(&mut st.leftover);
         let consumed = Self::run(
-            &mut self.assembler,
+            &mut st.assembler,
             &mut leftover,
             limits,
             &mut on_event,
@@ -634,7 +647,7 @@ impl Decoder {
         )?;
         if !feed.stopped && consumed < leftover.len() {
             leftover.drain(..consumed);
-            self.leftover = leftover;
+            st.leftover = leftover;
         }
         Ok(feed)
     }
@@ -686,9 +699,12 @@ impl Decoder {
     /// Frees the buffers of delivered messages, so an idle connection holds no heap memory.
     /// Call after each `feed`.
     pub fn shrink(&mut self) {
-        self.assembler.release();
-        if self.leftover.is_empty() && self.leftover.capacity() > 0 {
-            self.leftover = Vec::new();
+        if let Some(st) = &mut self.inner {
+            if st.leftover.is_empty() && !st.assembler.in_message() {
+                self.inner = None;
+            } else {
+                st.assembler.release();
+            }
         }
     }
 }
@@ -967,8 +983,7 @@ mod tests {
         assert_eq!(d.leftover_len(), 3);
         events(&mut d, &f[3..], &Limits::GAME).unwrap();
         d.shrink();
-        assert_eq!(d.leftover.capacity(), 0);
-        assert_eq!(d.assembler.buf.capacity(), 0);
+        assert!(d.is_idle());
     }
 
     mod fuzz {
