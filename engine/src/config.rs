@@ -18,6 +18,7 @@
 //! | `--load-library` | `RINGSIDE_ENGINE_LOAD_LIBRARY` | off | load the `ringside` library where it is missing or older (never downgrades) |
 //! | `--skip-library-check` | `RINGSIDE_ENGINE_SKIP_LIBRARY_CHECK` | off | tests/benches with a stand-in fire function only |
 //! | `--log-format text\|json` | `RINGSIDE_ENGINE_LOG_FORMAT` | `text` | log output; filter with `RUST_LOG` |
+//! | `--threads N` (binary only) | `RINGSIDE_ENGINE_THREADS` | one per CPU | tokio worker threads |
 
 use std::net::SocketAddr;
 use std::time::Duration;

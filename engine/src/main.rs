@@ -29,6 +29,9 @@ use tracing::{error, info};
 struct Cli {
     #[command(flatten)]
     engine: EngineArgs,
+    /// Tokio worker threads (default: one per CPU).
+    #[arg(long, env = "RINGSIDE_ENGINE_THREADS", global = true)]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Option<Command>,
 }

@@ -35,8 +35,8 @@ const MAX_FAILED_ATTEMPTS: u32 = 5;
 /// How long a schedule is remembered after it was done, so a late duplicate delivery is ignored.
 const REMEMBER_DONE: Duration = Duration::from_secs(60);
 const REMEMBER_DONE_MAX: usize = 500_000;
-/// Re-check interval for a due timer whose partition lease is momentarily not valid.
-const LEASE_RECHECK: Duration = Duration::from_millis(25);
+/// How often timers parked on a lapsed lease are checked again.
+const LEASE_RECHECK: Duration = Duration::from_millis(50);
 
 type Key = (Partition, EntryId);
 
@@ -79,10 +79,11 @@ enum Outcome {
     Done,
     /// Periodic and continuing: next tick at this due time (`None`: one period later).
     Rearm { next_due_ms: Option<i64> },
-    /// The call failed; try again after `delay`. `counts`: the function itself rejected it.
-    Retry { delay: Duration, counts: bool },
-    /// Fired, but the ack failed: only ack next time.
-    AckRetry { delay: Duration },
+    /// The call failed; try again after a backoff. `counts`: the function itself rejected it (a
+    /// few of those and the schedule is dead-lettered).
+    Retry { counts: bool },
+    /// Fired, but the ack failed: only ack next time (after a backoff).
+    AckRetry,
 }
 
 struct Timer {
@@ -93,7 +94,10 @@ struct Timer {
     token: u64,
     in_flight: bool,
     ack_only: bool,
+    /// Times the function rejected it.
     attempts: u32,
+    /// Consecutive failures of any kind (the backoff).
+    failures: u32,
 }
 
 struct HeapEntry {
@@ -132,6 +136,11 @@ pub struct Scheduler {
     drop_waiters: Vec<Vec<oneshot::Sender<()>>>,
     done: HashSet<Key>,
     done_order: VecDeque<(Instant, Key)>,
+    /// Due timers of partitions whose lease is momentarily not valid (renewal late, Redis away):
+    /// held here, not spun through the heap, until the lease is valid again or the partition dropped.
+    parked: Vec<Vec<Key>>,
+    parked_count: usize,
+    last_unpark: Instant,
     stopping: bool,
 }
 
@@ -150,6 +159,9 @@ impl Scheduler {
             drop_waiters: (0..n).map(|_| Vec::new()).collect(),
             done: HashSet::new(),
             done_order: VecDeque::new(),
+            parked: (0..n).map(|_| Vec::new()).collect(),
+            parked_count: 0,
+            last_unpark: Instant::now(),
             stopping: false,
         }
     }
@@ -160,14 +172,20 @@ impl Scheduler {
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
         loop {
+            self.unpark();
             let saturated = self.fire_due();
             if self.stopping && self.in_flight_total == 0 {
                 break;
             }
-            let wake = match self.heap.peek() {
+            let mut wake = match self.heap.peek() {
                 Some(Reverse(top)) if !saturated => tokio::time::Instant::from_std(top.when),
                 _ => far(),
             };
+            if self.parked_count > 0 {
+                wake = wake.min(tokio::time::Instant::from_std(
+                    self.last_unpark + LEASE_RECHECK,
+                ));
+            }
             if sleep.deadline() != wake {
                 sleep.as_mut().reset(wake);
             }
@@ -224,7 +242,8 @@ impl Scheduler {
             let p = entry.key.0;
             if !self.shared.leases.is_valid(p) {
                 // Renewal late, or the partition is being dropped: hold the fire, never lose it.
-                self.push(entry.key, now + LEASE_RECHECK);
+                self.parked[p as usize].push(entry.key);
+                self.parked_count += 1;
                 continue;
             }
             let timer = self.timers.get_mut(&entry.key).expect("checked");
@@ -248,6 +267,28 @@ impl Scheduler {
         false
     }
 
+    /// Every `LEASE_RECHECK`, puts parked timers of partitions whose lease is valid again back in
+    /// the heap, due now.
+    fn unpark(&mut self) {
+        if self.parked_count == 0 || self.last_unpark.elapsed() < LEASE_RECHECK {
+            return;
+        }
+        let now = Instant::now();
+        self.last_unpark = now;
+        for p in 0..self.parked.len() {
+            if self.parked[p].is_empty() || !self.shared.leases.is_valid(p as Partition) {
+                continue;
+            }
+            let keys = std::mem::take(&mut self.parked[p]);
+            self.parked_count -= keys.len();
+            for key in keys {
+                if self.timers.contains_key(&key) {
+                    self.push(key, now);
+                }
+            }
+        }
+    }
+
     fn handle(&mut self, msg: SchedMsg) {
         match msg {
             SchedMsg::Own { p, epoch } => self.owned_epoch[p as usize] = Some(epoch),
@@ -262,6 +303,8 @@ impl Scheduler {
                     self.owned_epoch[p as usize] = None;
                 }
                 self.timers.retain(|k, t| k.0 != p || t.epoch != epoch);
+                self.parked_count -= self.parked[p as usize].len();
+                self.parked[p as usize].clear();
                 if let Some(done) = done {
                     if self.in_flight[p as usize] == 0 {
                         let _ = done.send(());
@@ -308,6 +351,7 @@ impl Scheduler {
                     in_flight: false,
                     ack_only: false,
                     attempts: 0,
+                    failures: 0,
                 },
             );
             self.push(key, when);
@@ -346,6 +390,7 @@ impl Scheduler {
                 let next = next_tick(&timer.sched, timer.tick_due_ms, next_due_ms, now_ms);
                 timer.tick_due_ms = next;
                 timer.attempts = 0;
+                timer.failures = 0;
                 self.shared
                     .metrics
                     .timers_rearmed_total
@@ -353,14 +398,18 @@ impl Scheduler {
                 let when = self.shared.clock.instant_of(next);
                 self.push(report.key, when);
             }
-            Outcome::Retry { delay, counts } => {
+            Outcome::Retry { counts } => {
                 if counts {
                     timer.attempts += 1;
                 }
+                let delay = retry_delay(timer.failures);
+                timer.failures += 1;
                 self.push(report.key, now + delay);
             }
-            Outcome::AckRetry { delay } => {
+            Outcome::AckRetry => {
                 timer.ack_only = true;
+                let delay = retry_delay(timer.failures);
+                timer.failures += 1;
                 self.push(report.key, now + delay);
             }
         }
@@ -466,20 +515,14 @@ async fn fire_and_ack(shared: &Shared, job: &Job) -> Outcome {
             Err(e) if is_transient(&e) || is_function_missing(&e) => {
                 metrics.redis_error();
                 debug!(partition = p, id = %sched.id, error = %e, "fire failed; retrying");
-                return Outcome::Retry {
-                    delay: retry_delay(job.attempts),
-                    counts: false,
-                };
+                return Outcome::Retry { counts: false };
             }
             Err(e) => {
                 metrics.fire_errors_total.fetch_add(1, Ordering::Relaxed);
                 if job.attempts + 1 < MAX_FAILED_ATTEMPTS {
                     warn!(partition = p, id = %sched.id, room = %sched.room, kind = sched.kind.as_str(),
                         error = %e, "fire function failed; retrying");
-                    return Outcome::Retry {
-                        delay: retry_delay(job.attempts + 4),
-                        counts: true,
-                    };
+                    return Outcome::Retry { counts: true };
                 }
                 error!(partition = p, id = %sched.id, room = %sched.room, kind = sched.kind.as_str(),
                     error = %e, "fire function keeps failing; moving the schedule to the dead-letter stream");
@@ -502,10 +545,7 @@ async fn fire_and_ack(shared: &Shared, job: &Job) -> Outcome {
                     Err(e) => {
                         metrics.redis_error();
                         debug!(error = %e, "dead-lettering failed; retrying");
-                        Outcome::Retry {
-                            delay: retry_delay(job.attempts),
-                            counts: false,
-                        }
+                        Outcome::Retry { counts: false }
                     }
                 };
             }
@@ -518,9 +558,7 @@ async fn fire_and_ack(shared: &Shared, job: &Job) -> Outcome {
         Err(e) => {
             metrics.redis_error();
             debug!(partition = p, id = %sched.id, error = %e, "ack failed; retrying the ack only");
-            Outcome::AckRetry {
-                delay: retry_delay(job.attempts),
-            }
+            Outcome::AckRetry
         }
     }
 }
