@@ -185,6 +185,7 @@ async fn room_with_players(
     let created = game.create_room(&quiz_id, None, &settings, "").await?;
     let code = created.game_code.clone();
     let started = Instant::now();
+    let cpu0 = main_thread_cpu(conn).await?;
     for chunk in (0..players).collect::<Vec<_>>().chunks(256) {
         let mut pipe = redis::pipe();
         for &i in chunk {
@@ -207,9 +208,11 @@ async fn room_with_players(
         }
     }
     let join_s = started.elapsed().as_secs_f64();
+    let cpu = main_thread_cpu(conn).await? - cpu0;
     println!(
-        "  joined {players} players in {join_s:.2} s ({:.0} joins/s, pipelined 256)",
-        players as f64 / join_s
+        "  joined {players} players in {join_s:.2} s ({:.0} joins/s, pipelined 256; {:.1} µs main-thread CPU per join)",
+        players as f64 / join_s,
+        cpu * 1e6 / players as f64
     );
     game.start(&code, &created.host_token).await?;
     let entry = timers_of(conn, &code, TimerKind::CountdownEnd).await?;
@@ -394,14 +397,17 @@ async fn reveal(redis: Redis, sizes: &[usize], rec: &mut Recorder) -> Result<()>
             (mem1.saturating_sub(mem0)) as f64 / n as f64
         );
         reset_stats(&mut conn).await?;
+        let cpu0 = main_thread_cpu(&mut conn).await?;
         let t = Instant::now();
         game.skip(&code, &host, None).await?;
         let reveal_rtt = t.elapsed();
+        let cpu = main_thread_cpu(&mut conn).await? - cpu0;
         let (calls, usec) = fcall_stats(&mut conn).await?;
         println!(
-            "  reveal (host_skip FCALL): {} µs round trip, {} µs in Redis ({calls} call)",
+            "  reveal (host_skip FCALL): {} µs round trip, {} µs in Redis ({calls} call; main-thread CPU over the call incl. two INFO: {:.0} µs)",
             us(reveal_rtt),
-            usec
+            usec,
+            cpu * 1e6
         );
         let mut h = hist();
         h.record(us(reveal_rtt)).ok();
@@ -410,6 +416,7 @@ async fn reveal(redis: Redis, sizes: &[usize], rec: &mut Recorder) -> Result<()>
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         for batch in [500usize, 1000] {
             reset_stats(&mut conn).await?;
+            let cpu0 = main_thread_cpu(&mut conn).await?;
             let mut h = hist();
             let started = Instant::now();
             let mut got = 0;
@@ -420,16 +427,18 @@ async fn reveal(redis: Redis, sizes: &[usize], rec: &mut Recorder) -> Result<()>
                 got += res.iter().filter(|r| r.is_some()).count();
             }
             let wall = started.elapsed();
+            let cpu = main_thread_cpu(&mut conn).await? - cpu0;
             let (calls, usec) = fcall_stats(&mut conn).await?;
             if got != n + 1 {
                 bail!("results for {got} of {} players", n + 1);
             }
             println!(
-                "  results, batches of {batch}: all {} players in {:.1} ms ({calls} calls; {:.0} µs in Redis per call = {:.2} µs per player); per call {}",
+                "  results, batches of {batch}: all {} players in {:.1} ms ({calls} calls; {:.0} µs in Redis per call (commandstats); main-thread CPU {:.1} ms = {:.2} µs per player); client per call {}",
                 n + 1,
                 wall.as_secs_f64() * 1e3,
                 usec as f64 / calls.max(1) as f64,
-                usec as f64 / (n + 1) as f64,
+                cpu * 1e3,
+                cpu * 1e6 / (n + 1) as f64,
                 pct(&h)
             );
             rec.add(&format!("results-{n}-batch{batch}"), &h, wall);
