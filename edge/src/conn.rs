@@ -287,6 +287,8 @@ pub fn task_future_size() -> Option<usize> {
 /// Written as one async fn with the WebSocket loop inline (no nested async fn taking the socket
 /// by value) and the one-off phases boxed: its future is what every idle socket keeps, so its size
 /// is the per-socket budget (see `task_future_size`).
+// Deliberately not `async fn`: see the comment in the body (measured 528 -> 440 bytes).
+#[allow(clippy::manual_async_fn)]
 pub fn serve(worker: Rc<Worker>, stream: TcpStream) -> impl Future<Output = ()> {
     // An async block, not an async fn: the captured socket is used in place instead of being
     // moved from the argument slot into a local (which would store it twice in the future).
