@@ -439,7 +439,10 @@ async fn per_connection_state_fits_the_idle_budget() {
     // The task future embeds the task-owned state (WsConn); ConnShared is its own Rc allocation.
     // Not counted here: monoio's task header, the in-flight PollAdd, the registry slot (8 B).
     println!("per idle socket: task future {task} B (embeds WsConn {ws_state} B) + ConnShared {shared} B");
-    assert!(task + shared <= 768, "task {task} + shared {shared} > 768 B");
+    assert!(
+        task + shared <= 768,
+        "task {task} + shared {shared} > 768 B"
+    );
     drop(ws);
     stop(srv).await;
 }

@@ -18,6 +18,8 @@ pub fn echo_config() -> Config {
     let mut c = Config::echo("127.0.0.1:0".parse().unwrap());
     c.threads = 2;
     c.web_root = web_root();
+    // Tests stop the edge while their clients are still connected; don't linger 5 s for them.
+    c.close_timeout = Duration::from_secs(1);
     c
 }
 
