@@ -7,7 +7,7 @@ mod common;
 
 use futures_util::{SinkExt, StreamExt};
 use ringside_edge::config::Config;
-use ringside_edge::game::hub::RedisConfig;
+use ringside_edge::game::hub::{RedisConfig, StreamEntries};
 use ringside_edge::game::{GameConfig, GameFactory};
 use ringside_lua::{Game, Quiz, Redis, TimerEntry};
 use ringside_protocol::auth::answer_hash;
@@ -145,13 +145,12 @@ fn spawn_timer_driver(game: Game, mut redis: Redis) -> tokio::task::JoinHandle<(
         loop {
             for p in 0..ringside_protocol::keys::PARTITIONS {
                 let key = ringside_protocol::keys::timers(p);
-                let r: redis::RedisResult<Vec<(String, Vec<(String, String)>)>> =
-                    redis::cmd("XRANGE")
-                        .arg(&key)
-                        .arg(format!("({}", last[p as usize]))
-                        .arg("+")
-                        .query_async(&mut redis)
-                        .await;
+                let r: redis::RedisResult<StreamEntries> = redis::cmd("XRANGE")
+                    .arg(&key)
+                    .arg(format!("({}", last[p as usize]))
+                    .arg("+")
+                    .query_async(&mut redis)
+                    .await;
                 for (id, fields) in r.unwrap_or_default() {
                     last[p as usize] = id;
                     if let Ok(e) = TimerEntry::from_fields(
@@ -612,10 +611,8 @@ async fn reconnect_with_last_seq_misses_nothing() {
     assert!(got
         .iter()
         .any(|e| matches!(&e.event, ServerEvent::QuestionShow(s) if s.q_index == 1)));
-    let mut expect = last + 1;
-    for s in &back.seqs {
+    for (expect, s) in (last + 1..).zip(back.seqs.iter()) {
         assert_eq!(*s, expect, "missed events in order from lastSeq+1");
-        expect += 1;
     }
     // The new socket can answer the current question with the same identity.
     let a = ClientEvent::AnswerSubmit(AnswerSubmit {

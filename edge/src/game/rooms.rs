@@ -280,15 +280,14 @@ impl Rooms {
                 let res = this
                     .hub
                     .call(move |_, mut redis| async move {
-                        let r: redis::RedisResult<Vec<(String, Vec<(String, String)>)>> =
-                            redis::cmd("XRANGE")
-                                .arg(&key)
-                                .arg(format!("{}-0", from + 1))
-                                .arg("+")
-                                .arg("COUNT")
-                                .arg(1000)
-                                .query_async(&mut redis)
-                                .await;
+                        let r: redis::RedisResult<super::hub::StreamEntries> = redis::cmd("XRANGE")
+                            .arg(&key)
+                            .arg(format!("{}-0", from + 1))
+                            .arg("+")
+                            .arg("COUNT")
+                            .arg(1000)
+                            .query_async(&mut redis)
+                            .await;
                         r
                     })
                     .await;
