@@ -262,7 +262,7 @@ local SUBMIT_FIELDS = { 'state', 'cur', 'endsAt', 'paused', 'prem', 'tlim', 'np'
 
 -- A value longer than Redis's default hash-max-listpack-value (64 bytes), stored in the room hash so it is
 -- a real hash table: HMGET of a dozen fields of a ~40-field listpack costs a linear scan per field
--- (measured 12 us vs 5 us per answer_submit on Redis 7.0).
+-- (measured on Redis 7.0.15: that HMGET took 12 us as a listpack, 5 us as a hash table).
 local HASHTABLE_PAD = '-----------------------------------------------------------------'
 
 -- ───────────────────────────── question payloads ─────────────────────────────
