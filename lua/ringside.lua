@@ -47,6 +47,8 @@ local VIOLATIONS_KICK = 5       -- limits::VIOLATIONS_BEFORE_KICK
 local MAX_EXTEND_S = 120        -- limits::MAX_EXTEND_SECONDS
 local RESULTS_MAX = 1000        -- playerIds per `results` call
 local TIMER_KEEP_MS = 3600000   -- timer stream entries older than this are trimmed (MINID)
+local MAX_OPEN_MS = 1800000     -- a question's remaining time may not exceed this (extend): every schedule
+                                -- stays due well inside TIMER_KEEP_MS
 local MAX_QUESTIONS = 100
 local MAX_OPTIONS = 8
 
@@ -325,7 +327,7 @@ local function show_question(R, q, now)
   local gen = redis.call('HINCRBY', R.P, 'gen', 1)
   redis.call('HSET', R.P, 'state', 'ACTIVE', 'cur', i, 'endsAt', int(endsAt), 'qstart', int(now),
     'tlim', int(tlim), 'paused', '0', 'prem', '0', 'pslot', '0', 'pans', '0',
-    'qc', z['c' .. i], 'qno', z['no' .. i], 'qbase', base)
+    'qc', z['c' .. i], 'qno', z['no' .. i], 'qbase', base, 'pgen', int(gen))
   redis.call('DEL', qkey(R, q))
   redis.call('HSET', qkey(R, q), 'n', 0)
   emit(R, 'game:question:show', show_json(R, q, endsAt, tlim, base, s.nq))
@@ -805,9 +807,14 @@ local function host_resume(keys, args)
   local now = now_ms()
   local endsAt = now + tonumber(r.prem)
   local gen = redis.call('HINCRBY', R.P, 'gen', 1)
-  redis.call('HSET', R.P, 'paused', 0, 'prem', 0, 'endsAt', int(endsAt))
+  -- a fresh progress ticker (the old one may have been trimmed from the stream during a long pause); the
+  -- old one turns stale. Its ticks stay on the question's 1-second grid.
+  local qstart = tonumber(redis.call('HGET', R.P, 'qstart'))
+  local tick = qstart + (math.floor((now - qstart) / PROGRESS_EVERY_MS) + 1) * PROGRESS_EVERY_MS
+  redis.call('HSET', R.P, 'paused', 0, 'prem', 0, 'endsAt', int(endsAt), 'pgen', int(gen))
   emit(R, 'game:resumed', obj({ kv('qIndex', r.cur), kv('endsAt', int(endsAt)) }))
   schedule(R, now, 'question_end', tonumber(r.cur), gen, endsAt + GRACE_MS)
+  schedule(R, now, 'progress', tonumber(r.cur), gen, tick, PROGRESS_EVERY_MS)
   return ok_reply('host:resume')
 end
 
@@ -832,6 +839,10 @@ local function host_extend(keys, args)
   local R, r = open_question(keys, args, true)
   local add = arg_int(args[2], 'addSeconds', 1, MAX_EXTEND_S)
   local now = now_ms()
+  local left = (r.paused == '1') and tonumber(r.prem) or (tonumber(r.endsAt) - now)
+  if left + add * 1000 > MAX_OPEN_MS then
+    fail('bad_payload', 'a question may not have more than ' .. int(MAX_OPEN_MS / 1000) .. ' s left')
+  end
   local gen = redis.call('HINCRBY', R.P, 'gen', 1)
   local endsAt
   if r.paused == '1' then
@@ -874,12 +885,19 @@ end
 --        {"fired":false,"why":"early","retryInMs":N} when the due time has not come by the Redis clock:
 --        fire again after N ms. progress replies also carry "continue": whether to keep ticking.
 -- Idempotent: the same entry fired twice changes the room at most once.
+-- Errors: bad_timer (unknown kind, malformed q/gen: the entry can never fire), bad_payload (bad keys).
+local TIMER_KINDS = { countdown_end = true, question_end = true, next_question = true, progress = true,
+  lobby_flush = true, cleanup = true }
+
 local function timer_fire(keys, args)
   local R = room_of(keys, true)
   local kind = args[1]
-  local q = arg_int(args[2], 'q', 0, 1000000)
-  local gen = arg_int(args[3], 'gen', 0, 1e15)
-  local r = hm(R.P, { 'state', 'cur', 'gen', 'paused', 'endsAt', 's_rp', 'nq', 'np' })
+  local q, gen = tonumber(args[2]), tonumber(args[3])
+  -- a malformed entry can never fire: a distinct code lets the engine dead-letter it at once
+  if not TIMER_KINDS[kind] then fail('bad_timer', 'unknown timer kind ' .. tostring(kind)) end
+  if not q or q < 0 or q ~= math.floor(q) then fail('bad_timer', 'q must be a non-negative integer') end
+  if not gen or gen < 0 or gen ~= math.floor(gen) then fail('bad_timer', 'gen must be a non-negative integer') end
+  local r = hm(R.P, { 'state', 'cur', 'gen', 'paused', 'endsAt', 's_rp', 'nq', 'np', 'pgen' })
   if not r.state then
     if kind == 'progress' then return not_fired('gone', kv('continue', 'false')) end
     return not_fired('gone')
@@ -910,8 +928,10 @@ local function timer_fire(keys, args)
     show_question(R, q, now)
     return fired(kind, q)
   elseif kind == 'progress' then
-    -- gen is not checked: pause/resume/extend keep the same progress ticks; the question index is.
-    if r.state ~= 'ACTIVE' or cur ~= q then return not_fired('stale', kv('continue', 'false')) end
+    -- the ticker of this question's show (or of its last resume: `pgen`); pause/extend keep it going.
+    if r.state ~= 'ACTIVE' or cur ~= q or tonumber(r.pgen) ~= gen then
+      return not_fired('stale', kv('continue', 'false'))
+    end
     local p = hm(R.P, { 'qstart', 'pslot', 'pans' })
     local slot = math.floor((now - tonumber(p.qstart) + PROGRESS_EVERY_MS / 2) / PROGRESS_EVERY_MS)
     if slot <= tonumber(p.pslot) then return not_fired('duplicate', kv('continue', 'true')) end
@@ -937,7 +957,6 @@ local function timer_fire(keys, args)
     for k = 0, cur do redis.call('UNLINK', qkey(R, k)) end
     return fired(kind, q)
   end
-  fail('bad_payload', 'unknown timer kind')
 end
 
 -- ───────────────────────────── reads ─────────────────────────────

@@ -70,6 +70,11 @@ impl GameError {
         let detail = || e.detail().unwrap_or_default().trim().to_string();
         match e.code() {
             Some("code_taken") => GameError::CodeTaken(detail()),
+            // `timer_fire` on an entry that can never fire (unknown kind, malformed q/gen)
+            Some("bad_timer") => GameError::Refused {
+                code: ErrorCode::BadPayload,
+                detail: format!("bad timer entry: {}", detail()),
+            },
             Some(c) => match ErrorCode::parse(c) {
                 Some(code) => GameError::Refused {
                     code,

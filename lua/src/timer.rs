@@ -15,8 +15,10 @@ pub enum TimerKind {
     CountdownEnd,
     /// Reveal question `q`. Due at its `endsAt` + 500 ms grace; superseded by pause/extend/skip/early reveal.
     QuestionEnd,
-    /// Periodic: publish `game:answer:progress` for question `q` if the count changed. Has `every`; keep
-    /// firing every `every` ms while the reply says `continue: true`.
+    /// Periodic: publish `game:answer:progress` for question `q` if the count changed. Has `every`: fire
+    /// on the grid `due + k·every` (k = 0, 1, 2, …; not "every ms after the previous fire", so drift never
+    /// accumulates) while the reply says `continue: true`. The function dedupes per grid slot. Valid for
+    /// the `gen` of the question's show or of its last resume (a resume writes a fresh entry).
     Progress,
     /// After the reveal pause: show question `q`, or end the game when `q` = the number of questions.
     NextQuestion,
@@ -68,7 +70,7 @@ pub struct TimerEntry {
     pub gen: u64,
     /// When to fire, epoch ms of the Redis server clock.
     pub due: u64,
-    /// For [`TimerKind::Progress`]: fire again this many ms after each fire while `continue` is true.
+    /// For [`TimerKind::Progress`]: the grid step, in ms: fire at `due + k·every` while `continue` is true.
     pub every: Option<u64>,
 }
 

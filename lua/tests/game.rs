@@ -738,6 +738,25 @@ async fn pause_and_resume_move_the_deadline_by_the_paused_time_and_extend_adds_t
         ErrorCode::WrongState,
         "not paused"
     );
+    // the resume wrote a fresh progress ticker on the question's 1 s grid; the first one is now stale
+    let tickers: Vec<_> = timers(&env, &code)
+        .await
+        .into_iter()
+        .filter(|t| t.kind == TimerKind::Progress)
+        .collect();
+    assert_eq!(tickers.len(), 2);
+    let old_tick = env.game.fire(&tickers[0]).await.unwrap();
+    assert!(
+        !old_tick.fired && !old_tick.should_continue(),
+        "{old_tick:?}"
+    );
+    assert_eq!(
+        (tickers[1].due - (show.ends_at - show.time_limit_ms as u64)) % 1000,
+        0,
+        "on the grid"
+    );
+    wait_until_server_ms(&env, tickers[1].due).await;
+    assert!(env.game.fire(&tickers[1]).await.unwrap().should_continue());
 
     env.game.extend(&code, &host, 10).await.unwrap();
     let ext = last(&env, &code, |e| match e {
@@ -761,6 +780,19 @@ async fn pause_and_resume_move_the_deadline_by_the_paused_time_and_extend_adds_t
         refusal(env.game.extend(&code, &host, 121).await),
         ErrorCode::BadPayload
     );
+    for _ in 0..14 {
+        env.game.extend(&code, &host, 120).await.unwrap(); // ~70 s + 14 × 120 s = 1750 s < 30 min
+    }
+    assert_eq!(
+        refusal(env.game.extend(&code, &host, 120).await),
+        ErrorCode::BadPayload,
+        "30 min cap"
+    );
+    let ext = last(&env, &code, |e| match e {
+        ServerEvent::TimeExtended(t) => Some(t.clone()),
+        _ => None,
+    })
+    .await;
     let snap = env.game.snapshot(&code, None).await.unwrap();
     assert_eq!(snap.current_q.unwrap().ends_at, ext.ends_at);
     // skip ends it now, scored
@@ -837,6 +869,22 @@ async fn duplicate_stale_and_superseded_timer_fires_change_nothing(backend: Back
     let p = env.game.fire(&old_progress).await.unwrap();
     assert!(!p.fired && !p.should_continue());
     assert_eq!(log(&env, &code).await.len(), n);
+    // a malformed entry can never fire
+    match env
+        .game
+        .call(
+            ringside_lua::Function::TimerFire,
+            &code,
+            &["nope", "0", "1"],
+        )
+        .await
+    {
+        Err(GameError::Refused { code, detail }) => {
+            assert_eq!(code, ErrorCode::BadPayload);
+            assert!(detail.starts_with("bad timer entry"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
     // a fire for a room that no longer exists
     let gone = env
         .game
