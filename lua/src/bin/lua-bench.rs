@@ -10,6 +10,9 @@
 //! (`results`) in batches of 500 and 1000. Server-side CPU per call comes from `INFO commandstats`
 //! (`CONFIG RESETSTAT` before each phase), client-side latency from hdrhistogram (raw logs with `--raw`).
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};

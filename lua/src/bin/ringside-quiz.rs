@@ -8,6 +8,9 @@
 //! `import` also loads the Functions library where it is missing or older (`--no-load` to skip).
 //! Exit codes: 0 ok, 1 an invalid quiz (nothing is imported), 2 Redis failed.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use ringside_lua::{ensure_loaded, Game, Quiz, Redis};
 use std::path::PathBuf;
