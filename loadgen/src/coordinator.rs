@@ -240,6 +240,8 @@ struct Snap {
     at: Instant,
     procs: Vec<ProcSample>,
     machine: Option<MachineCpu>,
+    /// Every process's CPU seconds, to name the ones that competed with the run.
+    all: std::collections::HashMap<u32, (String, f64)>,
 }
 
 /// Samples the watched processes; remembers the last sample of a process that died and the largest
@@ -277,6 +279,7 @@ impl Sampler {
             at: Instant::now(),
             procs: self.last.clone(),
             machine: sys::machine_cpu(),
+            all: sys::all_procs_cpu(),
         }
     }
 
@@ -305,6 +308,31 @@ impl Sampler {
             }
             w.processes.push(row);
         }
+        let ours: std::collections::HashSet<u32> = self.procs.iter().map(|p| p.pid).collect();
+        let mut others: Vec<ProcRow> = b
+            .all
+            .iter()
+            .filter(|(pid, _)| !ours.contains(pid))
+            .map(|(pid, (name, cpu))| {
+                let before = a
+                    .all
+                    .get(pid)
+                    .filter(|(n, _)| n == name)
+                    .map_or(0.0, |x| x.1);
+                let d = (cpu - before).max(0.0);
+                ProcRow {
+                    name: name.clone(),
+                    pid: *pid,
+                    cpu_s: d,
+                    cpu_pct: d / wall * 100.0,
+                    ..Default::default()
+                }
+            })
+            .filter(|r| r.cpu_pct > 2.0)
+            .collect();
+        others.sort_by(|x, y| y.cpu_pct.total_cmp(&x.cpu_pct));
+        others.truncate(8);
+        w.others = others;
         if let (Some(x), Some(y)) = (a.machine, b.machine) {
             w.machine = Some(sys::machine_busy_pct(
                 &x,

@@ -41,6 +41,10 @@ pub struct CpuWindow {
     /// Sum over the watched processes (`--watch-pid`), percent of one core.
     pub watched_cpu_pct: f64,
     pub machine: Option<MachineBusy>,
+    /// The busiest processes that are neither ours nor watched (> 2 % of a core): what competed with the
+    /// run on this machine.
+    #[serde(default)]
+    pub others: Vec<ProcRow>,
 }
 
 /// Whether every player got every question, reveal and result.
@@ -547,6 +551,16 @@ impl Report {
                     "<tr><th>machine ({} cores): busy / user / system / softirq</th><td></td><td></td>\
                      <td>{:.1} / {:.1} / {:.1} / {:.1}</td><td></td></tr>",
                     m.cores, m.busy_pct, m.user_pct, m.system_pct, m.softirq_pct
+                );
+            }
+            for p in &w.others {
+                let _ = write!(
+                    h,
+                    "<tr><td>other: {}</td><td>{}</td><td>{:.2}</td><td>{:.1}</td><td></td></tr>",
+                    esc(&p.name),
+                    p.pid,
+                    p.cpu_s,
+                    p.cpu_pct
                 );
             }
             h.push_str("</table>");

@@ -57,6 +57,32 @@ pub fn parse_stat_cpu(stat: &str) -> Option<f64> {
     Some((utime + stime) as f64 / TICKS_PER_SEC)
 }
 
+/// CPU seconds of every process on the machine, by pid, with its command name: to name the processes
+/// that competed with the run (on a shared machine, a compiler next to the benchmark changes every figure).
+pub fn all_procs_cpu() -> std::collections::HashMap<u32, (String, f64)> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let name = stat
+            .find('(')
+            .zip(stat.rfind(')'))
+            .map(|(a, b)| stat[a + 1..b].to_string())
+            .unwrap_or_default();
+        if let Some(cpu) = parse_stat_cpu(&stat) {
+            out.insert(pid, (name, cpu));
+        }
+    }
+    out
+}
+
 /// The machine's CPU counters from the first line of `/proc/stat`, in ticks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct MachineCpu {
