@@ -332,14 +332,13 @@ impl Sampler {
             .collect();
         others.sort_by(|x, y| y.cpu_pct.total_cmp(&x.cpu_pct));
         others.truncate(8);
+        let others_pct: f64 = others.iter().map(|o| o.cpu_pct).sum();
         w.others = others;
         if let (Some(x), Some(y)) = (a.machine, b.machine) {
-            w.machine = Some(sys::machine_busy_pct(
-                &x,
-                &y,
-                crate::sys::machine_info().cores,
-                wall,
-            ));
+            let m = sys::machine_busy_pct(&x, &y, crate::sys::machine_info().cores, wall);
+            w.unattributed_pct =
+                (m.busy_pct - w.loadgen_cpu_pct - w.watched_cpu_pct - others_pct).max(0.0);
+            w.machine = Some(m);
         }
         w
     }

@@ -45,6 +45,10 @@ pub struct CpuWindow {
     /// run on this machine.
     #[serde(default)]
     pub others: Vec<ProcRow>,
+    /// Machine busy minus the load generator, the watched processes and the named others, percent of one
+    /// core: kernel threads and processes too short-lived to sample (a compiler's many `rustc` runs).
+    #[serde(default)]
+    pub unattributed_pct: f64,
 }
 
 /// Whether every player got every question, reveal and result.
