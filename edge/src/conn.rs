@@ -182,6 +182,16 @@ impl ConnHandle {
         Ok(())
     }
 
+    /// Whether `frames` more frames of `bytes` in all would keep this socket's send queue within
+    /// half of its hard limit: the test before queueing a burst at once (a reconnect's replay, a
+    /// catch-up from the room log), which would otherwise close a client with 4008 before it could
+    /// read any of it. Callers send a snapshot instead.
+    pub fn has_room_for(&self, frames: usize, bytes: usize) -> bool {
+        let lim = &self.0.worker.shared.config.sendq;
+        let q = self.0.queue.borrow();
+        q.len() + frames <= lim.max_frames / 2 && q.bytes() + bytes <= lim.max_bytes / 2
+    }
+
     /// Encodes and queues a reliable text frame.
     pub fn send_text(&self, text: &str) -> Result<(), SendError> {
         self.send(frame::encode_text(text), FrameClass::Reliable)
@@ -387,8 +397,18 @@ pub fn serve(worker: Rc<Worker>, stream: TcpStream) -> impl Future<Output = ()> 
             }
         };
         if linger {
+            // Bounded by --close-timeout, and ended early by an abort (drain deadline).
             let timeout = worker.shared.config.close_timeout;
-            Box::pin(transport::linger_close(&stream, &mut c.transport, timeout)).await;
+            let handle = &c.handle;
+            let mut lf = Box::pin(transport::linger_close(&stream, &mut c.transport, timeout));
+            std::future::poll_fn(|cx| {
+                if handle.0.stage.get() == Stage::Aborted {
+                    return Poll::Ready(());
+                }
+                handle.park(cx);
+                lf.as_mut().poll(cx)
+            })
+            .await;
         }
         c.finish(&worker);
     }

@@ -17,6 +17,9 @@ use crate::conn::ConnHandle;
 use crate::server::ServerShared;
 use crate::ws::frame::{self, close_code, Opcode};
 
+/// How long a drain waits for aborted sockets to end after its deadline.
+const ABORT_GRACE: Duration = Duration::from_secs(1);
+
 /// Size of the per-thread scratch buffer every socket reads into.
 pub const SCRATCH_SIZE: usize = 64 * 1024;
 
@@ -175,17 +178,33 @@ impl Worker {
     }
 
     /// Graceful drain of this thread: close 1012 to every socket, then wait until all are gone or
-    /// the deadline passes (remaining sockets are dropped with the runtime).
+    /// the deadline passes. Sockets still open at the deadline are aborted, and their tasks end
+    /// the normal way (unregistered, `connections_open` decremented, the session's `on_close`),
+    /// instead of being dropped with the runtime.
     pub async fn drain(&self, deadline: Instant) {
         self.for_each_connection(|h| h.close(close_code::SERVICE_RESTART, "service restart"));
         while self.open_count() > 0 && Instant::now() < deadline {
             monoio::time::sleep(Duration::from_millis(20)).await;
         }
+        if self.open_count() == 0 {
+            return;
+        }
+        tracing::warn!(
+            worker = self.index,
+            open = self.open_count(),
+            "drain deadline passed; aborting sockets"
+        );
+        self.for_each_connection(ConnHandle::abort);
+        // An aborted task ends at its next poll (no I/O to wait for); bound the wait anyway.
+        let grace = Instant::now() + ABORT_GRACE;
+        while self.open_count() > 0 && Instant::now() < grace {
+            monoio::time::sleep(Duration::from_millis(5)).await;
+        }
         if self.open_count() > 0 {
             tracing::warn!(
                 worker = self.index,
                 open = self.open_count(),
-                "drain deadline passed; dropping sockets"
+                "sockets did not end after abort; dropping them with the runtime"
             );
         }
     }

@@ -446,3 +446,70 @@ async fn per_connection_state_fits_the_idle_budget() {
     drop(ws);
     stop(srv).await;
 }
+
+/// Echoes and counts `on_close` calls (for the drain deadline test).
+struct CountingEcho(Arc<std::sync::atomic::AtomicUsize>);
+struct CountingEchoSession(Arc<std::sync::atomic::AtomicUsize>);
+
+impl SessionFactory for CountingEcho {
+    fn open(
+        &self,
+        _req: &UpgradeRequest,
+        _conn: &ConnHandle,
+    ) -> Result<Box<dyn Session>, Rejection> {
+        Ok(Box::new(CountingEchoSession(self.0.clone())))
+    }
+}
+
+impl Session for CountingEchoSession {
+    fn on_message(&mut self, conn: &ConnHandle, _kind: MessageKind, payload: &[u8]) {
+        let _ = conn.send(
+            ringside_edge::ws::frame::encode_text(&String::from_utf8_lossy(payload)),
+            FrameClass::Reliable,
+        );
+    }
+
+    fn on_close(&mut self, _conn: &ConnHandle, _info: &ringside_edge::CloseInfo) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Clients that never answer the drain's close 1012 are still open at the drain deadline: their
+/// sockets end through the normal path (the session's `on_close` runs, `connections_open` drops
+/// to 0), they are not silently dropped with the runtime.
+#[tokio::test]
+async fn sockets_still_open_at_the_drain_deadline_get_on_close_and_are_uncounted() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut cfg = echo_config();
+    cfg.drain_timeout = Duration::from_millis(300);
+    // Longer than the test: only the drain deadline can end these sockets.
+    cfg.close_timeout = Duration::from_secs(60);
+    let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let srv = start_with(cfg, Arc::new(CountingEcho(closed.clone())));
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut ws = RawWs::connect(srv.local_addr()).await;
+        ws.send(&encode_client(true, 1, MASK, b"x")).await;
+        assert_eq!(ws.next_frame().await, Some((1, b"x".to_vec())));
+        clients.push(ws);
+    }
+    assert_eq!(srv.metrics().connections_open.load(SeqCst), 3);
+    // The clients stay connected and silent: they never send their close frame.
+    srv.drain();
+    let t0 = std::time::Instant::now();
+    while (srv.metrics().connections_open.load(SeqCst) != 0 || closed.load(SeqCst) != 3)
+        && t0.elapsed() < TIMEOUT
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(srv.metrics().connections_open.load(SeqCst), 0);
+    assert_eq!(closed.load(SeqCst), 3, "on_close ran for every socket");
+    tokio::time::timeout(TIMEOUT, tokio::task::spawn_blocking(move || srv.join()))
+        .await
+        .expect("workers exit after the drain deadline")
+        .unwrap();
+    // Each client got the close 1012 before its socket was aborted.
+    for ws in clients.iter_mut() {
+        assert_eq!(ws.close_code().await, Some(1012));
+    }
+}

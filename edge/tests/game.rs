@@ -25,8 +25,18 @@ const QUIZ: &str = r#"{"id":"edge-test","title":"Edge test","questions":[
  {"text":"Two?","options":["a","b"],"correct":0,"timeLimitMs":60000},
  {"text":"Three?","options":["a","b","c"],"correct":2,"timeLimitMs":60000}]}"#;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+/// A client's byte stream: plain TCP or TLS (tokio-rustls), boxed so one client type speaks both.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+type Ws = tokio_tungstenite::WebSocketStream<Box<dyn Io>>;
+
+/// How clients reach the edge: `ws://` or `wss://` with a connector that trusts the test's cert.
+#[derive(Clone)]
+enum Dial {
+    Ws,
+    Wss(tokio_rustls::TlsConnector),
+}
 
 struct Client {
     ws: Ws,
@@ -40,10 +50,29 @@ struct Client {
 
 impl Client {
     async fn connect(addr: std::net::SocketAddr, codec: Codec) -> Client {
-        let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+        Client::dial(&Dial::Ws, addr, codec).await
+    }
+
+    /// Connects over `ws://` or `wss://` (TLS with SNI `localhost`).
+    async fn dial(dial: &Dial, addr: std::net::SocketAddr, codec: Codec) -> Client {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        match dial {
+            Dial::Ws => Client::over(Box::new(tcp), format!("ws://{addr}/ws"), codec).await,
+            Dial::Wss(connector) => {
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let tls = connector.connect(name, tcp).await.expect("TLS handshake");
+                let url = format!("wss://localhost:{}/ws", addr.port());
+                Client::over(Box::new(tls), url, codec).await
+            }
+        }
+    }
+
+    /// Upgrades an already connected stream.
+    async fn over(stream: Box<dyn Io>, url: String, codec: Codec) -> Client {
+        let mut req = url.into_client_request().unwrap();
         req.headers_mut()
             .insert("Sec-WebSocket-Protocol", codec.protocol().parse().unwrap());
-        let (ws, resp) = tokio_tungstenite::connect_async(req)
+        let (ws, resp) = tokio_tungstenite::client_async(req, stream)
             .await
             .expect("upgrade");
         assert_eq!(resp.headers()["sec-websocket-protocol"], codec.protocol());
@@ -83,6 +112,11 @@ impl Client {
         if let Some(e) = self.backlog.pop_front() {
             return e;
         }
+        self.recv().await
+    }
+
+    /// The next frame from the socket (not the backlog).
+    async fn recv(&mut self) -> Envelope<ServerEvent> {
         loop {
             let msg = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
                 .await
@@ -122,6 +156,42 @@ impl Client {
     async fn request(&mut self, ev: ClientEvent) -> ServerEvent {
         let rid = self.send(ev).await;
         self.reply(rid).await.event
+    }
+
+    /// Reads until the server's close frame and returns its code; room seqs of the frames read on
+    /// the way are recorded in `seqs` as usual. `None`: the socket ended without a close frame.
+    async fn close_code(&mut self) -> Option<u16> {
+        loop {
+            let msg = match tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .expect("the close within 30 s")
+            {
+                Some(Ok(m)) => m,
+                _ => return None,
+            };
+            let mut body = match msg {
+                Message::Close(f) => return f.map(|f| u16::from(f.code)),
+                Message::Text(t) => t.as_bytes().to_vec(),
+                Message::Binary(b) => b.to_vec(),
+                _ => continue,
+            };
+            let env: Envelope<ServerEvent> =
+                Envelope::decode(self.codec, &mut body).expect("server frames decode");
+            if let Some(s) = env.seq {
+                self.seqs.push(s);
+            }
+        }
+    }
+
+    /// Reads until room event `seq` (or a later one) has arrived.
+    async fn read_to_seq(&mut self, seq: u64) {
+        while self.seqs.last().is_none_or(|s| *s < seq) {
+            let e = self.recv().await;
+            if e.seq.is_none() {
+                // A reply or personal event waits in the backlog for whoever asks.
+                self.backlog.push_back(e);
+            }
+        }
     }
 
     /// Waits for the first event matching `f`, dropping others.
@@ -201,6 +271,19 @@ struct Stack {
     _redis: TestRedis,
     edge: ringside_edge::ServerHandle,
     driver: tokio::task::JoinHandle<()>,
+    dial: Dial,
+    /// A Redis connection of the test's own.
+    conn: Redis,
+    _cert_dir: Option<CertDir>,
+}
+
+/// A generated dev certificate, removed with the stack.
+struct CertDir(std::path::PathBuf);
+
+impl Drop for CertDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Drop for Stack {
@@ -210,6 +293,12 @@ impl Drop for Stack {
 }
 
 async fn stack(backend: Backend) -> Stack {
+    stack_with(backend, false, |_| {}).await
+}
+
+/// The stack, over `wss://` when `tls` (a certificate generated with `gen_dev_cert` and a client
+/// connector trusting it), with `tweak` applied to the edge's config.
+async fn stack_with(backend: Backend, tls: bool, tweak: impl FnOnce(&mut Config)) -> Stack {
     let redis = TestRedis::start(backend).expect("redis starts");
     let urls = redis.urls();
     let mut conn = Redis::connect(&urls, redis.is_cluster()).await.unwrap();
@@ -218,11 +307,39 @@ async fn stack(backend: Backend) -> Stack {
     game.store_quiz(&Quiz::from_json(QUIZ).unwrap())
         .await
         .unwrap();
-    let driver = spawn_timer_driver(game, conn);
+    let driver = spawn_timer_driver(game, conn.clone());
     let mut cfg = Config::echo("127.0.0.1:0".parse().unwrap());
     cfg.echo = false;
     cfg.threads = 2;
     cfg.limits = Config::default().limits;
+    cfg.sendq = Config::default().sendq;
+    let (dial, cert_dir) = if tls {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ringside-edge-game-cert-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let (cert, key) = ringside_edge::tls::gen_dev_cert(&dir).unwrap();
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls::pki_types::CertificateDer::pem_file_iter(&cert).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let client = rustls::ClientConfig::builder_with_provider(ringside_edge::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        cfg.tls = Some(ringside_edge::config::TlsFiles { cert, key });
+        (
+            Dial::Wss(tokio_rustls::TlsConnector::from(Arc::new(client))),
+            Some(CertDir(dir)),
+        )
+    } else {
+        (Dial::Ws, None)
+    };
+    tweak(&mut cfg);
     let factory = GameFactory::start(
         GameConfig {
             redis: RedisConfig {
@@ -239,6 +356,9 @@ async fn stack(backend: Backend) -> Stack {
         _redis: redis,
         edge,
         driver,
+        dial,
+        conn,
+        _cert_dir: cert_dir,
     }
 }
 
@@ -253,9 +373,12 @@ fn settings() -> RoomSettings {
 /// A whole game: a host and players on both subprotocols; every player sees every question, its own result
 /// after each reveal, and the end, with room seqs in order and without gaps.
 async fn full_game(backend: Backend) {
-    let s = stack(backend).await;
+    full_game_on(stack(backend).await).await;
+}
+
+async fn full_game_on(s: Stack) {
     let addr = s.edge.local_addr();
-    let mut host = Client::connect(addr, Codec::Json).await;
+    let mut host = Client::dial(&s.dial, addr, Codec::Json).await;
     let created = match host
         .request(ClientEvent::RoomCreate(RoomCreate {
             quiz_id: "edge-test".into(),
@@ -274,7 +397,7 @@ async fn full_game(backend: Backend) {
         .into_iter()
         .enumerate()
     {
-        let mut c = Client::connect(addr, codec).await;
+        let mut c = Client::dial(&s.dial, addr, codec).await;
         let ack = match c
             .request(ClientEvent::RoomJoin(RoomJoin {
                 game_code: code.clone(),
@@ -389,6 +512,13 @@ async fn a_full_game_through_the_edge_on_the_cluster() {
     full_game(Backend::Cluster).await;
 }
 
+/// The same game over `wss://` (the edge with a generated dev certificate, clients on tokio-rustls
+/// trusting it), host and players on both subprotocols.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_game_over_wss_in_both_subprotocols() {
+    full_game_on(stack_with(Backend::Standalone, true, |_| {}).await).await;
+}
+
 /// Bad input gets a precise error for that socket only; the other player in the room is unaffected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_its_code_and_others_are_unaffected() {
@@ -495,7 +625,9 @@ async fn bad_input_is_refused_with_its_code_and_others_are_unaffected() {
     expect_error(bad.reply(r).await, ErrorCode::NotHost);
 
     // The bad player's first answer counts; a second one is refused (before everyone answered, so the
-    // question is still open).
+    // question is still open). The refused future-question answer above was one of its 2 answer events
+    // of this question, so anti-cheat layer 5 (`rate_limited`) refuses it before layer 4 would say
+    // `already_answered` (lua/ringside.lua `answer_submit`).
     let a = ClientEvent::AnswerSubmit(AnswerSubmit {
         game_code: code.clone(),
         q_index: 0,
@@ -508,7 +640,7 @@ async fn bad_input_is_refused_with_its_code_and_others_are_unaffected() {
         ServerEvent::AnswerAck(_)
     ));
     let r = bad.send(a).await;
-    expect_error(bad.reply(r).await, ErrorCode::AlreadyAnswered);
+    expect_error(bad.reply(r).await, ErrorCode::RateLimited);
     // The good player sees the same question and answers normally.
     let seen = good
         .until(|e| match e {
@@ -623,4 +755,358 @@ async fn reconnect_with_last_seq_misses_nothing() {
         answer_hash: answer_hash(&ack.answer_secret, &code, &ack.player_id, 1, 0),
     });
     assert!(matches!(back.request(a).await, ServerEvent::AnswerAck(_)));
+}
+
+async fn create_room(host: &mut Client) -> String {
+    match host
+        .request(ClientEvent::RoomCreate(RoomCreate {
+            quiz_id: "edge-test".into(),
+            host_name: None,
+            settings: settings(),
+        }))
+        .await
+    {
+        ServerEvent::RoomCreated(c) => c.game_code,
+        other => panic!("room:create → {other:?}"),
+    }
+}
+
+async fn join(c: &mut Client, code: &str, name: &str) -> RoomJoinAck {
+    match c
+        .request(ClientEvent::RoomJoin(RoomJoin {
+            game_code: code.to_string(),
+            player_name: name.into(),
+            avatar_id: 0,
+        }))
+        .await
+    {
+        ServerEvent::RoomJoinAck(a) => a,
+        other => panic!("room:join → {other:?}"),
+    }
+}
+
+fn assert_consecutive(seqs: &[u64], from: u64, who: &str) {
+    for (i, s) in seqs.iter().enumerate() {
+        assert_eq!(
+            *s,
+            from + i as u64,
+            "{who}: room events from seq {from} in order, none missed or repeated: {seqs:?}"
+        );
+    }
+}
+
+/// Emits a room event exactly as the Functions library's `emit` does (next `seq` from the room hash,
+/// appended to the room log, `SPUBLISH`ed on the room channel), so a test can produce many room
+/// events quickly without waiting for game timers.
+const EMIT: &str = r#"
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local env = '{"event":"' .. ARGV[1] .. '","seq":' .. seq .. ',"data":' .. ARGV[2] .. '}'
+redis.call('XADD', KEYS[1] .. ':log', 'MAXLEN', '~', 1000, seq .. '-0', 'e', env)
+redis.call('SPUBLISH', KEYS[1] .. ':ev', env)
+return seq
+"#;
+
+async fn emit(conn: &mut Redis, code: &str, event: &str, data: &str) -> u64 {
+    redis::cmd("EVAL")
+        .arg(EMIT)
+        .arg(1)
+        .arg(ringside_protocol::keys::room(code))
+        .arg(event)
+        .arg(data)
+        .query_async(conn)
+        .await
+        .expect("EVAL emit")
+}
+
+/// A player that stops reading (4 KiB receive buffer) fills its kernel buffers and then its bounded send
+/// queue: queued progress frames are superseded, and past the hard limit the socket is closed with 4008.
+/// Meanwhile another player in the same room (on the other subprotocol) receives every room event, in
+/// `seq` order, none missed or repeated. The slow player then reconnects with its last `seq` and is back
+/// in the game. Asserts ordering and completeness only (no latency), so a busy machine cannot flake it:
+/// the fast clients read each round before the next is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_is_closed_with_4008_while_another_player_gets_every_event_in_order() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let s = stack_with(Backend::Standalone, false, |cfg| {
+        cfg.sendq.max_bytes = 32 * 1024;
+        cfg.sendq.max_frames = 64;
+        // The slow player drains megabytes through its small window before it reads the close.
+        cfg.close_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let addr = s.edge.local_addr();
+    let mut conn = s.conn.clone();
+    let mut host = Client::connect(addr, Codec::Json).await;
+    let code = create_room(&mut host).await;
+    let mut good = Client::connect(addr, Codec::Msgpack).await;
+    let good_ack = join(&mut good, &code, "good").await;
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let tcp = sock.connect(addr).await.unwrap();
+    let mut slow = Client::over(Box::new(tcp), format!("ws://{addr}/ws"), Codec::Json).await;
+    let slow_ack = join(&mut slow, &code, "slow").await;
+    // From here on the slow player reads nothing until the end.
+
+    // A big (but valid: 500-char text, 4 × 200-char options) question frame, and small progress ones.
+    let show = format!(
+        r#"{{"qIndex":0,"totalQuestions":3,"question":"{}","answers":["{o}","{o}","{o}","{o}"],"endsAt":1,"timeLimitMs":60000,"points":1000}}"#,
+        "Q".repeat(500),
+        o = "o".repeat(200)
+    );
+    let metrics = s.edge.metrics();
+    let mut progress = std::collections::HashSet::new();
+    let mut last = 0;
+    let mut rounds = 0u32;
+    while metrics.slow_consumer_closes_total.load(SeqCst) == 0 {
+        assert!(
+            rounds < 4000,
+            "the slow consumer was not closed after {rounds} rounds"
+        );
+        rounds += 1;
+        // One progress frame per round, as in a real game (progress is at most 1/s per room): a
+        // queue only holds two of them when its socket did not take a whole round's frames.
+        for _ in 0..2 {
+            emit(&mut conn, &code, "game:question:show", &show).await;
+        }
+        last = emit(
+            &mut conn,
+            &code,
+            "game:answer:progress",
+            &format!(r#"{{"qIndex":0,"answeredCount":{rounds},"totalCount":2}}"#),
+        )
+        .await;
+        progress.insert(last);
+        good.read_to_seq(last).await;
+        host.read_to_seq(last).await;
+    }
+    println!(
+        "slow consumer closed after {rounds} rounds ({} KiB of room events); superseded frames: {}",
+        rounds as usize * (2 * show.len() + 60) / 1024,
+        metrics.dropped_superseded_frames_total.load(SeqCst)
+    );
+    assert_eq!(metrics.slow_consumer_closes_total.load(SeqCst), 1);
+    assert!(
+        metrics.dropped_superseded_frames_total.load(SeqCst) > 0,
+        "progress frames queued for the slow player were superseded before the hard limit"
+    );
+    assert_eq!(
+        good.backlog.len(),
+        0,
+        "no error or stray reply for the good player"
+    );
+    assert_consecutive(&good.seqs, good_ack.seq + 1, "good player");
+    assert!(*good.seqs.last().unwrap() >= last);
+
+    // The slow player reads what reached it: frames in seq order where the only gaps are superseded
+    // progress frames, then the close 4008.
+    assert_eq!(slow.close_code().await, Some(4008));
+    let mut prev = slow_ack.seq;
+    for &sq in &slow.seqs {
+        assert!(sq > prev, "slow player: seqs increase: {:?}", slow.seqs);
+        for missing in prev + 1..sq {
+            assert!(
+                progress.contains(&missing),
+                "slow player: only superseded progress frames may be missing, not seq {missing}"
+            );
+        }
+        prev = sq;
+    }
+    assert!(prev < last, "the slow player was cut off before the end");
+
+    // It reconnects with its last seq: the missed events from the room log, or a snapshot (the gap is
+    // older than the log, or its replay would not fit the bounded send queue).
+    drop(slow);
+    let mut back = Client::connect(addr, Codec::Json).await;
+    let rid = back
+        .send(ClientEvent::ReconnectAttempt(ReconnectAttempt {
+            game_code: code.clone(),
+            player_id: slow_ack.player_id.clone(),
+            session_token: slow_ack.session_token.clone(),
+            last_seq: Some(prev),
+        }))
+        .await;
+    let resumed_at = match back.reply(rid).await.event {
+        ServerEvent::Ok(_) => {
+            assert_consecutive(&back.seqs, prev + 1, "replayed events");
+            *back.seqs.last().unwrap()
+        }
+        ServerEvent::ReconnectState(st) => {
+            back.seqs.clear();
+            st.seq
+        }
+        other => panic!("reconnect:attempt → {other:?}"),
+    };
+    assert!(resumed_at >= last);
+
+    // The real game goes on: both see the first question, with room seqs continuing without a gap.
+    let ServerEvent::Ok(_) = host
+        .request(ClientEvent::GameStart(GameRef {
+            game_code: code.clone(),
+        }))
+        .await
+    else {
+        panic!("game:start")
+    };
+    for c in [&mut good, &mut back] {
+        let q = c
+            .until(|e| match e {
+                ServerEvent::QuestionShow(s) if s.question != "Q".repeat(500) => Some(s.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(q.q_index, 0);
+    }
+    assert_consecutive(&good.seqs, good_ack.seq + 1, "good player after the start");
+    let tail: Vec<u64> = back
+        .seqs
+        .iter()
+        .copied()
+        .skip_while(|s| *s <= resumed_at)
+        .collect();
+    assert_consecutive(&tail, resumed_at + 1, "reconnected player after the start");
+}
+
+/// A message over the game's 64 KiB limit gets close 1009, a text frame that is not UTF-8 gets 1007 —
+/// each closes only its own socket: a player in the same room keeps playing and misses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_non_utf8_messages_close_only_their_socket() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let s = stack(Backend::Standalone).await;
+    let addr = s.edge.local_addr();
+    let mut host = Client::connect(addr, Codec::Json).await;
+    let code = create_room(&mut host).await;
+    let mut good = Client::connect(addr, Codec::Msgpack).await;
+    let good_ack = join(&mut good, &code, "good").await;
+    let mut big = Client::connect(addr, Codec::Json).await;
+    join(&mut big, &code, "big").await;
+    let mut mangled = Client::connect(addr, Codec::Json).await;
+    join(&mut mangled, &code, "mangled").await;
+
+    big.raw(Message::Text("x".repeat(70 * 1024).into())).await;
+    assert_eq!(big.close_code().await, Some(1009));
+    mangled
+        .raw(Message::Frame(Frame::message(
+            vec![b'{', b'"', 0xC3, 0x28, b'"', b'}'],
+            OpCode::Data(Data::Text),
+            true,
+        )))
+        .await;
+    assert_eq!(mangled.close_code().await, Some(1007));
+    assert_eq!(s.edge.metrics().protocol_closes(1009), 1);
+    assert_eq!(s.edge.metrics().protocol_closes(1007), 1);
+
+    // The good player plays on: question, answer, reveal (skipped by the host: the two closed players
+    // never answer), with every room event since its join in order.
+    host.request(ClientEvent::GameStart(GameRef {
+        game_code: code.clone(),
+    }))
+    .await;
+    let show = good
+        .until(|e| match e {
+            ServerEvent::QuestionShow(s) => Some(s.clone()),
+            _ => None,
+        })
+        .await;
+    let a = ClientEvent::AnswerSubmit(AnswerSubmit {
+        game_code: code.clone(),
+        q_index: show.q_index,
+        answer_idx: 1,
+        client_time: 0.0,
+        answer_hash: answer_hash(
+            &good_ack.answer_secret,
+            &code,
+            &good_ack.player_id,
+            show.q_index,
+            1,
+        ),
+    });
+    assert!(matches!(good.request(a).await, ServerEvent::AnswerAck(_)));
+    host.request(ClientEvent::HostSkip(HostSkip {
+        game_code: code.clone(),
+        reason: None,
+    }))
+    .await;
+    let reveal = good
+        .until(|e| match e {
+            ServerEvent::QuestionReveal(r) => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(reveal.q_index, 0);
+    assert_eq!(reveal.answered_count, 1);
+    assert_consecutive(&good.seqs, good_ack.seq + 1, "good player");
+}
+
+/// A reconnect whose replay from the room log would fill the bounded send queue at once gets a
+/// `reconnect:state` snapshot instead (otherwise it would be closed with 4008 before reading anything,
+/// and again on every retry); a small gap is replayed event by event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_too_big_for_the_send_queue_becomes_a_snapshot() {
+    let s = stack_with(Backend::Standalone, false, |cfg| {
+        cfg.sendq.max_bytes = 32 * 1024;
+        cfg.sendq.max_frames = 64;
+    })
+    .await;
+    let addr = s.edge.local_addr();
+    let mut conn = s.conn.clone();
+    let mut host = Client::connect(addr, Codec::Json).await;
+    let code = create_room(&mut host).await;
+    let mut p = Client::connect(addr, Codec::Msgpack).await;
+    let ack = join(&mut p, &code, "tunnel").await;
+    let progress = |n: u32| format!(r#"{{"qIndex":0,"answeredCount":{n},"totalCount":1}}"#);
+    let first = emit(&mut conn, &code, "game:answer:progress", &progress(0)).await;
+    p.read_to_seq(first).await;
+    let gone_at = *p.seqs.last().unwrap();
+    drop(p);
+    let attempt = |last: u64| {
+        ClientEvent::ReconnectAttempt(ReconnectAttempt {
+            game_code: code.clone(),
+            player_id: ack.player_id.clone(),
+            session_token: ack.session_token.clone(),
+            last_seq: Some(last),
+        })
+    };
+
+    // A small gap (3 events): replayed in order, then `ok`.
+    let mut last = 0;
+    for n in 1..=3 {
+        last = emit(&mut conn, &code, "game:answer:progress", &progress(n)).await;
+    }
+    let mut back = Client::connect(addr, Codec::Msgpack).await;
+    match back.request(attempt(gone_at)).await {
+        ServerEvent::Ok(_) => {}
+        other => panic!("small gap → {other:?}"),
+    }
+    assert_consecutive(&back.seqs, gone_at + 1, "replay");
+    assert_eq!(*back.seqs.last().unwrap(), last);
+    let gone_at = last;
+    drop(back);
+
+    // A big gap (60 question frames of ~1.4 KB, ~84 KB > half of the 32 KiB queue) but within the
+    // room log: a snapshot, and live events after it.
+    let show = format!(
+        r#"{{"qIndex":0,"totalQuestions":3,"question":"{}","answers":["{o}","{o}","{o}","{o}"],"endsAt":1,"timeLimitMs":60000,"points":1000}}"#,
+        "Q".repeat(500),
+        o = "o".repeat(200)
+    );
+    for _ in 0..60 {
+        last = emit(&mut conn, &code, "game:question:show", &show).await;
+    }
+    let mut back = Client::connect(addr, Codec::Msgpack).await;
+    match back.request(attempt(gone_at)).await {
+        ServerEvent::ReconnectState(st) => assert_eq!(st.seq, last),
+        other => panic!("big gap → {other:?}"),
+    }
+    assert!(back.seqs.is_empty(), "no replayed events: {:?}", back.seqs);
+    let live = emit(&mut conn, &code, "game:answer:progress", &progress(9)).await;
+    back.read_to_seq(live).await;
+    assert_eq!(back.seqs, vec![live]);
+    assert_eq!(
+        s.edge
+            .metrics()
+            .slow_consumer_closes_total
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
 }

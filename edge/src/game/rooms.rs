@@ -306,30 +306,39 @@ impl Rooms {
                         break;
                     }
                 } else {
-                    let mut rooms = this.rooms.borrow_mut();
-                    let Some(m) = rooms
-                        .get_mut(&code)
-                        .and_then(|r| r.members.get_mut(&conn_id))
-                    else {
-                        return;
-                    };
-                    for (id, fields) in &entries {
-                        let (Some(seq), Some((_, json))) =
-                            (seq_of(id), fields.iter().find(|(k, _)| k == "e"))
+                    // The entries this member misses, unless they would fill most of its bounded
+                    // send queue at once (it would be closed with 4008): then a snapshot.
+                    let fits = {
+                        let mut rooms = this.rooms.borrow_mut();
+                        let Some(m) = rooms
+                            .get_mut(&code)
+                            .and_then(|r| r.members.get_mut(&conn_id))
                         else {
-                            continue;
+                            return;
                         };
-                        if seq <= m.last_seq {
-                            continue;
+                        let frames: Vec<(u64, bytes::Bytes, FrameClass)> = entries
+                            .iter()
+                            .filter_map(|(id, fields)| {
+                                let seq = seq_of(id).filter(|s| *s > m.last_seq)?;
+                                let (_, json) = fields.iter().find(|(k, _)| k == "e")?;
+                                let f =
+                                    super::hub::room_frame(code.clone(), json.as_bytes()).ok()?;
+                                Some((seq, f.frame(m.codec).clone(), class_of(&f.event)))
+                            })
+                            .collect();
+                        let bytes = frames.iter().map(|(_, b, _)| b.len()).sum();
+                        if m.conn.has_room_for(frames.len(), bytes) {
+                            for (seq, frame, class) in frames {
+                                let _ = m.conn.send(frame, class);
+                                m.last_seq = seq;
+                            }
+                            true
+                        } else {
+                            false
                         }
-                        let Ok(frame) = super::hub::room_frame(code.clone(), json.as_bytes())
-                        else {
-                            continue;
-                        };
-                        let _ = m
-                            .conn
-                            .send(frame.frame(m.codec).clone(), class_of(&frame.event));
-                        m.last_seq = seq;
+                    };
+                    if !fits && !this.send_snapshot(&code, conn_id, player).await {
+                        break;
                     }
                 }
                 let done = this.rooms.borrow().get(&code).is_none_or(|r| {

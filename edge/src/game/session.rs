@@ -258,21 +258,56 @@ impl GameSession {
                     let mut seen = back.seq;
                     match back.recovery {
                         Recovery::Events(events) => {
-                            // The missed events, as they were published, then live ones.
-                            for raw in events {
-                                if let Ok(frame) =
-                                    super::hub::room_frame(code.clone(), raw.as_bytes())
-                                {
-                                    let _ =
-                                        conn.send(frame.frame(codec).clone(), FrameClass::Reliable);
+                            // The missed events, as they were published, then live ones — unless
+                            // they would fill most of the bounded send queue at once: the socket
+                            // would be closed with 4008 before the client could read them, and
+                            // again on every retry. Then a snapshot replaces them.
+                            let frames: Vec<bytes::Bytes> = events
+                                .iter()
+                                .filter_map(|raw| {
+                                    super::hub::room_frame(code.clone(), raw.as_bytes()).ok()
+                                })
+                                .map(|f| f.frame(codec).clone())
+                                .collect();
+                            let bytes = frames.iter().map(bytes::Bytes::len).sum();
+                            if conn.has_room_for(frames.len() + 1, bytes) {
+                                for f in frames {
+                                    let _ = conn.send(f, FrameClass::Reliable);
+                                }
+                                reply(
+                                    &conn,
+                                    ServerEvent::Ok(OkReply {
+                                        event: name.to_string(),
+                                    }),
+                                );
+                            } else {
+                                drop(frames);
+                                let c = code.to_string();
+                                let pid = player.as_ref().map(|p| p.to_string());
+                                let res = rooms
+                                    .hub
+                                    .call(move |game, _| async move {
+                                        game.snapshot(&c, pid.as_deref()).await
+                                    })
+                                    .await;
+                                match res {
+                                    Ok(Ok(state)) => {
+                                        seen = state.seq;
+                                        reply(&conn, ServerEvent::ReconnectState(state));
+                                    }
+                                    Ok(Err(e)) => {
+                                        st.borrow_mut().role = Role::None;
+                                        return game_err(&conn, e);
+                                    }
+                                    Err(_) => {
+                                        return fail(
+                                            &conn,
+                                            ErrorCode::Unavailable,
+                                            "shutting down".into(),
+                                        )
+                                    }
                                 }
                             }
-                            reply(
-                                &conn,
-                                ServerEvent::Ok(OkReply {
-                                    event: name.to_string(),
-                                }),
-                            );
                         }
                         Recovery::State(state) => {
                             seen = state.seq;
