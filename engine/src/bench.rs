@@ -114,6 +114,14 @@ async fn redis_cpu_seconds(redis: &mut Redis) -> f64 {
         .sum()
 }
 
+/// The 1-minute load average (the machine may be shared: it says how quiet the run was).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
@@ -162,6 +170,7 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     };
 
     let engine = Engine::start(config).await?;
+    println!("bench: load average at start {}", loadavg());
     println!(
         "bench: {} rooms × {} players, ramp {} s, question {} ms; engine {}",
         args.rooms,
@@ -256,17 +265,21 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     let mut intervals: Vec<(Histogram<u64>, Histogram<u64>, Duration, Duration)> = Vec::new();
     let mut total = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?;
     let mut lag_total = total.clone();
+    let mut dispatch_total = total.clone();
     while measured.elapsed() < Duration::from_secs(args.seconds) {
         let left = Duration::from_secs(args.seconds).saturating_sub(measured.elapsed());
         let start = measured.elapsed();
         tokio::time::sleep(left.min(Duration::from_secs(10))).await;
-        let (drift, lag) = m.take_histograms();
+        let (drift, lag, dispatch) = m.take_histograms();
         total.add(&drift)?;
         lag_total.add(&lag)?;
+        dispatch_total.add(&dispatch)?;
         println!(
-            "bench: t+{:>4.0}s drift {}",
+            "bench: t+{:>4.0}s drift {} | dispatch p99={:.2}ms | load {}",
             measured.elapsed().as_secs_f64(),
-            summary(&drift)
+            summary(&drift),
+            ms(dispatch.value_at_quantile(0.99)),
+            loadavg()
         );
         intervals.push((drift, lag, start, measured.elapsed() - start));
     }
@@ -282,6 +295,10 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         println!("bench: WARNING {failed} rooms failed to set up");
     }
     println!("bench: RESULT drift {}", summary(&total));
+    println!(
+        "bench: RESULT dispatch lateness (due → FCALL sent; the engine's share) {}",
+        summary(&dispatch_total)
+    );
     println!(
         "bench: RESULT late(>{}ms)={} stale/no-op={} redis_errors={} pending_now={}",
         m.late_ms,

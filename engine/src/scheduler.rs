@@ -248,6 +248,10 @@ impl Scheduler {
             }
             let timer = self.timers.get_mut(&entry.key).expect("checked");
             timer.in_flight = true;
+            if !timer.ack_only {
+                let late = now.saturating_duration_since(entry.when).as_micros() as u64;
+                self.shared.metrics.record_dispatch_us(late);
+            }
             let job = Job {
                 key: entry.key,
                 epoch: timer.epoch,
