@@ -1178,8 +1178,10 @@ impl Client {
         self.seq_base(a.seq);
         self.mark_ready();
         if self.is_slow() {
-            // From now on this player never reads: the edge's send queue for it fills up.
+            // From now on this player never reads: the edge's send queue for it fills up. It is not
+            // expected to finish, so the end of the game does not wait for it.
             self.reading = false;
+            self.settle();
         }
     }
 
@@ -1618,27 +1620,29 @@ impl Client {
     /// (a 4008 close, a reset, or nothing).
     async fn drain_slow(&mut self) {
         self.reading = true;
+        let before = self.stats().counters.bytes_received;
         let until = Instant::now() + SLOW_DRAIN;
         // Bounded by `until`.
-        while Instant::now() < until {
+        let outcome = loop {
+            let left = until.saturating_duration_since(Instant::now());
             let Some(stream) = self.stream.as_ref() else {
-                return;
+                break "slow:closed_by_edge";
             };
-            match timeout(
-                until.saturating_duration_since(Instant::now()),
-                stream.readable(),
-            )
-            .await
-            {
+            if left.is_zero() {
+                break "slow:still_open";
+            }
+            match timeout(left, stream.readable()).await {
                 Ok(Ok(())) => {}
-                _ => return,
+                Ok(Err(_)) => break "slow:closed_by_edge",
+                Err(_) => break "slow:still_open",
             }
             if self.read_ready().is_err() {
-                self.stats().close_code("slow:closed_by_edge");
-                return;
+                break "slow:closed_by_edge";
             }
-        }
-        self.stats().close_code("slow:still_open");
+        };
+        let mut st = self.stats();
+        st.counters.slow_backlog_bytes += st.counters.bytes_received - before;
+        st.close_code(outcome);
     }
 
     /// Books what this socket leaves unfinished at its end.

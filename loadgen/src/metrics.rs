@@ -345,6 +345,8 @@ counters! {
     reconnect_snapshots,
     /// Players simulated as slow consumers (they stop reading).
     slow_consumers,
+    /// Bytes a slow consumer found waiting in its socket when it read again at the stop.
+    slow_backlog_bytes,
     /// Players (not slow) that saw the end of the game or of `--questions`.
     players_finished,
     /// Players (not slow) still short of the end at the stop.
