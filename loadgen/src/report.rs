@@ -396,13 +396,30 @@ impl Report {
             );
         }
         for w in &self.cpu {
-            let procs = w
-                .processes
+            // Watched processes of one name (the edge's N processes) are summed: CPU, and the sum of
+            // their largest resident sets.
+            let mut by_name: Vec<(String, usize, f64, f64)> = Vec::new();
+            for p in w.processes.iter().filter(|p| !p.loadgen) {
+                match by_name.iter_mut().find(|x| x.0 == p.name) {
+                    Some(x) => {
+                        x.1 += 1;
+                        x.2 += p.cpu_pct;
+                        x.3 += p.rss_max_mib;
+                    }
+                    None => by_name.push((p.name.clone(), 1, p.cpu_pct, p.rss_max_mib)),
+                }
+            }
+            let procs = by_name
                 .iter()
-                .filter(|p| !p.loadgen)
-                .map(|p| format!("{} {:.1} % ({:.0} MiB)", p.name, p.cpu_pct, p.rss_max_mib))
-                .collect::<Vec<_>>()
-                .join(", ");
+                .map(|(n, k, cpu, rss)| {
+                    let n = if *k > 1 {
+                        format!("{n} x{k}")
+                    } else {
+                        n.clone()
+                    };
+                    format!(", {n} {cpu:.1} % ({rss:.0} MiB)")
+                })
+                .collect::<String>();
             let machine = w
                 .machine
                 .map(|m| {
@@ -412,18 +429,15 @@ impl Report {
                     )
                 })
                 .unwrap_or_default();
+            let others = w
+                .others
+                .iter()
+                .map(|p| format!(", {} {:.0} %", p.name, p.cpu_pct))
+                .collect::<String>();
             let _ = writeln!(
                 s,
-                "cpu {} ({:.1} s, % of one core): loadgen {:.1} %{}{}",
-                w.name,
-                w.wall_s,
-                w.loadgen_cpu_pct,
-                if procs.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {procs}")
-                },
-                machine
+                "cpu {} ({:.1} s, % of one core): loadgen {:.1} %{procs}{machine} | not ours: unattributed {:.0} %{others}",
+                w.name, w.wall_s, w.loadgen_cpu_pct, w.unattributed_pct
             );
         }
         for n in &self.notes {
