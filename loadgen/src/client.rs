@@ -1459,7 +1459,11 @@ impl Client {
         self.now = now;
         self.now_us = epoch_us();
         if let Some((when, q, idx)) = self.answer_at {
-            if when <= now {
+            if when <= now && self.lost_at.is_some() {
+                // Still reconnecting: the new socket has no session until the edge answers the
+                // `reconnect:attempt` (an answer now would be `unauthorized`). Try again shortly.
+                self.answer_at = Some((now + Duration::from_millis(20), q, idx));
+            } else if when <= now {
                 self.answer_at = None;
                 self.answer(q, idx);
             }
