@@ -381,10 +381,12 @@ impl LeaseManager {
     async fn acquire(&mut self) {
         let quota = self.quota();
         let mut candidates: Vec<Partition> = (0..PARTITIONS)
-            .filter(|p| !self.owned.contains_key(p) && !self.cooldown.contains_key(p))
+            .filter(|p| !self.owned.contains_key(p))
             .collect();
         candidates.sort_by_key(|&p| std::cmp::Reverse(self.rank(p)));
         if self.owned.len() < quota {
+            // Under the share we want more, so a partition we shed a moment ago is fair game too
+            // (its new holder may just have died: waiting out the cooldown would delay the takeover).
             // Best-ranked first, in rounds of as many as are still wanted: never more than the share.
             let mut rest = candidates.as_slice();
             while !rest.is_empty() && self.owned.len() < quota {
@@ -394,7 +396,9 @@ impl LeaseManager {
                 self.try_acquire(batch).await;
             }
         } else if self.ticks.is_multiple_of(4) && !candidates.is_empty() {
-            // Safety net: take partitions that nobody has held for two checks in a row.
+            // Safety net: take partitions that nobody has held for two checks in a row — but not one
+            // we shed ourselves a moment ago (that would undo the rebalance).
+            candidates.retain(|p| !self.cooldown.contains_key(p));
             let futures = candidates.iter().map(|&p| {
                 let mut conn = self.shared.conn();
                 async move {
