@@ -106,3 +106,17 @@ pub enum LoadError {
     #[error("{node}: unexpected answer to FCALL version: {detail}")]
     BadVersionReply { node: String, detail: String },
 }
+
+#[cfg(test)]
+mod code_tests {
+    use super::*;
+
+    #[test]
+    fn a_redis_timeout_or_dropped_connection_is_unavailable() {
+        let timeout: redis::RedisError = std::io::Error::from(std::io::ErrorKind::TimedOut).into();
+        assert_eq!(GameError::Redis(timeout).code(), ErrorCode::Unavailable);
+        let reset: redis::RedisError =
+            std::io::Error::from(std::io::ErrorKind::ConnectionReset).into();
+        assert_eq!(GameError::Redis(reset).code(), ErrorCode::Unavailable);
+    }
+}
