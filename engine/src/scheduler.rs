@@ -469,6 +469,11 @@ struct Job {
     attempts: u32,
 }
 
+/// The fire function's `bad_timer` refusal: a malformed entry that no retry can fix.
+fn is_bad_timer(e: &redis::RedisError) -> bool {
+    e.code() == Some("bad_timer")
+}
+
 fn retry_delay(attempts: u32) -> Duration {
     Duration::from_millis(25u64 << attempts.min(7)).min(Duration::from_secs(2))
 }
@@ -523,14 +528,20 @@ async fn fire_and_ack(shared: &Shared, job: &Job) -> Outcome {
             }
             Err(e) => {
                 metrics.fire_errors_total.fetch_add(1, Ordering::Relaxed);
-                if job.attempts + 1 < MAX_FAILED_ATTEMPTS {
+                // `bad_timer`: the function says this entry can never fire (unknown kind, bad q/gen).
+                let never = is_bad_timer(&e);
+                if !never && job.attempts + 1 < MAX_FAILED_ATTEMPTS {
                     warn!(partition = p, id = %sched.id, room = %sched.room, kind = sched.kind.as_str(),
                         error = %e, "fire function failed; retrying");
                     return Outcome::Retry { counts: true };
                 }
                 error!(partition = p, id = %sched.id, room = %sched.room, kind = sched.kind.as_str(),
-                    error = %e, "fire function keeps failing; moving the schedule to the dead-letter stream");
-                let reason = format!("fire failed {MAX_FAILED_ATTEMPTS} times: {e}");
+                    error = %e, "schedule cannot be fired; moving it to the dead-letter stream");
+                let reason = if never {
+                    format!("{e}")
+                } else {
+                    format!("fire failed {MAX_FAILED_ATTEMPTS} times: {e}")
+                };
                 let id = sched.id.to_string();
                 return match fire::dead_letter(
                     &mut conn,

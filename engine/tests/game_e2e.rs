@@ -2,7 +2,7 @@
 //! `ringside_lua::Game`, then driven only by the engine — lobby flush, countdown, every question's end
 //! and reveal, the next question after the pause, game end — on both backends. A question revealed early
 //! (everyone answered) or skipped by the host leaves a `question_end` schedule behind that must fire as
-//! a harmless no-op.
+//! a harmless no-op. Malformed schedules end in the dead-letter stream.
 
 mod common;
 
@@ -221,6 +221,73 @@ async fn the_engine_drives_whole_games(backend: Backend) {
             "{code}: schedules left {mine:?}"
         );
     }
+    // Malformed schedules: an unknown kind (the function refuses it with `bad_timer`) and one without
+    // a due time (the engine refuses it) both end in the partition's dead-letter stream, at once.
+    let code = &rooms[0].0.game_code;
+    let stream = keys::room_timers(code);
+    let bogus: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("room")
+        .arg(code)
+        .arg("kind")
+        .arg("bogus")
+        .arg("q")
+        .arg(0)
+        .arg("gen")
+        .arg(1)
+        .arg("due")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let undated: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("room")
+        .arg(code)
+        .arg("kind")
+        .arg("cleanup")
+        .arg("q")
+        .arg(0)
+        .arg("gen")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let dead_key = format!("{stream}:dead");
+    let mut dead: Vec<(String, Vec<String>)> = Vec::new();
+    for _ in 0..300 {
+        dead = redis::cmd("XRANGE")
+            .arg(&dead_key)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if dead.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ids: Vec<&str> = dead
+        .iter()
+        .filter_map(|(_, f)| f.windows(2).find(|w| w[0] == "id").map(|w| w[1].as_str()))
+        .collect();
+    assert!(
+        ids.contains(&bogus.as_str()) && ids.contains(&undated.as_str()),
+        "dead letters: {dead:?}"
+    );
+    assert!(format!("{dead:?}").contains("bad_timer"), "{dead:?}");
+    let left: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(&stream)
+        .arg(&bogus)
+        .arg(&bogus)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "the bad entry is still in the stream");
+
     let m = engine.metrics();
     let stale = m.timers_stale_total.load(Relaxed);
     eprintln!(
