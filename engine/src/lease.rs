@@ -8,7 +8,8 @@
 //!    restart — is taken again on the spot; one held by someone else is *lost*: its reader stops and
 //!    its timers leave memory at once);
 //! 3. sheds leases above its fair share `ceil(64 / members)` — a few per tick, only while some live
-//!    member holds less than `floor(64 / members)` — releasing each gracefully (see below);
+//!    member holds less than `floor(64 / members)`, and one held at the ceiling when that is what the
+//!    short member needs (`22/22/20` → `22/21/21`) — releasing each gracefully (see below);
 //! 4. acquires free partitions while under its share, best-ranked first (rendezvous hashing of
 //!    instance id and partition, so concurrent starters pick different partitions). A partition seen
 //!    free on two checks in a row is taken even above the share: an unowned partition is worse than
@@ -354,17 +355,26 @@ impl LeaseManager {
         h.finish()
     }
 
+    /// Sheds leases while some live member holds less than the floor share: everything above the
+    /// ceiling share (a few per tick), or — when the shares are uneven (64 is not a multiple of the
+    /// member count) — one lease held at the ceiling, so that `22/22/20` settles at `22/21/21`.
     async fn rebalance(&mut self, someone_wants_more: bool) {
         let quota = self.quota();
-        if self.owned.len() <= quota || !someone_wants_more {
+        let floor = PARTITIONS as usize / self.members.max(1);
+        let owned = self.owned.len();
+        let excess = if owned > quota {
+            (owned - quota).min(SHED_PER_TICK)
+        } else if owned == quota && quota > floor {
+            1
+        } else {
+            0
+        };
+        if excess == 0 || !someone_wants_more {
             return;
         }
         let mut mine: Vec<Partition> = self.owned.keys().copied().collect();
         mine.sort_by_key(|&p| self.rank(p));
-        let shed: Vec<Partition> = mine
-            .into_iter()
-            .take((self.owned.len() - quota).min(SHED_PER_TICK))
-            .collect();
+        let shed: Vec<Partition> = mine.into_iter().take(excess).collect();
         info!(
             ?shed,
             quota,
