@@ -10,8 +10,9 @@
 //! 3. sheds leases above its fair share `ceil(64 / members)` — a few per tick, only while some live
 //!    member holds less than `floor(64 / members)`, and one held at the ceiling when that is what the
 //!    short member needs (`22/22/20` → `22/21/21`) — releasing each gracefully (see below);
-//! 4. acquires free partitions while under its share, best-ranked first (rendezvous hashing of
-//!    instance id and partition, so concurrent starters pick different partitions). A partition seen
+//! 4. acquires free partitions while under its share (only up to the floor share while another member
+//!    is below it), best-ranked first (rendezvous hashing of instance id and partition, so concurrent
+//!    starters pick different partitions). A partition seen
 //!    free on two checks in a row is taken even above the share: an unowned partition is worse than
 //!    an uneven split.
 //!
@@ -199,7 +200,7 @@ impl LeaseManager {
                     .store(true, Ordering::Relaxed);
                 self.renew_all().await;
                 self.rebalance(under).await;
-                self.acquire().await;
+                self.acquire(under).await;
             }
             Err(e) => {
                 self.shared
@@ -388,8 +389,16 @@ impl LeaseManager {
         self.release(shed).await;
     }
 
-    async fn acquire(&mut self) {
-        let quota = self.quota();
+    /// Takes free partitions up to the ceiling share — or only up to the floor share while another
+    /// live member is below the floor, so the partitions shed for that member go to it and do not
+    /// ping-pong between instances that already hold their floor.
+    async fn acquire(&mut self, someone_wants_more: bool) {
+        let floor = PARTITIONS as usize / self.members.max(1);
+        let quota = if someone_wants_more {
+            floor.max(1)
+        } else {
+            self.quota()
+        };
         let mut candidates: Vec<Partition> = (0..PARTITIONS)
             .filter(|p| !self.owned.contains_key(p))
             .collect();
