@@ -210,6 +210,14 @@ impl ConnHandle {
         }
     }
 
+    /// Frees the send queue's buffer if nothing is queued (the once-a-second sweep: an idle
+    /// socket keeps no queue memory, a busy one is not re-allocating per frame).
+    pub(crate) fn release_idle_queue(&self) {
+        if let Ok(mut q) = self.0.queue.try_borrow_mut() {
+            q.release_if_empty();
+        }
+    }
+
     pub(crate) fn abort(&self) {
         self.0.stage.set(Stage::Aborted);
         self.wake();

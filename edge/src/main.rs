@@ -26,6 +26,16 @@ fn init_tracing(json: bool) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_json);
+    match sys::shorten_allocator_purge_delay() {
+        Some(ms) => tracing::debug!(purge_delay_ms = ms, "mimalloc purge delay"),
+        None => tracing::info!("mimalloc purge delay left as configured"),
+    }
+    if !cli.allow_thp {
+        // Before the workers touch most of the heap; inherited by `--processes` children.
+        if let Err(e) = sys::disable_thp() {
+            tracing::warn!(error = %e, "could not disable transparent huge pages");
+        }
+    }
     if let Some(Command::GenDevCert { out }) = &cli.command {
         return match ringside_edge::tls::gen_dev_cert(out) {
             Ok((c, k)) => {

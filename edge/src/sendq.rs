@@ -162,6 +162,18 @@ impl SendQueue {
         done
     }
 
+    /// Frees the queue's buffer when it is empty (an idle socket then holds no queue memory: a
+    /// drained queue otherwise keeps its capacity, 4 × 40 B after the first frame). Returns whether
+    /// memory was freed.
+    pub fn release_if_empty(&mut self) -> bool {
+        if self.frames.is_empty() && self.frames.capacity() > 0 {
+            self.frames = VecDeque::new();
+            true
+        } else {
+            false
+        }
+    }
+
     /// Discards every frame that has not started going out (used before a slow-consumer close),
     /// keeping a partly written front frame so the stream stays well-formed.
     pub fn discard_unstarted(&mut self) -> usize {
@@ -276,6 +288,22 @@ mod tests {
             q.push(b("p"), FrameClass::Droppable(1), &LIM),
             Push::Replaced
         );
+    }
+
+    #[test]
+    fn an_emptied_queue_releases_its_buffer_only_when_asked_and_empty() {
+        let mut q = SendQueue::new();
+        assert!(!q.release_if_empty());
+        q.push(b("ack"), FrameClass::Reliable, &LIM);
+        assert!(!q.release_if_empty(), "not empty");
+        q.consume(3);
+        assert!(
+            q.frames.capacity() > 0,
+            "consume keeps a small buffer for the next burst"
+        );
+        assert!(q.release_if_empty());
+        assert_eq!(q.frames.capacity(), 0);
+        assert_eq!(q.push(b("x"), FrameClass::Reliable, &LIM), Push::Queued);
     }
 
     #[test]

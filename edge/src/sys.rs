@@ -92,6 +92,59 @@ pub struct NofileLimits {
     pub hard: u64,
 }
 
+/// Turns transparent huge pages off for this process and its children (`PR_SET_THP_DISABLE`,
+/// inherited across fork and exec). mimalloc v3 `madvise`s its arenas `MADV_HUGEPAGE`; with THP
+/// in `madvise` mode every touched 2 MiB of heap is then resident, which cost ~0.55 KB of RSS per
+/// idle socket here (perf/edge.md). The flag is checked at page-fault time, so it also covers the
+/// arenas mimalloc mapped before `main`.
+pub fn disable_thp() -> io::Result<()> {
+    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and touches no memory of ours.
+    if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+// mimalloc's C option API (the static library comes with the `mimalloc` crate; its Rust wrapper
+// exposes options only with its `extended` feature, which would add a crate to the lockfile).
+extern crate mimalloc as _;
+extern "C" {
+    fn mi_option_get(option: libc::c_int) -> libc::c_long;
+    fn mi_option_set(option: libc::c_int, value: libc::c_long);
+    fn mi_collect(force: bool);
+}
+
+/// `mi_option_purge_delay` in `mi_option_t` of mimalloc 2.x and 3.x (include/mimalloc.h).
+const MI_OPTION_PURGE_DELAY: libc::c_int = 15;
+/// mimalloc 3's default purge delay (ms); any other value means the option was set elsewhere
+/// (`MIMALLOC_PURGE_DELAY`) or the index is not what we know, and it is left alone.
+const MI_DEFAULT_PURGE_DELAY_MS: libc::c_long = 1000;
+
+/// Shortens mimalloc's purge delay from 1 s to 10 ms and returns the delay now in effect. With
+/// the default, pages freed when thousands of sockets close are only returned to the OS on a later
+/// allocation burst of the same thread — an idle edge kept its peak RSS after disconnects
+/// (perf/edge.md). Purges are page-granular, so the hot path (frames, per-burst queue buffers)
+/// does not trigger them.
+pub fn shorten_allocator_purge_delay() -> Option<i64> {
+    // SAFETY: the option API takes and returns plain integers; the index is range-checked by
+    // mimalloc itself, and we only set it when it holds the default we expect.
+    let before = unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) };
+    if before != MI_DEFAULT_PURGE_DELAY_MS {
+        return None;
+    }
+    // SAFETY: as above.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 10) };
+    Some(10)
+}
+
+/// Asks mimalloc to return this thread's free memory to the OS now (`mi_collect(true)`): after
+/// mass disconnects a worker's pages may be kept (retained free pages, frees from other threads
+/// still pending) until its next allocation burst, which an idle worker never has.
+pub fn allocator_collect() {
+    // SAFETY: mi_collect only walks the calling thread's allocator state; no pointers of ours.
+    unsafe { mi_collect(true) }
+}
+
 /// Raises the soft RLIMIT_NOFILE to the hard limit.
 pub fn raise_nofile_limit() -> io::Result<NofileLimits> {
     let mut lim = libc::rlimit {

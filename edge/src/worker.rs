@@ -17,6 +17,9 @@ use crate::conn::ConnHandle;
 use crate::server::ServerShared;
 use crate::ws::frame::{self, close_code, Opcode};
 
+/// Sockets a worker must have had before a halving counts as a mass disconnect.
+const MASS_DISCONNECT_MIN: usize = 1024;
+
 /// How long a drain waits for aborted sockets to end after its deadline.
 const ABORT_GRACE: Duration = Duration::from_secs(1);
 
@@ -34,6 +37,8 @@ pub struct Worker {
     scratch: RefCell<Vec<u8>>,
     /// Pre-encoded ping frame, shared by every socket.
     pub ping_frame: Bytes,
+    /// Most sockets open since the allocator was last asked to return memory (see `sweep`).
+    peak_open: Cell<usize>,
     next_id: Cell<u64>,
 }
 
@@ -55,6 +60,7 @@ impl Worker {
             registry: RefCell::default(),
             scratch: RefCell::new(Vec::new()),
             ping_frame: frame::encode(Opcode::Ping, b""),
+            peak_open: Cell::new(0),
             next_id: Cell::new(0),
         })
     }
@@ -145,7 +151,8 @@ impl Worker {
         }
     }
 
-    /// The once-a-second sweep: pings, idle timeouts, stuck closes.
+    /// The once-a-second sweep: pings, idle timeouts, stuck closes, and freeing the buffers of
+    /// drained send queues.
     fn sweep(&self) {
         self.tick();
         let now = self.now();
@@ -153,6 +160,7 @@ impl Worker {
         let ping = cfg.ping_interval.as_secs().max(1) as u32;
         let idle = cfg.idle_timeout.as_secs().max(1) as u32;
         let close_to = cfg.close_timeout.as_secs().max(1) as u32;
+        self.return_memory_after_mass_disconnect();
         self.for_each_connection(|h| {
             if let Some(since) = h.closing_since() {
                 if now.saturating_sub(since) >= close_to {
@@ -160,6 +168,7 @@ impl Worker {
                 }
                 return;
             }
+            h.release_idle_queue();
             let quiet = now.saturating_sub(h.last_rx());
             if quiet >= idle {
                 h.close(close_code::GOING_AWAY, "idle timeout");
@@ -167,6 +176,20 @@ impl Worker {
                 h.send_ping(&self.ping_frame, now);
             }
         });
+    }
+
+    /// Once at least half of ≥ 1024 sockets went away since the last time, asks the allocator to
+    /// return this thread's free pages to the OS, so RSS follows the socket count down (otherwise
+    /// an idle worker keeps its peak; perf/edge.md). Rare by construction: it needs a halving.
+    fn return_memory_after_mass_disconnect(&self) {
+        let open = self.open_count();
+        let peak = self.peak_open.get().max(open);
+        if peak >= MASS_DISCONNECT_MIN && open <= peak / 2 {
+            crate::sys::allocator_collect();
+            self.peak_open.set(open);
+        } else {
+            self.peak_open.set(peak);
+        }
     }
 
     /// The sweep task; runs until the worker stops.
