@@ -11,7 +11,7 @@
 #   RINGSIDE_REDIS_PORT=6390      first port tried for Redis (the next free one is used)
 #   RINGSIDE_EDGE_PROCESSES=1     edge processes sharing the port (SO_REUSEPORT)
 #   RINGSIDE_PROFILE=release      cargo profile (dev builds faster, runs slower)
-# Flags: --smoke  start, check every part answers, play nothing, stop (used by tests and CI smoke runs).
+# Flags: --smoke  start, check every part answers, play one short game with ringside-loadgen, stop.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -31,7 +31,7 @@ mkdir -p "$RUN"
 ./scripts/setup.sh
 
 echo "==> building ($PROFILE)"
-cargo build --profile "$PROFILE" --bins -p ringside-edge -p ringside-engine -p ringside-lua
+cargo build --profile "$PROFILE" --bins -p ringside-edge -p ringside-engine -p ringside-lua -p ringside-loadgen
 case "$PROFILE" in dev) BIN="$ROOT/target/debug" ;; *) BIN="$ROOT/target/$PROFILE" ;; esac
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -76,8 +76,10 @@ echo "==> loading the Functions library and importing quizzes/"
 
 [ -f "$RUN/tls/cert.pem" ] || "$BIN/ringside-edge" gen-dev-cert --out "$RUN/tls" >/dev/null
 
-echo "==> engine"
-"$BIN/ringside-engine" --redis "$REDIS_URL" --http 127.0.0.1:0 >"$RUN/engine.log" 2>&1 &
+ENGINE_PORT=9100
+while port_busy "$ENGINE_PORT"; do ENGINE_PORT=$((ENGINE_PORT + 1)); done
+echo "==> engine (metrics on 127.0.0.1:$ENGINE_PORT)"
+"$BIN/ringside-engine" --redis "$REDIS_URL" --http "127.0.0.1:$ENGINE_PORT" >"$RUN/engine.log" 2>&1 &
 PIDS+=($!)
 
 echo "==> edge ($PROCS process(es))"
@@ -100,7 +102,7 @@ Ringside is running.
 MSG
 [ "$TLS_PORT" != 0 ] && echo "  secure        wss://$HOST:$TLS_PORT/ws  (self-signed: $RUN/tls/cert.pem)"
 cat <<MSG
-  metrics       http://$HOST:$PORT/metrics
+  metrics       http://$HOST:$PORT/metrics (edge), http://127.0.0.1:$ENGINE_PORT/metrics (engine)
   redis         $REDIS_URL
   logs          $RUN/*.log
   load test     $BIN/ringside-loadgen game --url ws://127.0.0.1:$PORT/ws --rooms 5 --players-per-room 40 --questions 3 --out perf/runs/local
@@ -108,7 +110,12 @@ Ctrl-C stops everything.
 MSG
 
 if [ "$SMOKE" = 1 ]; then
-  http_ok "$PORT" /readyz && http_ok "$PORT" /host.html && echo "smoke: edge ok"
+  wait_for engine http_ok "$ENGINE_PORT" /healthz
+  http_ok "$PORT" /readyz && http_ok "$PORT" /host.html && echo "smoke: edge and engine ok"
+  # One short game through the whole stack, with the default objectives (no missed/duplicated events).
+  "$BIN/ringside-loadgen" game --url "ws://127.0.0.1:$PORT/ws" --rooms 1 --players-per-room 5 --questions 1 \
+    --time-per-q-ms 2000 --countdown-ms 500 --reveal-pause-ms 500 --duration 60 --quiet
+  echo "smoke: a game played through edge, engine and Redis"
   exit 0
 fi
 wait -n "${PIDS[@]}" || true
