@@ -66,6 +66,9 @@ struct ConnShared {
     /// Worker second of the last received bytes.
     last_rx: Cell<u32>,
     last_ping: Cell<u32>,
+    /// The last write found the kernel send buffer full (the client is not keeping up): only
+    /// then do newer droppable frames supersede queued ones.
+    backed_up: Cell<bool>,
     /// Index in the worker's registry.
     slot: Cell<u32>,
     worker: Rc<Worker>,
@@ -116,6 +119,7 @@ impl ConnHandle {
             waker: Cell::new(None),
             last_rx: Cell::new(now),
             last_ping: Cell::new(now),
+            backed_up: Cell::new(false),
             slot: Cell::new(u32::MAX),
             worker,
         }))
@@ -156,7 +160,12 @@ impl ConnHandle {
         let metrics = &s.worker.shared.metrics;
         let mut q = s.queue.borrow_mut();
         let was_empty = q.is_empty();
-        match q.push(frame, class, &s.worker.shared.config.sendq) {
+        match q.push_with(
+            frame,
+            class,
+            &s.worker.shared.config.sendq,
+            s.backed_up.get(),
+        ) {
             Push::Queued => {}
             Push::Replaced => {
                 metrics
@@ -628,6 +637,7 @@ impl WsConn {
         let mut w = Written::default();
         let done = self.transport.flush_queue(sock, &mut q, &mut w)?;
         self.write_blocked = !done;
+        self.handle.0.backed_up.set(!done);
         let m = &worker.shared.metrics;
         if w.frames > 0 {
             m.frames_out_total.fetch_add(w.frames as u64, Relaxed);

@@ -4,10 +4,12 @@
 //! fan out everywhere); queueing it costs a reference-count bump, never a copy.
 //!
 //! Policy (DESIGN.md "Delivery"):
-//! - [`FrameClass::Droppable`] frames (progress, leaderboard) carry a kind; a newer frame of the same
-//!   kind *supersedes* a queued older one: the older one is removed and the newer one appended at the
-//!   tail, so per-room `seq` order is kept (the old position would put a newer `seq` before frames
-//!   that were queued after the old one).
+//! - [`FrameClass::Droppable`] frames (progress, leaderboard) carry a kind; when the socket is backed
+//!   up (its last write found the kernel buffer full), a newer frame of the same kind *supersedes* a
+//!   queued older one: the older one is removed and the newer one appended at the tail, so per-room
+//!   `seq` order is kept (the old position would put a newer `seq` before frames that were queued
+//!   after the old one). A socket that keeps up keeps both ([`SendQueue::push_with`]): in a fan-out
+//!   longer than the interval between two progress frames it is not slow, only not yet written.
 //! - [`FrameClass::Reliable`] frames (question, reveal, replies) and [`FrameClass::Control`] frames
 //!   (ping, pong, close) are never dropped.
 //! - Past the hard limit (bytes or frames, `--sendq-max-bytes`, `--sendq-max-frames`) the push is
@@ -101,8 +103,21 @@ impl SendQueue {
 
     /// Queues `data` under `class`, applying the replacement policy and the hard limit.
     pub fn push(&mut self, data: Bytes, class: FrameClass, limits: &SendQueueLimits) -> Push {
+        self.push_with(data, class, limits, true)
+    }
+
+    /// [`push`](Self::push), where `supersede: false` keeps an older queued frame of the same
+    /// droppable kind: the socket keeps up and its queue only waits for its turn in a long fan-out,
+    /// so both frames go out, in order (a client that is not slow sees no `seq` gap).
+    pub fn push_with(
+        &mut self,
+        data: Bytes,
+        class: FrameClass,
+        limits: &SendQueueLimits,
+        supersede: bool,
+    ) -> Push {
         let mut replaced = false;
-        if let FrameClass::Droppable(kind) = class {
+        if let (FrameClass::Droppable(kind), true) = (class, supersede) {
             let skip = usize::from(self.front_started);
             if let Some(i) = self
                 .frames
@@ -234,6 +249,23 @@ mod tests {
         );
         assert_eq!(contents(&q), vec!["question", "lb1", "p2"]);
         assert_eq!(q.bytes(), 8 + 3 + 2);
+    }
+
+    #[test]
+    fn without_supersede_a_newer_progress_frame_queues_behind_the_older() {
+        let mut q = SendQueue::new();
+        q.push(b("p1"), FrameClass::Droppable(1), &LIM);
+        assert_eq!(
+            q.push_with(b("p2"), FrameClass::Droppable(1), &LIM, false),
+            Push::Queued
+        );
+        assert_eq!(contents(&q), vec!["p1", "p2"]);
+        // Once the socket is backed up, the next one replaces the queued older frame.
+        assert_eq!(
+            q.push(b("p3"), FrameClass::Droppable(1), &LIM),
+            Push::Replaced
+        );
+        assert_eq!(contents(&q), vec!["p2", "p3"]);
     }
 
     #[test]

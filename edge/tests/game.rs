@@ -863,25 +863,29 @@ async fn a_slow_consumer_is_closed_with_4008_while_another_player_gets_every_eve
             "the slow consumer was not closed after {rounds} rounds"
         );
         rounds += 1;
-        // One progress frame per round, as in a real game (progress is at most 1/s per room): a
-        // queue only holds two of them when its socket did not take a whole round's frames.
-        for _ in 0..2 {
-            emit(&mut conn, &code, "game:question:show", &show).await;
+        // progress, show, progress, show, progress — published back to back, so the worker often
+        // queues two progress frames for a socket before its task writes: only a backed-up socket
+        // may have the older one superseded, a socket that keeps up gets both.
+        for i in 0..3 {
+            let p = emit(
+                &mut conn,
+                &code,
+                "game:answer:progress",
+                &format!(r#"{{"qIndex":0,"answeredCount":{rounds},"totalCount":2}}"#),
+            )
+            .await;
+            progress.insert(p);
+            last = p;
+            if i < 2 {
+                emit(&mut conn, &code, "game:question:show", &show).await;
+            }
         }
-        last = emit(
-            &mut conn,
-            &code,
-            "game:answer:progress",
-            &format!(r#"{{"qIndex":0,"answeredCount":{rounds},"totalCount":2}}"#),
-        )
-        .await;
-        progress.insert(last);
         good.read_to_seq(last).await;
         host.read_to_seq(last).await;
     }
     println!(
         "slow consumer closed after {rounds} rounds ({} KiB of room events); superseded frames: {}",
-        rounds as usize * (2 * show.len() + 60) / 1024,
+        rounds as usize * (2 * show.len() + 3 * 60) / 1024,
         metrics.dropped_superseded_frames_total.load(SeqCst)
     );
     assert_eq!(metrics.slow_consumer_closes_total.load(SeqCst), 1);
