@@ -12,7 +12,12 @@ fn question_show() -> Envelope<ServerEvent> {
         q_index: 3,
         total_questions: 10,
         question: "Which planet has the most confirmed moons as of 2025?".into(),
-        answers: vec!["Jupiter".into(), "Saturn".into(), "Uranus".into(), "Neptune".into()],
+        answers: vec![
+            "Jupiter".into(),
+            "Saturn".into(),
+            "Uranus".into(),
+            "Neptune".into(),
+        ],
         ends_at: 1_795_500_023_000,
         time_limit_ms: 20_000,
         points: 1000,
@@ -39,13 +44,19 @@ fn reveal() -> Envelope<ServerEvent> {
         distribution: vec![12_040, 60_101, 7_020, 2_100],
         answered_count: 81_261,
         total_count: 100_000,
-        explanation_text: Some("Saturn overtook Jupiter with 62 new moons announced in 2023.".into()),
+        explanation_text: Some(
+            "Saturn overtook Jupiter with 62 new moons announced in 2023.".into(),
+        ),
         skipped: false,
     }))
     .with_seq(42)
 }
 
-fn bench_event<E: ringside_protocol::events::Event>(c: &mut Criterion, name: &str, env: &Envelope<E>) {
+fn bench_event<E: ringside_protocol::events::Event>(
+    c: &mut Criterion,
+    name: &str,
+    env: &Envelope<E>,
+) {
     let mut g = c.benchmark_group(name);
     for codec in Codec::ALL {
         let label = match codec {
@@ -54,7 +65,9 @@ fn bench_event<E: ringside_protocol::events::Event>(c: &mut Criterion, name: &st
         };
         let bytes = env.encode(codec);
         g.throughput(Throughput::Bytes(bytes.len() as u64));
-        g.bench_function(format!("encode/{label}"), |b| b.iter(|| black_box(env.encode(codec))));
+        g.bench_function(format!("encode/{label}"), |b| {
+            b.iter(|| black_box(env.encode(codec)))
+        });
         g.bench_function(format!("decode/{label}"), |b| {
             b.iter_batched_ref(
                 || bytes.clone(),

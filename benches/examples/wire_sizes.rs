@@ -6,7 +6,8 @@ use ringside_protocol::events::Event;
 use ringside_protocol::{ClientEvent, Codec, ServerEvent};
 
 fn main() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md")).unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md"))
+        .unwrap();
     let mut in_block = false;
     let mut body = String::new();
     println!("| event | JSON bytes | MessagePack bytes | ratio |\n|---|---|---|---|");
@@ -17,10 +18,12 @@ fn main() {
                 in_block = false;
                 let name = body.split('"').nth(3).unwrap_or("").to_string();
                 let (j, m) = if ClientEvent::NAMES.contains(&name.as_str()) {
-                    let e = decode::<ClientEvent>(Codec::Json, &mut body.clone().into_bytes()).unwrap();
+                    let e =
+                        decode::<ClientEvent>(Codec::Json, &mut body.clone().into_bytes()).unwrap();
                     (e.to_json().len(), e.to_msgpack().len())
                 } else {
-                    let e = decode::<ServerEvent>(Codec::Json, &mut body.clone().into_bytes()).unwrap();
+                    let e =
+                        decode::<ServerEvent>(Codec::Json, &mut body.clone().into_bytes()).unwrap();
                     (e.to_json().len(), e.to_msgpack().len())
                 };
                 println!("| `{name}` | {j} | {m} | {:.2} |", m as f64 / j as f64);

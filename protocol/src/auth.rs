@@ -16,8 +16,15 @@ pub fn answer_message(game_code: &str, player_id: &str, q_index: u32, answer_idx
 }
 
 /// Lower-case hex of the HMAC of an answer.
-pub fn answer_hash(secret: &str, game_code: &str, player_id: &str, q_index: u32, answer_idx: u32) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
+pub fn answer_hash(
+    secret: &str,
+    game_code: &str,
+    player_id: &str,
+    q_index: u32,
+    answer_idx: u32,
+) -> String {
+    let mut mac =
+        HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
     mac.update(answer_message(game_code, player_id, q_index, answer_idx).as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
@@ -31,8 +38,11 @@ pub fn verify_answer_hash(
     answer_idx: u32,
     hash: &str,
 ) -> bool {
-    let Ok(tag) = hex::decode(hash) else { return false };
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
+    let Ok(tag) = hex::decode(hash) else {
+        return false;
+    };
+    let mut mac =
+        HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
     mac.update(answer_message(game_code, player_id, q_index, answer_idx).as_bytes());
     mac.verify_slice(&tag).is_ok()
 }
@@ -46,7 +56,14 @@ mod tests {
         let h = answer_hash("s3cret", "K7QP2M", "p1", 2, 1);
         assert_eq!(h.len(), 64);
         assert!(verify_answer_hash("s3cret", "K7QP2M", "p1", 2, 1, &h));
-        assert!(verify_answer_hash("s3cret", "K7QP2M", "p1", 2, 1, &h.to_uppercase()));
+        assert!(verify_answer_hash(
+            "s3cret",
+            "K7QP2M",
+            "p1",
+            2,
+            1,
+            &h.to_uppercase()
+        ));
         assert!(!verify_answer_hash("s3cret", "K7QP2M", "p1", 2, 2, &h));
         assert!(!verify_answer_hash("other", "K7QP2M", "p1", 2, 1, &h));
         assert!(!verify_answer_hash("s3cret", "K7QP2M", "p1", 2, 1, "zz"));

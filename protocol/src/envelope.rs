@@ -65,7 +65,11 @@ pub struct Envelope<E> {
 
 impl<E: Event> Envelope<E> {
     pub fn new(event: E) -> Self {
-        Envelope { event, rid: None, seq: None }
+        Envelope {
+            event,
+            rid: None,
+            seq: None,
+        }
     }
 
     pub fn with_rid(mut self, rid: Option<u32>) -> Self {
@@ -147,14 +151,18 @@ fn bad_frame(codec: Codec, detail: impl Into<String>) -> DecodeError {
         Codec::Json => "JSON",
         Codec::Msgpack => "MessagePack",
     };
-    DecodeError::BadFrame { codec, detail: detail.into() }
+    DecodeError::BadFrame {
+        codec,
+        detail: detail.into(),
+    }
 }
 
 fn decode_json<E: Event>(body: &mut [u8]) -> Result<Envelope<E>, DecodeError> {
     use simd_json::prelude::*;
     use simd_json::BorrowedValue;
 
-    let value = simd_json::to_borrowed_value(body).map_err(|e| bad_frame(Codec::Json, e.to_string()))?;
+    let value =
+        simd_json::to_borrowed_value(body).map_err(|e| bad_frame(Codec::Json, e.to_string()))?;
     if depth_json(&value) > limits::MAX_DEPTH {
         return Err(bad_frame(Codec::Json, "nested too deeply"));
     }
@@ -168,14 +176,22 @@ fn decode_json<E: Event>(body: &mut [u8]) -> Result<Envelope<E>, DecodeError> {
     let rid = match obj.get("rid") {
         None => None,
         Some(v) if v.is_null() => None,
-        Some(v) => Some(v.as_u32().ok_or_else(|| bad_frame(Codec::Json, "`rid` must be an integer 0..=4294967295"))?),
+        Some(v) => Some(
+            v.as_u32()
+                .ok_or_else(|| bad_frame(Codec::Json, "`rid` must be an integer 0..=4294967295"))?,
+        ),
     };
     let seq = match obj.get("seq") {
         None => None,
         Some(v) if v.is_null() => None,
-        Some(v) => Some(v.as_u64().ok_or_else(|| bad_frame(Codec::Json, "`seq` must be a non-negative integer"))?),
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| bad_frame(Codec::Json, "`seq` must be a non-negative integer"))?,
+        ),
     };
-    let data = obj.remove("data").unwrap_or_else(|| BorrowedValue::Object(Box::default()));
+    let data = obj
+        .remove("data")
+        .unwrap_or_else(|| BorrowedValue::Object(Box::default()));
     let event = E::from_data(&name, data)?;
     Ok(Envelope { event, rid, seq })
 }
@@ -196,7 +212,10 @@ fn decode_msgpack<E: Event>(body: &mut [u8]) -> Result<Envelope<E>, DecodeError>
     let value = rmpv::decode::read_value_ref_with_max_depth(&mut rd, limits::MAX_DEPTH)
         .map_err(|e| bad_frame(Codec::Msgpack, e.to_string()))?;
     if !rd.is_empty() {
-        return Err(bad_frame(Codec::Msgpack, "trailing bytes after the envelope"));
+        return Err(bad_frame(
+            Codec::Msgpack,
+            "trailing bytes after the envelope",
+        ));
     }
     let ValueRef::Map(entries) = value else {
         return Err(bad_frame(Codec::Msgpack, "the envelope must be a map"));
@@ -211,19 +230,20 @@ fn decode_msgpack<E: Event>(body: &mut [u8]) -> Result<Envelope<E>, DecodeError>
                 _ => return Err(bad_frame(Codec::Msgpack, "`event` must be a string")),
             },
             Some("rid") => {
-                rid = match v {
-                    ValueRef::Nil => None,
-                    v => Some(
-                        v.as_u64()
-                            .and_then(|n| u32::try_from(n).ok())
-                            .ok_or_else(|| bad_frame(Codec::Msgpack, "`rid` must be an integer 0..=4294967295"))?,
-                    ),
-                }
+                rid =
+                    match v {
+                        ValueRef::Nil => None,
+                        v => Some(v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(
+                            || bad_frame(Codec::Msgpack, "`rid` must be an integer 0..=4294967295"),
+                        )?),
+                    }
             }
             Some("seq") => {
                 seq = match v {
                     ValueRef::Nil => None,
-                    v => Some(v.as_u64().ok_or_else(|| bad_frame(Codec::Msgpack, "`seq` must be a non-negative integer"))?),
+                    v => Some(v.as_u64().ok_or_else(|| {
+                        bad_frame(Codec::Msgpack, "`seq` must be a non-negative integer")
+                    })?),
                 }
             }
             Some("data") => data = Some(v),
@@ -235,4 +255,3 @@ fn decode_msgpack<E: Event>(body: &mut [u8]) -> Result<Envelope<E>, DecodeError>
     let event = E::from_data(&name, data)?;
     Ok(Envelope { event, rid, seq })
 }
-

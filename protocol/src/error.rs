@@ -143,7 +143,10 @@ impl CloseCode {
     pub fn should_reconnect(self) -> bool {
         !matches!(
             self,
-            CloseCode::Kicked | CloseCode::RoomClosed | CloseCode::ProtocolError | CloseCode::InvalidPayload
+            CloseCode::Kicked
+                | CloseCode::RoomClosed
+                | CloseCode::ProtocolError
+                | CloseCode::InvalidPayload
         )
     }
 }

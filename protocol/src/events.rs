@@ -15,7 +15,10 @@ pub trait Event: Sized {
     /// The wire name, e.g. `room:join`.
     fn name(&self) -> &'static str;
     /// Builds the event named `name` from its `data` value.
-    fn from_data<'de, D: serde::Deserializer<'de>>(name: &str, data: D) -> Result<Self, DecodeError>;
+    fn from_data<'de, D: serde::Deserializer<'de>>(
+        name: &str,
+        data: D,
+    ) -> Result<Self, DecodeError>;
     /// Serializes the payload (the envelope's `data`).
     fn serialize_data<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error>;
     /// Checks limits that types alone do not express (lengths, formats).
@@ -130,7 +133,10 @@ impl Event for ClientEvent {
     fn name(&self) -> &'static str {
         self.name_of()
     }
-    fn from_data<'de, D: serde::Deserializer<'de>>(name: &str, data: D) -> Result<Self, DecodeError> {
+    fn from_data<'de, D: serde::Deserializer<'de>>(
+        name: &str,
+        data: D,
+    ) -> Result<Self, DecodeError> {
         Self::data_from(name, data)
     }
     fn serialize_data<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -138,7 +144,10 @@ impl Event for ClientEvent {
     }
     fn validate(&self) -> Result<(), DecodeError> {
         let bad = |detail: &str| {
-            Err(DecodeError::BadPayload { event: self.name().to_string(), detail: detail.to_string() })
+            Err(DecodeError::BadPayload {
+                event: self.name().to_string(),
+                detail: detail.to_string(),
+            })
         };
         let code_ok = |c: &str| is_game_code(c);
         match self {
@@ -149,27 +158,45 @@ impl Event for ClientEvent {
                 }
                 if let Some(n) = &c.host_name {
                     if !is_valid_name(n) {
-                        return bad("hostName must be 1..=24 characters without control characters");
+                        return bad(
+                            "hostName must be 1..=24 characters without control characters",
+                        );
                     }
                 }
                 Ok(())
             }
-            ClientEvent::RoomJoin(j) if !code_ok(&j.game_code) => bad("gameCode must be 6 characters"),
+            ClientEvent::RoomJoin(j) if !code_ok(&j.game_code) => {
+                bad("gameCode must be 6 characters")
+            }
             ClientEvent::RoomJoin(_) => Ok(()), // name rules are the room's: reported as bad_name
-            ClientEvent::RoomKick(k) if !code_ok(&k.game_code) => bad("gameCode must be 6 characters"),
-            ClientEvent::RoomKick(k) if k.target_player_id.is_empty() || k.target_player_id.len() > 64 => {
+            ClientEvent::RoomKick(k) if !code_ok(&k.game_code) => {
+                bad("gameCode must be 6 characters")
+            }
+            ClientEvent::RoomKick(k)
+                if k.target_player_id.is_empty() || k.target_player_id.len() > 64 =>
+            {
                 bad("targetPlayerId must be 1..=64 bytes")
             }
-            ClientEvent::AnswerSubmit(a) if !code_ok(&a.game_code) => bad("gameCode must be 6 characters"),
+            ClientEvent::AnswerSubmit(a) if !code_ok(&a.game_code) => {
+                bad("gameCode must be 6 characters")
+            }
             ClientEvent::AnswerSubmit(a) if a.answer_idx as usize >= limits::MAX_OPTIONS => {
                 bad("answerIdx is out of range")
             }
-            ClientEvent::AnswerSubmit(a) if a.answer_hash.len() != 64 => bad("answerHash must be 64 hex digits"),
-            ClientEvent::HostExtend(e) if e.add_seconds == 0 || e.add_seconds > limits::MAX_EXTEND_SECONDS => {
+            ClientEvent::AnswerSubmit(a) if a.answer_hash.len() != 64 => {
+                bad("answerHash must be 64 hex digits")
+            }
+            ClientEvent::HostExtend(e)
+                if e.add_seconds == 0 || e.add_seconds > limits::MAX_EXTEND_SECONDS =>
+            {
                 bad("addSeconds must be 1..=120")
             }
-            ClientEvent::ReconnectAttempt(r) if !code_ok(&r.game_code) => bad("gameCode must be 6 characters"),
-            ClientEvent::ReconnectAttempt(r) if r.session_token.len() > 128 || r.player_id.len() > 64 => {
+            ClientEvent::ReconnectAttempt(r) if !code_ok(&r.game_code) => {
+                bad("gameCode must be 6 characters")
+            }
+            ClientEvent::ReconnectAttempt(r)
+                if r.session_token.len() > 128 || r.player_id.len() > 64 =>
+            {
                 bad("token or playerId too long")
             }
             ClientEvent::RoomLeave(g)
@@ -180,8 +207,12 @@ impl Event for ClientEvent {
             {
                 bad("gameCode must be 6 characters")
             }
-            ClientEvent::HostSkip(s) if !code_ok(&s.game_code) => bad("gameCode must be 6 characters"),
-            ClientEvent::HostExtend(e) if !code_ok(&e.game_code) => bad("gameCode must be 6 characters"),
+            ClientEvent::HostSkip(s) if !code_ok(&s.game_code) => {
+                bad("gameCode must be 6 characters")
+            }
+            ClientEvent::HostExtend(e) if !code_ok(&e.game_code) => {
+                bad("gameCode must be 6 characters")
+            }
             _ => Ok(()),
         }
     }
@@ -192,7 +223,10 @@ impl Event for ServerEvent {
     fn name(&self) -> &'static str {
         self.name_of()
     }
-    fn from_data<'de, D: serde::Deserializer<'de>>(name: &str, data: D) -> Result<Self, DecodeError> {
+    fn from_data<'de, D: serde::Deserializer<'de>>(
+        name: &str,
+        data: D,
+    ) -> Result<Self, DecodeError> {
         Self::data_from(name, data)
     }
     fn serialize_data<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -203,20 +237,26 @@ impl Event for ServerEvent {
 /// A game code is exactly 6 characters of the code alphabet. Lower case is accepted by clients'
 /// keyboards but must be upper-cased before sending.
 pub fn is_game_code(code: &str) -> bool {
-    code.len() == limits::GAME_CODE_LEN && code.bytes().all(|b| limits::GAME_CODE_ALPHABET.contains(&b))
+    code.len() == limits::GAME_CODE_LEN
+        && code
+            .bytes()
+            .all(|b| limits::GAME_CODE_ALPHABET.contains(&b))
 }
 
 /// Quiz ids: 1..=64 characters of `[A-Za-z0-9_-]`.
 pub fn is_quiz_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= limits::QUIZ_ID_MAX_CHARS
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Nicknames: 1..=24 Unicode scalar values after trimming, no control characters.
 pub fn is_valid_name(name: &str) -> bool {
     let n = name.trim().chars().count();
-    (limits::NAME_MIN_CHARS..=limits::NAME_MAX_CHARS).contains(&n) && !name.chars().any(char::is_control)
+    (limits::NAME_MIN_CHARS..=limits::NAME_MAX_CHARS).contains(&n)
+        && !name.chars().any(char::is_control)
 }
 
 // ───────────────────────────── shared pieces ─────────────────────────────

@@ -32,7 +32,10 @@ pub fn partition_tag(partition: u32) -> String {
 
 /// The key prefix of a room: `room:{pNN}:CODE`. Functions derive the room's other keys from it.
 pub fn room(game_code: &str) -> String {
-    format!("room:{}:{game_code}", partition_tag(partition_of(game_code)))
+    format!(
+        "room:{}:{game_code}",
+        partition_tag(partition_of(game_code))
+    )
 }
 
 /// The sharded pub/sub channel of a room.
@@ -69,9 +72,18 @@ mod tests {
     fn every_key_of_a_room_shares_the_partition_tag() {
         let code = "K7QP2M";
         let tag = partition_tag(partition_of(code));
-        for k in [room(code), room_channel(code), room_log(code), room_timers(code)] {
+        for k in [
+            room(code),
+            room_channel(code),
+            room_log(code),
+            room_timers(code),
+        ] {
             assert!(k.contains(&tag), "{k} lacks {tag}");
-            assert_eq!(k.matches('{').count(), 1, "{k} must have exactly one hash tag");
+            assert_eq!(
+                k.matches('{').count(),
+                1,
+                "{k} must have exactly one hash tag"
+            );
         }
     }
 

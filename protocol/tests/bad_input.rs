@@ -31,16 +31,40 @@ fn samples() -> Vec<Vec<u8>> {
 
 #[test]
 fn json_garbage_is_bad_frame() {
-    for input in [&b""[..], b"{", b"nul", b"[1,2,3]", b"42", b"\"str\"", b"{\"event\":5}", b"{\"data\":{}}", b"\xff\xfe"] {
-        assert_eq!(code_of(Codec::Json, input), ErrorCode::BadFrame, "{:?}", String::from_utf8_lossy(input));
+    for input in [
+        &b""[..],
+        b"{",
+        b"nul",
+        b"[1,2,3]",
+        b"42",
+        b"\"str\"",
+        b"{\"event\":5}",
+        b"{\"data\":{}}",
+        b"\xff\xfe",
+    ] {
+        assert_eq!(
+            code_of(Codec::Json, input),
+            ErrorCode::BadFrame,
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
     }
 }
 
 #[test]
 fn unknown_and_server_only_events_are_unknown_event() {
-    assert_eq!(code_of(Codec::Json, br#"{"event":"room:nuke","data":{}}"#), ErrorCode::UnknownEvent);
+    assert_eq!(
+        code_of(Codec::Json, br#"{"event":"room:nuke","data":{}}"#),
+        ErrorCode::UnknownEvent
+    );
     // A client may not send a server event.
-    assert_eq!(code_of(Codec::Json, br#"{"event":"pong","data":{"t":1,"serverTime":2}}"#), ErrorCode::UnknownEvent);
+    assert_eq!(
+        code_of(
+            Codec::Json,
+            br#"{"event":"pong","data":{"t":1,"serverTime":2}}"#
+        ),
+        ErrorCode::UnknownEvent
+    );
 }
 
 #[test]
@@ -56,20 +80,34 @@ fn wrong_types_and_broken_limits_are_bad_payload() {
         br#"{"event":"ping","data":{"t":"soon"}}"#,
     ];
     for input in cases {
-        assert_eq!(code_of(Codec::Json, input), ErrorCode::BadPayload, "{}", String::from_utf8_lossy(input));
+        assert_eq!(
+            code_of(Codec::Json, input),
+            ErrorCode::BadPayload,
+            "{}",
+            String::from_utf8_lossy(input)
+        );
     }
 }
 
 #[test]
 fn a_bad_rid_is_bad_frame() {
-    assert_eq!(code_of(Codec::Json, br#"{"event":"ping","rid":-3,"data":{"t":1}}"#), ErrorCode::BadFrame);
-    assert_eq!(code_of(Codec::Json, br#"{"event":"ping","rid":"x","data":{"t":1}}"#), ErrorCode::BadFrame);
+    assert_eq!(
+        code_of(Codec::Json, br#"{"event":"ping","rid":-3,"data":{"t":1}}"#),
+        ErrorCode::BadFrame
+    );
+    assert_eq!(
+        code_of(Codec::Json, br#"{"event":"ping","rid":"x","data":{"t":1}}"#),
+        ErrorCode::BadFrame
+    );
 }
 
 #[test]
 fn oversized_messages_are_too_large_in_both_codecs() {
     let mut big = br#"{"event":"ping","data":{"t":1,"pad":""#.to_vec();
-    big.extend(std::iter::repeat_n(b'a', ringside_protocol::limits::MAX_MESSAGE_BYTES));
+    big.extend(std::iter::repeat_n(
+        b'a',
+        ringside_protocol::limits::MAX_MESSAGE_BYTES,
+    ));
     big.extend(br#""}}"#);
     assert_eq!(code_of(Codec::Json, &big), ErrorCode::TooLarge);
     assert_eq!(code_of(Codec::Msgpack, &big), ErrorCode::TooLarge);
@@ -107,7 +145,11 @@ fn every_truncation_of_a_valid_message_is_an_error_not_a_panic() {
         assert!(client(codec, &full).is_ok());
         for cut in 0..full.len() {
             let err = client(codec, &full[..cut]).expect_err("a truncated message must not decode");
-            assert_eq!(err.code(), ErrorCode::BadFrame, "cut at {cut} of {codec:?}: {err}");
+            assert_eq!(
+                err.code(),
+                ErrorCode::BadFrame,
+                "cut at {cut} of {codec:?}: {err}"
+            );
         }
     }
 }

@@ -33,15 +33,20 @@ fn json_examples(doc: &str) -> Vec<String> {
 }
 
 fn event_name(example: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(example).unwrap_or_else(|e| panic!("not JSON: {e}\n{example}"));
-    v["event"].as_str().unwrap_or_else(|| panic!("no event name in {example}")).to_string()
+    let v: serde_json::Value =
+        serde_json::from_str(example).unwrap_or_else(|e| panic!("not JSON: {e}\n{example}"));
+    v["event"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no event name in {example}"))
+        .to_string()
 }
 
 /// Decodes `example` as an `E`, then checks JSON and MessagePack round trips and that re-encoding keeps
 /// every field of the example (so the document names no field the code does not have).
 fn round_trip<E: Event + PartialEq + std::fmt::Debug>(example: &str) {
     let mut buf = example.as_bytes().to_vec();
-    let env: Envelope<E> = decode(Codec::Json, &mut buf).unwrap_or_else(|e| panic!("{e}\nin example:\n{example}"));
+    let env: Envelope<E> =
+        decode(Codec::Json, &mut buf).unwrap_or_else(|e| panic!("{e}\nin example:\n{example}"));
 
     let mut json = env.to_json();
     let again: Envelope<E> = decode(Codec::Json, &mut json).expect("re-encoded JSON decodes");
@@ -53,7 +58,11 @@ fn round_trip<E: Event + PartialEq + std::fmt::Debug>(example: &str) {
 
     let original: serde_json::Value = serde_json::from_str(example).unwrap();
     let reencoded: serde_json::Value = serde_json::from_slice(&env.to_json()).unwrap();
-    assert_eq!(normalize(original), normalize(reencoded), "fields differ between the doc and the code");
+    assert_eq!(
+        normalize(original),
+        normalize(reencoded),
+        "fields differ between the doc and the code"
+    );
 }
 
 /// Numbers compare by value (the doc writes `1795500000123` where an f64 field re-encodes `1795500000123.0`).
@@ -71,7 +80,11 @@ fn normalize(v: serde_json::Value) -> serde_json::Value {
 fn every_json_example_in_the_protocol_doc_decodes_and_round_trips_in_both_codecs() {
     let doc = doc();
     let examples = json_examples(&doc);
-    assert!(examples.len() >= 30, "found only {} examples", examples.len());
+    assert!(
+        examples.len() >= 30,
+        "found only {} examples",
+        examples.len()
+    );
     for ex in &examples {
         let name = event_name(ex);
         if ClientEvent::NAMES.contains(&name.as_str()) {
@@ -87,8 +100,14 @@ fn every_event_has_a_heading_and_an_example_in_the_protocol_doc() {
     let doc = doc();
     let names: Vec<String> = json_examples(&doc).iter().map(|e| event_name(e)).collect();
     for &event in ClientEvent::NAMES.iter().chain(ServerEvent::NAMES) {
-        assert!(names.iter().any(|n| n == event), "no ```json example for `{event}`");
-        assert!(doc.contains(&format!("#### `{event}`")), "no heading for `{event}`");
+        assert!(
+            names.iter().any(|n| n == event),
+            "no ```json example for `{event}`"
+        );
+        assert!(
+            doc.contains(&format!("#### `{event}`")),
+            "no heading for `{event}`"
+        );
     }
 }
 
@@ -96,7 +115,10 @@ fn every_event_has_a_heading_and_an_example_in_the_protocol_doc() {
 fn every_error_code_is_documented() {
     let doc = doc();
     for code in ringside_protocol::ErrorCode::ALL {
-        assert!(doc.contains(&format!("| `{}` |", code.as_str())), "error code {code} missing from the doc table");
+        assert!(
+            doc.contains(&format!("| `{}` |", code.as_str())),
+            "error code {code} missing from the doc table"
+        );
     }
 }
 
@@ -104,14 +126,40 @@ fn every_error_code_is_documented() {
 fn seed_003_event_map_is_covered() {
     // The event map of seed 003 (connection is the upgrade itself, see the doc).
     let seed = [
-        "session:ack", "reconnect:attempt", "reconnect:state", "ping", "pong", "room:create", "room:created",
-        "room:join", "room:join:ack", "room:player:joined", "room:player:left", "room:kick", "game:start",
-        "game:countdown", "game:question:show", "game:answer:submit", "game:answer:ack", "game:answer:progress",
-        "game:question:reveal", "game:leaderboard", "game:end", "host:pause", "host:resume", "host:skip:question",
+        "session:ack",
+        "reconnect:attempt",
+        "reconnect:state",
+        "ping",
+        "pong",
+        "room:create",
+        "room:created",
+        "room:join",
+        "room:join:ack",
+        "room:player:joined",
+        "room:player:left",
+        "room:kick",
+        "game:start",
+        "game:countdown",
+        "game:question:show",
+        "game:answer:submit",
+        "game:answer:ack",
+        "game:answer:progress",
+        "game:question:reveal",
+        "game:leaderboard",
+        "game:end",
+        "host:pause",
+        "host:resume",
+        "host:skip:question",
         "host:extend:time",
     ];
     for e in seed {
-        assert!(ClientEvent::NAMES.contains(&e) || ServerEvent::NAMES.contains(&e), "seed event {e} missing");
+        assert!(
+            ClientEvent::NAMES.contains(&e) || ServerEvent::NAMES.contains(&e),
+            "seed event {e} missing"
+        );
     }
-    assert!(doc().contains("`connection`"), "the doc explains the seed's `connection` event");
+    assert!(
+        doc().contains("`connection`"),
+        "the doc explains the seed's `connection` event"
+    );
 }
