@@ -379,18 +379,7 @@ async fn full_game(backend: Backend) {
 async fn full_game_on(s: Stack) {
     let addr = s.edge.local_addr();
     let mut host = Client::dial(&s.dial, addr, Codec::Json).await;
-    let created = match host
-        .request(ClientEvent::RoomCreate(RoomCreate {
-            quiz_id: "edge-test".into(),
-            host_name: None,
-            settings: settings(),
-        }))
-        .await
-    {
-        ServerEvent::RoomCreated(c) => c,
-        other => panic!("room:create → {other:?}"),
-    };
-    let code = created.game_code.clone();
+    let code = create_room(&mut host).await;
 
     let mut players = Vec::new();
     for (i, codec) in [Codec::Json, Codec::Msgpack, Codec::Json, Codec::Msgpack]
@@ -398,17 +387,7 @@ async fn full_game_on(s: Stack) {
         .enumerate()
     {
         let mut c = Client::dial(&s.dial, addr, codec).await;
-        let ack = match c
-            .request(ClientEvent::RoomJoin(RoomJoin {
-                game_code: code.clone(),
-                player_name: format!("p{i}"),
-                avatar_id: 0,
-            }))
-            .await
-        {
-            ServerEvent::RoomJoinAck(a) => a,
-            other => panic!("room:join → {other:?}"),
-        };
+        let ack = join(&mut c, &code, &format!("p{i}")).await;
         players.push((c, ack));
     }
 
@@ -525,39 +504,11 @@ async fn bad_input_is_refused_with_its_code_and_others_are_unaffected() {
     let s = stack(Backend::Standalone).await;
     let addr = s.edge.local_addr();
     let mut host = Client::connect(addr, Codec::Json).await;
-    let ServerEvent::RoomCreated(created) = host
-        .request(ClientEvent::RoomCreate(RoomCreate {
-            quiz_id: "edge-test".into(),
-            host_name: None,
-            settings: settings(),
-        }))
-        .await
-    else {
-        panic!("create")
-    };
-    let code = created.game_code;
+    let code = create_room(&mut host).await;
     let mut good = Client::connect(addr, Codec::Msgpack).await;
-    let ServerEvent::RoomJoinAck(good_ack) = good
-        .request(ClientEvent::RoomJoin(RoomJoin {
-            game_code: code.clone(),
-            player_name: "good".into(),
-            avatar_id: 1,
-        }))
-        .await
-    else {
-        panic!("join")
-    };
+    let good_ack = join(&mut good, &code, "good").await;
     let mut bad = Client::connect(addr, Codec::Json).await;
-    let ServerEvent::RoomJoinAck(bad_ack) = bad
-        .request(ClientEvent::RoomJoin(RoomJoin {
-            game_code: code.clone(),
-            player_name: "bad".into(),
-            avatar_id: 2,
-        }))
-        .await
-    else {
-        panic!("join")
-    };
+    let bad_ack = join(&mut bad, &code, "bad").await;
 
     let expect_error = |e: Envelope<ServerEvent>, code: ErrorCode| match e.event {
         ServerEvent::Error(err) => assert_eq!(err.code, code, "{err:?}"),
@@ -672,28 +623,9 @@ async fn reconnect_with_last_seq_misses_nothing() {
     let s = stack(Backend::Standalone).await;
     let addr = s.edge.local_addr();
     let mut host = Client::connect(addr, Codec::Json).await;
-    let ServerEvent::RoomCreated(created) = host
-        .request(ClientEvent::RoomCreate(RoomCreate {
-            quiz_id: "edge-test".into(),
-            host_name: None,
-            settings: settings(),
-        }))
-        .await
-    else {
-        panic!("create")
-    };
-    let code = created.game_code;
+    let code = create_room(&mut host).await;
     let mut p = Client::connect(addr, Codec::Msgpack).await;
-    let ServerEvent::RoomJoinAck(ack) = p
-        .request(ClientEvent::RoomJoin(RoomJoin {
-            game_code: code.clone(),
-            player_name: "tunnel".into(),
-            avatar_id: 0,
-        }))
-        .await
-    else {
-        panic!("join")
-    };
+    let ack = join(&mut p, &code, "tunnel").await;
     host.request(ClientEvent::GameStart(GameRef {
         game_code: code.clone(),
     }))
