@@ -20,6 +20,10 @@
 //! | `--tls-cert` / `--tls-key` | `RINGSIDE_EDGE_TLS_CERT` / `_KEY` | off (plain ws) |
 //! | `--driver` | `RINGSIDE_EDGE_DRIVER` | `fusion` (io_uring, epoll fallback) |
 //! | `--allow-thp` | `RINGSIDE_EDGE_ALLOW_THP` | off: transparent huge pages disabled for the process |
+//! | `--metrics-listen` | `RINGSIDE_EDGE_METRICS_LISTEN` | off; `ADDR:PORT`: process *i* also serves `/metrics`, `/healthz`, `/readyz` on `PORT+i` |
+//!
+//! With `--processes N`, the launcher sets `RINGSIDE_EDGE_CHILD_INDEX=i` (0..N) for child *i*; that index is the
+//! `process="i"` label on every metric line and the offset of its `--metrics-listen` port.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -62,6 +66,10 @@ pub struct Config {
     pub sendq: SendQueueLimits,
     pub tls: Option<TlsFiles>,
     pub driver: Driver,
+    /// Base address of the per-process metrics listener: process `i` binds `PORT+i`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// This process's index under the `--processes` launcher (`RINGSIDE_EDGE_CHILD_INDEX`).
+    pub process_index: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +99,8 @@ impl Default for Config {
             sendq: SendQueueLimits::default(),
             tls: None,
             driver: Driver::Fusion,
+            metrics_listen: None,
+            process_index: None,
         }
     }
 }
@@ -113,6 +123,27 @@ impl Config {
         }
     }
 
+    /// The `process` label of every metric line: the launcher's child index, or 0 for a single
+    /// process with `--metrics-listen`; `None` (no label) for a plain single process.
+    pub fn process_label(&self) -> Option<usize> {
+        match (self.process_index, self.metrics_listen) {
+            (Some(i), _) => Some(i),
+            (None, Some(_)) => Some(0),
+            (None, None) => None,
+        }
+    }
+
+    /// Where this process serves its own `/metrics`: `--metrics-listen` with the port moved up by
+    /// the process index (port 0 stays 0: any free port, single process only).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        let mut a = self.metrics_listen?;
+        if a.port() != 0 {
+            let port = usize::from(a.port()) + self.process_index.unwrap_or(0);
+            a.set_port(u16::try_from(port).unwrap_or(u16::MAX));
+        }
+        Some(a)
+    }
+
     /// Checks every value; the error names the flag.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |flag: &'static str, why: String| Err(ConfigError { flag, why });
@@ -133,6 +164,37 @@ impl Config {
                 "--processes",
                 "several processes need a fixed --listen port, not 0".into(),
             );
+        }
+        if let Some(m) = self.metrics_listen {
+            // The launcher's parent checks the whole range PORT..PORT+N-1; a child (1 process, index
+            // i) checks PORT..PORT+i, which holds its own port.
+            let n = self.processes.max(self.process_index.map_or(1, |i| i + 1));
+            let first = usize::from(m.port());
+            let last = first + n - 1;
+            if n > 1 && first == 0 {
+                return bad(
+                    "--metrics-listen",
+                    "several processes need a fixed port (process i serves PORT+i), not 0".into(),
+                );
+            }
+            if last > usize::from(u16::MAX) {
+                return bad(
+                    "--metrics-listen",
+                    format!("ports {first}..={last} (one per process) pass 65535"),
+                );
+            }
+            let same_ip = m.ip() == self.listen.ip()
+                || m.ip().is_unspecified()
+                || self.listen.ip().is_unspecified();
+            let lp = usize::from(self.listen.port());
+            if first != 0 && same_ip && (first..=last).contains(&lp) {
+                return bad(
+                    "--metrics-listen",
+                    format!(
+                        "ports {first}..={last} (one per process) include the --listen port {lp}"
+                    ),
+                );
+            }
         }
         if self.limits.max_frame < 125 {
             return bad(
@@ -300,6 +362,14 @@ pub struct Cli {
     /// Base of the join link in `room:created` (default: http://<listen>).
     #[arg(long, env = "RINGSIDE_EDGE_SHARE_BASE")]
     pub share_base: Option<String>,
+    /// Per-process metrics: process i (of --processes N) also serves /metrics, /healthz and
+    /// /readyz over plain HTTP on ADDR:PORT+i, and every metric line carries process="i". A scrape
+    /// of the shared --listen port reaches one random process; scrape these ports instead.
+    #[arg(long, env = "RINGSIDE_EDGE_METRICS_LISTEN", value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Set by the --processes launcher for each child (0..N); not for people.
+    #[arg(long, env = "RINGSIDE_EDGE_CHILD_INDEX", hide = true)]
+    pub process_index: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -378,6 +448,8 @@ impl Cli {
                 _ => None,
             },
             driver: self.driver,
+            metrics_listen: self.metrics_listen,
+            process_index: self.process_index,
             ..base
         }
     }
@@ -408,6 +480,50 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(c.validate().unwrap_err().flag, "--processes");
+    }
+
+    #[test]
+    fn metrics_ports_follow_the_process_index() {
+        let cli = Cli::parse_from([
+            "ringside-edge",
+            "--listen",
+            "0.0.0.0:8080",
+            "--processes",
+            "3",
+            "--metrics-listen",
+            "0.0.0.0:9200",
+        ]);
+        let c = cli.to_config();
+        c.validate().unwrap();
+        assert_eq!(c.metrics_addr().unwrap().port(), 9200);
+        assert_eq!(c.process_label(), Some(0));
+        let child = Config {
+            processes: 1,
+            process_index: Some(2),
+            ..c.clone()
+        };
+        child.validate().unwrap();
+        assert_eq!(child.metrics_addr().unwrap().port(), 9202);
+        assert_eq!(child.process_label(), Some(2));
+        assert_eq!(Config::default().process_label(), None);
+        assert_eq!(Config::default().metrics_addr(), None);
+        for (listen, metrics, procs) in [
+            ("0.0.0.0:8080", "0.0.0.0:8079", 2), // 8079..=8080 holds the ws port
+            ("127.0.0.1:8080", "127.0.0.1:0", 2), // port 0 with several processes
+            ("127.0.0.1:8080", "127.0.0.1:65535", 2),
+        ] {
+            let c = Config {
+                listen: listen.parse().unwrap(),
+                metrics_listen: Some(metrics.parse().unwrap()),
+                processes: procs,
+                ..Config::default()
+            };
+            assert_eq!(
+                c.validate().unwrap_err().flag,
+                "--metrics-listen",
+                "{metrics}"
+            );
+        }
     }
 
     #[test]

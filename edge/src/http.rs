@@ -1,11 +1,21 @@
 //! Plain HTTP on the WebSocket port: `/healthz`, `/readyz`, `/metrics` (Prometheus text) and static
 //! files from `--web-root`. One request per connection (`Connection: close`); files are read
 //! synchronously — they are small pages, and this is not the hot path.
+//!
+//! With `--metrics-listen ADDR:PORT`, [`spawn_metrics_listener`] also serves the probes and
+//! `/metrics` of *this* process on `PORT+i` (`i`: its `--processes` index) from one plain blocking
+//! thread, so a scraper can reach every process behind the shared SO_REUSEPORT port.
 
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use anyhow::Context as _;
 
 use crate::server::ServerShared;
-use crate::ws::handshake::{http_response, HttpRequest};
+use crate::ws::handshake::{http_response, parse_request, HttpRequest, Request};
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
@@ -14,7 +24,18 @@ pub fn respond(shared: &ServerShared, req: &HttpRequest) -> Vec<u8> {
     if req.method != "GET" {
         return http_response(405, TEXT, b"method not allowed\n", &[("Allow", "GET")]);
     }
-    match req.path.as_str() {
+    if let Some(r) = probe(shared, &req.path) {
+        return r;
+    }
+    match static_file(&shared.config.web_root, &req.path) {
+        Some((body, ctype)) => http_response(200, ctype, &body, &[("Cache-Control", "no-cache")]),
+        None => http_response(404, TEXT, b"not found\n", &[]),
+    }
+}
+
+/// `/healthz`, `/readyz` and `/metrics` (a GET), or `None` for any other path.
+pub fn probe(shared: &ServerShared, path: &str) -> Option<Vec<u8>> {
+    Some(match path {
         "/healthz" => http_response(200, TEXT, b"ok\n", &[]),
         "/readyz" => {
             if shared.draining() {
@@ -26,16 +47,96 @@ pub fn respond(shared: &ServerShared, req: &HttpRequest) -> Vec<u8> {
         "/metrics" => http_response(
             200,
             "text/plain; version=0.0.4; charset=utf-8",
-            shared.metrics.render().as_bytes(),
+            shared
+                .metrics
+                .render_labeled(shared.config.process_label())
+                .as_bytes(),
             &[],
         ),
-        path => match static_file(&shared.config.web_root, path) {
-            Some((body, ctype)) => {
-                http_response(200, ctype, &body, &[("Cache-Control", "no-cache")])
+        _ => return None,
+    })
+}
+
+/// How long the metrics listener waits for one request head or one write.
+const METRICS_IO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Binds `--metrics-listen` (moved up by the process index) and serves [`probe`] there from a
+/// thread named `edge-metrics`, one connection at a time (a scrape every few seconds). The thread
+/// holds only a weak reference: it ends, closing the port, once the server is gone. `Ok(None)`
+/// without `--metrics-listen`.
+pub fn spawn_metrics_listener(shared: &Arc<ServerShared>) -> anyhow::Result<Option<SocketAddr>> {
+    let Some(addr) = shared.config.metrics_addr() else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
+        .with_context(|| format!("binding --metrics-listen {addr} (this process's port)"))?;
+    // accept() returns EAGAIN after this, so the thread notices a dropped server.
+    socket2::SockRef::from(&listener).set_read_timeout(Some(Duration::from_millis(250)))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(addr = %bound, process = ?shared.config.process_index, "metrics listening");
+    let weak = Arc::downgrade(shared);
+    std::thread::Builder::new()
+        .name("edge-metrics".into())
+        .spawn(move || metrics_loop(listener, weak))?;
+    Ok(Some(bound))
+}
+
+fn metrics_loop(listener: TcpListener, shared: Weak<ServerShared>) {
+    loop {
+        let accepted = listener.accept();
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                if let Err(e) = serve_metrics_conn(&shared, stream) {
+                    tracing::debug!(error = %e, "metrics request failed");
+                }
             }
-            None => http_response(404, TEXT, b"not found\n", &[]),
-        },
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics accept failed");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     }
+}
+
+fn serve_metrics_conn(shared: &ServerShared, mut stream: TcpStream) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(METRICS_IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(METRICS_IO_TIMEOUT))?;
+    let mut head = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    let resp = loop {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(&chunk[..n]);
+        match parse_request(&head, &shared.policy) {
+            Ok(None) => continue,
+            Ok(Some((Request::Http(r), _))) if r.method != "GET" => {
+                break http_response(405, TEXT, b"method not allowed\n", &[("Allow", "GET")])
+            }
+            Ok(Some((Request::Http(r), _))) => {
+                break probe(shared, &r.path)
+                    .unwrap_or_else(|| http_response(404, TEXT, b"not found\n", &[]))
+            }
+            Ok(Some((Request::Upgrade(_), _))) => {
+                break http_response(404, TEXT, b"no WebSocket on the metrics port\n", &[])
+            }
+            Err(e) => break e.response(),
+        }
+    };
+    stream.write_all(&resp)?;
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    Ok(())
 }
 
 /// Content type by file extension.

@@ -1,6 +1,10 @@
 //! `--processes N`: runs N copies of this binary on the same port (SO_REUSEPORT) and forwards
 //! SIGTERM/SIGINT to them. The per-process fd limit (20000 here, not raisable) caps one process
 //! near 20K sockets, so 100K sockets need about six processes.
+//!
+//! Child `i` gets `RINGSIDE_EDGE_CHILD_INDEX=i`: the `process="i"` label on its metrics, and with
+//! `--metrics-listen ADDR:PORT` its own metrics port `PORT+i` (a scrape of the shared port reaches
+//! one random child, so per-process counters could not be summed from it).
 
 use std::ffi::OsString;
 use std::process::{Command, ExitCode};

@@ -65,6 +65,16 @@ impl Metrics {
         self.protocol_closes[i].load(Relaxed)
     }
 
+    /// [`Metrics::render`] with `process="i"` on every sample line when `process` is given (the
+    /// `--processes` child index), so the processes behind one port can be told apart and summed.
+    pub fn render_labeled(&self, process: Option<usize>) -> String {
+        let text = self.render();
+        match process {
+            Some(i) => with_label(&text, "process", &i.to_string()),
+            None => text,
+        }
+    }
+
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         let mut s = String::with_capacity(2048);
@@ -142,6 +152,35 @@ impl Metrics {
     }
 }
 
+/// Adds `name="value"` (first) to the labels of every sample line of a Prometheus text exposition;
+/// `# HELP`/`# TYPE` lines and blank lines pass through. `value` must not need escaping.
+pub fn with_label(text: &str, name: &str, value: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 4);
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            out.push_str(line);
+        } else if let Some(i) = line.find(['{', ' ']) {
+            let (metric, rest) = line.split_at(i);
+            out.push_str(metric);
+            match rest.strip_prefix('{') {
+                Some(labels) if labels.starts_with('}') => {
+                    let _ = write!(out, "{{{name}=\"{value}\"{labels}");
+                }
+                Some(labels) => {
+                    let _ = write!(out, "{{{name}=\"{value}\",{labels}");
+                }
+                None => {
+                    let _ = write!(out, "{{{name}=\"{value}\"}}{rest}");
+                }
+            }
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +196,27 @@ mod tests {
         assert!(t.contains("ringside_edge_protocol_closes_total{code=\"1012\"} 1"));
         assert!(t.contains("ringside_edge_protocol_closes_total{code=\"other\"} 1"));
         assert!(t.contains("ringside_edge_connections_open 0"));
+        assert_eq!(m.render_labeled(None), t);
+    }
+
+    #[test]
+    fn process_label_is_on_every_sample_line() {
+        let m = Metrics::new();
+        m.connections_open.fetch_add(2, Relaxed);
+        m.protocol_close(1012);
+        let t = m.render_labeled(Some(3));
+        assert!(
+            t.contains("ringside_edge_connections_open{process=\"3\"} 2\n"),
+            "{t}"
+        );
+        assert!(t.contains("ringside_edge_protocol_closes_total{process=\"3\",code=\"1012\"} 1\n"));
+        assert!(t.contains("# TYPE ringside_edge_connections_open gauge\n"));
+        for line in t.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.contains("{process=\"3\""), "{line}");
+        }
+        assert_eq!(
+            with_label("a{} 1\nb{x=\"y\"} 2\n", "p", "0"),
+            "a{p=\"0\"} 1\nb{p=\"0\",x=\"y\"} 2\n"
+        );
     }
 }

@@ -164,6 +164,7 @@ pub fn start(config: Config, factory: Arc<dyn SessionFactory>) -> anyhow::Result
         factory,
         draining: AtomicBool::new(false),
     });
+    crate::http::spawn_metrics_listener(&shared)?; // --metrics-listen: this process's own port
     tracing::info!(%addr, threads = shared.config.threads, reuse_port = true, tls = shared.tls.is_some(), echo = shared.config.echo, "edge listening");
     let ncpu = std::thread::available_parallelism()
         .map(|n| n.get())

@@ -513,3 +513,179 @@ async fn sockets_still_open_at_the_drain_deadline_get_on_close_and_are_uncounted
         assert_eq!(ws.close_code().await, Some(1012));
     }
 }
+
+/// Two free ports `p` and `p + 1` on 127.0.0.1 (held together while checking, then released).
+fn free_port_pair(avoid: u16) -> u16 {
+    for _ in 0..200 {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = a.local_addr().unwrap().port();
+        if p == u16::MAX || p == avoid || p + 1 == avoid {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no two adjacent free ports");
+}
+
+/// The real `ringside-edge` binary; SIGTERM (the launcher forwards it) and then SIGKILL on drop.
+struct EdgeProcess(std::process::Child);
+
+impl Drop for EdgeProcess {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = ringside_edge::sys::kill(self.0.id(), libc::SIGTERM);
+            for _ in 0..100 {
+                if !matches!(self.0.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// The value of the sample line starting with `series` (`name{labels}`) in a `/metrics` response.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_serve_their_own_labeled_metrics_on_metrics_listen_ports() {
+    let listen_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mport = free_port_pair(listen_port);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ringside-edge"))
+        .args(["--echo", "--processes", "2", "--threads", "1"])
+        .args(["--listen", &format!("127.0.0.1:{listen_port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{mport}")])
+        .args(["--drain-timeout", "2s", "--close-timeout", "1s"])
+        .arg("--web-root")
+        .arg(web_root())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ringside-edge binary starts");
+    let mut edge = EdgeProcess(child);
+    let maddr =
+        |i: u16| -> std::net::SocketAddr { format!("127.0.0.1:{}", mport + i).parse().unwrap() };
+    // Wait on the metrics ports only: a probe of the shared port would be counted by one process.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    for i in 0..2 {
+        loop {
+            if let Ok(mut s) = tokio::net::TcpStream::connect(maddr(i)).await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut out = String::new();
+                if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .await
+                    .is_ok()
+                    && s.read_to_string(&mut out).await.is_ok()
+                    && out.starts_with("HTTP/1.1 200")
+                {
+                    break;
+                }
+            }
+            assert!(
+                matches!(edge.0.try_wait(), Ok(None)),
+                "edge exited before its metrics port {} answered",
+                mport + i
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "metrics port {} never answered",
+                mport + i
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Both worker listeners are up once /healthz answers on the metrics port (bound first, but the
+    // ws port must accept too): connect and round-trip a message so the socket is registered.
+    let url = format!("ws://127.0.0.1:{listen_port}/ws");
+    let mut ws = loop {
+        match tokio_tungstenite::connect_async(&url).await {
+            Ok((ws, _)) => break ws,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "ws connect: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    ws.send(Message::text("counted")).await.unwrap();
+    assert_eq!(next_msg(&mut ws).await, Message::text("counted"));
+
+    let mut open = Vec::new();
+    let mut accepted = Vec::new();
+    for i in 0..2u16 {
+        let r = http_get(maddr(i), "/metrics").await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        let label = format!("{{process=\"{i}\"}}");
+        for line in r.lines().filter(|l| l.starts_with("ringside_edge_")) {
+            assert!(
+                line.contains(&format!("process=\"{i}\"")),
+                "port {}: {line}",
+                mport + i
+            );
+        }
+        open.push(
+            sample(&r, &format!("ringside_edge_connections_open{label}"))
+                .expect("connections_open"),
+        );
+        accepted.push(
+            sample(
+                &r,
+                &format!("ringside_edge_connections_accepted_total{label}"),
+            )
+            .expect("connections_accepted_total"),
+        );
+        assert!(http_get(maddr(i), "/readyz")
+            .await
+            .starts_with("HTTP/1.1 200"));
+        assert!(http_get(maddr(i), "/index.html")
+            .await
+            .starts_with("HTTP/1.1 404"));
+    }
+    let mut sorted = open.clone();
+    sorted.sort_by(f64::total_cmp);
+    assert_eq!(
+        sorted,
+        vec![0.0, 1.0],
+        "connections_open per process: {open:?}"
+    );
+    let holder = open.iter().position(|v| *v == 1.0).unwrap();
+    assert_eq!(accepted[holder], 1.0, "accepted per process: {accepted:?}");
+    assert_eq!(
+        accepted[1 - holder],
+        0.0,
+        "accepted per process: {accepted:?}"
+    );
+
+    // SIGTERM to the launcher drains both processes: the socket gets 1012 and everything exits 0.
+    ringside_edge::sys::kill(edge.0.id(), libc::SIGTERM).unwrap();
+    match next_msg(&mut ws).await {
+        Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 1012),
+        m => panic!("expected close 1012, got {m:?}"),
+    }
+    drop(ws);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(s) = edge.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "edge did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+}
