@@ -40,8 +40,10 @@ local GRACE_MS = 500            -- ringside_protocol::limits::ANSWER_GRACE_MS
 local TOP_N = 10                -- limits::LEADERBOARD_TOP_N
 local RECENT_MAX = 50           -- players[] in room:join:ack
 local JOIN_NAMES = 20           -- players[] in room:player:joined
-local JOIN_EVERY_MS = 1000      -- at most one room:player:joined per room per second
-local PROGRESS_EVERY_MS = 1000  -- at most one game:answer:progress per room per second
+local JOIN_EVERY_MS = 1000      -- at most one room:player:joined per room per second ...
+local JOIN_FRAMES_PER_S = 20000 -- ... and at most ~this many lobby frames per second in a big room
+local PROGRESS_EVERY_MS = 1000  -- at most one game:answer:progress per room per second ...
+local PROGRESS_FRAMES_PER_S = 25000 -- ... and at most ~this many progress frames per second in a big room
 local ANSWER_EVENTS = 2         -- limits::ANSWER_EVENTS_PER_QUESTION
 local VIOLATIONS_KICK = 5       -- limits::VIOLATIONS_BEFORE_KICK
 local MAX_EXTEND_S = 120        -- limits::MAX_EXTEND_SECONDS
@@ -314,6 +316,13 @@ end
 
 -- ───────────────────────────── transitions ─────────────────────────────
 
+-- The interval of a room-wide broadcast that repeats while a room fills or a question runs: `base_ms`
+-- up to `per_s` members, then whole multiples of it, so that one room sends at most about `per_s` of
+-- these frames per second however big it is (a 100K lobby announces every 5 s, its progress every 4 s).
+local function every_ms(base_ms, per_s, members)
+  return base_ms * math.max(1, math.ceil((tonumber(members) or 0) / per_s))
+end
+
 -- Opens question q: ACTIVE, deadline, schedules question_end and progress ticks.
 local function show_question(R, q, now)
   local i = int(q)
@@ -325,14 +334,15 @@ local function show_question(R, q, now)
   if s.s_base and s.s_base ~= '' then base = s.s_base end
   local endsAt = now + tlim
   local gen = redis.call('HINCRBY', R.P, 'gen', 1)
+  local pev = every_ms(PROGRESS_EVERY_MS, PROGRESS_FRAMES_PER_S, redis.call('HGET', R.P, 'np'))
   redis.call('HSET', R.P, 'state', 'ACTIVE', 'cur', i, 'endsAt', int(endsAt), 'qstart', int(now),
-    'tlim', int(tlim), 'paused', '0', 'prem', '0', 'pslot', '0', 'pans', '0',
+    'tlim', int(tlim), 'paused', '0', 'prem', '0', 'pslot', '0', 'pans', '0', 'pev', int(pev),
     'qc', z['c' .. i], 'qno', z['no' .. i], 'qbase', base, 'pgen', int(gen))
   redis.call('DEL', qkey(R, q))
   redis.call('HSET', qkey(R, q), 'n', 0)
   emit(R, 'game:question:show', show_json(R, q, endsAt, tlim, base, s.nq))
   schedule(R, now, 'question_end', q, gen, endsAt + GRACE_MS)
-  schedule(R, now, 'progress', q, gen, now + PROGRESS_EVERY_MS, PROGRESS_EVERY_MS)
+  schedule(R, now, 'progress', q, gen, now + pev, pev)
   touch(R, ROOM_TTL, q)
 end
 
@@ -607,12 +617,13 @@ local function room_join(keys, args)
   redis.call('HINCRBY', R.P, 'pjn', 1)
   if np == 1 then touch(R, ROOM_TTL, -1) end
   local last = tonumber(r.lflush) or 0
-  if now - last >= JOIN_EVERY_MS then
+  local join_every = every_ms(JOIN_EVERY_MS, JOIN_FRAMES_PER_S, np)
+  if now - last >= join_every then
     flush_joins(R, now)
   elseif r.pflush ~= '1' then
     local fgen = redis.call('HINCRBY', R.P, 'fgen', 1)
     redis.call('HSET', R.P, 'pflush', 1)
-    schedule(R, now, 'lobby_flush', 0, fgen, last + JOIN_EVERY_MS)
+    schedule(R, now, 'lobby_flush', 0, fgen, last + join_every)
   end
 
   -- the lobby snapshot is stored pre-encoded: no per-player work here (it was ~150 us per join)
@@ -810,11 +821,12 @@ local function host_resume(keys, args)
   -- a fresh progress ticker (the old one may have been trimmed from the stream during a long pause); the
   -- old one turns stale. Its ticks stay on the question's 1-second grid.
   local qstart = tonumber(redis.call('HGET', R.P, 'qstart'))
-  local tick = qstart + (math.floor((now - qstart) / PROGRESS_EVERY_MS) + 1) * PROGRESS_EVERY_MS
+  local pev = tonumber(redis.call('HGET', R.P, 'pev')) or PROGRESS_EVERY_MS
+  local tick = qstart + (math.floor((now - qstart) / pev) + 1) * pev
   redis.call('HSET', R.P, 'paused', 0, 'prem', 0, 'endsAt', int(endsAt), 'pgen', int(gen))
   emit(R, 'game:resumed', obj({ kv('qIndex', r.cur), kv('endsAt', int(endsAt)) }))
   schedule(R, now, 'question_end', tonumber(r.cur), gen, endsAt + GRACE_MS)
-  schedule(R, now, 'progress', tonumber(r.cur), gen, tick, PROGRESS_EVERY_MS)
+  schedule(R, now, 'progress', tonumber(r.cur), gen, tick, pev)
   return ok_reply('host:resume')
 end
 
@@ -932,8 +944,9 @@ local function timer_fire(keys, args)
     if r.state ~= 'ACTIVE' or cur ~= q or tonumber(r.pgen) ~= gen then
       return not_fired('stale', kv('continue', 'false'))
     end
-    local p = hm(R.P, { 'qstart', 'pslot', 'pans' })
-    local slot = math.floor((now - tonumber(p.qstart) + PROGRESS_EVERY_MS / 2) / PROGRESS_EVERY_MS)
+    local p = hm(R.P, { 'qstart', 'pslot', 'pans', 'pev' })
+    local pev = tonumber(p.pev) or PROGRESS_EVERY_MS
+    local slot = math.floor((now - tonumber(p.qstart) + pev / 2) / pev)
     if slot <= tonumber(p.pslot) then return not_fired('duplicate', kv('continue', 'true')) end
     local n = tonumber(redis.call('HGET', qkey(R, q), 'n')) or 0
     redis.call('HSET', R.P, 'pslot', int(slot), 'pans', int(n))
