@@ -565,6 +565,16 @@ local function quiz_meta(r)
   return obj({ kv('quizId', js(r.quizId)), kv('title', js(r.title)), kv('questionCount', r.nq) })
 end
 
+-- The RoomJoinAck of player pid: players, totalCount, state and seq as they are now.
+local function join_ack(R, r, pid, sess, secret, np)
+  -- the lobby snapshot is stored pre-encoded: no per-player work here (it was ~150 us per join)
+  local items = redis.call('LRANGE', R.P .. ':recent', 0, -1)
+  local seq = redis.call('HGET', R.P, 'seq')
+  return obj({ kv('playerId', js(pid)), kv('gameCode', js(R.code)), kv('sessionToken', js(sess)),
+    kv('answerSecret', js(secret)), kv('players', arr(items)), kv('totalCount', int(np)),
+    kv('quizMeta', quiz_meta(r)), kv('state', js(r.state)), kv('seq', seq) })
+end
+
 -- room_join
 -- KEYS: room, timers
 -- ARGV: playerId, sessionToken, answerSecret (caller's CSPRNG), name, nameKey (the name case-folded by
@@ -572,6 +582,12 @@ end
 --       sessionToken this socket held in the room before, or "")
 -- Reply: RoomJoinAck JSON. Errors: room_not_found, kicked, room_locked, room_full, name_taken, bad_name,
 --        bad_payload. Joins are announced coalesced: at most one room:player:joined per second per room.
+-- Idempotent: a retry of a join that already succeeded (playerId present in the room, its stored
+--        sessionToken equal to the given one, nameKey mapping to that playerId) writes nothing, announces
+--        nothing and returns the RoomJoinAck again (the stored answerSecret; players, totalCount, state and
+--        seq as they are now), whatever the room's state or fill. The edge reuses a socket's ids when it
+--        retries, so a join whose reply was lost (`unavailable`) is safe to repeat. Any mismatch gets the
+--        usual errors (name_taken, or bad_payload for a reused playerId; kicked if that session was kicked).
 local function room_join(keys, args)
   local R = room_of(keys, true)
   local pid = arg_id(args[1], 'playerId', 1, 64)
@@ -588,6 +604,15 @@ local function room_join(keys, args)
   local r = hm(R.P, { 'state', 'np', 's_maxp', 's_late', 'quizId', 'title', 'nq', 'lflush', 'pflush' })
   require_room(r)
   if prior ~= '' and redis.call('HEXISTS', R.P .. ':kicked', 's:' .. prior) == 1 then
+    fail('kicked', 'this session was removed from the room')
+  end
+  -- a retry of this very join (same playerId, sessionToken and name): the same ack, nothing written;
+  -- a retry after this session was kicked: kicked
+  local held = redis.call('HGET', R.P .. ':sess', pid)
+  if held == sess and redis.call('HGET', R.P .. ':names', 'k:' .. nkey) == pid then
+    return join_ack(R, r, pid, sess, redis.call('HGET', R.P .. ':secret', pid), tonumber(r.np))
+  end
+  if not held and redis.call('HGET', R.P .. ':kicked', 's:' .. sess) == pid then
     fail('kicked', 'this session was removed from the room')
   end
   if r.state ~= 'LOBBY' and (r.state == 'ENDED' or r.s_late ~= '1') then
@@ -626,12 +651,7 @@ local function room_join(keys, args)
     schedule(R, now, 'lobby_flush', 0, fgen, last + join_every)
   end
 
-  -- the lobby snapshot is stored pre-encoded: no per-player work here (it was ~150 us per join)
-  local items = redis.call('LRANGE', R.P .. ':recent', 0, -1)
-  local seq = redis.call('HGET', R.P, 'seq')
-  return obj({ kv('playerId', js(pid)), kv('gameCode', js(R.code)), kv('sessionToken', js(sess)),
-    kv('answerSecret', js(secret)), kv('players', arr(items)), kv('totalCount', int(np)),
-    kv('quizMeta', quiz_meta(r)), kv('state', js(r.state)), kv('seq', seq) })
+  return join_ack(R, r, pid, sess, secret, np)
 end
 
 -- room_leave

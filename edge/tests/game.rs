@@ -1046,3 +1046,107 @@ async fn a_replay_too_big_for_the_send_queue_becomes_a_snapshot() {
         0
     );
 }
+
+/// A `room:join` whose FCALL ran in Redis only after the edge gave up on it (the client got
+/// `unavailable`) and that the client then retries on the same socket gets its join's ack, not
+/// `name_taken`: the edge reuses the attempt's ids and `room_join` answers a repeat with the same ack.
+/// Redis holds the call with `CLIENT PAUSE WRITE` until the edge's response timeout
+/// (`ringside_lua::conn::RESPONSE_TIMEOUT`, 10 s) has answered `unavailable`, then lets it run; no step
+/// depends on how long something took (the only sleep polls for the held call to have run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_retried_after_unavailable_gets_its_ack_not_name_taken() {
+    let s = stack(Backend::Standalone).await;
+    let addr = s.edge.local_addr();
+    let mut host = Client::connect(addr, Codec::Json).await;
+    let code = create_room(&mut host).await;
+    // A connection of its own: the stack's is shared with the timer driver, whose writes pause too.
+    let client = redis::Client::open(s._redis.urls()[0].as_str()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let players_key = format!("{}:players", ringside_protocol::keys::room(&code));
+    let players = |mut c: redis::aio::MultiplexedConnection, key: String| async move {
+        redis::cmd("HLEN")
+            .arg(key)
+            .query_async::<usize>(&mut c)
+            .await
+            .unwrap()
+    };
+
+    let _: () = redis::cmd("CLIENT")
+        .arg(&["PAUSE", "60000", "WRITE"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let mut p = Client::connect(addr, Codec::Msgpack).await;
+    let attempt = ClientEvent::RoomJoin(RoomJoin {
+        game_code: code.clone(),
+        player_name: "Blaze99".into(),
+        avatar_id: 3,
+    });
+    match p.request(attempt.clone()).await {
+        ServerEvent::Error(e) => assert_eq!(e.code, ErrorCode::Unavailable, "{e:?}"),
+        other => panic!("a join Redis holds → {other:?}"),
+    }
+    assert_eq!(players(admin.clone(), players_key.clone()).await, 0);
+    let _: () = redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    // The held call now runs: the player is in the room although the client got `unavailable`.
+    let mut polls = 0;
+    while players(admin.clone(), players_key.clone()).await == 0 {
+        polls += 1;
+        assert!(polls < 1000, "the held join never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let ack = match p.request(attempt).await {
+        ServerEvent::RoomJoinAck(a) => a,
+        other => panic!("the retried join → {other:?}"),
+    };
+    assert_eq!(ack.total_count, 1);
+    assert_eq!(players(admin.clone(), players_key.clone()).await, 1);
+    let in_room: Option<String> = redis::cmd("HGET")
+        .arg(&players_key)
+        .arg(&ack.player_id)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        in_room.as_deref(),
+        Some("3:Blaze99"),
+        "the held join's player"
+    );
+    // announced once
+    let log: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(ringside_protocol::keys::room_log(&code))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let joined: u32 = log
+        .into_iter()
+        .filter_map(|(_, f)| {
+            let mut b = f[1].clone().into_bytes();
+            match Envelope::<ServerEvent>::decode(Codec::Json, &mut b)
+                .unwrap()
+                .event
+            {
+                ServerEvent::PlayerJoined(j) => Some(j.joined_count),
+                _ => None,
+            }
+        })
+        .sum();
+    assert_eq!(joined, 1);
+    // The session works: a player action is accepted (not `unauthorized`).
+    match p
+        .request(ClientEvent::RoomLeave(GameRef {
+            game_code: code.clone(),
+        }))
+        .await
+    {
+        ServerEvent::Ok(_) => {}
+        other => panic!("room:leave → {other:?}"),
+    }
+}

@@ -14,7 +14,8 @@ use std::time::Duration;
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a reply may take. The client's default (500 ms) is too short for a big pipelined batch on a
 /// busy server; a timed-out call may still have run (every game function is safe to repeat: a repeated
-/// answer is `already_answered`, a repeated timer fire is `stale`).
+/// answer is `already_answered`, a repeated timer fire is `stale`, a repeated join with the same ids gets
+/// its ack again).
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection to a standalone Redis or to a Redis Cluster. Cloning is cheap and shares the connection.

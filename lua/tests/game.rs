@@ -28,6 +28,7 @@ on_both_backends!(
     the_time_bonus_is_linear_in_the_server_measured_remaining_time,
     progress_is_published_at_most_once_per_second_slot_and_only_on_change,
     the_loader_refuses_other_library_versions,
+    a_repeated_join_with_the_same_ids_returns_the_same_ack_and_changes_nothing,
 );
 
 fn refusal<T: std::fmt::Debug>(r: Result<T, GameError>) -> ErrorCode {
@@ -1436,4 +1437,177 @@ async fn the_loader_refuses_other_library_versions(backend: Backend) {
         ringside_lua::check_version(&mut conn).await,
         Err(ringside_lua::LoadError::VersionMismatch { .. })
     ));
+}
+
+// ───────────────────────────── idempotent join ─────────────────────────────
+
+/// Everything a join writes, to compare before and after a repeated one.
+async fn join_footprint(
+    env: &Env,
+    code: &str,
+) -> (Vec<Option<String>>, usize, usize, usize, usize) {
+    let mut conn = env.conn.clone();
+    let room = keys::room(code);
+    let fields: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(&room)
+        .arg(&["np", "pjn", "seq", "fgen", "pflush", "lflush", "state"])
+        .query_async(&mut conn)
+        .await
+        .expect("HMGET");
+    let len = |cmd: &str, suffix: &str| redis::cmd(cmd).arg(format!("{room}{suffix}")).clone();
+    let players: usize = len("HLEN", ":players")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let names: usize = len("HLEN", ":names").query_async(&mut conn).await.unwrap();
+    let recent: usize = len("LLEN", ":recent").query_async(&mut conn).await.unwrap();
+    let timers = timers(env, code).await.len();
+    (fields, players, names, recent, timers)
+}
+
+/// A join whose reply was lost (the edge answered `unavailable`) is retried by the edge with the same
+/// playerId, sessionToken and answerSecret: the retry gets the same ack, and nothing is written, counted
+/// or announced twice. Any mismatch keeps the usual errors.
+async fn a_repeated_join_with_the_same_ids_returns_the_same_ack_and_changes_nothing(
+    backend: Backend,
+) {
+    use ringside_lua::game::random_hex;
+    use ringside_protocol::events::{PlayerJoined, RoomState};
+    let env = env(backend).await;
+    let q = quiz(&unique("rejoin"), 1, 60_000);
+    let created = room(&env, &q, &settings()).await;
+    let (code, host) = (created.game_code.clone(), created.host_token.clone());
+    let (pid, sess, secret) = (random_hex(8), random_hex(32), random_hex(32));
+    let first = env
+        .game
+        .room_join(&code, &pid, &sess, &secret, "Blaze99", 3, None)
+        .await
+        .expect("first join");
+    assert_eq!(first.total_count, 1);
+    let before = join_footprint(&env, &code).await;
+    let raw_log = |events: Vec<(u64, String, ServerEvent)>| -> Vec<String> {
+        events.into_iter().map(|(_, raw, _)| raw).collect()
+    };
+    let log_before = raw_log(log(&env, &code).await);
+    for _ in 0..3 {
+        let again = env
+            .game
+            .room_join(&code, &pid, &sess, &secret, "Blaze99", 3, None)
+            .await
+            .expect("a repeated join is acknowledged");
+        assert_eq!(again, first, "the same ack");
+    }
+    assert_eq!(join_footprint(&env, &code).await, before, "nothing written");
+    assert_eq!(
+        raw_log(log(&env, &code).await),
+        log_before,
+        "nothing published"
+    );
+
+    // mismatches keep the usual errors
+    assert_eq!(
+        refusal(
+            env.game
+                .room_join(&code, &pid, &random_hex(32), &secret, "Blaze99", 3, None)
+                .await
+        ),
+        ErrorCode::NameTaken,
+        "another session token with the same playerId and name"
+    );
+    assert_eq!(
+        refusal(
+            env.game
+                .room_join(&code, &pid, &random_hex(32), &secret, "Other", 3, None)
+                .await
+        ),
+        ErrorCode::BadPayload,
+        "another session token with the same playerId"
+    );
+    assert_eq!(
+        refusal(
+            env.game
+                .room_join(&code, &pid, &sess, &secret, "Someone else", 3, None)
+                .await
+        ),
+        ErrorCode::BadPayload,
+        "the same ids with another name"
+    );
+    assert_eq!(
+        refusal(
+            env.game
+                .room_join(
+                    &code,
+                    &random_hex(8),
+                    &random_hex(32),
+                    &random_hex(32),
+                    "BLAZE99",
+                    0,
+                    None
+                )
+                .await
+        ),
+        ErrorCode::NameTaken,
+        "another player with the same name"
+    );
+    assert_eq!(
+        join_footprint(&env, &code).await,
+        before,
+        "refusals write nothing"
+    );
+
+    // exactly one announcement of Blaze99: a second player joins, the pending batch is flushed
+    let other = env.game.join(&code, "Ada", 1, None).await.unwrap();
+    assert_eq!(other.total_count, 2);
+    if let Some(flush) = timers(&env, &code)
+        .await
+        .into_iter()
+        .rfind(|t| t.kind == TimerKind::LobbyFlush)
+    {
+        fire(&env, &flush).await;
+    }
+    let joined: Vec<PlayerJoined> = log(&env, &code)
+        .await
+        .into_iter()
+        .filter_map(|(_, _, e)| match e {
+            ServerEvent::PlayerJoined(j) => Some(j),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(joined.iter().map(|j| j.joined_count).sum::<u32>(), 2);
+    assert_eq!(
+        joined
+            .iter()
+            .flat_map(|j| &j.players)
+            .filter(|p| p.id == pid)
+            .count(),
+        1,
+        "Blaze99 announced once: {joined:?}"
+    );
+    assert_eq!(joined.last().unwrap().total_count, 2);
+
+    // a retry after the start (late join off) is still acknowledged, as the room is now
+    env.game.start(&code, &host).await.expect("start");
+    let late = env
+        .game
+        .room_join(&code, &pid, &sess, &secret, "Blaze99", 3, None)
+        .await
+        .expect("a repeated join after the start");
+    assert_eq!(
+        (&late.player_id, &late.session_token, &late.answer_secret),
+        (&first.player_id, &first.session_token, &first.answer_secret)
+    );
+    assert_eq!(late.total_count, 2);
+    assert_ne!(late.state, RoomState::Lobby);
+    assert!(late.seq > first.seq);
+
+    // a retry after a kick is `kicked`
+    env.game.kick(&code, &host, &pid).await.expect("kick");
+    assert_eq!(
+        refusal(
+            env.game
+                .room_join(&code, &pid, &sess, &secret, "Blaze99", 3, None)
+                .await
+        ),
+        ErrorCode::Kicked
+    );
 }

@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `ping` | — | none: `pong` at once |
 //! | `room:create` | no session yet | `Game::create_room` → `room_create` |
-//! | `room:join` | no session yet | `Game::join` → `room_join` |
+//! | `room:join` | no session yet | `Game::room_join` → `room_join` (a retry reuses the ids: [`JoinIds`]) |
 //! | `reconnect:attempt` | no session yet | `Game::reconnect` → `reconnect` |
 //! | `room:leave` | player of that room | `Game::leave` → `room_leave` |
 //! | `game:answer:submit` | player of that room, HMAC | `Game::answer_submit` → `answer_submit` |
@@ -45,10 +45,49 @@ enum Role {
     },
 }
 
+/// The ids of this socket's last `room:join` attempt that got no ack. A retry to the same room with the
+/// same name reuses them: a join answered `unavailable` may still have run in Redis, and `room_join` with
+/// the same ids answers its ack again instead of `name_taken`.
+struct JoinIds {
+    code: String,
+    /// The name as `room_join` compares it (trimmed, Unicode lower case).
+    name_key: String,
+    player_id: String,
+    session_token: String,
+    answer_secret: String,
+}
+
+impl JoinIds {
+    /// The ids for a join to `code` as `name`: the last attempt's when it was to the same room with the
+    /// same name, else fresh ones (which become the last attempt's).
+    fn for_attempt(last: &mut Option<JoinIds>, code: &str, name: &str) -> (String, String, String) {
+        let name_key = name.trim().to_lowercase();
+        let reuse = matches!(last, Some(l) if l.code == code && l.name_key == name_key);
+        if !reuse {
+            use ringside_lua::game::random_hex;
+            *last = Some(JoinIds {
+                code: code.to_string(),
+                name_key,
+                player_id: random_hex(8),
+                session_token: random_hex(32),
+                answer_secret: random_hex(32),
+            });
+        }
+        let l = last.as_ref().expect("set above");
+        (
+            l.player_id.clone(),
+            l.session_token.clone(),
+            l.answer_secret.clone(),
+        )
+    }
+}
+
 struct State {
     conn: ConnHandle,
     codec: Codec,
     role: Role,
+    /// See [`JoinIds`]; cleared by the ack.
+    last_join: Option<JoinIds>,
     /// Token bucket of client events (limits::EVENTS_PER_SECOND, burst limits::EVENTS_BURST).
     tokens: f32,
     refilled: Instant,
@@ -86,6 +125,7 @@ impl GameSession {
             conn: conn.clone(),
             codec,
             role: Role::None,
+            last_join: None,
             tokens: limits::EVENTS_BURST as f32,
             refilled: Instant::now(),
             strikes: 0,
@@ -186,24 +226,41 @@ impl GameSession {
                 if !self.begin_session(&conn, codec, rid, name) {
                     return;
                 }
+                // A retry (same room, same name) after a reply-less attempt reuses its ids.
+                let (player_id, session, secret) = JoinIds::for_attempt(
+                    &mut self.st.borrow_mut().last_join,
+                    &j.game_code,
+                    &j.player_name,
+                );
                 let (rooms, st) = (self.rooms.clone(), self.st.clone());
                 monoio::spawn(async move {
                     let res = rooms
                         .hub
                         .call(move |game, _| async move {
-                            game.join(&j.game_code, &j.player_name, j.avatar_id, None)
-                                .await
+                            game.room_join(
+                                &j.game_code,
+                                &player_id,
+                                &session,
+                                &secret,
+                                &j.player_name,
+                                j.avatar_id,
+                                None,
+                            )
+                            .await
                         })
                         .await;
                     match res {
                         Ok(Ok(ack)) => {
                             let code: Arc<str> = ack.game_code.as_str().into();
                             let id: Rc<str> = ack.player_id.as_str().into();
-                            st.borrow_mut().role = Role::Player {
+                            let mut s = st.borrow_mut();
+                            s.last_join = None;
+                            s.role = Role::Player {
                                 code: code.clone(),
                                 id: id.clone(),
                                 secret: ack.answer_secret.as_str().into(),
                             };
+                            drop(s);
                             let seq = ack.seq;
                             reply(&conn, ServerEvent::RoomJoinAck(ack));
                             rooms.add_member(&code, &conn, codec, Some(id), seq);
