@@ -57,7 +57,7 @@ pub fn probe(shared: &ServerShared, path: &str) -> Option<Vec<u8>> {
     })
 }
 
-/// How long the metrics listener waits for one request head or one write.
+/// How long the metrics listener waits for one request head (in all) or one write.
 const METRICS_IO_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Binds `--metrics-listen` (moved up by the process index) and serves [`probe`] there from a
@@ -113,7 +113,12 @@ fn serve_metrics_conn(shared: &ServerShared, mut stream: TcpStream) -> std::io::
     stream.set_write_timeout(Some(METRICS_IO_TIMEOUT))?;
     let mut head = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
+    // One deadline for the whole head, so a client trickling bytes cannot hold the thread.
+    let deadline = std::time::Instant::now() + METRICS_IO_TIMEOUT;
     let resp = loop {
+        if std::time::Instant::now() > deadline {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
         let n = stream.read(&mut chunk)?;
         if n == 0 {
             return Ok(());
