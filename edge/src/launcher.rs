@@ -1,5 +1,5 @@
-//! `--processes N`: runs N copies of this binary on the same port (SO_REUSEPORT) and forwards
-//! SIGTERM/SIGINT to them. The per-process fd limit (20000 here, not raisable) caps one process
+//! `--processes N`: runs N copies of this binary on the same port (SO_REUSEPORT), restarts one
+//! that dies (with back-off when it keeps dying young) and forwards SIGTERM/SIGINT to them. The per-process fd limit (20000 here, not raisable) caps one process
 //! near 20K sockets, so 100K sockets need about six processes.
 //!
 //! Child `i` gets `RINGSIDE_EDGE_CHILD_INDEX=i`: the `process="i"` label on its metrics, and with
@@ -7,8 +7,10 @@
 //! one random child, so per-process counters could not be summed from it).
 
 use std::ffi::OsString;
-use std::process::{Command, ExitCode};
-use std::sync::Arc;
+use std::process::{Child, Command, ExitCode};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::sys;
 
@@ -34,43 +36,129 @@ pub fn child_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     out
 }
 
-/// Spawns `n` children with the same arguments and waits for all of them.
+/// A child that ends before it ran this long counts as a crash loop: the next start waits longer.
+const QUICK_EXIT: Duration = Duration::from_secs(5);
+/// How often the launcher looks for exited children.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Spawns `n` children with the same arguments and supervises them: a child that exits while no
+/// SIGTERM/SIGINT was received is started again with the same index (its sockets' clients reconnect
+/// to the other processes meanwhile; the restarted one takes its share of new connections again).
+/// After a signal it waits for every child and exits with success only if all of them did.
 pub fn run(n: usize) -> anyhow::Result<ExitCode> {
     let signals = sys::TermSignals::block()?;
     let exe = std::env::current_exe()?;
     let args = child_args(std::env::args_os().skip(1));
-    let mut children = Vec::with_capacity(n);
-    for i in 0..n {
+    let spawn = |i: usize| -> std::io::Result<Child> {
         let child = Command::new(&exe)
             .args(&args)
             .env("RINGSIDE_EDGE_PROCESSES", "1")
             .env("RINGSIDE_EDGE_CHILD_INDEX", i.to_string())
             .spawn()?;
         tracing::info!(child = i, pid = child.id(), "started edge process");
-        children.push(child);
+        Ok(child)
+    };
+    // pids[i] is child i's current pid (0 while it is being restarted), for the signal thread.
+    let pids: Arc<Mutex<Vec<u32>>> = Arc::new(Mutex::new(vec![0; n]));
+    let stopping: Arc<(AtomicBool, AtomicI32)> =
+        Arc::new((AtomicBool::new(false), AtomicI32::new(0)));
+    let mut children = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = spawn(i)?;
+        pids.lock().expect("not poisoned")[i] = c.id();
+        children.push(Slot {
+            child: Some(c),
+            started: Instant::now(),
+            backoff: Duration::ZERO,
+            restart_at: None,
+            ok: true,
+        });
     }
-    let pids: Arc<Vec<u32>> = Arc::new(children.iter().map(|c| c.id()).collect());
-    let fwd = pids.clone();
+    let (fwd, stop) = (pids.clone(), stopping.clone());
     std::thread::Builder::new()
         .name("edge-signals".into())
         .spawn(move || loop {
             let sig = signals.wait();
+            stop.1.store(sig, Ordering::SeqCst);
+            stop.0.store(true, Ordering::SeqCst);
             tracing::info!(signal = sig, "forwarding signal to edge processes");
-            for pid in fwd.iter() {
+            for pid in fwd
+                .lock()
+                .expect("not poisoned")
+                .iter()
+                .filter(|p| **p != 0)
+            {
                 let _ = sys::kill(*pid, sig);
             }
         })?;
-    let mut ok = true;
-    for (i, mut c) in children.into_iter().enumerate() {
-        let status = c.wait()?;
-        tracing::info!(child = i, %status, "edge process exited");
-        ok &= status.success();
+
+    loop {
+        let stopping_now = stopping.0.load(Ordering::SeqCst);
+        let mut running = 0;
+        for (i, slot) in children.iter_mut().enumerate() {
+            let Some(c) = slot.child.as_mut() else {
+                running += usize::from(slot.restart_at.is_some());
+                continue;
+            };
+            let Some(status) = c.try_wait()? else {
+                running += 1;
+                continue;
+            };
+            slot.child = None;
+            pids.lock().expect("not poisoned")[i] = 0;
+            if stopping_now || stopping.0.load(Ordering::SeqCst) {
+                tracing::info!(child = i, %status, "edge process exited");
+                slot.ok &= status.success();
+                continue;
+            }
+            // Unexpected: restart it, waiting longer each time it dies young (1 s, 2 s, … 30 s).
+            slot.backoff = if slot.started.elapsed() < QUICK_EXIT {
+                (slot.backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
+            } else {
+                Duration::ZERO
+            };
+            tracing::error!(child = i, %status, restart_in = ?slot.backoff, "edge process died; restarting it");
+            slot.restart_at = Some(Instant::now() + slot.backoff);
+            running += 1;
+        }
+        // Restarts that are due (none once a signal arrived).
+        for (i, slot) in children.iter_mut().enumerate() {
+            let due = slot.restart_at.is_some_and(|t| Instant::now() >= t);
+            if slot.restart_at.is_some() && stopping.0.load(Ordering::SeqCst) {
+                slot.restart_at = None;
+                running -= 1;
+            } else if due {
+                slot.restart_at = None;
+                let c = spawn(i)?;
+                pids.lock().expect("not poisoned")[i] = c.id();
+                // A signal that arrived while it started was not forwarded to it.
+                if stopping.0.load(Ordering::SeqCst) {
+                    let _ = sys::kill(c.id(), stopping.1.load(Ordering::SeqCst));
+                }
+                slot.child = Some(c);
+                slot.started = Instant::now();
+            }
+        }
+        if running == 0 {
+            break;
+        }
+        std::thread::sleep(POLL);
     }
-    Ok(if ok {
+    Ok(if children.iter().all(|s| s.ok) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// One supervised child.
+struct Slot {
+    child: Option<Child>,
+    started: Instant,
+    backoff: Duration,
+    restart_at: Option<Instant>,
+    /// Every exit after the stop signal was a success.
+    ok: bool,
 }
 
 #[cfg(test)]

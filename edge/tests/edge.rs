@@ -557,14 +557,40 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn processes_serve_their_own_labeled_metrics_on_metrics_listen_ports() {
-    let listen_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mport = free_port_pair(listen_port);
+/// Waits until `GET /healthz` on `addr` answers 200, while the edge launcher is still running.
+async fn wait_healthz(
+    edge: &mut EdgeProcess,
+    addr: std::net::SocketAddr,
+    deadline: std::time::Instant,
+) {
+    loop {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut out = String::new();
+            if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .is_ok()
+                && s.read_to_string(&mut out).await.is_ok()
+                && out.starts_with("HTTP/1.1 200")
+            {
+                return;
+            }
+        }
+        assert!(
+            matches!(edge.0.try_wait(), Ok(None)),
+            "edge exited before {addr} answered"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{addr} never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `ringside-edge --echo --processes 2` on a free port, with `--metrics-listen` on the two ports
+/// after `mport`.
+fn start_two_processes(listen_port: u16, mport: u16) -> EdgeProcess {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_ringside-edge"))
         .args(["--echo", "--processes", "2", "--threads", "1"])
         .args(["--listen", &format!("127.0.0.1:{listen_port}")])
@@ -576,37 +602,94 @@ async fn processes_serve_their_own_labeled_metrics_on_metrics_listen_ports() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("ringside-edge binary starts");
-    let mut edge = EdgeProcess(child);
+    EdgeProcess(child)
+}
+
+/// The pids of a process's children.
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_launcher_restarts_a_process_that_dies() {
+    let listen_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mport = free_port_pair(listen_port);
+    let mut edge = start_two_processes(listen_port, mport);
+    let maddr =
+        |i: u16| -> std::net::SocketAddr { format!("127.0.0.1:{}", mport + i).parse().unwrap() };
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    for i in 0..2 {
+        wait_healthz(&mut edge, maddr(i), deadline).await;
+    }
+    let before = children_of(edge.0.id());
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    // SIGKILL one process: the launcher starts a new one in its place (same index, same metrics port).
+    ringside_edge::sys::kill(before[0], libc::SIGKILL).unwrap();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let after = loop {
+        let now = children_of(edge.0.id());
+        if now.len() == 2 && !now.contains(&before[0]) {
+            break now;
+        }
+        assert!(
+            matches!(edge.0.try_wait(), Ok(None)),
+            "the launcher exited when a child died"
+        );
+        assert!(std::time::Instant::now() < deadline, "no restart: {now:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(after.contains(&before[1]), "the other process kept running");
+    for i in 0..2 {
+        wait_healthz(&mut edge, maddr(i), deadline).await;
+    }
+    let url = format!("ws://127.0.0.1:{listen_port}/ws");
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("connect");
+    ws.send(Message::text("after restart")).await.unwrap();
+    assert_eq!(next_msg(&mut ws).await, Message::text("after restart"));
+    drop(ws);
+
+    // A stop signal is not a crash: every process exits and none is restarted; exit status 0.
+    ringside_edge::sys::kill(edge.0.id(), libc::SIGTERM).unwrap();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(s) = edge.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "edge did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_serve_their_own_labeled_metrics_on_metrics_listen_ports() {
+    let listen_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mport = free_port_pair(listen_port);
+    let mut edge = start_two_processes(listen_port, mport);
     let maddr =
         |i: u16| -> std::net::SocketAddr { format!("127.0.0.1:{}", mport + i).parse().unwrap() };
     // Wait on the metrics ports only: a probe of the shared port would be counted by one process.
     let deadline = std::time::Instant::now() + TIMEOUT;
     for i in 0..2 {
-        loop {
-            if let Ok(mut s) = tokio::net::TcpStream::connect(maddr(i)).await {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let mut out = String::new();
-                if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-                    .await
-                    .is_ok()
-                    && s.read_to_string(&mut out).await.is_ok()
-                    && out.starts_with("HTTP/1.1 200")
-                {
-                    break;
-                }
-            }
-            assert!(
-                matches!(edge.0.try_wait(), Ok(None)),
-                "edge exited before its metrics port {} answered",
-                mport + i
-            );
-            assert!(
-                std::time::Instant::now() < deadline,
-                "metrics port {} never answered",
-                mport + i
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_healthz(&mut edge, maddr(i), deadline).await;
     }
     // Both worker listeners are up once /healthz answers on the metrics port (bound first, but the
     // ws port must accept too): connect and round-trip a message so the socket is registered.
