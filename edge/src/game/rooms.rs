@@ -87,6 +87,15 @@ impl Rooms {
     }
 
     /// Adds a socket to a room; it has seen every event up to `last_seq`.
+    /// The room code as this worker's room map already holds it, so that every member's session
+    /// shares one allocation (a fresh one when the room has no member here yet).
+    pub fn intern(&self, code: &str) -> Arc<str> {
+        match self.rooms.borrow().get_key_value(code) {
+            Some((k, _)) => k.clone(),
+            None => code.into(),
+        }
+    }
+
     pub fn add_member(
         self: &Rc<Self>,
         code: &Arc<str>,

@@ -60,18 +60,22 @@ struct JoinIds {
 impl JoinIds {
     /// The ids for a join to `code` as `name`: the last attempt's when it was to the same room with the
     /// same name, else fresh ones (which become the last attempt's).
-    fn for_attempt(last: &mut Option<JoinIds>, code: &str, name: &str) -> (String, String, String) {
+    fn for_attempt(
+        last: &mut Option<Box<JoinIds>>,
+        code: &str,
+        name: &str,
+    ) -> (String, String, String) {
         let name_key = name.trim().to_lowercase();
         let reuse = matches!(last, Some(l) if l.code == code && l.name_key == name_key);
         if !reuse {
             use ringside_lua::game::random_hex;
-            *last = Some(JoinIds {
+            *last = Some(Box::new(JoinIds {
                 code: code.to_string(),
                 name_key,
                 player_id: random_hex(8),
                 session_token: random_hex(32),
                 answer_secret: random_hex(32),
-            });
+            }));
         }
         let l = last.as_ref().expect("set above");
         (
@@ -86,8 +90,8 @@ struct State {
     conn: ConnHandle,
     codec: Codec,
     role: Role,
-    /// See [`JoinIds`]; cleared by the ack.
-    last_join: Option<JoinIds>,
+    /// See [`JoinIds`]; cleared by the ack. Boxed: every socket has a `State`, few have this.
+    last_join: Option<Box<JoinIds>>,
     /// Token bucket of client events (limits::EVENTS_PER_SECOND, burst limits::EVENTS_BURST).
     tokens: f32,
     refilled: Instant,
@@ -205,7 +209,7 @@ impl GameSession {
                         .await;
                     match res {
                         Ok(Ok(created)) => {
-                            let code: Arc<str> = created.game_code.as_str().into();
+                            let code = rooms.intern(&created.game_code);
                             st.borrow_mut().role = Role::Host {
                                 code: code.clone(),
                                 token: created.host_token.as_str().into(),
@@ -251,7 +255,7 @@ impl GameSession {
                         .await;
                     match res {
                         Ok(Ok(ack)) => {
-                            let code: Arc<str> = ack.game_code.as_str().into();
+                            let code = rooms.intern(&ack.game_code);
                             let id: Rc<str> = ack.player_id.as_str().into();
                             let mut s = st.borrow_mut();
                             s.last_join = None;
@@ -280,7 +284,7 @@ impl GameSession {
                 }
                 let (rooms, st) = (self.rooms.clone(), self.st.clone());
                 monoio::spawn(async move {
-                    let code: Arc<str> = r.game_code.as_str().into();
+                    let code = rooms.intern(&r.game_code);
                     let token: Rc<str> = r.session_token.as_str().into();
                     let res = rooms
                         .hub
@@ -608,5 +612,19 @@ impl Session for GameSession {
             }
             Role::None | Role::Pending => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every socket holds one `State` (perf/edge.md: ≤ 1 KiB per idle socket); what only some
+    /// sockets need is boxed. This catches a field that silently adds a hundred bytes to all of them.
+    #[test]
+    fn session_state_stays_small() {
+        let size = std::mem::size_of::<State>();
+        assert!(size <= 112, "State is {size} B");
+        assert_eq!(std::mem::size_of::<Option<Box<JoinIds>>>(), 8);
     }
 }
