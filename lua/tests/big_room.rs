@@ -21,8 +21,15 @@ async fn broadcast_intervals_grow_with_the_room() {
     // A small room ticks progress every second.
     let small = room(&env, &quiz(&unique("small"), 1, 60_000), &settings()).await;
     join_n(&env, &small.game_code, 3).await;
-    env.game.start(&small.game_code, &small.host_token).await.unwrap();
-    assert!(fire_latest(&env, &small.game_code, TimerKind::CountdownEnd).await.fired);
+    env.game
+        .start(&small.game_code, &small.host_token)
+        .await
+        .unwrap();
+    assert!(
+        fire_latest(&env, &small.game_code, TimerKind::CountdownEnd)
+            .await
+            .fired
+    );
     let tick = latest_timer(&env, &small.game_code, TimerKind::Progress).await;
     assert_eq!(tick.every, Some(1000));
 
@@ -48,17 +55,33 @@ async fn broadcast_intervals_grow_with_the_room() {
     // scheduled 2 s after the last one, not 1 s.
     let flush = latest_timer(&env, &code, TimerKind::LobbyFlush).await;
     fire(&env, &flush).await;
-    let last: u64 = hget(&env, &code, "", "lflush").await.unwrap().parse().unwrap();
+    let last: u64 = hget(&env, &code, "", "lflush")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
     env.game.join(&code, "one more", 0, None).await.unwrap();
     let next = latest_timer(&env, &code, TimerKind::LobbyFlush).await;
     assert!(next.gen > flush.gen, "a new flush was scheduled");
-    assert_eq!(next.due, last + 2000, "⌈25,002 / 20,000⌉ s after the last announcement");
+    assert_eq!(
+        next.due,
+        last + 2000,
+        "⌈25,002 / 20,000⌉ s after the last announcement"
+    );
 
     // The question's progress ticks every ⌈25,002 / 25,000⌉ = 2 s.
     env.game.start(&code, &host).await.unwrap();
-    assert!(fire_latest(&env, &code, TimerKind::CountdownEnd).await.fired);
+    assert!(
+        fire_latest(&env, &code, TimerKind::CountdownEnd)
+            .await
+            .fired
+    );
     let tick = latest_timer(&env, &code, TimerKind::Progress).await;
     assert_eq!(tick.every, Some(2000));
-    let qstart: u64 = hget(&env, &code, "", "qstart").await.unwrap().parse().unwrap();
+    let qstart: u64 = hget(&env, &code, "", "qstart")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(tick.due, qstart + 2000);
 }
