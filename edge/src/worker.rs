@@ -185,6 +185,14 @@ impl Worker {
         let open = self.open_count();
         let peak = self.peak_open.get().max(open);
         if peak >= MASS_DISCONNECT_MIN && open <= peak / 2 {
+            if open == 0 {
+                // Nothing left: give back the buffers sized for the peak too (the registry's slab
+                // and free list, the scratch buffer), so an emptied worker is back at its start.
+                let mut r = self.registry.borrow_mut();
+                r.slots = Vec::new();
+                r.free = Vec::new();
+                *self.scratch.borrow_mut() = Vec::new();
+            }
             crate::sys::allocator_collect();
             self.peak_open.set(open);
         } else {
