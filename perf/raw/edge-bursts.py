@@ -13,14 +13,15 @@ T = [float(r['t']) for r in rows]
 E = [float(r['edge_cpu_s']) for r in rows]
 L = [float(r['loadgen_cpu_s']) for r in rows]
 idle_since, bursts = None, []
-for i in range(1, len(T)):
-    rate = (E[i] - E[i - 1]) / (T[i] - T[i - 1])
+W = 5  # the rate is taken over 5 samples (100 ms): the once-a-second sweep of 7 processes is not a burst
+for i in range(W, len(T)):
+    rate = (E[i] - E[i - W]) / (T[i] - T[i - W])
     if rate < 0.05:
         if idle_since is None:
             idle_since = T[i - 1]
     else:
         if idle_since is not None and T[i - 1] - idle_since >= 1.5:
-            bursts.append(i - 1)
+            bursts.append(i - W)
         idle_since = None
 
 
