@@ -10,10 +10,18 @@
 //! schedule is still current (a skipped question, an ended game or an early reveal make it stale).
 //! `every` marks a periodic schedule (`progress`): the engine re-arms it in memory until the function
 //! says stop, and only then acknowledges the entry.
+//!
+//! The kind names are `ringside_lua::TimerKind`'s. The entry itself is not parsed with
+//! `ringside_lua::TimerEntry`, on purpose: that parser is strict (known kinds, numeric `q` and `gen`),
+//! while the engine passes `kind`, `q` and `gen` through untouched so the fire function stays the one
+//! judge of them (it refuses a malformed schedule with `bad_timer`, which the engine dead-letters), and
+//! refuses only what it needs itself: a `room` that could break the key, a missing or bad `due`, a bad
+//! `every`.
 
 use std::fmt;
 
 use redis::Value;
+use ringside_lua::TimerKind;
 
 /// The partition of a stream, `0..PARTITIONS`.
 pub type Partition = u32;
@@ -44,41 +52,25 @@ impl fmt::Display for EntryId {
     }
 }
 
-/// What a schedule drives. Unknown kinds are still fired (the function decides); the engine only
-/// needs to know which kinds are periodic, and that comes from the `every` field.
+/// What a schedule drives: one of the kinds the library writes ([`TimerKind`], the names live in
+/// `ringside_lua`), or one this engine does not know by name. Unknown kinds are still fired, as is
+/// (the function decides, and refuses a malformed one with `bad_timer`); the engine only needs to know
+/// which schedules are periodic, and that comes from the `every` field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
-    CountdownEnd,
-    QuestionEnd,
-    Progress,
-    NextQuestion,
-    LobbyFlush,
-    Cleanup,
+    Known(TimerKind),
     /// A kind this engine does not know by name; passed through as is.
     Other(String),
 }
 
 impl Kind {
     pub fn parse(s: &str) -> Kind {
-        match s {
-            "countdown_end" => Kind::CountdownEnd,
-            "question_end" => Kind::QuestionEnd,
-            "progress" => Kind::Progress,
-            "next_question" => Kind::NextQuestion,
-            "lobby_flush" => Kind::LobbyFlush,
-            "cleanup" => Kind::Cleanup,
-            other => Kind::Other(other.to_owned()),
-        }
+        TimerKind::parse(s).map_or_else(|| Kind::Other(s.to_owned()), Kind::Known)
     }
 
     pub fn as_str(&self) -> &str {
         match self {
-            Kind::CountdownEnd => "countdown_end",
-            Kind::QuestionEnd => "question_end",
-            Kind::Progress => "progress",
-            Kind::NextQuestion => "next_question",
-            Kind::LobbyFlush => "lobby_flush",
-            Kind::Cleanup => "cleanup",
+            Kind::Known(k) => k.as_str(),
             Kind::Other(s) => s,
         }
     }
@@ -304,10 +296,18 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(s.kind, Kind::Progress);
+        assert_eq!(s.kind, Kind::Known(TimerKind::Progress));
         assert_eq!(s.due_ms, 1732412345678);
         assert_eq!(s.every_ms, Some(1000));
         assert!(s.is_periodic());
+    }
+
+    #[test]
+    fn the_library_kinds_are_known_by_name() {
+        for k in TimerKind::ALL {
+            assert_eq!(Kind::parse(k.as_str()), Kind::Known(k));
+            assert_eq!(Kind::parse(k.as_str()).as_str(), k.as_str());
+        }
     }
 
     #[test]

@@ -582,12 +582,13 @@ async fn fire_and_ack(shared: &Shared, job: &Job) -> Outcome {
 mod tests {
     use super::*;
     use crate::schedule::Kind;
+    use ringside_lua::TimerKind;
 
     fn progress(due: i64) -> Schedule {
         Schedule {
             id: EntryId { ms: 1, seq: 0 },
             room: "AB".into(),
-            kind: Kind::Progress,
+            kind: Kind::Known(TimerKind::Progress),
             q: "0".into(),
             gen: "1".into(),
             due_ms: due,
