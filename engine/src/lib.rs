@@ -17,8 +17,9 @@
 //!
 //! # Layout
 //! - [`config`]: flags and env (`RINGSIDE_ENGINE_*`), validation.
-//! - [`redis_conn`]: one connection type for standalone and cluster, error classes, backoff.
-//! - [`schedule`]: a timer-stream entry and the stream reply decoders.
+//! - [`redis_conn`]: the engine's connections (`ringside_lua::Redis` with the engine's timeouts, plus
+//!   the readers'), a bound on every request, error classes, backoff.
+//! - [`schedule`]: a timer-stream entry (kinds by `ringside_lua::TimerKind`) and the stream reply decoders.
 //! - [`lease`]: partition leases, membership, fair rebalancing, graceful release.
 //! - [`reader`]: one task per owned partition: group, takeover claims, blocking reads, orphan sweep.
 //! - [`scheduler`]: the in-memory heap, fire dispatch, retries, periodic re-arming.

@@ -10,16 +10,22 @@
 //!
 //! Every command the engine sends names keys of one hash slot (the stream and the room share `{pNN}`),
 //! so the same code runs on both deployments.
+//!
+//! The standalone-or-cluster connection itself is `ringside_lua::Redis` (the same type the loader and
+//! `Game` take); this module adds what is the engine's own: its timeouts and retry settings, the
+//! reader connection, the engine-side bound on every request, error classes and backoff.
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
 use redis::cluster::ClusterClient;
-use redis::cluster_async::ClusterConnection;
 use redis::{
     AsyncConnectionConfig, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind,
     Value,
 };
+use ringside_lua::Redis;
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -57,18 +63,20 @@ impl RedisTarget {
         matches!(self, RedisTarget::Cluster(_))
     }
 
-    fn cluster_client(
+    /// A fresh cluster client and its connection (for commands and for readers alike).
+    async fn cluster_conn(
         urls: &[String],
         response_timeout: Duration,
-    ) -> Result<ClusterClient, RedisError> {
-        ClusterClient::builder(urls.to_vec())
+    ) -> Result<Redis, RedisError> {
+        let client = ClusterClient::builder(urls.to_vec())
             .connection_timeout(CONNECT_TIMEOUT)
             .response_timeout(response_timeout)
             // Few, quick internal retries (redirects, a reconnect); the engine's own backoff does the rest.
             .retries(3)
             .min_retry_wait(10)
             .max_retry_wait(200)
-            .build()
+            .build()?;
+        Ok(Redis::Cluster(client.get_async_connection().await?))
     }
 
     /// The shared, self-reconnecting connection for non-blocking commands. Fails if Redis cannot be
@@ -83,13 +91,12 @@ impl RedisTarget {
                         .set_number_of_retries(2)
                         .set_min_delay(Duration::from_millis(20))
                         .set_max_delay(Duration::from_millis(500));
-                    Ok(Inner::Single(
+                    Ok(Inner::Lua(Redis::Single(
                         ConnectionManager::new_with_config(client.clone(), config).await?,
-                    ))
+                    )))
                 }
                 RedisTarget::Cluster(urls) => {
-                    let client = Self::cluster_client(urls, COMMAND_TIMEOUT)?;
-                    Ok(Inner::Cluster(client.get_async_connection().await?))
+                    Ok(Inner::Lua(Self::cluster_conn(urls, COMMAND_TIMEOUT).await?))
                 }
             }
         })
@@ -116,8 +123,7 @@ impl RedisTarget {
                     ))
                 }
                 RedisTarget::Cluster(urls) => {
-                    let client = Self::cluster_client(urls, timeout)?;
-                    Ok(Inner::Cluster(client.get_async_connection().await?))
+                    Ok(Inner::Lua(Self::cluster_conn(urls, timeout).await?))
                 }
             }
         })
@@ -142,20 +148,18 @@ pub struct RedisConn {
 
 #[derive(Clone)]
 enum Inner {
-    /// Standalone, reconnecting by itself.
-    Single(ConnectionManager),
+    /// Standalone reconnecting by itself (`ConnectionManager`), or cluster.
+    Lua(Redis),
     /// Standalone, a plain multiplexed connection (readers rebuild it themselves).
-    Reader(redis::aio::MultiplexedConnection),
-    /// Cluster.
-    Cluster(ClusterConnection),
+    Reader(MultiplexedConnection),
 }
 
 impl RedisConn {
-    /// The same connection as the lua crate's type (for its loader and version check).
-    pub fn to_lua(&self) -> Option<ringside_lua::Redis> {
+    /// The same connection as the lua crate's type (for its loader and version check), without the
+    /// engine-side bound; `None` for a standalone reader connection.
+    pub fn to_lua(&self) -> Option<Redis> {
         match &self.inner {
-            Inner::Single(c) => Some(ringside_lua::Redis::Single(c.clone())),
-            Inner::Cluster(c) => Some(ringside_lua::Redis::Cluster(c.clone())),
+            Inner::Lua(c) => Some(c.clone()),
             Inner::Reader(_) => None,
         }
     }
@@ -165,9 +169,8 @@ impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         let timeout = self.timeout;
         let request = match &mut self.inner {
-            Inner::Single(c) => c.req_packed_command(cmd),
+            Inner::Lua(c) => c.req_packed_command(cmd),
             Inner::Reader(c) => c.req_packed_command(cmd),
-            Inner::Cluster(c) => c.req_packed_command(cmd),
         };
         Box::pin(bounded(timeout, request))
     }
@@ -180,18 +183,16 @@ impl ConnectionLike for RedisConn {
     ) -> RedisFuture<'a, Vec<Value>> {
         let timeout = self.timeout;
         let request = match &mut self.inner {
-            Inner::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Inner::Lua(c) => c.req_packed_commands(pipeline, offset, count),
             Inner::Reader(c) => c.req_packed_commands(pipeline, offset, count),
-            Inner::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         };
         Box::pin(bounded(timeout, request))
     }
 
     fn get_db(&self) -> i64 {
         match &self.inner {
-            Inner::Single(c) => c.get_db(),
+            Inner::Lua(c) => c.get_db(),
             Inner::Reader(c) => c.get_db(),
-            Inner::Cluster(c) => c.get_db(),
         }
     }
 }

@@ -3,6 +3,9 @@
 //!
 //! Standalone uses a [`ConnectionManager`] (reconnects by itself); cluster uses the cluster client, which
 //! routes each `FCALL` by its first key — every Ringside call names keys of one slot.
+//!
+//! [`Redis::connect`] uses the timeouts below. A caller that needs its own timeouts or retry settings
+//! builds the variant itself (the engine does, and wraps it with its own per-request bound).
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
