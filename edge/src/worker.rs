@@ -161,6 +161,7 @@ impl Worker {
         let idle = cfg.idle_timeout.as_secs().max(1) as u32;
         let close_to = cfg.close_timeout.as_secs().max(1) as u32;
         self.return_memory_after_mass_disconnect();
+        crate::sys::allocator_collect_light();
         self.for_each_connection(|h| {
             if let Some(since) = h.closing_since() {
                 if now.saturating_sub(since) >= close_to {

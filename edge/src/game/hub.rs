@@ -203,8 +203,14 @@ async fn run(
     // channel name -> code, for incoming messages.
     let mut codes: HashMap<String, Arc<str>> = HashMap::new();
 
+    // See `sys::allocator_collect_light`: most of what this thread allocates (replies, frames) is
+    // freed by the worker threads.
+    let mut collect = tokio::time::interval(std::time::Duration::from_secs(1));
+    collect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
     loop {
         tokio::select! {
+            _ = collect.tick() => crate::sys::allocator_collect_light(),
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { return };
                 match cmd {
