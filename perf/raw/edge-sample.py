@@ -5,17 +5,18 @@ Every --interval seconds one CSV line: wall time (epoch s), 1-min load average, 
 VmRSS of each pid in --pids), edge CPU (s, sum over all threads of /proc/PID/task/*/schedstat, ns
 precision), loadgen CPU (s, same, for --loadgen-root and its descendants; the tree is re-read once a second,
 and a worker that exited stops counting), TCP sockets in use and
-kernel TCP memory (pages) from /proc/net/sockstat, and each edge pid's RSS (KiB, ';'-joined).
+kernel TCP memory (pages) from /proc/net/sockstat, and each edge pid's RSS (KiB, ';'-joined), then the edge's RssAnon sum (KiB: heap and stacks,
+without the binary's code pages that VmRSS also counts).
 Stops after --duration seconds or when --stop-file exists. Bounded by design.
 """
 import argparse, os, time
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
     except OSError:
         pass
@@ -74,17 +75,18 @@ def main():
     end = time.time() + a.duration
     lg_pids, lg_at = [], 0.0
     with open(a.out, "w") as out:
-        out.write("t,load1,edge_rss_kib,edge_cpu_s,loadgen_cpu_s,tcp_inuse,tcp_mem_pages,rss_per_pid_kib\n")
+        out.write("t,load1,edge_rss_kib,edge_cpu_s,loadgen_cpu_s,tcp_inuse,tcp_mem_pages,rss_per_pid_kib,edge_rss_anon_kib\n")
         while time.time() < end and not (a.stop_file and os.path.exists(a.stop_file)):
             t = time.time()
             rss = [rss_kib(p) for p in pids]
+            anon = sum(rss_kib(p, "RssAnon") for p in pids)
             ecpu = sum(cpu_ns(p) for p in pids) / 1e9
             if a.loadgen_root and t - lg_at > 1.0:  # the process tree, refreshed once a second
                 lg_pids, lg_at = descendants(a.loadgen_root), t
             lcpu = sum(cpu_ns(p) for p in lg_pids) / 1e9
             inuse, mem = sockstat()
             load1 = os.getloadavg()[0]
-            out.write(f"{t:.3f},{load1:.2f},{sum(rss)},{ecpu:.4f},{lcpu:.4f},{inuse},{mem},{';'.join(map(str, rss))}\n")
+            out.write(f"{t:.3f},{load1:.2f},{sum(rss)},{ecpu:.4f},{lcpu:.4f},{inuse},{mem},{';'.join(map(str, rss))},{anon}\n")
             out.flush()
             time.sleep(max(0.0, a.interval - (time.time() - t)))
 
