@@ -605,6 +605,44 @@ fn start_two_processes(listen_port: u16, mport: u16) -> EdgeProcess {
     EdgeProcess(child)
 }
 
+/// `ringside-edge --echo --processes 2` on a free port with `--metrics-listen` on the two ports
+/// after `mport`, once both metrics ports answer `/healthz` (waiting on the shared port instead would
+/// count the probe as a connection of one process): (edge, ws port, mport).
+async fn two_processes_ready() -> (EdgeProcess, u16, u16) {
+    let listen_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mport = free_port_pair(listen_port);
+    let mut edge = start_two_processes(listen_port, mport);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    for i in 0..2 {
+        wait_healthz(&mut edge, metrics_addr(mport, i), deadline).await;
+    }
+    (edge, listen_port, mport)
+}
+
+/// Process i's metrics address under `--metrics-listen 127.0.0.1:mport`.
+fn metrics_addr(mport: u16, i: u16) -> std::net::SocketAddr {
+    format!("127.0.0.1:{}", mport + i).parse().unwrap()
+}
+
+/// Waits for the launcher to exit (after a stop signal).
+async fn wait_exit(edge: &mut EdgeProcess) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Some(s) = edge.0.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "edge did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The pids of a process's children.
 fn children_of(pid: u32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
@@ -616,19 +654,8 @@ fn children_of(pid: u32) -> Vec<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_launcher_restarts_a_process_that_dies() {
-    let listen_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mport = free_port_pair(listen_port);
-    let mut edge = start_two_processes(listen_port, mport);
-    let maddr =
-        |i: u16| -> std::net::SocketAddr { format!("127.0.0.1:{}", mport + i).parse().unwrap() };
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    for i in 0..2 {
-        wait_healthz(&mut edge, maddr(i), deadline).await;
-    }
+    let (mut edge, listen_port, mport) = two_processes_ready().await;
+    let maddr = |i: u16| metrics_addr(mport, i);
     let before = children_of(edge.0.id());
     assert_eq!(before.len(), 2, "{before:?}");
 
@@ -661,36 +688,14 @@ async fn the_launcher_restarts_a_process_that_dies() {
 
     // A stop signal is not a crash: every process exits and none is restarted; exit status 0.
     ringside_edge::sys::kill(edge.0.id(), libc::SIGTERM).unwrap();
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(s) = edge.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "edge did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = wait_exit(&mut edge).await;
     assert!(status.success(), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_serve_their_own_labeled_metrics_on_metrics_listen_ports() {
-    let listen_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mport = free_port_pair(listen_port);
-    let mut edge = start_two_processes(listen_port, mport);
-    let maddr =
-        |i: u16| -> std::net::SocketAddr { format!("127.0.0.1:{}", mport + i).parse().unwrap() };
-    // Wait on the metrics ports only: a probe of the shared port would be counted by one process.
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    for i in 0..2 {
-        wait_healthz(&mut edge, maddr(i), deadline).await;
-    }
+    let (mut edge, listen_port, mport) = two_processes_ready().await;
+    let maddr = |i: u16| metrics_addr(mport, i);
     // Both worker listeners are up once /healthz answers on the metrics port (bound first, but the
     // ws port must accept too): connect and round-trip a message so the socket is registered.
     let url = format!("ws://127.0.0.1:{listen_port}/ws");
@@ -759,16 +764,6 @@ async fn processes_serve_their_own_labeled_metrics_on_metrics_listen_ports() {
         m => panic!("expected close 1012, got {m:?}"),
     }
     drop(ws);
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(s) = edge.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "edge did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = wait_exit(&mut edge).await;
     assert!(status.success(), "{status}");
 }
