@@ -699,6 +699,7 @@ async fn processes_serve_their_own_labeled_metrics_on_metrics_listen_ports() {
     // Both worker listeners are up once /healthz answers on the metrics port (bound first, but the
     // ws port must accept too): connect and round-trip a message so the socket is registered.
     let url = format!("ws://127.0.0.1:{listen_port}/ws");
+    let deadline = std::time::Instant::now() + TIMEOUT;
     let mut ws = loop {
         match tokio_tungstenite::connect_async(&url).await {
             Ok((ws, _)) => break ws,
