@@ -514,80 +514,6 @@ async fn sockets_still_open_at_the_drain_deadline_get_on_close_and_are_uncounted
     }
 }
 
-/// Two free ports `p` and `p + 1` on 127.0.0.1 (held together while checking, then released).
-fn free_port_pair(avoid: u16) -> u16 {
-    for _ in 0..200 {
-        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = a.local_addr().unwrap().port();
-        if p == u16::MAX || p == avoid || p + 1 == avoid {
-            continue;
-        }
-        if std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no two adjacent free ports");
-}
-
-/// The real `ringside-edge` binary; SIGTERM (the launcher forwards it) and then SIGKILL on drop.
-struct EdgeProcess(std::process::Child);
-
-impl Drop for EdgeProcess {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = ringside_edge::sys::kill(self.0.id(), libc::SIGTERM);
-            for _ in 0..100 {
-                if !matches!(self.0.try_wait(), Ok(None)) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// The value of the sample line starting with `series` (`name{labels}`) in a `/metrics` response.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|l| {
-        l.strip_prefix(series)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-    })
-}
-
-/// Waits until `GET /healthz` on `addr` answers 200, while the edge launcher is still running.
-async fn wait_healthz(
-    edge: &mut EdgeProcess,
-    addr: std::net::SocketAddr,
-    deadline: std::time::Instant,
-) {
-    loop {
-        if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut out = String::new();
-            if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-                .await
-                .is_ok()
-                && s.read_to_string(&mut out).await.is_ok()
-                && out.starts_with("HTTP/1.1 200")
-            {
-                return;
-            }
-        }
-        assert!(
-            matches!(edge.0.try_wait(), Ok(None)),
-            "edge exited before {addr} answered"
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{addr} never answered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// `ringside-edge --echo --processes 2` on a free port, with `--metrics-listen` on the two ports
 /// after `mport`.
 fn start_two_processes(listen_port: u16, mport: u16) -> EdgeProcess {
@@ -621,35 +547,6 @@ async fn two_processes_ready() -> (EdgeProcess, u16, u16) {
         wait_healthz(&mut edge, metrics_addr(mport, i), deadline).await;
     }
     (edge, listen_port, mport)
-}
-
-/// Process i's metrics address under `--metrics-listen 127.0.0.1:mport`.
-fn metrics_addr(mport: u16, i: u16) -> std::net::SocketAddr {
-    format!("127.0.0.1:{}", mport + i).parse().unwrap()
-}
-
-/// Waits for the launcher to exit (after a stop signal).
-async fn wait_exit(edge: &mut EdgeProcess) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    loop {
-        if let Some(s) = edge.0.try_wait().unwrap() {
-            return s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "edge did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The pids of a process's children.
-fn children_of(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -183,6 +183,31 @@ impl Client {
         }
     }
 
+    /// The next event, or `None` once the socket is gone (reset, EOF or close frame): for clients
+    /// whose edge process was killed.
+    async fn recv_or_closed(&mut self) -> Option<Envelope<ServerEvent>> {
+        if let Some(e) = self.backlog.pop_front() {
+            return Some(e);
+        }
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .expect("a frame or the end within 30 s");
+            let mut body = match msg {
+                Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
+                Some(Ok(Message::Binary(b))) => b.to_vec(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                _ => return None,
+            };
+            let env: Envelope<ServerEvent> =
+                Envelope::decode(self.codec, &mut body).expect("server frames decode");
+            if let Some(s) = env.seq {
+                self.seqs.push(s);
+            }
+            return Some(env);
+        }
+    }
+
     /// Reads until room event `seq` (or a later one) has arrived.
     async fn read_to_seq(&mut self, seq: u64) {
         while self.seqs.last().is_none_or(|s| *s < seq) {
@@ -1149,4 +1174,212 @@ async fn a_join_retried_after_unavailable_gets_its_ack_not_name_taken() {
         ServerEvent::Ok(_) => {}
         other => panic!("room:leave → {other:?}"),
     }
+}
+
+/// DESIGN.md "Failure": an edge process dies and its players reconnect to another one, losing nothing.
+/// The real binary with `--processes 2`: players spread over both processes (SO_REUSEPORT); in the middle
+/// of a question the process holding the most sockets is SIGKILLed. Every client whose socket died
+/// reconnects on the shared port with its last `seq` (landing on the survivor or on the process the
+/// launcher restarted) and gets the missed events; then the game is played to the end. Every player,
+/// and the host, must have seen every room event exactly once, in order, across the two sockets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_of_a_killed_edge_process_reconnect_and_miss_nothing() {
+    let redis = TestRedis::start(Backend::Standalone).expect("redis starts");
+    let urls = redis.urls();
+    let mut conn = Redis::connect(&urls, false).await.unwrap();
+    ringside_lua::ensure_loaded(&mut conn).await.unwrap();
+    let game = Game::new(conn.clone());
+    game.store_quiz(&Quiz::from_json(QUIZ).unwrap())
+        .await
+        .unwrap();
+    let driver = spawn_timer_driver(game, conn.clone());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mport = common::free_port_pair(port);
+    let mut edge = common::EdgeProcess(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ringside-edge"))
+            .args(["--processes", "2", "--threads", "1"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{mport}")])
+            .args(["--redis", &urls[0]])
+            .arg("--web-root")
+            .arg(common::web_root())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("ringside-edge binary starts"),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for i in 0..2 {
+        common::wait_healthz(&mut edge, common::metrics_addr(mport, i), deadline).await;
+    }
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    // A host and 16 players (both codecs): with two processes, all 17 on one is a 1 in 65,536 chance,
+    // and the process with the most sockets is the one killed anyway.
+    let mut host = Client::connect(addr, Codec::Json).await;
+    let code = create_room(&mut host).await;
+    let mut players = Vec::new();
+    for i in 0..16 {
+        let codec = if i % 2 == 0 {
+            Codec::Json
+        } else {
+            Codec::Msgpack
+        };
+        let mut c = Client::connect(addr, codec).await;
+        let ack = join(&mut c, &code, &format!("p{i}")).await;
+        players.push((c, ack));
+    }
+    host.request(ClientEvent::GameStart(GameRef {
+        game_code: code.clone(),
+    }))
+    .await;
+    for c in std::iter::once(&mut host).chain(players.iter_mut().map(|(c, _)| c)) {
+        c.until(|e| matches!(e, ServerEvent::QuestionShow(q) if q.q_index == 0).then_some(()))
+            .await;
+    }
+
+    // Kill the process with the most open sockets.
+    let open = |m: &str, i: u16| {
+        common::sample(
+            m,
+            &format!("ringside_edge_connections_open{{process=\"{i}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    let counts = [
+        open(
+            &common::http_get(common::metrics_addr(mport, 0), "/metrics").await,
+            0,
+        ),
+        open(
+            &common::http_get(common::metrics_addr(mport, 1), "/metrics").await,
+            1,
+        ),
+    ];
+    let victim_index = if counts[0] >= counts[1] { 0 } else { 1 };
+    let victim = common::children_of(edge.0.id())
+        .into_iter()
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                env.split(|b| *b == 0)
+                    .any(|kv| kv == format!("RINGSIDE_EDGE_CHILD_INDEX={victim_index}").as_bytes())
+            })
+        })
+        .expect("the child with that index");
+    ringside_edge::sys::kill(victim, libc::SIGKILL).unwrap();
+
+    // Every client asks for a pong: a live socket answers, a dead one ends.
+    let mut dead = Vec::new();
+    let mut everyone: Vec<(&mut Client, String, String)> =
+        vec![(&mut host, "host".into(), String::new())];
+    for (c, ack) in players.iter_mut() {
+        everyone.push((c, ack.player_id.clone(), ack.session_token.clone()));
+    }
+    for (k, (c, _, _)) in everyone.iter_mut().enumerate() {
+        let rid = c.send(ClientEvent::Ping(Ping { t: 0.0 })).await;
+        loop {
+            match c.recv_or_closed().await {
+                Some(e) if e.rid == Some(rid) => break,
+                Some(e) => c.backlog.push_back(e),
+                None => {
+                    dead.push(k);
+                    break;
+                }
+            }
+        }
+    }
+    assert!(
+        !dead.is_empty(),
+        "sockets per process {counts:?}: nobody was on the killed process"
+    );
+    assert!(
+        dead.len() < everyone.len(),
+        "sockets per process {counts:?}: everybody was"
+    );
+    eprintln!(
+        "killed edge process {victim_index} (sockets per process {counts:?}): {} of {} clients lost their socket",
+        dead.len(),
+        everyone.len()
+    );
+    // (the ping replies of live sockets were read; room events that came first wait in their backlog)
+    for c in everyone.iter_mut().map(|(c, _, _)| &mut **c) {
+        let kept: Vec<_> = c.backlog.drain(..).filter(|e| e.seq.is_some()).collect();
+        c.backlog.extend(kept);
+    }
+
+    // The dead ones reconnect on the shared port with their last seq.
+    let host_token = hget_host_token(&mut conn, &code).await;
+    for &k in &dead {
+        let (old, id, token) = &mut everyone[k];
+        let token = if id == "host" {
+            host_token.clone()
+        } else {
+            token.clone()
+        };
+        let last = *old.seqs.last().expect("saw the question");
+        let mut back = Client::connect(addr, old.codec).await;
+        let rid = back
+            .send(ClientEvent::ReconnectAttempt(ReconnectAttempt {
+                game_code: code.clone(),
+                player_id: id.clone(),
+                session_token: token,
+                last_seq: Some(last),
+            }))
+            .await;
+        let reply = back.reply(rid).await;
+        assert!(matches!(reply.event, ServerEvent::Ok(_)), "{id}: {reply:?}");
+        // One history per client: the old socket's seqs, then the new one's.
+        back.seqs.splice(0..0, old.seqs.iter().copied());
+        **old = back;
+    }
+
+    // Play on: the host skips the three questions (waiting for each next one); everyone reads to game:end.
+    for q in 1..=3u32 {
+        let r = everyone[0]
+            .0
+            .request(ClientEvent::HostSkip(HostSkip {
+                game_code: code.clone(),
+                reason: None,
+            }))
+            .await;
+        assert!(matches!(r, ServerEvent::Ok(_)), "skip {q}: {r:?}");
+        if q < 3 {
+            everyone[0]
+                .0
+                .until(|e| {
+                    matches!(e, ServerEvent::QuestionShow(s) if s.q_index == q).then_some(())
+                })
+                .await;
+        }
+    }
+    let mut last_seq = None;
+    for (c, id, _) in everyone.iter_mut() {
+        c.until(|e| matches!(e, ServerEvent::GameEnd(_)).then_some(()))
+            .await;
+        let first = c.seqs[0];
+        assert_consecutive(&c.seqs, first, id);
+        let end = *c.seqs.last().unwrap();
+        assert_eq!(
+            *last_seq.get_or_insert(end),
+            end,
+            "{id} ends at the same seq as the others"
+        );
+    }
+    drop(everyone);
+    drop(players);
+    driver.abort();
+}
+
+/// The room's host token, read from the room hash (a reconnecting host presents it).
+async fn hget_host_token(conn: &mut Redis, code: &str) -> String {
+    redis::cmd("HGET")
+        .arg(ringside_protocol::keys::room(code))
+        .arg("host")
+        .query_async(conn)
+        .await
+        .expect("HGET host")
 }
