@@ -1,5 +1,5 @@
 #!lua name=ringside
--- Ringside game logic as Redis Functions. Library version: 1 (see `version`, and VERSION in lua/src/lib.rs).
+-- Ringside game logic as Redis Functions. Library version: 2 (see `version`, and VERSION in lua/src/lib.rs).
 --
 -- Every authoritative transition of a quiz room runs here, atomically, in the room's hash slot.
 -- The edge and the engine only ever call these functions (lua/README.md has the full contract).
@@ -32,7 +32,7 @@
 --                          r:<pid> refused answer events
 --   P:ev           sharded pub/sub channel of room events (same envelope JSON as the log)
 
-local VERSION = 1
+local VERSION = 2
 local LOG_MAX = 1000            -- entries kept in P:log (approximate trim)
 local ROOM_TTL = 7200           -- s: a room with no transition for this long is abandoned
 local END_TTL = 300             -- s: reconnect window after game:end
