@@ -113,7 +113,7 @@ pub fn run(n: usize) -> anyhow::Result<ExitCode> {
             }
             // Unexpected: restart it, waiting longer each time it dies young (1 s, 2 s, … 30 s).
             slot.backoff = if slot.started.elapsed() < QUICK_EXIT {
-                (slot.backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
+                longer(slot.backoff)
             } else {
                 Duration::ZERO
             };
@@ -128,8 +128,18 @@ pub fn run(n: usize) -> anyhow::Result<ExitCode> {
                 slot.restart_at = None;
                 running -= 1;
             } else if due {
+                let c = match spawn(i) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Try again later rather than leave the other children unsupervised.
+                        slot.backoff = (slot.backoff * 2)
+                            .clamp(Duration::from_secs(1), Duration::from_secs(30));
+                        tracing::error!(child = i, error = %e, retry_in = ?slot.backoff, "could not restart edge process");
+                        slot.restart_at = Some(Instant::now() + slot.backoff);
+                        continue;
+                    }
+                };
                 slot.restart_at = None;
-                let c = spawn(i)?;
                 pids.lock().expect("not poisoned")[i] = c.id();
                 // A signal that arrived while it started was not forwarded to it.
                 if stopping.0.load(Ordering::SeqCst) {
@@ -149,6 +159,11 @@ pub fn run(n: usize) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The next restart delay after `b`: 1 s, 2 s, 4 s, … at most 30 s.
+fn longer(b: Duration) -> Duration {
+    (b * 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
 }
 
 /// One supervised child.
