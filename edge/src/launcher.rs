@@ -132,8 +132,7 @@ pub fn run(n: usize) -> anyhow::Result<ExitCode> {
                     Ok(c) => c,
                     Err(e) => {
                         // Try again later rather than leave the other children unsupervised.
-                        slot.backoff = (slot.backoff * 2)
-                            .clamp(Duration::from_secs(1), Duration::from_secs(30));
+                        slot.backoff = longer(slot.backoff);
                         tracing::error!(child = i, error = %e, retry_in = ?slot.backoff, "could not restart edge process");
                         slot.restart_at = Some(Instant::now() + slot.backoff);
                         continue;
