@@ -82,9 +82,19 @@ echo "==> engine (metrics on 127.0.0.1:$ENGINE_PORT)"
 "$BIN/ringside-engine" --redis "$REDIS_URL" --http "127.0.0.1:$ENGINE_PORT" >"$RUN/engine.log" 2>&1 &
 PIDS+=($!)
 
+# With several edge processes, each also serves its own /metrics on METRICS_PORT+i (a scrape of the
+# shared port reaches one random process).
+METRICS_ARGS=()
+if [ "$PROCS" -gt 1 ]; then
+  METRICS_PORT=9180
+  range_busy() { for i in $(seq 0 $((PROCS - 1))); do port_busy $((METRICS_PORT + i)) && return 0; done; return 1; }
+  while range_busy; do METRICS_PORT=$((METRICS_PORT + PROCS)); done
+  METRICS_ARGS=(--metrics-listen "127.0.0.1:$METRICS_PORT")
+fi
+
 echo "==> edge ($PROCS process(es))"
 "$BIN/ringside-edge" --listen "$HOST:$PORT" --processes "$PROCS" --redis "$REDIS_URL" \
-  --web-root "$ROOT/web" >"$RUN/edge.log" 2>&1 &
+  --web-root "$ROOT/web" "${METRICS_ARGS[@]}" >"$RUN/edge.log" 2>&1 &
 PIDS+=($!)
 wait_for edge http_ok "$PORT" /healthz
 if [ "$TLS_PORT" != 0 ]; then
@@ -101,8 +111,9 @@ Ringside is running.
   websocket     ws://$HOST:$PORT/ws   (subprotocols ringside.v1.json, ringside.v1.msgpack)
 MSG
 [ "$TLS_PORT" != 0 ] && echo "  secure        wss://$HOST:$TLS_PORT/ws  (self-signed: $RUN/tls/cert.pem)"
+echo "  metrics       http://$HOST:$PORT/metrics (edge), http://127.0.0.1:$ENGINE_PORT/metrics (engine)"
+[ "$PROCS" -gt 1 ] && echo "  per process   http://127.0.0.1:$METRICS_PORT/metrics … :$((METRICS_PORT + PROCS - 1))/metrics (edge process i on $METRICS_PORT+i)"
 cat <<MSG
-  metrics       http://$HOST:$PORT/metrics (edge), http://127.0.0.1:$ENGINE_PORT/metrics (engine)
   redis         $REDIS_URL
   logs          $RUN/*.log
   load test     $BIN/ringside-loadgen game --url ws://127.0.0.1:$PORT/ws --rooms 5 --players-per-room 40 --questions 3 --out perf/runs/local
@@ -112,6 +123,10 @@ MSG
 if [ "$SMOKE" = 1 ]; then
   wait_for engine http_ok "$ENGINE_PORT" /healthz
   http_ok "$PORT" /readyz && http_ok "$PORT" /host.html && echo "smoke: edge and engine ok"
+  if [ "$PROCS" -gt 1 ]; then
+    for i in $(seq 0 $((PROCS - 1))); do wait_for "edge process $i metrics" http_ok $((METRICS_PORT + i)) /metrics; done
+    echo "smoke: $PROCS edge processes answer on their metrics ports"
+  fi
   # One short game through the whole stack, with the default objectives (no missed/duplicated events).
   "$BIN/ringside-loadgen" game --url "ws://127.0.0.1:$PORT/ws" --rooms 1 --players-per-room 5 --questions 1 \
     --time-per-q-ms 2000 --countdown-ms 500 --reveal-pause-ms 500 --duration 60 --quiet
