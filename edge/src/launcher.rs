@@ -37,14 +37,17 @@ pub fn child_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
 }
 
 /// A child that ends before it ran this long counts as a crash loop: the next start waits longer.
-const QUICK_EXIT: Duration = Duration::from_secs(5);
+const QUICK_EXIT: Duration = Duration::from_secs(30);
+/// Deaths in a row, each within [`QUICK_EXIT`] of its start, after which the launcher gives up.
+const GIVE_UP_AFTER: u32 = 4;
 /// How often the launcher looks for exited children.
 const POLL: Duration = Duration::from_millis(100);
 
 /// Spawns `n` children with the same arguments and supervises them: a child that exits while no
 /// SIGTERM/SIGINT was received is started again with the same index (its sockets' clients reconnect
 /// to the other processes meanwhile; the restarted one takes its share of new connections again).
-/// After a signal it waits for every child and exits with success only if all of them did.
+/// After a signal it waits for every child and exits with success only if all of them did. A child
+/// that dies [`GIVE_UP_AFTER`] times in a row right after starting stops them all (exit failure).
 pub fn run(n: usize) -> anyhow::Result<ExitCode> {
     let signals = sys::TermSignals::block()?;
     let exe = std::env::current_exe()?;
@@ -70,6 +73,7 @@ pub fn run(n: usize) -> anyhow::Result<ExitCode> {
             child: Some(c),
             started: Instant::now(),
             backoff: Duration::ZERO,
+            quick_deaths: 0,
             restart_at: None,
             ok: true,
         });
@@ -112,11 +116,30 @@ pub fn run(n: usize) -> anyhow::Result<ExitCode> {
                 continue;
             }
             // Unexpected: restart it, waiting longer each time it dies young (1 s, 2 s, … 30 s).
-            slot.backoff = if slot.started.elapsed() < QUICK_EXIT {
-                longer(slot.backoff)
+            if slot.started.elapsed() < QUICK_EXIT {
+                slot.quick_deaths += 1;
+                slot.backoff = longer(slot.backoff);
             } else {
-                Duration::ZERO
-            };
+                slot.quick_deaths = 0;
+                slot.backoff = Duration::ZERO;
+            }
+            if slot.quick_deaths >= GIVE_UP_AFTER {
+                // It cannot start (bad config, wrong library version, Redis unreachable): fail
+                // visibly, so the service manager sees it, instead of restarting forever.
+                tracing::error!(child = i, %status, "edge process keeps dying at start; stopping every process");
+                slot.ok = false;
+                stopping.1.store(libc::SIGTERM, Ordering::SeqCst);
+                stopping.0.store(true, Ordering::SeqCst);
+                for pid in pids
+                    .lock()
+                    .expect("not poisoned")
+                    .iter()
+                    .filter(|p| **p != 0)
+                {
+                    let _ = sys::kill(*pid, libc::SIGTERM);
+                }
+                continue;
+            }
             tracing::error!(child = i, %status, restart_in = ?slot.backoff, "edge process died; restarting it");
             slot.restart_at = Some(Instant::now() + slot.backoff);
             running += 1;
@@ -170,6 +193,8 @@ struct Slot {
     child: Option<Child>,
     started: Instant,
     backoff: Duration,
+    /// Consecutive deaths within [`QUICK_EXIT`] of a start.
+    quick_deaths: u32,
     restart_at: Option<Instant>,
     /// Every exit after the stop signal was a success.
     ok: bool,

@@ -589,6 +589,39 @@ async fn the_launcher_restarts_a_process_that_dies() {
     assert!(status.success(), "{status}");
 }
 
+/// A process that cannot start (here: its port is held by a listener without SO_REUSEPORT) is
+/// restarted a few times with back-off, then the launcher stops and exits with a failure, so a service
+/// manager sees it instead of a launcher that restarts forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_launcher_gives_up_when_its_processes_cannot_start() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let mut edge = EdgeProcess(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ringside-edge"))
+            .args(["--echo", "--processes", "2", "--threads", "1"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ringside-edge binary starts"),
+    );
+    // 1 + 2 + 4 s of back-off before the fourth failure; allow a slow machine plenty more.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = edge.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the launcher kept restarting"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success(), "{status}");
+    drop(holder);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_serve_their_own_labeled_metrics_on_metrics_listen_ports() {
     let (mut edge, listen_port, mport) = two_processes_ready().await;
