@@ -47,7 +47,8 @@ const POLL: Duration = Duration::from_millis(100);
 /// SIGTERM/SIGINT was received is started again with the same index (its sockets' clients reconnect
 /// to the other processes meanwhile; the restarted one takes its share of new connections again).
 /// After a signal it waits for every child and exits with success only if all of them did. A child
-/// that dies [`GIVE_UP_AFTER`] times in a row right after starting stops them all (exit failure).
+/// that dies [`GIVE_UP_AFTER`] times in a row right after starting is not started again; when no
+/// child is left the launcher exits with a failure.
 pub fn run(n: usize) -> anyhow::Result<ExitCode> {
     let signals = sys::TermSignals::block()?;
     let exe = std::env::current_exe()?;
@@ -124,20 +125,11 @@ pub fn run(n: usize) -> anyhow::Result<ExitCode> {
                 slot.backoff = Duration::ZERO;
             }
             if slot.quick_deaths >= GIVE_UP_AFTER {
-                // It cannot start (bad config, wrong library version, Redis unreachable): fail
-                // visibly, so the service manager sees it, instead of restarting forever.
-                tracing::error!(child = i, %status, "edge process keeps dying at start; stopping every process");
+                // It cannot start (bad config, wrong library version, Redis unreachable): this
+                // slot stays empty; the others keep serving. Once none is left the launcher exits
+                // with a failure, so the service manager sees it instead of a restart loop.
+                tracing::error!(child = i, %status, "edge process keeps dying at start; not restarting it");
                 slot.ok = false;
-                stopping.1.store(libc::SIGTERM, Ordering::SeqCst);
-                stopping.0.store(true, Ordering::SeqCst);
-                for pid in pids
-                    .lock()
-                    .expect("not poisoned")
-                    .iter()
-                    .filter(|p| **p != 0)
-                {
-                    let _ = sys::kill(*pid, libc::SIGTERM);
-                }
                 continue;
             }
             tracing::error!(child = i, %status, restart_in = ?slot.backoff, "edge process died; restarting it");

@@ -590,8 +590,8 @@ async fn the_launcher_restarts_a_process_that_dies() {
 }
 
 /// A process that cannot start (here: its port is held by a listener without SO_REUSEPORT) is
-/// restarted a few times with back-off, then the launcher stops and exits with a failure, so a service
-/// manager sees it instead of a launcher that restarts forever.
+/// restarted a few times with back-off and then given up; with no process left the launcher exits with
+/// a failure, so a service manager sees it instead of a launcher that restarts forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_launcher_gives_up_when_its_processes_cannot_start() {
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
