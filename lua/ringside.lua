@@ -692,8 +692,9 @@ end
 -- game_start
 -- KEYS: room, timers
 -- ARGV: hostToken
--- Reply: OkReply {"event":"game:start"}. LOBBY -> STARTING, publishes game:countdown {startsAt,count},
---        schedules countdown_end at startsAt. Errors: room_not_found, not_host, wrong_state.
+-- Reply: OkReply {"event":"game:start"}. LOBBY -> STARTING, announces pending joiners (room:player:joined),
+--        publishes game:countdown {startsAt,count}, schedules countdown_end at startsAt. Errors:
+--        room_not_found, not_host, wrong_state.
 local function game_start(keys, args)
   local R = room_of(keys, true)
   local r = hm(R.P, { 'state', 'host', 's_cd' })
@@ -704,6 +705,9 @@ local function game_start(keys, args)
   local cd = tonumber(r.s_cd)
   local startsAt = now + cd
   local gen = redis.call('HINCRBY', R.P, 'gen', 1)
+  -- Joiners not yet announced are announced now, before the countdown: a scheduled flush (up to 5 s
+  -- away in a big room) would otherwise send a frame to every member just as the first question goes out.
+  flush_joins(R, now)
   redis.call('HSET', R.P, 'state', 'STARTING', 'startsAt', int(startsAt))
   emit(R, 'game:countdown', obj({ kv('startsAt', int(startsAt)), kv('count', int(math.ceil(cd / 1000))) }))
   schedule(R, now, 'countdown_end', 0, gen, startsAt)

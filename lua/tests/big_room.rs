@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use ringside_lua::TimerKind;
+use ringside_protocol::events::ServerEvent;
 use ringside_testkit::Backend;
 
 const PLAYERS: usize = 25_001;
@@ -69,8 +70,28 @@ async fn broadcast_intervals_grow_with_the_room() {
         "⌈25,002 / 20,000⌉ s after the last announcement"
     );
 
-    // The question's progress ticks every ⌈25,002 / 25,000⌉ = 2 s.
+    // The start announces "one more" at once, before the countdown (the flush scheduled 2 s out would
+    // otherwise send a frame to every member next to the first question), and that flush is then stale.
     env.game.start(&code, &host).await.unwrap();
+    let events: Vec<ServerEvent> = log(&env, &code)
+        .await
+        .into_iter()
+        .map(|(_, _, e)| e)
+        .collect();
+    let n = events.len();
+    match (&events[n - 2], &events[n - 1]) {
+        (ServerEvent::PlayerJoined(j), ServerEvent::Countdown(_)) => {
+            assert_eq!(j.players.last().unwrap().name, "one more");
+            assert_eq!(j.total_count, 25_002);
+        }
+        other => panic!("expected room:player:joined then game:countdown, got {other:?}"),
+    }
+    assert!(
+        !fire(&env, &next).await.fired,
+        "the scheduled flush is stale"
+    );
+
+    // The question's progress ticks every ⌈25,002 / 25,000⌉ = 2 s.
     assert!(
         fire_latest(&env, &code, TimerKind::CountdownEnd)
             .await
