@@ -261,16 +261,16 @@ pub fn metrics_addr(mport: u16, i: u16) -> std::net::SocketAddr {
     format!("127.0.0.1:{}", mport + i).parse().unwrap()
 }
 
-/// Waits for the launcher to exit (after a stop signal).
-pub async fn wait_exit(edge: &mut EdgeProcess) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + TIMEOUT;
+/// Waits (at most `within`) for the launcher to exit.
+pub async fn wait_exit(edge: &mut EdgeProcess, within: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + within;
     loop {
         if let Some(s) = edge.0.try_wait().unwrap() {
             return s;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "edge did not exit after SIGTERM"
+            "the edge launcher did not exit within {within:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
