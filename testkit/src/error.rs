@@ -25,6 +25,11 @@ pub enum HarnessError {
         detail: String,
     },
 
+    /// PostgreSQL could not be set up or started (`initdb` failed, the server exited or never became
+    /// ready); the message carries the log tail.
+    #[error("{0}")]
+    Postgres(String),
+
     /// The per-server temporary directory could not be created.
     #[error("could not create a temporary directory for redis-server: {0}")]
     TempDir(#[source] io::Error),

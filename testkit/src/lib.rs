@@ -1,5 +1,6 @@
-//! Real Redis for Ringside's integration tests: `redis-server` processes started on free ports, a
-//! standalone server or a Redis Cluster of primaries, ready before a test sees them and removed after.
+//! Real Redis and PostgreSQL for Ringside's integration tests: `redis-server` processes started on free
+//! ports, a standalone server or a Redis Cluster of primaries, and throwaway PostgreSQL servers
+//! ([`TestPostgres`]: initdb + postgres on a free port), ready before a test sees them and removed after.
 //!
 //! No mocks: the Lua functions, the engine and the edge are tested against the same Redis the services
 //! use, both standalone and clustered. A test never talks to a Redis it did not start — a developer's
@@ -40,6 +41,7 @@ pub mod binary;
 mod cluster;
 mod error;
 mod port;
+mod postgres;
 mod process;
 mod server;
 mod shared;
@@ -47,6 +49,7 @@ mod shared;
 pub use binary::{find_binary, find_binary_in};
 pub use cluster::RedisCluster;
 pub use error::HarnessError;
+pub use postgres::{pg_bin_dir, TestPostgres, PG_BIN_ENV};
 pub use server::RedisServer;
 pub use shared::shared_cluster;
 

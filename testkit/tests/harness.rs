@@ -255,3 +255,56 @@ fn server_started_on_a_short_lived_thread_outlives_that_thread() {
         .unwrap();
     assert_eq!(pong, "PONG");
 }
+
+/// A throwaway PostgreSQL answers SQL on its port, survives stop/start with its data, and is gone
+/// (process and directory) once dropped.
+#[test]
+fn postgres_starts_keeps_data_across_restart_and_is_removed_on_drop() {
+    use ringside_testkit::TestPostgres;
+    let psql = |pg: &TestPostgres, sql: &str| -> String {
+        let out = std::process::Command::new("psql")
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &pg.url("postgres"),
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("psql runs");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let mut pg = TestPostgres::start().expect("postgres starts");
+    psql(
+        &pg,
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (41), (1)",
+    );
+    assert_eq!(psql(&pg, "SELECT sum(x) FROM t"), "42");
+    pg.stop();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", pg.port())).is_err(),
+        "stopped server still listens"
+    );
+    pg.start_again().expect("starts again");
+    assert_eq!(
+        psql(&pg, "SELECT sum(x) FROM t"),
+        "42",
+        "data kept across a restart"
+    );
+    let (dir, pid) = (pg.dir().to_path_buf(), pg.pid().unwrap());
+    drop(pg);
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "postgres {pid} still running"
+    );
+}
