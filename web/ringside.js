@@ -1,5 +1,6 @@
 // Ringside browser client: one WebSocket (subprotocol ringside.v1.json), request ids, clock sync,
 // per-room seq tracking and reconnect with the last seq. Shared by host.html and play.html.
+import { reconnectAdvice } from './close-codes.js';
 export class Ringside {
   constructor(onEvent, onStatus) {
     this.onEvent = onEvent;
@@ -24,8 +25,9 @@ export class Ringside {
       ws.onmessage = (m) => this.handle(JSON.parse(m.data), resolve);
       ws.onclose = (e) => {
         this.onStatus(`disconnected (${e.code})`);
-        const final = e.code === 4003 || e.code === 4004 || e.code === 1002 || e.code === 1007;
-        if (!final && this.session) setTimeout(() => this.reconnect(), this.backoff);
+        // docs/protocol.md §4: the protocol's close-code table says whether and when to come back.
+        const advice = reconnectAdvice(e.code);
+        if (advice !== 'never' && this.session) setTimeout(() => this.reconnect(), advice === 'now' ? 0 : this.backoff);
         this.backoff = Math.min(this.backoff * 2, 8000);
       };
     });

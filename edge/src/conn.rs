@@ -36,8 +36,9 @@ use crate::session::Session;
 use crate::sys::RawSock;
 use crate::transport::{self, Transport, Written};
 use crate::worker::Worker;
-use crate::ws::frame::{self, close_code, Event, Flow, Opcode};
+use crate::ws::frame::{self, Event, Flow, Opcode};
 use crate::ws::handshake::{self, FailReason, Request, Subprotocol};
+use ringside_protocol::CloseCode;
 
 /// Where a socket is in the close handshake (server side).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,7 +178,7 @@ impl ConnHandle {
                 q.discard_unstarted();
                 drop(q);
                 s.stage.set(Stage::Requested {
-                    code: close_code::SLOW_CONSUMER,
+                    code: CloseCode::SlowConsumer.code(),
                     reason: "slow consumer",
                 });
                 self.wake();
@@ -572,7 +573,7 @@ impl WsConn {
         worker.register(&handle);
         worker.shared.metrics.connections_open.fetch_add(1, Relaxed);
         if worker.shared.draining() {
-            handle.close(close_code::SERVICE_RESTART, "service restart");
+            handle.close(CloseCode::ServiceRestart.code(), "service restart");
         }
         let mut c = WsConn {
             handle,
@@ -612,7 +613,7 @@ impl WsConn {
     }
 
     fn mark_close_sent(&mut self, worker: &Worker, code: Option<u16>) {
-        self.sent = Some(code.unwrap_or(close_code::NORMAL));
+        self.sent = Some(code.unwrap_or(CloseCode::Normal.code()));
         self.handle.0.stage.set(Stage::Sent {
             since: worker.now(),
         });

@@ -7,11 +7,11 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use crate::ws::handshake::FailReason;
+use ringside_protocol::CloseCode;
 
-/// Close codes with their own `protocol_closes_total{code}` series; others count as "other".
-const CLOSE_CODES: [u16; 11] = [
-    1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013, 4008,
-];
+/// Close codes with their own `protocol_closes_total{code}` series: the protocol's table. Others (a
+/// client's own code echoed back, e.g. a browser's 1001) count as "other".
+const CLOSE_CODES: &[CloseCode] = CloseCode::ALL;
 
 /// The counters. One instance per process (`Arc`), aggregated across threads by atomics.
 #[derive(Debug, Default)]
@@ -52,7 +52,7 @@ impl Metrics {
     pub fn protocol_close(&self, code: u16) {
         let i = CLOSE_CODES
             .iter()
-            .position(|c| *c == code)
+            .position(|c| c.code() == code)
             .unwrap_or(CLOSE_CODES.len());
         self.protocol_closes[i].fetch_add(1, Relaxed);
     }
@@ -60,7 +60,7 @@ impl Metrics {
     pub fn protocol_closes(&self, code: u16) -> u64 {
         let i = CLOSE_CODES
             .iter()
-            .position(|c| *c == code)
+            .position(|c| c.code() == code)
             .unwrap_or(CLOSE_CODES.len());
         self.protocol_closes[i].load(Relaxed)
     }
@@ -139,7 +139,8 @@ impl Metrics {
         for (i, c) in CLOSE_CODES.iter().enumerate() {
             let _ = writeln!(
                 s,
-                "ringside_edge_protocol_closes_total{{code=\"{c}\"}} {}",
+                "ringside_edge_protocol_closes_total{{code=\"{}\"}} {}",
+                c.code(),
                 self.protocol_closes[i].load(Relaxed)
             );
         }

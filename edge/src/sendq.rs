@@ -14,7 +14,7 @@
 //!   (ping, pong, close) are never dropped.
 //! - Past the hard limit (bytes or frames, `--sendq-max-bytes`, `--sendq-max-frames`) the push is
 //!   refused with [`Push::Overflow`]; the connection then discards its queue and closes with
-//!   [`close_code::SLOW_CONSUMER`](crate::ws::frame::close_code::SLOW_CONSUMER) = **4008** ("slow
+//!   [`CloseCode::SlowConsumer`](ringside_protocol::CloseCode::SlowConsumer) = **4008** ("slow
 //!   consumer", private range: the client should reconnect and recover from its last `seq`). A
 //!   standard code would hide the cause: 1008 means "you broke a rule" and 1013 "try later".
 //!

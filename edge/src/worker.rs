@@ -15,7 +15,8 @@ use bytes::Bytes;
 
 use crate::conn::ConnHandle;
 use crate::server::ServerShared;
-use crate::ws::frame::{self, close_code, Opcode};
+use crate::ws::frame::{self, Opcode};
+use ringside_protocol::CloseCode;
 
 /// Sockets a worker must have had before a halving counts as a mass disconnect.
 const MASS_DISCONNECT_MIN: usize = 1024;
@@ -172,7 +173,7 @@ impl Worker {
             h.release_idle_queue();
             let quiet = now.saturating_sub(h.last_rx());
             if quiet >= idle {
-                h.close(close_code::GOING_AWAY, "idle timeout");
+                h.close(CloseCode::IdleTimeout.code(), "idle timeout");
             } else if quiet >= ping && now.saturating_sub(h.last_ping()) >= ping {
                 h.send_ping(&self.ping_frame, now);
             }
@@ -214,7 +215,7 @@ impl Worker {
     /// the normal way (unregistered, `connections_open` decremented, the session's `on_close`),
     /// instead of being dropped with the runtime.
     pub async fn drain(&self, deadline: Instant) {
-        self.for_each_connection(|h| h.close(close_code::SERVICE_RESTART, "service restart"));
+        self.for_each_connection(|h| h.close(CloseCode::ServiceRestart.code(), "service restart"));
         while self.open_count() > 0 && Instant::now() < deadline {
             monoio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -373,16 +373,16 @@ async fn slow_consumer_past_the_hard_limit_is_closed_with_4008() {
 }
 
 #[tokio::test]
-async fn idle_socket_is_pinged_and_then_closed_with_1001() {
+async fn idle_socket_is_pinged_and_then_closed_with_4000() {
     let mut cfg = echo_config();
     cfg.ping_interval = Duration::from_secs(1);
     cfg.idle_timeout = Duration::from_secs(3);
     let srv = start(cfg);
     let mut ws = RawWs::connect(srv.local_addr()).await;
-    // The raw client never answers pings, so it is idle: a ping first, then close 1001.
+    // The raw client never answers pings, so it is idle: a ping first, then close 4000 (docs §3/§4).
     let (op, _) = ws.next_frame().await.expect("a ping");
     assert_eq!(op, 9);
-    assert_eq!(ws.close_code().await, Some(1001));
+    assert_eq!(ws.close_code().await, Some(4000));
     stop(srv).await;
 }
 

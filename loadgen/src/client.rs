@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ringside_protocol::envelope::{decode, Envelope};
 use ringside_protocol::events::{self, ClientEvent, ServerEvent};
-use ringside_protocol::{auth, Codec};
+use ringside_protocol::{auth, CloseCode, Codec, Reconnect};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
@@ -799,7 +799,7 @@ impl Client {
                 Ok(None) => return Ok(pos),
                 Err(_) => {
                     self.stats().counters.decode_errors += 1;
-                    self.queue_close(1002);
+                    self.queue_close(CloseCode::ProtocolError.code());
                     return Err(self.lost("protocol_error"));
                 }
             };
@@ -843,11 +843,11 @@ impl Client {
                     st.counters.closes_received += 1;
                     st.close_code(&code.map_or("1005".to_string(), |c| c.to_string()));
                 }
-                self.queue_close(code.unwrap_or(1000));
-                Err(match code {
-                    // Final: normal, kicked, room closed; a protocol complaint about us will repeat.
-                    Some(1000 | 1002 | 1007 | 1009 | 4003 | 4004) => End::Final,
-                    _ => End::Lost,
+                self.queue_close(code.unwrap_or(CloseCode::Normal.code()));
+                // The protocol's table decides (normal, kicked, a complaint about our frames: final).
+                Err(match Reconnect::after(code) {
+                    Reconnect::Never => End::Final,
+                    Reconnect::AtOnce | Reconnect::WithBackoff => End::Lost,
                 })
             }
             _ => Ok(()),
@@ -1604,7 +1604,7 @@ impl Client {
             }
             if self.stream.is_some() {
                 self.out.clear();
-                self.queue_close(1000);
+                self.queue_close(CloseCode::Normal.code());
                 if let Some(s) = self.stream.as_ref() {
                     let _ = s.try_write(&self.out);
                 }

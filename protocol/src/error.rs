@@ -102,53 +102,103 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// WebSocket close codes the edge uses. 1xxx are RFC 6455; 4xxx are Ringside's own.
+/// What a client should do after a close: the one place clients, the load generator and the web pages
+/// (through `web/close-codes.js`, kept equal to this table by `protocol/tests/close_codes.rs`) read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u16)]
-pub enum CloseCode {
-    /// Normal closure (the client left, or answered our close).
-    Normal = 1000,
-    /// The server is going away for good (process exit without drain).
-    GoingAway = 1001,
-    /// Malformed WebSocket framing (unmasked frame, bad opcode, bad close payload...).
-    ProtocolError = 1002,
-    /// A text message that is not valid UTF-8.
-    InvalidPayload = 1007,
-    /// Policy violation: the socket kept breaking the rate limit.
-    PolicyViolation = 1008,
-    /// A frame or message larger than the limits.
-    MessageTooBig = 1009,
-    /// Unexpected server error.
-    InternalError = 1011,
-    /// The edge is draining (deploy, SIGTERM): reconnect, to another edge, with your last seq.
-    ServiceRestart = 1012,
-    /// The edge is overloaded: reconnect after a backoff.
-    TryAgainLater = 1013,
-    /// No frame received within the idle timeout.
-    IdleTimeout = 4000,
-    /// The player was kicked (host or anti-cheat). Final: do not reconnect.
-    Kicked = 4003,
-    /// The room ended and expired. Final.
-    RoomClosed = 4004,
-    /// The client could not keep up (send queue over its hard limit): reconnect with your last seq.
-    SlowConsumer = 4008,
+pub enum Reconnect {
+    /// Final: reconnecting would be refused again or repeat the same fault.
+    Never,
+    /// Reconnect right away (to any edge) and resume with the last `seq`.
+    AtOnce,
+    /// Reconnect after an exponential backoff, then resume with the last `seq`.
+    WithBackoff,
 }
 
-impl CloseCode {
-    pub fn code(self) -> u16 {
-        self as u16
+impl Reconnect {
+    /// The advice as docs/protocol.md's close-code table writes it.
+    pub fn as_doc(self) -> &'static str {
+        match self {
+            Reconnect::Never => "no",
+            Reconnect::AtOnce => "yes, at once",
+            Reconnect::WithBackoff => "yes, with backoff",
+        }
     }
 
-    /// Whether a client should reconnect after this close (with backoff and its last seq).
-    pub fn should_reconnect(self) -> bool {
-        !matches!(
-            self,
-            CloseCode::Kicked
-                | CloseCode::RoomClosed
-                | CloseCode::ProtocolError
-                | CloseCode::InvalidPayload
-        )
+    /// The advice as `web/close-codes.js` spells it.
+    pub fn as_js(self) -> &'static str {
+        match self {
+            Reconnect::Never => "never",
+            Reconnect::AtOnce => "now",
+            Reconnect::WithBackoff => "backoff",
+        }
     }
+
+    /// The advice after a close with `code`, also for codes the edge never sends: `None` (1005, a close
+    /// without a code) and 1006 (the connection dropped without a close frame), codes a proxy or the
+    /// browser sends (1001, 1011, 1013, ...) and unknown private codes all get [`Reconnect::WithBackoff`];
+    /// only the codes of [`CloseCode::ALL`] that say otherwise are final or immediate.
+    pub fn after(code: Option<u16>) -> Reconnect {
+        code.and_then(CloseCode::from_u16)
+            .map_or(Reconnect::WithBackoff, CloseCode::reconnect)
+    }
+}
+
+macro_rules! close_codes {
+    ($( $(#[$doc:meta])* $variant:ident = $code:literal, $name:literal, $advice:ident; )*) => {
+        /// WebSocket close codes the edge sends, each with its reconnect advice. 1xxx are RFC 6455;
+        /// 4xxx are Ringside's own. docs/protocol.md §4 has the same table (checked by a test).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(u16)]
+        pub enum CloseCode {
+            $( $(#[$doc])* $variant = $code, )*
+        }
+
+        impl CloseCode {
+            /// Every code, in documentation order.
+            pub const ALL: &'static [CloseCode] = &[$(CloseCode::$variant),*];
+
+            /// The code on the wire.
+            pub const fn code(self) -> u16 {
+                self as u16
+            }
+
+            /// The code's name in docs/protocol.md, e.g. `slow consumer`.
+            pub fn name(self) -> &'static str {
+                match self { $( CloseCode::$variant => $name, )* }
+            }
+
+            /// Whether and when a client reconnects after this close.
+            pub const fn reconnect(self) -> Reconnect {
+                match self { $( CloseCode::$variant => Reconnect::$advice, )* }
+            }
+
+            /// The code with this number, if the edge sends it.
+            pub fn from_u16(code: u16) -> Option<CloseCode> {
+                match code { $( $code => Some(CloseCode::$variant), )* _ => None }
+            }
+        }
+    };
+}
+
+close_codes! {
+    /// Normal closure: the answer to the client's close (the edge echoes the client's code).
+    Normal = 1000, "normal", Never;
+    /// Malformed WebSocket framing (unmasked frame, bad opcode, bad close payload...): our client is broken.
+    ProtocolError = 1002, "protocol error", Never;
+    /// A text message or close reason that is not valid UTF-8.
+    InvalidPayload = 1007, "invalid payload", Never;
+    /// Policy violation: the socket kept breaking the event rate limit.
+    PolicyViolation = 1008, "policy violation", WithBackoff;
+    /// A frame or message larger than the limits: sending it again would close again.
+    MessageTooBig = 1009, "message too big", Never;
+    /// The edge is draining (deploy, SIGTERM): reconnect at once, to another edge, with the last seq.
+    ServiceRestart = 1012, "service restart", AtOnce;
+    /// No frame received within the idle timeout (`--idle-timeout`, 60 s).
+    IdleTimeout = 4000, "idle timeout", WithBackoff;
+    /// The player was kicked (host or anti-cheat). Final.
+    Kicked = 4003, "kicked", Never;
+    /// The client could not keep up (send queue over its hard limit): reconnect with the last seq.
+    SlowConsumer = 4008, "slow consumer", WithBackoff;
 }
 
 /// Why a frame body could not become an event. Each maps to one [`ErrorCode`].
@@ -185,5 +235,26 @@ mod tests {
             assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
         }
         assert_eq!(ErrorCode::parse("nope"), None);
+    }
+
+    #[test]
+    fn close_codes_parse_back_and_unknown_ones_get_a_backoff() {
+        for &c in CloseCode::ALL {
+            assert_eq!(CloseCode::from_u16(c.code()), Some(c));
+            assert_eq!(Reconnect::after(Some(c.code())), c.reconnect());
+        }
+        for unknown in [
+            None,
+            Some(1001),
+            Some(1006),
+            Some(1011),
+            Some(1013),
+            Some(4999),
+        ] {
+            assert_eq!(Reconnect::after(unknown), Reconnect::WithBackoff);
+        }
+        for fin in [1000, 1009, 4003] {
+            assert_eq!(Reconnect::after(Some(fin)), Reconnect::Never, "{fin}");
+        }
     }
 }

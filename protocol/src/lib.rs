@@ -20,5 +20,5 @@ pub mod keys;
 pub mod limits;
 
 pub use envelope::{Codec, Envelope};
-pub use error::{CloseCode, DecodeError, ErrorCode};
+pub use error::{CloseCode, DecodeError, ErrorCode, Reconnect};
 pub use events::{ClientEvent, ServerEvent};

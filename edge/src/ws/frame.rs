@@ -13,9 +13,11 @@
 //! On the write side, [`encode`] builds an unmasked server frame into a `Bytes` that can be cloned
 //! (a reference-count bump) and written to any number of sockets: encode once, fan out everywhere.
 //!
-//! Errors are a plain enum, [`ProtocolError`], each mapped to the close code the server sends.
+//! Errors are a plain enum, [`ProtocolError`], each mapped to the close code the server sends (one
+//! table of close codes for every component: [`ringside_protocol::CloseCode`]).
 
 use bytes::{BufMut, Bytes, BytesMut};
+use ringside_protocol::CloseCode;
 
 /// WebSocket frame opcodes (RFC 6455 §5.2). Reserved opcodes are rejected by the parser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,32 +49,6 @@ impl Opcode {
     pub fn is_control(self) -> bool {
         (self as u8) & 0x8 != 0
     }
-}
-
-/// Close status codes the edge sends (RFC 6455 §7.4.1 plus our private range).
-pub mod close_code {
-    /// Normal closure.
-    pub const NORMAL: u16 = 1000;
-    /// Going away: the server closes an idle socket (no frame within `--idle-timeout`).
-    pub const GOING_AWAY: u16 = 1001;
-    /// Protocol error: a framing rule was broken.
-    pub const PROTOCOL_ERROR: u16 = 1002;
-    /// Unsupported data (e.g. binary on a text-only protocol); used by the game layer.
-    pub const UNSUPPORTED_DATA: u16 = 1003;
-    /// A text message or close reason was not valid UTF-8.
-    pub const INVALID_PAYLOAD: u16 = 1007;
-    /// Policy violation; used by the game layer (e.g. auth failed after upgrade).
-    pub const POLICY_VIOLATION: u16 = 1008;
-    /// A frame or message exceeded the configured maximum size.
-    pub const MESSAGE_TOO_BIG: u16 = 1009;
-    /// Unexpected server condition.
-    pub const INTERNAL_ERROR: u16 = 1011;
-    /// Service restart: sent to every socket on graceful drain. Clients reconnect (to another
-    /// process) right away.
-    pub const SERVICE_RESTART: u16 = 1012;
-    /// Private range: the client did not read fast enough and its send queue passed the hard limit.
-    /// Clients should reconnect and resume from their last `seq`.
-    pub const SLOW_CONSUMER: u16 = 4008;
 }
 
 /// Whether a close code received from a peer is allowed on the wire (RFC 6455 §7.4).
@@ -147,12 +123,12 @@ impl ProtocolError {
     pub fn close_code(self) -> u16 {
         match self {
             ProtocolError::InvalidUtf8 | ProtocolError::InvalidCloseReason => {
-                close_code::INVALID_PAYLOAD
+                CloseCode::InvalidPayload.code()
             }
             ProtocolError::FrameTooBig | ProtocolError::MessageTooBig => {
-                close_code::MESSAGE_TOO_BIG
+                CloseCode::MessageTooBig.code()
             }
-            _ => close_code::PROTOCOL_ERROR,
+            _ => CloseCode::ProtocolError.code(),
         }
     }
 
