@@ -20,6 +20,9 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "game/errors.rs"]
+mod errors;
+
 const QUIZ: &str = r#"{"id":"edge-test","title":"Edge test","questions":[
  {"text":"One?","options":["a","b","c","d"],"correct":1,"timeLimitMs":60000},
  {"text":"Two?","options":["a","b"],"correct":0,"timeLimitMs":60000},

@@ -135,15 +135,45 @@ impl<E: Event> Serialize for DataOf<'_, E> {
 /// Decodes one frame body. Checks the size limit, the envelope shape, the event name, the payload
 /// types and the payload limits ([`Event::validate`]), in that order.
 pub fn decode<E: Event>(codec: Codec, body: &mut [u8]) -> Result<Envelope<E>, DecodeError> {
+    decode_request(codec, body).map_err(|r| r.error)
+}
+
+/// A frame body that did not become an event, with the request id when the envelope got as far as a
+/// valid `rid`: the server's `error` carries it, so the client can match it to its request
+/// (docs/protocol.md §2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub rid: Option<u32>,
+    pub error: DecodeError,
+}
+
+/// [`decode`], keeping the `rid` of a request whose envelope is readable but whose event or payload is
+/// not (unknown event, wrong types, a limit broken, `event` missing).
+pub fn decode_request<E: Event>(codec: Codec, body: &mut [u8]) -> Result<Envelope<E>, Refused> {
     if body.len() > limits::MAX_MESSAGE_BYTES {
-        return Err(DecodeError::TooLarge(body.len()));
+        return Err(Refused {
+            rid: None,
+            error: DecodeError::TooLarge(body.len()),
+        });
     }
     let env: Envelope<E> = match codec {
         Codec::Json => decode_json(body)?,
         Codec::Msgpack => decode_msgpack(body)?,
     };
-    env.event.validate()?;
+    if let Err(error) = env.event.validate() {
+        return Err(Refused {
+            rid: env.rid,
+            error,
+        });
+    }
     Ok(env)
+}
+
+/// An error before the envelope's `rid` is known.
+impl From<DecodeError> for Refused {
+    fn from(error: DecodeError) -> Refused {
+        Refused { rid: None, error }
+    }
 }
 
 fn bad_frame(codec: Codec, detail: impl Into<String>) -> DecodeError {
@@ -157,21 +187,17 @@ fn bad_frame(codec: Codec, detail: impl Into<String>) -> DecodeError {
     }
 }
 
-fn decode_json<E: Event>(body: &mut [u8]) -> Result<Envelope<E>, DecodeError> {
+fn decode_json<E: Event>(body: &mut [u8]) -> Result<Envelope<E>, Refused> {
     use simd_json::prelude::*;
     use simd_json::BorrowedValue;
 
     let value =
         simd_json::to_borrowed_value(body).map_err(|e| bad_frame(Codec::Json, e.to_string()))?;
     if depth_json(&value) > limits::MAX_DEPTH {
-        return Err(bad_frame(Codec::Json, "nested too deeply"));
+        return Err(bad_frame(Codec::Json, "nested too deeply").into());
     }
     let BorrowedValue::Object(mut obj) = value else {
-        return Err(bad_frame(Codec::Json, "the envelope must be an object"));
-    };
-    let name = match obj.get("event").and_then(|v| v.as_str()) {
-        Some(n) => n.to_string(),
-        None => return Err(bad_frame(Codec::Json, "`event` must be a string")),
+        return Err(bad_frame(Codec::Json, "the envelope must be an object").into());
     };
     let rid = match obj.get("rid") {
         None => None,
@@ -181,18 +207,25 @@ fn decode_json<E: Event>(body: &mut [u8]) -> Result<Envelope<E>, DecodeError> {
                 .ok_or_else(|| bad_frame(Codec::Json, "`rid` must be an integer 0..=4294967295"))?,
         ),
     };
+    let with_rid = |error| Refused { rid, error };
+    let name = match obj.get("event").and_then(|v| v.as_str()) {
+        Some(n) => n.to_string(),
+        None => return Err(with_rid(bad_frame(Codec::Json, "`event` must be a string"))),
+    };
     let seq = match obj.get("seq") {
         None => None,
         Some(v) if v.is_null() => None,
-        Some(v) => Some(
-            v.as_u64()
-                .ok_or_else(|| bad_frame(Codec::Json, "`seq` must be a non-negative integer"))?,
-        ),
+        Some(v) => Some(v.as_u64().ok_or_else(|| {
+            with_rid(bad_frame(
+                Codec::Json,
+                "`seq` must be a non-negative integer",
+            ))
+        })?),
     };
     let data = obj
         .remove("data")
         .unwrap_or_else(|| BorrowedValue::Object(Box::default()));
-    let event = E::from_data(&name, data)?;
+    let event = E::from_data(&name, data).map_err(with_rid)?;
     Ok(Envelope { event, rid, seq })
 }
 
@@ -205,53 +238,56 @@ fn depth_json(v: &simd_json::BorrowedValue) -> usize {
     }
 }
 
-fn decode_msgpack<E: Event>(body: &mut [u8]) -> Result<Envelope<E>, DecodeError> {
+fn decode_msgpack<E: Event>(body: &mut [u8]) -> Result<Envelope<E>, Refused> {
     use rmpv::ValueRef;
 
     let mut rd: &[u8] = body;
     let value = rmpv::decode::read_value_ref_with_max_depth(&mut rd, limits::MAX_DEPTH)
         .map_err(|e| bad_frame(Codec::Msgpack, e.to_string()))?;
     if !rd.is_empty() {
-        return Err(bad_frame(
-            Codec::Msgpack,
-            "trailing bytes after the envelope",
-        ));
+        return Err(bad_frame(Codec::Msgpack, "trailing bytes after the envelope").into());
     }
     let ValueRef::Map(entries) = value else {
-        return Err(bad_frame(Codec::Msgpack, "the envelope must be a map"));
+        return Err(bad_frame(Codec::Msgpack, "the envelope must be a map").into());
     };
-    let mut name = None;
-    let (mut rid, mut seq, mut data) = (None, None, None);
+    // Every key is read before any is judged, so an error after a valid `rid` carries it.
+    let (mut event, mut rid, mut seq, mut data) = (None, None, None, None);
     for (k, v) in entries {
         let ValueRef::String(k) = k else { continue };
         match k.as_str() {
-            Some("event") => match v {
-                ValueRef::String(s) => name = s.as_str().map(str::to_string),
-                _ => return Err(bad_frame(Codec::Msgpack, "`event` must be a string")),
-            },
-            Some("rid") => {
-                rid =
-                    match v {
-                        ValueRef::Nil => None,
-                        v => Some(v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(
-                            || bad_frame(Codec::Msgpack, "`rid` must be an integer 0..=4294967295"),
-                        )?),
-                    }
-            }
-            Some("seq") => {
-                seq = match v {
-                    ValueRef::Nil => None,
-                    v => Some(v.as_u64().ok_or_else(|| {
-                        bad_frame(Codec::Msgpack, "`seq` must be a non-negative integer")
-                    })?),
-                }
-            }
+            Some("event") => event = Some(v),
+            Some("rid") => rid = Some(v),
+            Some("seq") => seq = Some(v),
             Some("data") => data = Some(v),
             _ => {}
         }
     }
-    let name = name.ok_or_else(|| bad_frame(Codec::Msgpack, "`event` must be a string"))?;
+    let rid = match rid {
+        None | Some(ValueRef::Nil) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| {
+                    bad_frame(Codec::Msgpack, "`rid` must be an integer 0..=4294967295")
+                })?,
+        ),
+    };
+    let with_rid = |error| Refused { rid, error };
+    let name = match event {
+        Some(ValueRef::String(s)) => s.as_str().map(str::to_string),
+        _ => None,
+    }
+    .ok_or_else(|| with_rid(bad_frame(Codec::Msgpack, "`event` must be a string")))?;
+    let seq = match seq {
+        None | Some(ValueRef::Nil) => None,
+        Some(v) => Some(v.as_u64().ok_or_else(|| {
+            with_rid(bad_frame(
+                Codec::Msgpack,
+                "`seq` must be a non-negative integer",
+            ))
+        })?),
+    };
     let data = data.unwrap_or(ValueRef::Map(Vec::new()));
-    let event = E::from_data(&name, data)?;
+    let event = E::from_data(&name, data).map_err(with_rid)?;
     Ok(Envelope { event, rid, seq })
 }

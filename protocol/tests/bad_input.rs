@@ -197,3 +197,57 @@ proptest! {
         }
     }
 }
+
+/// docs/protocol.md §2: the server copies `rid` into the `error` of a request whose envelope was readable —
+/// whatever is wrong after it (unknown event, wrong types, a broken limit, no `event`), in both codecs.
+#[test]
+fn a_refusal_after_a_readable_rid_keeps_it_in_both_codecs() {
+    use ringside_protocol::envelope::decode_request;
+    let cases: &[(&str, ErrorCode)] = &[
+        (
+            r#"{"event":"room:nuke","rid":7,"data":{}}"#,
+            ErrorCode::UnknownEvent,
+        ),
+        (
+            r#"{"event":"ping","rid":7,"data":7}"#,
+            ErrorCode::BadPayload,
+        ),
+        (
+            r#"{"event":"room:join","rid":7,"data":{"gameCode":"SHORT","playerName":"x"}}"#,
+            ErrorCode::BadPayload,
+        ),
+        (
+            r#"{"event":"game:answer:submit","rid":7,"data":{"gameCode":"K7QP2M","qIndex":0,"answerIdx":99,"answerHash":"00"}}"#,
+            ErrorCode::BadPayload,
+        ),
+        (r#"{"rid":7,"data":{}}"#, ErrorCode::BadFrame),
+        (
+            r#"{"event":"ping","rid":7,"seq":-1,"data":{"t":1}}"#,
+            ErrorCode::BadFrame,
+        ),
+    ];
+    for (json, code) in cases {
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        let msgpack = rmp_serde::to_vec_named(&value).unwrap();
+        for (codec, mut body) in [
+            (Codec::Json, json.as_bytes().to_vec()),
+            (Codec::Msgpack, msgpack),
+        ] {
+            let r = decode_request::<ClientEvent>(codec, &mut body).expect_err(json);
+            assert_eq!(
+                (r.rid, r.error.code()),
+                (Some(7), *code),
+                "{codec:?} {json}"
+            );
+        }
+    }
+    // Before a valid rid there is none to copy.
+    for json in [
+        &b"{not json"[..],
+        br#"[7]"#,
+        br#"{"event":"ping","rid":-7}"#,
+    ] {
+        let r = decode_request::<ClientEvent>(Codec::Json, &mut json.to_vec()).unwrap_err();
+        assert_eq!((r.rid, r.error.code()), (None, ErrorCode::BadFrame));
+    }
+}

@@ -66,6 +66,19 @@ pub fn send_error(
     event: Option<&str>,
 ) {
     let retry_after_ms = code.retryable().then_some(1000);
+    send_refusal(conn, codec, rid, code, message, event, retry_after_ms)
+}
+
+/// [`send_error`] with a `retryAfterMs` of the caller's (a rate limit knows when its next token comes).
+pub fn send_refusal(
+    conn: &ConnHandle,
+    codec: Codec,
+    rid: Option<u32>,
+    code: ErrorCode,
+    message: String,
+    event: Option<&str>,
+    retry_after_ms: Option<u64>,
+) {
     let env = Envelope::new(ServerEvent::Error(ErrorEvent {
         code,
         message,

@@ -14,16 +14,16 @@
 //! | `game:answer:submit` | player of that room, HMAC | `Game::answer_submit` → `answer_submit` |
 //! | `room:kick`, `game:start`, `host:*` | host of that room | `kick`/`start`/`pause`/`resume`/`skip`/`extend` |
 
-use super::rooms::{encode, send_error, Rooms};
+use super::rooms::{encode, send_error, send_refusal, Rooms};
 use crate::conn::{CloseInfo, ConnHandle};
 use crate::sendq::FrameClass;
 use crate::session::Session;
 use crate::ws::frame::MessageKind;
 use ringside_lua::{GameError, Recovery};
 use ringside_protocol::auth::verify_answer_hash;
-use ringside_protocol::envelope::decode;
+use ringside_protocol::envelope::decode_request;
 use ringside_protocol::events::*;
-use ringside_protocol::{limits, ClientEvent, CloseCode, Codec, Envelope, ErrorCode};
+use ringside_protocol::{limits, ClientEvent, CloseCode, Codec, DecodeError, Envelope, ErrorCode};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -140,7 +140,8 @@ impl GameSession {
         }
     }
 
-    fn allow(&self) -> bool {
+    /// Takes a token of the per-socket event rate; refused: the ms until the next one.
+    fn allow(&self) -> Result<(), u64> {
         let mut st = self.st.borrow_mut();
         let now = Instant::now();
         let dt = now.duration_since(st.refilled).as_secs_f32();
@@ -149,10 +150,11 @@ impl GameSession {
             (st.tokens + dt * limits::EVENTS_PER_SECOND as f32).min(limits::EVENTS_BURST as f32);
         if st.tokens >= 1.0 {
             st.tokens -= 1.0;
-            true
+            Ok(())
         } else {
             st.strikes += 1;
-            false
+            let wait = (1.0 - st.tokens) / limits::EVENTS_PER_SECOND as f32;
+            Err((wait * 1000.0).ceil() as u64)
         }
     }
 
@@ -583,24 +585,43 @@ impl Session for GameSession {
             };
             return send_error(conn, codec, None, ErrorCode::BadFrame, msg.into(), None);
         }
-        if !self.allow() {
+        let mut buf = payload.to_vec();
+        if let Err(wait_ms) = self.allow() {
             if self.st.borrow().strikes > MAX_STRIKES {
                 conn.close(CloseCode::PolicyViolation.code(), "event rate exceeded");
                 return;
             }
-            return send_error(
+            // Decoded only for its rid, so that the client can tell which request was refused.
+            let (rid, event) = match decode_request::<ClientEvent>(codec, &mut buf) {
+                Ok(env) => (env.rid, Some(env.event.name())),
+                Err(r) => (r.rid, None),
+            };
+            return send_refusal(
                 conn,
                 codec,
-                None,
+                rid,
                 ErrorCode::RateLimited,
-                "more than 20 events per second".into(),
-                None,
+                format!("more than {} events per second", limits::EVENTS_PER_SECOND),
+                event,
+                Some(wait_ms),
             );
         }
-        let mut buf = payload.to_vec();
-        match decode::<ClientEvent>(codec, &mut buf) {
+        match decode_request::<ClientEvent>(codec, &mut buf) {
             Ok(env) => self.dispatch(env),
-            Err(e) => send_error(conn, codec, None, e.code(), e.to_string(), None),
+            Err(r) => {
+                let event = match &r.error {
+                    DecodeError::BadPayload { event, .. } => Some(event.as_str()),
+                    _ => None,
+                };
+                send_error(
+                    conn,
+                    codec,
+                    r.rid,
+                    r.error.code(),
+                    r.error.to_string(),
+                    event,
+                )
+            }
         }
     }
 
