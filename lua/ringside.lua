@@ -1,5 +1,5 @@
 #!lua name=ringside
--- Ringside game logic as Redis Functions. Library version: 2 (see `version`, and VERSION in lua/src/lib.rs).
+-- Ringside game logic as Redis Functions. Library version: 3 (see `version`, and VERSION in lua/src/lib.rs).
 --
 -- Every authoritative transition of a quiz room runs here, atomically, in the room's hash slot.
 -- The edge and the engine only ever call these functions (lua/README.md has the full contract).
@@ -22,7 +22,7 @@
 --   P:sess         hash    playerId -> sessionToken
 --   P:secret       hash    playerId -> answerSecret (the edge verifies the answer HMAC with it)
 --   P:viol         hash    playerId -> anti-cheat violations
---   P:kicked       hash    "p:<playerId>" -> reason, "s:<sessionToken>" -> playerId
+--   P:kicked       hash    "p:<playerId>" -> reason, "s:<sessionToken>" -> playerId, "n:<folded name>" -> playerId
 --   P:lb           zset    playerId -> total score (every player, from join, starting at 0)
 --   P:recent       list    the last 50 joiners as PlayerInfo JSON, newest last
 --   P:pend         list    joiners not yet announced by room:player:joined, PlayerInfo JSON (newest first, max 20)
@@ -31,11 +31,17 @@
 --                          (streak = consecutive correct answers ending here, 0 when wrong),
 --                          r:<pid> refused answer events
 --   P:ev           sharded pub/sub channel of room events (same envelope JSON as the log)
+-- Per partition (same hash tag): timers:{pNN} (schedules for the engine) and results:{pNN} (one entry per
+-- ended game: room, roomId, reason, ended — read by the control plane's results writer).
 
-local VERSION = 2
+local VERSION = 3
 local LOG_MAX = 1000            -- entries kept in P:log (approximate trim)
 local ROOM_TTL = 7200           -- s: a room with no transition for this long is abandoned
 local END_TTL = 300             -- s: reconnect window after game:end
+local ABANDON_MARGIN = 300      -- s: a room whose expiry is this close is ended as abandoned (results kept)
+local ABANDON_CHECK_MS = 1800000 -- the abandon check runs at least this often (timer entries outlive it)
+local HOLD_MAX_MS = 3600000     -- results_hold: longest hold of an ended room for the results writer
+local EXPORT_MAX = 1000         -- players per game_export call
 local GRACE_MS = 500            -- ringside_protocol::limits::ANSWER_GRACE_MS
 local TOP_N = 10                -- limits::LEADERBOARD_TOP_N
 local RECENT_MAX = 50           -- players[] in room:join:ack
@@ -339,7 +345,7 @@ local function show_question(R, q, now)
     'tlim', int(tlim), 'paused', '0', 'prem', '0', 'pslot', '0', 'pans', '0', 'pev', int(pev),
     'qc', z['c' .. i], 'qno', z['no' .. i], 'qbase', base, 'pgen', int(gen))
   redis.call('DEL', qkey(R, q))
-  redis.call('HSET', qkey(R, q), 'n', 0)
+  redis.call('HSET', qkey(R, q), 'n', 0, 'at', int(now))
   emit(R, 'game:question:show', show_json(R, q, endsAt, tlim, base, s.nq))
   schedule(R, now, 'question_end', q, gen, endsAt + GRACE_MS)
   schedule(R, now, 'progress', q, gen, now + pev, pev)
@@ -374,18 +380,22 @@ local function reveal(R, now, skipped)
   touch(R, ROOM_TTL, q)
 end
 
--- Ends the game: final top N, short expiry for the reconnect window, a cleanup schedule.
-local function end_game(R, now)
+-- Ends the game: final top N, short expiry for the reconnect window, a cleanup schedule, and an entry in
+-- the partition's results stream `results:{pNN}` for the control plane's results writer.
+-- reason: 'finished' (the last question was revealed) or 'abandoned' (the room was about to expire).
+local function end_game(R, now, reason)
   local r = hm(R.P, { 'cur', 'rid' })
   local q = tonumber(r.cur)
   local gen = redis.call('HINCRBY', R.P, 'gen', 1)
-  redis.call('HSET', R.P, 'state', 'ENDED', 'ended', int(now))
+  redis.call('HSET', R.P, 'state', 'ENDED', 'ended', int(now), 'endReason', reason)
   local np = tonumber(redis.call('HGET', R.P, 'np')) or 0
   emit(R, 'game:end', obj({ kv('roomId', js(r.rid)), kv('finalRankings', top_json(R, q)),
     kv('totalPlayers', int(np)) }))
   touch(R, END_TTL, -1)
   for k = 0, q do redis.call('EXPIRE', qkey(R, k), END_TTL) end
   schedule(R, now, 'cleanup', q, gen, now + END_TTL * 1000)
+  redis.call('XADD', 'results:' .. R.tag, 'MINID', '~', int(now - TIMER_KEEP_MS * 24), '*',
+    'room', R.code, 'roomId', r.rid, 'reason', reason, 'ended', int(now))
 end
 
 -- Announces the pending joiners (coalesced room:player:joined) and invalidates any scheduled flush.
@@ -424,6 +434,8 @@ local function remove_player(R, pid, reason, kicked_by, now)
     local sess = redis.call('HGET', R.P .. ':sess', pid)
     redis.call('HSET', R.P .. ':kicked', 'p:' .. pid, kicked_by)
     if sess then redis.call('HSET', R.P .. ':kicked', 's:' .. sess, pid) end
+    -- the name stays barred too: a new socket under the same name is refused (case-folded)
+    if nk then redis.call('HSET', R.P .. ':kicked', 'n:' .. nk, pid) end
   end
   redis.call('HDEL', R.P .. ':players', pid)
   redis.call('HDEL', R.P .. ':sess', pid)
@@ -556,6 +568,7 @@ local function room_create(keys, args)
     's_base', base and int(base) or '', 's_bonus', int(bonus), 's_smult', tostring(smult),
     's_sthr', int(sthr), 's_pen', int(pen), 's_cd', int(cd), 's_rp', int(rp), '_hashtable', HASHTABLE_PAD)
   touch(R, ROOM_TTL, -1)
+  schedule(R, now, 'abandon', 0, 0, now + ABANDON_CHECK_MS)
   return obj({ kv('gameCode', js(R.code)), kv('roomId', js(rid)), kv('shareUrl', js(share)),
     kv('hostToken', js(host)), kv('quizMeta', obj({ kv('quizId', js(qid)), kv('title', js(title)),
       kv('questionCount', int(#qs)) })) })
@@ -614,6 +627,9 @@ local function room_join(keys, args)
   end
   if not held and redis.call('HGET', R.P .. ':kicked', 's:' .. sess) == pid then
     fail('kicked', 'this session was removed from the room')
+  end
+  if redis.call('HEXISTS', R.P .. ':kicked', 'n:' .. nkey) == 1 then
+    fail('kicked', 'a player of this name was removed from the room')
   end
   if r.state ~= 'LOBBY' and (r.state == 'ENDED' or r.s_late ~= '1') then
     fail('room_locked', 'the game has started')
@@ -923,7 +939,7 @@ end
 -- Idempotent: the same entry fired twice changes the room at most once.
 -- Errors: bad_timer (unknown kind, malformed q/gen: the entry can never fire), bad_payload (bad keys).
 local TIMER_KINDS = { countdown_end = true, question_end = true, next_question = true, progress = true,
-  lobby_flush = true, cleanup = true }
+  lobby_flush = true, cleanup = true, abandon = true }
 
 local function timer_fire(keys, args)
   local R = room_of(keys, true)
@@ -958,7 +974,7 @@ local function timer_fire(keys, args)
     local due = tonumber(redis.call('HGET', R.P, 'revAt')) + tonumber(r.s_rp)
     if now < due then return early(due, now) end
     if q >= tonumber(r.nq) then
-      end_game(R, now)
+      end_game(R, now, 'finished')
       return fired('game_end', q)
     end
     show_question(R, q, now)
@@ -988,11 +1004,28 @@ local function timer_fire(keys, args)
     return fired(kind, 0)
   elseif kind == 'cleanup' then
     if r.state ~= 'ENDED' or not current then return not_fired('stale') end
-    local due = tonumber(redis.call('HGET', R.P, 'ended')) + END_TTL * 1000
+    local e = hm(R.P, { 'ended', 'holdUntil' })
+    local due = math.max(tonumber(e.ended) + END_TTL * 1000, tonumber(e.holdUntil) or 0)
     if now < due then return early(due, now) end
     for _, s in ipairs(FIXED) do redis.call('UNLINK', R.P .. s) end
     for k = 0, cur do redis.call('UNLINK', qkey(R, k)) end
     return fired(kind, q)
+  elseif kind == 'abandon' then
+    -- gen 0 is the check scheduled at create; later checks carry `agen` (one live check per room).
+    if r.state == 'ENDED' or gen ~= (tonumber(redis.call('HGET', R.P, 'agen')) or 0) then
+      return not_fired('stale')
+    end
+    -- Every transition pushes the room's expiry ROOM_TTL out; close to it, nobody is playing.
+    local ttl_ms = redis.call('PTTL', R.P)
+    if ttl_ms > ABANDON_MARGIN * 1000 then
+      -- not yet: a fresh entry (a far-off entry would be trimmed from the stream before it is due)
+      local agen = redis.call('HINCRBY', R.P, 'agen', 1)
+      local due = now + math.min(ABANDON_CHECK_MS, ttl_ms - ABANDON_MARGIN * 1000 + 1000)
+      schedule(R, now, 'abandon', 0, agen, due)
+      return not_fired('unchanged')
+    end
+    end_game(R, now, 'abandoned')
+    return fired('game_end', cur)
   end
 end
 
@@ -1050,6 +1083,101 @@ local function results(keys, args)
     end
   end
   return arr(out)
+end
+
+-- game_export (no-writes)
+-- KEYS: room[, timers]
+-- ARGV: offset (0-based rank position), count (1..1000)
+-- Reply: {"game":{gameCode, roomId, quizId, title, endReason, questionCount, questionsPlayed, playerCount,
+--        createdAt, startedAt?, endedAt}, "players":[{playerId, name, avatar, rank, score, correct,
+--        answers:[{answerIdx, ms, points} | null per question played]}], "next": offset | null}
+--        Players in rank order (total desc; ties share a rank and are ordered by playerId descending, as
+--        ZREVRANGE orders them); `ms` is the server time from the question's show to the answer.
+--        Only an ENDED room exports: it is what the results writer stores in PostgreSQL.
+-- Errors: room_not_found, wrong_state (not ended), bad_payload.
+local function game_export(keys, args)
+  local R = room_of(keys, false)
+  local off = arg_int(args[1], 'offset', 0, 100000000)
+  local count = arg_int(args[2], 'count', 1, EXPORT_MAX)
+  local r = hm(R.P, { 'state', 'rid', 'quizId', 'title', 'endReason', 'nq', 'cur', 'np', 'created',
+    'startsAt', 'ended' })
+  require_room(r)
+  if r.state ~= 'ENDED' then fail('wrong_state', 'only an ended game exports its results') end
+  local played = tonumber(r.cur) + 1
+  local g = { kv('gameCode', js(R.code)), kv('roomId', js(r.rid)), kv('quizId', js(r.quizId)),
+    kv('title', js(r.title)), kv('endReason', js(r.endReason or 'finished')), kv('questionCount', r.nq),
+    kv('questionsPlayed', int(played)), kv('playerCount', int(tonumber(r.np) or 0)),
+    kv('createdAt', r.created) }
+  if r.startsAt then g[#g + 1] = kv('startedAt', r.startsAt) end
+  g[#g + 1] = kv('endedAt', r.ended)
+  local lb = R.P .. ':lb'
+  local page = redis.call('ZREVRANGE', lb, off, off + count - 1, 'WITHSCORES')
+  local ids, scores = {}, {}
+  for k = 1, #page, 2 do
+    ids[#ids + 1] = page[k]
+    scores[#scores + 1] = page[k + 1]
+  end
+  local out = {}
+  if #ids > 0 then
+    local afields = {}
+    for k, pid in ipairs(ids) do afields[k] = 'a:' .. pid end
+    local correct, shown, answers = {}, {}, {}
+    for q = 0, played - 1 do
+      correct[q] = tonumber(redis.call('HGET', R.Q, 'c' .. int(q)))
+      shown[q] = tonumber(redis.call('HGET', qkey(R, q), 'at'))
+      answers[q] = redis.call('HMGET', qkey(R, q), unpack(afields))
+    end
+    local players = redis.call('HMGET', R.P .. ':players', unpack(ids))
+    local rank_of = {}
+    for k, pid in ipairs(ids) do
+      local total = scores[k]
+      local rank = rank_of[total]
+      if not rank then
+        rank = redis.call('ZCOUNT', lb, '(' .. total, '+inf') + 1
+        rank_of[total] = rank
+      end
+      local avatar, name = split_player(players[k] or '0:')
+      local list, ncorrect = {}, 0
+      for q = 0, played - 1 do
+        local a, ms, pts = split_answer(answers[q][k])
+        if a then
+          if a == correct[q] then ncorrect = ncorrect + 1 end
+          local took = shown[q] and (ms - shown[q]) or nil
+          list[#list + 1] = obj({ kv('answerIdx', int(a)), kv('ms', took and int(took) or 'null'),
+            kv('points', int(pts)) })
+        else
+          list[#list + 1] = 'null'
+        end
+      end
+      out[k] = obj({ kv('playerId', js(pid)), kv('name', js(name or '')), kv('avatar', avatar or '0'),
+        kv('rank', int(rank)), kv('score', int(tonumber(total))), kv('correct', int(ncorrect)),
+        kv('answers', arr(list)) })
+    end
+  end
+  local nxt = 'null'
+  if #ids == count then nxt = int(off + count) end
+  return obj({ kv('game', obj(g)), kv('players', arr(out)), kv('next', nxt) })
+end
+
+-- results_hold
+-- KEYS: room, timers
+-- ARGV: ms (0..3600000)
+-- Reply: {"held":true,"until":epochMs} — an ENDED room is kept (expiry and cleanup pushed out) until now +
+--        ms, so the results writer can export it while PostgreSQL is down; ms 0 releases the hold (the room
+--        then goes at its normal time). {"held":false} when the room is gone or not ended.
+local function results_hold(keys, args)
+  local R = room_of(keys, true)
+  local ms = arg_int(args[1], 'ms', 0, HOLD_MAX_MS)
+  local r = hm(R.P, { 'state', 'ended', 'cur' })
+  if r.state ~= 'ENDED' then return '{"held":false}' end
+  local now = now_ms()
+  local hold = now + ms
+  redis.call('HSET', R.P, 'holdUntil', int(hold))
+  local until_end = tonumber(r.ended) + END_TTL * 1000
+  local ttl = math.ceil((math.max(hold, until_end) - now) / 1000) + 60
+  touch(R, ttl, -1)
+  for k = 0, tonumber(r.cur) do redis.call('EXPIRE', qkey(R, k), ttl) end
+  return '{"held":true,"until":' .. int(hold) .. '}'
 end
 
 -- The ReconnectState of player pid ("host" or "" for no player) as JSON.
@@ -1129,7 +1257,7 @@ local function reconnect(keys, args)
   local is_host = pid == 'host'
   local secret
   if is_host then
-    require_host(r, token)
+    if token == '' or r.host ~= token then fail('unauthorized', 'wrong hostToken') end
   else
     arg_id(pid, 'playerId', 1, 64)
     if redis.call('HEXISTS', R.P .. ':kicked', 'p:' .. pid) == 1 then fail('kicked', 'this player was removed') end
@@ -1212,3 +1340,5 @@ register('timer_fire', timer_fire)
 register('results', results, true)
 register('snapshot', snapshot, true)
 register('reconnect', reconnect, true)
+register('game_export', game_export, true)
+register('results_hold', results_hold)

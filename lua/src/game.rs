@@ -36,10 +36,12 @@ pub enum Function {
     Results,
     Snapshot,
     Reconnect,
+    GameExport,
+    ResultsHold,
 }
 
 impl Function {
-    pub const ALL: [Function; 15] = [
+    pub const ALL: [Function; 17] = [
         Function::Version,
         Function::RoomCreate,
         Function::RoomJoin,
@@ -55,6 +57,8 @@ impl Function {
         Function::Results,
         Function::Snapshot,
         Function::Reconnect,
+        Function::GameExport,
+        Function::ResultsHold,
     ];
 
     /// The registered name (`FCALL <name> ...`).
@@ -75,6 +79,8 @@ impl Function {
             Function::Results => "results",
             Function::Snapshot => "snapshot",
             Function::Reconnect => "reconnect",
+            Function::GameExport => "game_export",
+            Function::ResultsHold => "results_hold",
         }
     }
 
@@ -82,7 +88,11 @@ impl Function {
     pub fn read_only(self) -> bool {
         matches!(
             self,
-            Function::Version | Function::Results | Function::Snapshot | Function::Reconnect
+            Function::Version
+                | Function::Results
+                | Function::Snapshot
+                | Function::Reconnect
+                | Function::GameExport
         )
     }
 }
@@ -503,6 +513,35 @@ impl Game {
         Ok(out)
     }
 
+    /// One page of an ended game's results: `count` (1..=[`EXPORT_MAX`]) players from rank position
+    /// `offset`. `wrong_state` until the game has ended; `room_not_found` once the room is gone.
+    pub async fn export(
+        &self,
+        code: &str,
+        offset: u64,
+        count: usize,
+    ) -> Result<ExportPage, GameError> {
+        self.call_json(
+            Function::GameExport,
+            code,
+            &[&offset.to_string(), &count.to_string()],
+        )
+        .await
+    }
+
+    /// Keeps an ended room (and its results) for `ms` more milliseconds, or releases the hold with 0.
+    /// Returns whether the room was there to hold.
+    pub async fn results_hold(&self, code: &str, ms: u64) -> Result<bool, GameError> {
+        #[derive(Deserialize)]
+        struct Held {
+            held: bool,
+        }
+        let h: Held = self
+            .call_json(Function::ResultsHold, code, &[&ms.to_string()])
+            .await?;
+        Ok(h.held)
+    }
+
     /// The room as a `reconnect:state` for `player_id` (`None`: no player's own figures).
     pub async fn snapshot(
         &self,
@@ -547,6 +586,62 @@ impl Game {
         })
     }
 }
+
+/// One page of an ended game's results (`game_export`), players in rank order.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ExportPage {
+    pub game: ExportedGame,
+    pub players: Vec<ExportedPlayer>,
+    /// The offset of the next page, `None` after the last.
+    pub next: Option<u64>,
+}
+
+/// An ended game as `game_export` describes it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportedGame {
+    pub game_code: String,
+    pub room_id: String,
+    pub quiz_id: String,
+    pub title: String,
+    /// `finished` or `abandoned`.
+    pub end_reason: String,
+    pub question_count: u32,
+    pub questions_played: u32,
+    pub player_count: u64,
+    /// Epoch ms, Redis clock.
+    pub created_at: i64,
+    #[serde(default)]
+    pub started_at: Option<i64>,
+    pub ended_at: i64,
+}
+
+/// One player's final result.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportedPlayer {
+    pub player_id: String,
+    pub name: String,
+    pub avatar: u32,
+    pub rank: u64,
+    pub score: i64,
+    pub correct: u32,
+    /// One entry per question played: `None` when the player did not answer it.
+    pub answers: Vec<Option<ExportedAnswer>>,
+}
+
+/// A player's answer to one question, as the server timed it.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportedAnswer {
+    pub answer_idx: u32,
+    /// Milliseconds from the question's show to the answer, by Redis's clock (`None` if unknown).
+    pub ms: Option<i64>,
+    pub points: i64,
+}
+
+/// Players per `game_export` call (the function's limit).
+pub const EXPORT_MAX: usize = 1000;
 
 /// Player ids per `results` call (the function's limit).
 pub const RESULTS_MAX: usize = 1000;

@@ -24,18 +24,23 @@ pub enum TimerKind {
     NextQuestion,
     /// Publish the coalesced `room:player:joined` batch (`gen` = the room's flush generation).
     LobbyFlush,
-    /// Delete the room's keys (they also expire by themselves), due 300 s after `game:end`.
+    /// Delete the room's keys (they also expire by themselves), due 300 s after `game:end` (or after a
+    /// `results_hold`).
     Cleanup,
+    /// End a room that is about to expire unfinished (reason `abandoned`, so its results are kept);
+    /// otherwise write the next check. `gen` = the room's abandon-check generation `agen`.
+    Abandon,
 }
 
 impl TimerKind {
-    pub const ALL: [TimerKind; 6] = [
+    pub const ALL: [TimerKind; 7] = [
         TimerKind::CountdownEnd,
         TimerKind::QuestionEnd,
         TimerKind::Progress,
         TimerKind::NextQuestion,
         TimerKind::LobbyFlush,
         TimerKind::Cleanup,
+        TimerKind::Abandon,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +51,7 @@ impl TimerKind {
             TimerKind::NextQuestion => "next_question",
             TimerKind::LobbyFlush => "lobby_flush",
             TimerKind::Cleanup => "cleanup",
+            TimerKind::Abandon => "abandon",
         }
     }
 

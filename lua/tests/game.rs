@@ -29,6 +29,8 @@ on_both_backends!(
     progress_is_published_at_most_once_per_second_slot_and_only_on_change,
     the_loader_refuses_other_library_versions,
     a_repeated_join_with_the_same_ids_returns_the_same_ack_and_changes_nothing,
+    an_ended_game_is_announced_once_in_the_results_stream_and_exports_by_rank,
+    a_room_about_to_expire_unfinished_is_ended_as_abandoned,
 );
 
 fn refusal<T: std::fmt::Debug>(r: Result<T, GameError>) -> ErrorCode {
@@ -994,7 +996,7 @@ async fn lobby_rules_names_capacity_lock_kick_and_host_rights(backend: Backend) 
         refusal(env.game.join(&code, "Carol", 0, None).await),
         ErrorCode::RoomFull
     );
-    // kick: not by a player; the kicked session cannot come back; the name is free again
+    // kick: not by a player; the kicked session cannot come back, nor the kicked name from a new session
     assert_eq!(
         refusal(
             env.game
@@ -1021,11 +1023,16 @@ async fn lobby_rules_names_capacity_lock_kick_and_host_rights(backend: Backend) 
         refusal(env.game.leave(&code, &bob.player_id).await),
         ErrorCode::Kicked
     );
+    assert_eq!(
+        refusal(env.game.join(&code, " BOB ", 0, None).await),
+        ErrorCode::Kicked,
+        "a kicked name stays barred from a new socket (case-folded, trimmed)"
+    );
     let bob2 = env
         .game
-        .join(&code, "bob", 0, None)
+        .join(&code, "Bobby", 0, None)
         .await
-        .expect("a new session may take the name");
+        .expect("another name joins");
     assert!(
         !bob2.players.iter().any(|p| p.id == bob.player_id),
         "a kicked player leaves the lobby list"
@@ -1230,7 +1237,8 @@ async fn reconnect_returns_missed_events_or_a_snapshot(backend: Backend) {
                 .reconnect(&code, "host", &p.session_token, None)
                 .await
         ),
-        ErrorCode::NotHost
+        ErrorCode::Unauthorized,
+        "a host reconnect with a wrong token (docs/protocol.md: unauthorized)"
     );
 
     // no lastSeq: a snapshot; while the question is open it shows no unrevealed points and no rank
@@ -1610,4 +1618,185 @@ async fn a_repeated_join_with_the_same_ids_returns_the_same_ack_and_changes_noth
         ),
         ErrorCode::Kicked
     );
+}
+
+// ───────────────────────────── results for the system of record ─────────────────────────────
+
+/// The `results:{pNN}` entries of this room: (roomId, reason).
+async fn results_entries(env: &Env, code: &str) -> Vec<(String, String)> {
+    let mut conn = env.conn.clone();
+    let stream = format!("results:{}", keys::partition_tag(keys::partition_of(code)));
+    let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg(&stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .expect("XRANGE results");
+    entries
+        .into_iter()
+        .filter(|(_, f)| f.get("room").map(String::as_str) == Some(code))
+        .map(|(_, f)| (f["roomId"].clone(), f["reason"].clone()))
+        .collect()
+}
+
+async fn an_ended_game_is_announced_once_in_the_results_stream_and_exports_by_rank(
+    backend: Backend,
+) {
+    let env = env(backend).await;
+    let q = quiz(&unique("export"), 2, 60_000);
+    let no_bonus = RoomSettings {
+        max_time_bonus: Some(0),
+        ..settings()
+    };
+    let created = room(&env, &q, &no_bonus).await;
+    let code = created.game_code.clone();
+    let players = join_n(&env, &code, 5).await;
+    assert_eq!(
+        refusal(env.game.export(&code, 0, 10).await),
+        ErrorCode::WrongState,
+        "a live game does not export"
+    );
+    open_first_question(&env, &code, &created.host_token).await;
+    for qi in 0..2u32 {
+        // players 0..3 answer, 0 and 1 correctly; player 4 never answers
+        for (k, p) in players.iter().enumerate().take(4) {
+            let idx = if k < 2 {
+                correct(qi as usize)
+            } else {
+                wrong(qi as usize)
+            };
+            env.game
+                .answer_submit(&code, &p.player_id, qi, idx as u32)
+                .await
+                .expect("answer");
+        }
+        // player 4 never answers: the host closes the question
+        env.game
+            .skip(&code, &created.host_token, None)
+            .await
+            .expect("skip");
+        let next = fire_latest(&env, &code, TimerKind::NextQuestion).await;
+        assert!(next.fired, "{next:?}");
+    }
+    let entries = results_entries(&env, &code).await;
+    assert_eq!(
+        entries,
+        vec![(created.room_id.clone(), "finished".to_string())]
+    );
+
+    // page through 2 at a time: every player once, in rank order, ranks shared by equal scores
+    let mut all = Vec::new();
+    let mut off = 0;
+    loop {
+        let page = env.game.export(&code, off, 2).await.expect("export");
+        assert_eq!(page.game.room_id, created.room_id);
+        assert_eq!(page.game.end_reason, "finished");
+        assert_eq!(
+            (page.game.question_count, page.game.questions_played),
+            (2, 2)
+        );
+        all.extend(page.players);
+        match page.next {
+            Some(n) => off = n,
+            None => break,
+        }
+    }
+    assert_eq!(all.len(), 5);
+    let ranks: Vec<u64> = all.iter().map(|p| p.rank).collect();
+    assert_eq!(
+        ranks,
+        [1, 1, 3, 3, 3],
+        "two correct players tie first, three with 0 tie third"
+    );
+    let scores: Vec<i64> = all.iter().map(|p| p.score).collect();
+    assert!(
+        scores[0] > 0 && scores[0] == scores[1] && scores[2..] == [0, 0, 0],
+        "{scores:?}"
+    );
+    for p in &all {
+        let k = players
+            .iter()
+            .position(|j| j.player_id == p.player_id)
+            .expect("a player");
+        assert_eq!(p.name, format!("player-{k:03}"));
+        assert_eq!(p.answers.len(), 2);
+        if k == 4 {
+            assert!(
+                p.answers.iter().all(Option::is_none),
+                "player 4 never answered"
+            );
+            assert_eq!(p.correct, 0);
+        } else {
+            assert_eq!(p.correct, if k < 2 { 2 } else { 0 });
+            for (qi, a) in p.answers.iter().enumerate() {
+                let a = a.as_ref().expect("answered");
+                let want = if k < 2 { correct(qi) } else { wrong(qi) };
+                assert_eq!(a.answer_idx as usize, want);
+                let ms = a.ms.expect("show time known");
+                assert!((0..60_000).contains(&ms), "answer time {ms} ms");
+            }
+        }
+    }
+    assert_eq!(
+        all.iter().map(|p| p.score).sum::<i64>(),
+        scores.iter().sum::<i64>()
+    );
+
+    // a hold keeps the ended room past its cleanup time; 0 releases it
+    assert!(env.game.results_hold(&code, 600_000).await.unwrap());
+    let cleanup = latest_timer(&env, &code, TimerKind::Cleanup).await;
+    let out = env.game.fire(&cleanup).await.unwrap();
+    assert!(!out.fired && out.retry_after().is_some(), "held: {out:?}");
+    assert!(env.game.results_hold(&code, 0).await.unwrap());
+    assert_eq!(
+        results_entries(&env, &code).await.len(),
+        1,
+        "announced once"
+    );
+}
+
+async fn a_room_about_to_expire_unfinished_is_ended_as_abandoned(backend: Backend) {
+    let env = env(backend).await;
+    let q = quiz(&unique("abandon"), 3, 60_000);
+    let created = room(&env, &q, &settings()).await;
+    let code = created.game_code.clone();
+    join_n(&env, &code, 2).await;
+    open_first_question(&env, &code, &created.host_token).await;
+    // far from expiry: nothing changes, a fresh check is written (generation 1), the old one is stale
+    let first = latest_timer(&env, &code, TimerKind::Abandon).await;
+    assert_eq!(first.gen, 0);
+    let out = env.game.fire(&first).await.unwrap();
+    assert!(!out.fired, "{out:?}");
+    let second = latest_timer(&env, &code, TimerKind::Abandon).await;
+    assert_eq!(second.gen, 1);
+    assert!(
+        !env.game.fire(&first).await.unwrap().fired,
+        "a superseded check"
+    );
+    assert!(results_entries(&env, &code).await.is_empty());
+    // nobody touched the room for ~2 h: its expiry is close
+    let mut conn = env.conn.clone();
+    let _: () = redis::cmd("PEXPIRE")
+        .arg(keys::room(&code))
+        .arg(200_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let out = env.game.fire(&second).await.unwrap();
+    assert!(out.fired, "{out:?}");
+    let end = last(&env, &code, |e| match e {
+        ServerEvent::GameEnd(g) => Some(g.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(end.room_id, created.room_id);
+    assert_eq!(
+        results_entries(&env, &code).await,
+        vec![(created.room_id.clone(), "abandoned".to_string())]
+    );
+    let page = env.game.export(&code, 0, 10).await.unwrap();
+    assert_eq!(page.game.end_reason, "abandoned");
+    assert_eq!((page.game.questions_played, page.players.len()), (1, 2));
+    assert!(!env.game.fire(&second).await.unwrap().fired, "fires once");
 }
