@@ -91,6 +91,7 @@ fn main() -> anyhow::Result<()> {
                     cluster: false,
                 },
                 share_base: "http://bench".into(),
+                address_limits: Default::default(),
             },
             1,
         )?;

@@ -21,6 +21,9 @@
 //! | `--driver` | `RINGSIDE_EDGE_DRIVER` | `fusion` (io_uring, epoll fallback) |
 //! | `--allow-thp` | `RINGSIDE_EDGE_ALLOW_THP` | off: transparent huge pages disabled for the process |
 //! | `--metrics-listen` | `RINGSIDE_EDGE_METRICS_LISTEN` | off; `ADDR:PORT`: process *i* also serves `/metrics`, `/healthz`, `/readyz` on `PORT+i` |
+//! | `--addr-joins-per-sec` / `--addr-join-burst` | `RINGSIDE_EDGE_ADDR_JOINS_PER_SEC` / `_JOIN_BURST` | 50 / 200 per source address per process (0: off) |
+//! | `--addr-code-misses` / `--addr-code-miss-window-secs` | `RINGSIDE_EDGE_ADDR_CODE_MISSES` / `_CODE_MISS_WINDOW_SECS` | 20 per 10 s per source address per process (0: off) |
+//! | `--addr-table-size` | `RINGSIDE_EDGE_ADDR_TABLE_SIZE` | 65536 addresses remembered per process |
 //!
 //! With `--processes N`, the launcher sets `RINGSIDE_EDGE_CHILD_INDEX=i` (0..N) for child *i*; that index is the
 //! `process="i"` label on every metric line and the offset of its `--metrics-listen` port.
@@ -367,6 +370,9 @@ pub struct Cli {
     /// of the shared --listen port reaches one random process; scrape these ports instead.
     #[arg(long, env = "RINGSIDE_EDGE_METRICS_LISTEN", value_name = "ADDR:PORT")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Per source address: `room:join` attempts and failed room-code lookups (docs/protocol.md §3).
+    #[command(flatten)]
+    pub address_limits: crate::game::address_limits::AddressLimits,
     /// Set by the --processes launcher for each child (0..N); not for people.
     #[arg(long, env = "RINGSIDE_EDGE_CHILD_INDEX", hide = true)]
     pub process_index: Option<usize>,
@@ -403,6 +409,7 @@ impl Cli {
                 cluster: self.cluster,
             },
             share_base,
+            address_limits: self.address_limits.clone(),
         }
     }
 

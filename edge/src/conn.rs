@@ -497,7 +497,10 @@ async fn preamble(worker: &Rc<Worker>, stream: &TcpStream) -> Result<Option<Upgr
                 transport::linger_close(stream, &mut transport, shared.config.close_timeout).await;
                 return Ok(None);
             }
-            Request::Upgrade(u) => u,
+            Request::Upgrade(mut u) => {
+                u.peer = stream.peer_addr().ok().map(|a| a.ip());
+                u
+            }
         };
         let handle = ConnHandle::new(worker.clone(), up.subprotocol);
         let session = match shared.factory.open(&up, &handle) {

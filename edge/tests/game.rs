@@ -7,6 +7,7 @@ mod common;
 
 use futures_util::{SinkExt, StreamExt};
 use ringside_edge::config::Config;
+use ringside_edge::game::address_limits::AddressLimits;
 use ringside_edge::game::hub::{RedisConfig, StreamEntries};
 use ringside_edge::game::{GameConfig, GameFactory};
 use ringside_lua::{Game, Quiz, Redis, TimerEntry};
@@ -20,6 +21,8 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "game/address_limits.rs"]
+mod address_limits;
 #[path = "game/errors.rs"]
 mod errors;
 
@@ -68,6 +71,18 @@ impl Client {
                 Client::over(Box::new(tls), url, codec).await
             }
         }
+    }
+
+    /// Connects over `ws://` from source address `from` (any of 127/8 on Linux).
+    async fn connect_from(
+        addr: std::net::SocketAddr,
+        from: std::net::IpAddr,
+        codec: Codec,
+    ) -> Client {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(std::net::SocketAddr::new(from, 0)).unwrap();
+        let tcp = sock.connect(addr).await.unwrap();
+        Client::over(Box::new(tcp), format!("ws://{addr}/ws"), codec).await
     }
 
     /// Upgrades an already connected stream.
@@ -327,6 +342,16 @@ async fn stack(backend: Backend) -> Stack {
 /// The stack, over `wss://` when `tls` (a certificate generated with `gen_dev_cert` and a client
 /// connector trusting it), with `tweak` applied to the edge's config.
 async fn stack_with(backend: Backend, tls: bool, tweak: impl FnOnce(&mut Config)) -> Stack {
+    stack_full(backend, tls, AddressLimits::default(), tweak).await
+}
+
+/// [`stack_with`] with the given per-address limits.
+async fn stack_full(
+    backend: Backend,
+    tls: bool,
+    address_limits: AddressLimits,
+    tweak: impl FnOnce(&mut Config),
+) -> Stack {
     let redis = TestRedis::start(backend).expect("redis starts");
     let urls = redis.urls();
     let mut conn = Redis::connect(&urls, redis.is_cluster()).await.unwrap();
@@ -375,6 +400,7 @@ async fn stack_with(backend: Backend, tls: bool, tweak: impl FnOnce(&mut Config)
                 cluster: redis.is_cluster(),
             },
             share_base: "http://test".into(),
+            address_limits,
         },
         cfg.threads,
     )

@@ -84,7 +84,8 @@ error_codes! {
     AlreadyAnswered = "already_answered", retry: false;
     /// The answer's HMAC does not match the session's answer secret.
     BadHash = "bad_hash", retry: false;
-    /// Too many events: the per-socket rate or the per-question answer limit was exceeded.
+    /// Too many events: the per-socket rate, the per-question answer limit, or the per-address limits of
+    /// joins and failed room-code lookups were exceeded.
     RateLimited = "rate_limited", retry: true;
     /// The player was removed by the host or by anti-cheat; final.
     Kicked = "kicked", retry: false;

@@ -7,7 +7,9 @@
 //!   catch-up from the room log, personal results after a reveal, kicks.
 //! - [`hub`]: the Redis thread (tokio): FCALLs, one sharded subscription per room per process, encode once.
 //! - [`pubsub`], [`resp`]: the sharded pub/sub subscriber.
+//! - [`address_limits`]: joins and failed room-code lookups per source address, shared by the workers.
 
+pub mod address_limits;
 pub mod hub;
 pub mod pubsub;
 pub mod resp;
@@ -17,12 +19,13 @@ pub mod session;
 use crate::conn::ConnHandle;
 use crate::session::{Rejection, Session, SessionFactory};
 use crate::ws::handshake::{Subprotocol, UpgradeRequest};
+use address_limits::{AddressLimiter, AddressLimits};
 use hub::{HubHandle, RedisConfig, WorkerMsg};
 use ringside_protocol::Codec;
 use rooms::Rooms;
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 pub use session::GameSession;
@@ -33,6 +36,8 @@ pub struct GameConfig {
     pub redis: RedisConfig,
     /// Base of `shareUrl` in `room:created`, e.g. `http://127.0.0.1:8080`.
     pub share_base: String,
+    /// Joins and failed room-code lookups per source address.
+    pub address_limits: AddressLimits,
 }
 
 thread_local! {
@@ -44,17 +49,20 @@ pub struct GameFactory {
     hub: HubHandle,
     inboxes: Mutex<Vec<Option<mpsc::UnboundedReceiver<WorkerMsg>>>>,
     share_base: String,
+    addresses: Option<Arc<AddressLimiter>>,
 }
 
 impl GameFactory {
     /// Connects to Redis (checking the Functions library version) and prepares `workers` inboxes.
     pub fn start(cfg: GameConfig, workers: usize) -> anyhow::Result<GameFactory> {
+        cfg.address_limits.validate().map_err(anyhow::Error::msg)?;
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
         let hub = hub::start(cfg.redis, txs)?;
         Ok(GameFactory {
             hub,
             inboxes: Mutex::new(rxs.into_iter().map(Some).collect()),
             share_base: cfg.share_base,
+            addresses: AddressLimiter::new(cfg.address_limits).map(Arc::new),
         })
     }
 }
@@ -71,6 +79,7 @@ impl SessionFactory for GameFactory {
             worker_index,
             self.hub.clone(),
             self.share_base.clone(),
+            self.addresses.clone(),
         ));
         ROOMS.with(|r| *r.borrow_mut() = Some(rooms.clone()));
         if let Some(mut inbox) = inbox {
@@ -100,6 +109,6 @@ impl SessionFactory for GameFactory {
                 status: 503,
                 body: "worker not ready\n".into(),
             })?;
-        Ok(Box::new(GameSession::open(rooms, conn, codec)))
+        Ok(Box::new(GameSession::open(rooms, conn, codec, req.peer)))
     }
 }

@@ -7,6 +7,7 @@
 //! (`XRANGE`), or gets a `reconnect:state` snapshot when the gap is older than the log. Nothing is
 //! silently skipped and nothing is delivered twice.
 
+use super::address_limits::AddressLimiter;
 use super::hub::{class_of, HubHandle, RoomFrame, WorkerMsg};
 use crate::conn::ConnHandle;
 use crate::sendq::FrameClass;
@@ -40,6 +41,8 @@ pub struct Rooms {
     pub worker: usize,
     pub hub: HubHandle,
     pub share_base: String,
+    /// The process's per-address limits of joins and room-code lookups (`None`: off).
+    pub addresses: Option<Arc<AddressLimiter>>,
     rooms: RefCell<HashMap<Arc<str>, LocalRoom>>,
 }
 
@@ -90,11 +93,17 @@ pub fn send_refusal(
 }
 
 impl Rooms {
-    pub fn new(worker: usize, hub: HubHandle, share_base: String) -> Rooms {
+    pub fn new(
+        worker: usize,
+        hub: HubHandle,
+        share_base: String,
+        addresses: Option<Arc<AddressLimiter>>,
+    ) -> Rooms {
         Rooms {
             worker,
             hub,
             share_base,
+            addresses,
             rooms: RefCell::new(HashMap::new()),
         }
     }

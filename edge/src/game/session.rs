@@ -25,6 +25,7 @@ use ringside_protocol::envelope::decode_request;
 use ringside_protocol::events::*;
 use ringside_protocol::{limits, ClientEvent, CloseCode, Codec, DecodeError, Envelope, ErrorCode};
 use std::cell::RefCell;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -103,6 +104,26 @@ struct State {
 pub struct GameSession {
     rooms: Rc<Rooms>,
     st: Rc<RefCell<State>>,
+    /// The client's address, for the per-address limits of joins and lookups.
+    peer: Option<IpAddr>,
+}
+
+/// Which per-address limit a session-creating event passes.
+#[derive(Clone, Copy)]
+enum Lookup {
+    /// `room:join`: a join token, and no failed-lookup debt.
+    Join,
+    /// `reconnect:attempt`: no failed-lookup debt.
+    Reconnect,
+}
+
+/// A join or reconnect answered `room_not_found` charges its address's failed-lookup bucket.
+fn note_miss(rooms: &Rooms, peer: Option<IpAddr>, e: &GameError) {
+    if let (Some(limiter), Some(ip)) = (&rooms.addresses, peer) {
+        if e.code() == ErrorCode::RoomNotFound {
+            limiter.missed(ip);
+        }
+    }
 }
 
 /// Refusals of the rate limit before the socket is closed with 1008.
@@ -117,7 +138,12 @@ fn now_ms() -> u64 {
 
 impl GameSession {
     /// A new session; sends `session:ack` at once.
-    pub fn open(rooms: Rc<Rooms>, conn: &ConnHandle, codec: Codec) -> GameSession {
+    pub fn open(
+        rooms: Rc<Rooms>,
+        conn: &ConnHandle,
+        codec: Codec,
+        peer: Option<IpAddr>,
+    ) -> GameSession {
         let ack = ServerEvent::SessionAck(SessionAck {
             socket_id: format!("{:x}-{}-{:x}", std::process::id(), rooms.worker, conn.id()),
             server_time: now_ms(),
@@ -137,6 +163,7 @@ impl GameSession {
         GameSession {
             rooms,
             st: Rc::new(RefCell::new(st)),
+            peer,
         }
     }
 
@@ -229,9 +256,12 @@ impl GameSession {
             }
 
             ClientEvent::RoomJoin(j) => {
-                if !self.begin_session(&conn, codec, rid, name) {
+                if !self.begin_session(&conn, codec, rid, name)
+                    || !self.address_allows(&conn, codec, rid, name, Lookup::Join)
+                {
                     return;
                 }
+                let peer = self.peer;
                 // A retry (same room, same name) after a reply-less attempt reuses its ids.
                 let (player_id, session, secret) = JoinIds::for_attempt(
                     &mut self.st.borrow_mut().last_join,
@@ -273,6 +303,7 @@ impl GameSession {
                         }
                         Ok(Err(e)) => {
                             st.borrow_mut().role = Role::None;
+                            note_miss(&rooms, peer, &e);
                             game_err(&conn, e);
                         }
                         Err(_) => fail(&conn, ErrorCode::Unavailable, "shutting down".into()),
@@ -281,9 +312,12 @@ impl GameSession {
             }
 
             ClientEvent::ReconnectAttempt(r) => {
-                if !self.begin_session(&conn, codec, rid, name) {
+                if !self.begin_session(&conn, codec, rid, name)
+                    || !self.address_allows(&conn, codec, rid, name, Lookup::Reconnect)
+                {
                     return;
                 }
+                let peer = self.peer;
                 let (rooms, st) = (self.rooms.clone(), self.st.clone());
                 monoio::spawn(async move {
                     let code = rooms.intern(&r.game_code);
@@ -299,6 +333,7 @@ impl GameSession {
                         Ok(Ok(back)) => back,
                         Ok(Err(e)) => {
                             st.borrow_mut().role = Role::None;
+                            note_miss(&rooms, peer, &e);
                             return game_err(&conn, e);
                         }
                         Err(_) => {
@@ -508,6 +543,39 @@ impl GameSession {
         }
         st.role = Role::Pending;
         true
+    }
+
+    /// The per-address limits (module `address_limits`): refused, the socket is back to no session and
+    /// gets `rate_limited` with `retryAfterMs`.
+    fn address_allows(
+        &self,
+        conn: &ConnHandle,
+        codec: Codec,
+        rid: Option<u32>,
+        name: &str,
+        what: Lookup,
+    ) -> bool {
+        let (Some(limiter), Some(ip)) = (&self.rooms.addresses, self.peer) else {
+            return true;
+        };
+        let verdict = match what {
+            Lookup::Join => limiter.join(ip),
+            Lookup::Reconnect => limiter.lookup(ip),
+        };
+        let Err(refusal) = verdict else {
+            return true;
+        };
+        self.st.borrow_mut().role = Role::None;
+        send_refusal(
+            conn,
+            codec,
+            rid,
+            ErrorCode::RateLimited,
+            refusal.message().into(),
+            Some(name),
+            Some(refusal.retry_after_ms()),
+        );
+        false
     }
 
     fn player_of(&self, game_code: &str) -> Option<(Arc<str>, Rc<str>, Rc<str>)> {

@@ -48,6 +48,8 @@ pub struct UpgradeRequest {
     pub subprotocol: Subprotocol,
     /// `Sec-WebSocket-Accept` value for the 101 response.
     pub accept: String,
+    /// The client's address (the TCP peer), set by the connection after parsing.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl UpgradeRequest {
@@ -362,6 +364,7 @@ pub fn parse_request(
             origin,
             subprotocol,
             accept: accept_key(key),
+            peer: None,
         }),
         head_len,
     )))
