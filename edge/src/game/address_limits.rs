@@ -270,8 +270,9 @@ impl AddressLimiter {
         });
     }
 
-    /// Addresses remembered now (both generations), for tests.
-    pub fn remembered(&self) -> usize {
+    /// Addresses remembered now (both generations).
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
         self.shards
             .iter()
             .map(|s| {
