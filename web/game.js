@@ -1,0 +1,221 @@
+// What play.html and host.html share on top of ringside.js: a client that resumes its session (reconnect:attempt
+// with the last seq, retried while the server says retry) and times requests out, the browser-storage session,
+// the answer HMAC where WebCrypto is missing (plain http on a LAN address is not a secure context), option
+// colours and shapes, and small DOM helpers.
+import { Ringside } from './ringside.js';
+
+const RETRYABLE = new Set(['rate_limited', 'overloaded', 'unavailable', 'internal', 'timeout', 'offline']);
+
+export class GameClient extends Ringside {
+  // hooks: onEvent(env), onLine(online: bool, closeCode), onResumed(reply), onResumeFailed(error)
+  constructor(hooks) {
+    super((env) => hooks.onEvent(env), (s) => this.status(s));
+    this.hooks = hooks;
+    this.online = false;
+    this.ready = false; // connected, and the session (if any) taken on this socket
+    this.waiters = [];
+  }
+
+  setReady(ready) {
+    this.ready = ready;
+    if (ready) this.waiters.splice(0).forEach((w) => w());
+  }
+
+  // Resolves once requests can go out (at most timeoutMs later, else rejects with code "offline").
+  whenReady(timeoutMs) {
+    if (this.ready) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject({ code: 'offline' }), timeoutMs);
+      this.waiters.push(() => { clearTimeout(t); resolve(); });
+    });
+  }
+
+  status(s) {
+    if (s === 'connected') {
+      this.online = true;
+      if (!this.session) this.setReady(true);
+      this.hooks.onLine(true, 0);
+      return;
+    }
+    const m = /^disconnected \((\d+)\)/.exec(s);
+    if (!m) return;
+    this.online = false;
+    this.setReady(false);
+    this.hooks.onLine(false, +m[1]);
+    // ringside.js reconnects sockets that hold a session; one without (a join form) is opened again here.
+    if (!this.session && !this.stopped) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = setTimeout(() => this.start(), 1500);
+    }
+  }
+
+  // Opens the socket; with a session (restored from storage), resumes it.
+  start() {
+    this.connect().then(() => { if (this.session) this.resume(); });
+  }
+
+  // Called by ringside.js after a drop, for a socket that held a session.
+  async reconnect() {
+    await this.connect();
+    if (this.session) await this.resume();
+  }
+
+  async resume() {
+    const s = this.session;
+    if (!s) return;
+    const data = { gameCode: s.gameCode, playerId: s.playerId, sessionToken: s.sessionToken };
+    if (this.lastSeq > 0) data.lastSeq = this.lastSeq;
+    try {
+      const reply = await this.request('reconnect:attempt', data);
+      this.setReady(true);
+      this.hooks.onResumed(reply);
+    } catch (e) {
+      if (RETRYABLE.has(e.code)) {
+        setTimeout(() => this.resume(), e.retryAfterMs || 1000);
+        return;
+      }
+      this.session = null;
+      this.setReady(true);
+      this.hooks.onResumeFailed(e);
+    }
+  }
+
+  send(event, data, rid) {
+    // A ping timer may fire while a new socket is still connecting; that ping is simply skipped.
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) super.send(event, data, rid);
+  }
+
+  // Waits (up to 8 s) for the connection and the resumed session, then times the reply out after timeoutMs.
+  async request(event, data, timeoutMs = 10000) {
+    if (event !== 'reconnect:attempt') await this.whenReady(8000);
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) throw { code: 'offline' };
+    let timer;
+    return Promise.race([
+      super.request(event, data).finally(() => clearTimeout(timer)),
+      new Promise((_, reject) => { timer = setTimeout(() => reject({ code: 'timeout' }), timeoutMs); }),
+    ]);
+  }
+}
+
+// ── storage ──────────────────────────────────────────────────────────────────────────────────────────────
+const MAX_AGE_MS = 4 * 3600 * 1000; // longer than any game plus the 300 s the room stays readable after it
+
+export function loadSaved(area, key) {
+  try {
+    const v = JSON.parse(area.getItem(key));
+    if (v && Date.now() - v.savedAt < MAX_AGE_MS) return v;
+  } catch { /* storage blocked or corrupt: start fresh */ }
+  return null;
+}
+export function save(area, key, value) {
+  try { area.setItem(key, JSON.stringify({ ...value, savedAt: Date.now() })); } catch { /* private mode */ }
+}
+export function forget(area, key) {
+  try { area.removeItem(key); } catch { /* ignore */ }
+}
+
+// ── answer HMAC (docs/protocol.md §6) ──────────────────────────────────────────────────────────────────────
+const K = new Uint32Array([
+  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01,
+  0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
+  0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
+  0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+  0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08,
+  0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
+  0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2]);
+
+export function sha256(bytes) {
+  const len = bytes.length, total = ((len + 9 + 63) >> 6) << 6;
+  const m = new Uint8Array(total);
+  m.set(bytes);
+  m[len] = 0x80;
+  const dv = new DataView(m.buffer);
+  dv.setUint32(total - 4, len * 8);
+  dv.setUint32(total - 8, Math.floor(len / 0x20000000));
+  const h = new Uint32Array([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
+  const w = new Uint32Array(64);
+  const rotr = (x, n) => (x >>> n) | (x << (32 - n));
+  for (let off = 0; off < total; off += 64) {
+    for (let i = 0; i < 16; i++) w[i] = dv.getUint32(off + i * 4);
+    for (let i = 16; i < 64; i++) {
+      const s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >>> 3);
+      const s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >>> 10);
+      w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    let [a, b, c, d, e, f, g, hh] = h;
+    for (let i = 0; i < 64; i++) {
+      const t1 = (hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i]) >>> 0;
+      const t2 = ((rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) >>> 0;
+      hh = g; g = f; f = e; e = (d + t1) >>> 0; d = c; c = b; b = a; a = (t1 + t2) >>> 0;
+    }
+    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
+  }
+  const out = new Uint8Array(32);
+  const odv = new DataView(out.buffer);
+  h.forEach((v, i) => odv.setUint32(i * 4, v));
+  return out;
+}
+
+export function hmacSha256(key, msg) {
+  let k = key.length > 64 ? sha256(key) : key;
+  const pad = new Uint8Array(64);
+  pad.set(k);
+  const inner = new Uint8Array(64 + msg.length), outer = new Uint8Array(64 + 32);
+  for (let i = 0; i < 64; i++) { inner[i] = pad[i] ^ 0x36; outer[i] = pad[i] ^ 0x5c; }
+  inner.set(msg, 64);
+  outer.set(sha256(inner), 64);
+  return sha256(outer);
+}
+
+export async function answerHash(secret, gameCode, playerId, qIndex, answerIdx) {
+  if (globalThis.crypto && crypto.subtle) return Ringside.answerHash(secret, gameCode, playerId, qIndex, answerIdx);
+  const enc = new TextEncoder();
+  const sig = hmacSha256(enc.encode(secret), enc.encode(`${gameCode}:${playerId}:${qIndex}:${answerIdx}`));
+  return [...sig].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+// ── options: colour + shape + text ─────────────────────────────────────────────────────────────────────
+export const SHAPES = ['triangle', 'diamond', 'circle', 'square', 'star', 'hexagon', 'pentagon', 'cross'];
+const SHAPE_PATHS = {
+  triangle: 'M12 3 22 20H2z',
+  diamond: 'M12 2 22 12 12 22 2 12z',
+  circle: 'M12 2a10 10 0 1 0 .01 0z',
+  square: 'M3 3h18v18H3z',
+  star: 'M12 2l3 7h7l-5.5 4.5 2 7.5-6.5-4.5-6.5 4.5 2-7.5L2 9h7z',
+  hexagon: 'M7 3h10l5 9-5 9H7l-5-9z',
+  pentagon: 'M12 2l10 7.5-4 12.5H6L2 9.5z',
+  cross: 'M9 2h6v7h7v6h-7v7H9v-7H2V9h7z',
+};
+export function shapeSvg(i) {
+  return `<svg class="shape" viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="${SHAPE_PATHS[SHAPES[i % 8]]}"/></svg>`;
+}
+export const shapeName = (i) => SHAPES[i % 8];
+
+// ── DOM helpers ─────────────────────────────────────────────────────────────────────────────────────────
+export const $ = (id) => document.getElementById(id);
+export const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+export function ordinal(n) {
+  const s = ['th', 'st', 'nd', 'rd'], v = n % 100;
+  return n + (s[(v - 20) % 10] || s[v] || s[0]);
+}
+export const fmt = (n) => Number(n || 0).toLocaleString('en-US');
+// Show exactly one of the page's screens (elements with class "screen").
+export function show(id) {
+  for (const el of document.querySelectorAll('.screen')) el.hidden = el.id !== id;
+}
+// Avatar colour for a player, stable per id.
+export function avatarColor(id) {
+  let h = 0;
+  for (const c of String(id)) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  return ['#C8102E', '#1368CE', '#946200', '#1F7A0A', '#7C3AED', '#0E7490', '#BE185D', '#4B5563'][h % 8];
+}
+
+// The top three as podium steps, 2nd · 1st · 3rd from left to right.
+export function podium(rankings, me) {
+  const top = rankings.slice(0, 3);
+  const order = [1, 0, 2].filter((i) => top[i]);
+  return order.map((i) => {
+    const r = top[i];
+    return `<li class="step p${r.rank}${r.id === me ? ' me' : ''}"><span class="pname">${esc(r.name)}</span><span class="pscore">${fmt(r.score)}</span><span class="pblock"><span class="sr">place </span>${r.rank}</span></li>`;
+  }).join('');
+}

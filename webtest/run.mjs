@@ -1,0 +1,355 @@
+// The browser test of web/: Debian's Chromium (headless, through playwright-core; no browser download) plays
+// a whole game against a real stack — a host on a 16:9 desktop and three players (two phones, 390 and 320 px
+// wide, and a desktop), with a fourth player kicked from the lobby, a player reload mid-question, a host
+// reload while paused, pause/resume, skip, the reveal, the leaderboard and the podium. On the way it checks
+// accessibility (axe-core: labels, contrast ≥ 4.5:1 and the rest of WCAG 2 A/AA), keyboard submit, error
+// messages in words, the console, that no request leaves the page's origin, that the host token is never in
+// the page, the weight of the first load, and that the lobby's QR code decodes to the join URL.
+// Screenshots and service logs: webtest/artifacts/. Run: scripts/webtest.sh (or `node webtest/run.mjs`).
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { createRequire } from 'node:module';
+import { chromium } from 'playwright-core';
+import jsQR from 'jsqr';
+import { ROOT, build, startStack } from './stack.mjs';
+
+const require = createRequire(import.meta.url);
+const AXE = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+const ARTIFACTS = path.join(ROOT, 'webtest', 'artifacts');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const t0 = Date.now();
+const failures = [];
+const say = (s) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${s}`);
+function check(ok, what) {
+  if (ok) return;
+  failures.push(what);
+  say(`FAIL ${what}`);
+}
+
+fs.rmSync(ARTIFACTS, { recursive: true, force: true });
+fs.mkdirSync(ARTIFACTS, { recursive: true });
+
+// ── static checks: no stack needed ────────────────────────────────────────────────────────────────────
+{
+  // Every error code of docs/protocol.md §4 has words in web/words.js.
+  const doc = fs.readFileSync(path.join(ROOT, 'docs', 'protocol.md'), 'utf8');
+  const section = doc.slice(doc.indexOf('## 4. Errors'), doc.indexOf('### WebSocket close codes'));
+  const codes = [...section.matchAll(/^\| `([a-z_]+)` \|/gm)].map((x) => x[1]);
+  const { ERROR_CODES } = await import(path.join(ROOT, 'web', 'words.js'));
+  const missing = codes.filter((c) => !ERROR_CODES.includes(c));
+  check(codes.length >= 20, `docs/protocol.md §4 lists the error codes (found ${codes.length})`);
+  check(missing.length === 0, `web/words.js has words for every documented error code (missing: ${missing.join(', ')})`);
+}
+
+build();
+say('stack: starting redis, engine, edge');
+const stack = await startStack(ARTIFACTS);
+const BASE = stack.base;
+say(`stack: ${BASE}`);
+
+const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'], headless: true });
+const pages = [];
+let shot = 0;
+
+async function open(name, viewport, url, mobile = false) {
+  const ctx = await browser.newContext({ viewport, deviceScaleFactor: 1, isMobile: mobile, hasTouch: mobile });
+  const page = await ctx.newPage();
+  page.name = name;
+  page.errors = [];
+  page.external = [];
+  page.on('console', (msg) => {
+    if (msg.type() !== 'error') return;
+    // The control plane is not routed under /api/ yet: the host page probes it and falls back.
+    if (/Failed to load resource.*404/.test(msg.text()) && /\/api\//.test(msg.location().url || '')) return;
+    page.errors.push(msg.text());
+  });
+  page.on('pageerror', (e) => page.errors.push(String(e)));
+  page.on('request', (r) => { if (!r.url().startsWith(BASE) && !/^(data|blob):/.test(r.url())) page.external.push(r.url()); });
+  await page.goto(BASE + url);
+  pages.push(page);
+  return page;
+}
+
+async function snap(page, what) {
+  shot += 1;
+  const file = `${String(shot).padStart(2, '0')}-${page.name}-${what}.png`;
+  await page.screenshot({ path: path.join(ARTIFACTS, file), fullPage: false });
+}
+
+async function axe(page, what) {
+  await page.evaluate(AXE);
+  const r = await page.evaluate(() => globalThis.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }));
+  for (const v of r.violations) {
+    const nodes = v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ');
+    check(false, `axe ${page.name} ${what}: ${v.id} (${v.impact}) — ${v.help} — ${nodes}`);
+  }
+}
+
+const visible = (page, id, timeout = 20000) => page.waitForSelector(`#${id}:not([hidden])`, { timeout });
+const text = (page, sel) => page.textContent(sel);
+
+async function waitQuestion(page, n, timeout = 30000) {
+  await page.waitForFunction((n) => !document.getElementById('s-question').hidden
+    && document.getElementById('q-num').textContent.startsWith(`Question ${n} of`), n, { timeout });
+}
+async function answer(page, i) {
+  await page.click(`#q-tiles button[data-i="${i}"]`);
+  await page.waitForFunction(() => /locked in/.test(document.getElementById('q-state').textContent), null, { timeout: 10000 });
+}
+async function hostTokenShown(host) {
+  return host.evaluate(() => {
+    const s = JSON.parse(localStorage.getItem('ringside.host') || 'null');
+    const t = s && s.m && s.m.session && s.m.session.sessionToken;
+    return !!t && (document.documentElement.outerHTML.includes(t) || document.body.innerText.includes(t));
+  });
+}
+
+// Decodes the lobby's QR code as a phone camera would: the SVG drawn into a canvas, read by jsQR.
+async function decodeQr(page) {
+  const { w, data } = await page.evaluate(async () => {
+    const svg = document.querySelector('#qr svg');
+    const img = new Image();
+    img.src = 'data:image/svg+xml;charset=utf-8,' + encodeURIComponent(svg.outerHTML);
+    await img.decode();
+    const w = 330, c = document.createElement('canvas');
+    c.width = w; c.height = w;
+    const g = c.getContext('2d');
+    g.imageSmoothingEnabled = false;
+    g.drawImage(img, 0, 0, w, w);
+    return { w, data: Array.from(g.getImageData(0, 0, w, w).data) };
+  });
+  const r = jsQR(Uint8ClampedArray.from(data), w, w);
+  return r && r.data;
+}
+
+// Bytes of a page's first load (the HTML and everything it loads), gzip-compressed as a server would send.
+async function firstLoadBytes(url) {
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  let total = 0;
+  const bodies = [];
+  page.on('response', (r) => bodies.push(r.body().then((b) => { total += zlib.gzipSync(b).length; }).catch(() => {})));
+  await page.goto(BASE + url, { waitUntil: 'networkidle' });
+  await Promise.all(bodies);
+  await ctx.close();
+  return total;
+}
+
+let exitCode = 1;
+try {
+  for (const p of ['/play.html', '/host.html', '/']) {
+    const bytes = await firstLoadBytes(p);
+    say(`first load of ${p}: ${(bytes / 1024).toFixed(1)} KB compressed`);
+    check(bytes <= 100 * 1024, `first load of ${p} is at most 100 KB compressed (${bytes} B)`);
+  }
+
+  // ── host: setup → lobby ───────────────────────────────────────────────────────────────────────────
+  const host = await open('host', { width: 1600, height: 900 }, '/host.html');
+  await visible(host, 's-setup');
+  await host.waitForSelector('#acct-none:not([hidden]), #signin:not([hidden]), #acct-in:not([hidden])');
+  // Hook for the control plane: with /api/ routed by the edge, /api/me answers and the page signs in with
+  // an API key (WEBTEST_API_KEY), lists the library and creates the room with POST /api/rooms. Without it the
+  // page falls back to room:create over the socket with a public quiz id, which is what runs here.
+  if (await host.isVisible('#signin')) {
+    if (!process.env.WEBTEST_API_KEY) throw new Error('the control plane answers /api/: set WEBTEST_API_KEY to a host API key');
+    await host.fill('#apikey', process.env.WEBTEST_API_KEY);
+    await host.press('#apikey', 'Enter');
+    await visible(host, 'acct-in');
+  } else {
+    await host.fill('#quiz-id', 'general-knowledge');
+  }
+  await host.fill('#secs', '12');
+  await host.fill('#gap', '3');
+  await axe(host, 'setup');
+  await snap(host, 'setup');
+  await host.click('#create-btn');
+  await visible(host, 's-lobby');
+  const pin = (await text(host, '#join-pin')).trim();
+  check(/^[A-Z2-9]{6}$/.test(pin), `the lobby shows a 6-character PIN (${pin})`);
+  const joinUrl = (await text(host, '#join-url')).trim();
+  check(joinUrl === `${BASE}/play.html?code=${pin}`, `the join URL opens the player page with the PIN (${joinUrl})`);
+  const qr = await decodeQr(host);
+  check(qr === joinUrl, `the QR code decodes to the join URL (${qr})`);
+  check((await fetch(joinUrl)).ok, 'the join URL answers 200');
+  check(!(await hostTokenShown(host)), 'the host token is not in the lobby page');
+  say(`lobby: PIN ${pin}`);
+
+  // ── players join: by link + Enter, by typing, with errors in words ──────────────────────────────
+  const ada = await open('ada-390', { width: 390, height: 844 }, `/play.html?code=${pin}`, true);
+  const bo = await open('bo-320', { width: 320, height: 640 }, '/play.html', true);
+  const cy = await open('cy-desktop', { width: 1280, height: 800 }, '/play.html');
+  const kim = await open('kim-390', { width: 390, height: 844 }, `/play.html?code=${pin}`, true);
+
+  check((await ada.inputValue('#code')) === pin, 'a join link prefills the PIN');
+  await axe(ada, 'join');
+  await snap(ada, 'join');
+  await ada.fill('#name', 'Ada');
+  await ada.press('#name', 'Enter'); // keyboard: Enter submits
+  await visible(ada, 's-lobby');
+
+  await bo.click('#join-btn'); // empty form
+  check(/PIN/.test(await text(bo, '#join-error')), 'an empty PIN is refused in words');
+  check((await bo.getAttribute('#code', 'aria-invalid')) === 'true', 'the empty PIN field is marked invalid');
+  await bo.fill('#code', 'ZZZZZZ');
+  await bo.fill('#name', 'Bo');
+  await bo.click('#join-btn');
+  await bo.waitForFunction(() => document.getElementById('join-error').textContent.length > 0);
+  check(/No game with that PIN/.test(await text(bo, '#join-error')), `an unknown PIN is explained (${await text(bo, '#join-error')})`);
+  await snap(bo, 'join-error');
+  await bo.fill('#code', pin.toLowerCase());
+  await bo.click('#join-btn');
+  await visible(bo, 's-lobby');
+
+  await cy.fill('#code', pin);
+  await cy.fill('#name', 'ada'); // taken, case-insensitively
+  await cy.press('#name', 'Enter');
+  await cy.waitForFunction(() => document.getElementById('join-error').textContent.length > 0);
+  check(/already has that nickname/.test(await text(cy, '#join-error')), 'a taken nickname is explained');
+  await cy.fill('#name', 'Cy');
+  await cy.press('#name', 'Enter');
+  await visible(cy, 's-lobby');
+
+  await kim.fill('#name', 'Kim');
+  await kim.press('#name', 'Enter');
+  await visible(kim, 's-lobby');
+  await axe(ada, 'lobby');
+  await snap(ada, 'lobby');
+
+  // Names appear on the host as they join (coalesced, at most one update a second).
+  await host.waitForFunction(() => document.querySelectorAll('#players .chip').length === 4, null, { timeout: 10000 });
+  await axe(host, 'lobby');
+  await snap(host, 'lobby');
+
+  // Kick from the list.
+  await host.click('#players button[aria-label="Remove Kim"]');
+  await visible(kim, 's-out');
+  check(/removed/i.test(await text(kim, '#out-text')), 'the kicked player is told so in words');
+  await snap(kim, 'kicked');
+  await host.waitForFunction(() => document.querySelectorAll('#players .chip').length === 3 && document.getElementById('p-count').textContent === '3');
+  say('lobby: 3 players (Kim kicked)');
+
+  // ── question 1: answers, "your answer", a player reload mid-question ───────────────────────────
+  await host.click('#start');
+  await visible(ada, 's-countdown');
+  await snap(host, 'countdown');
+  for (const p of [host, ada, bo, cy]) await waitQuestion(p, 1);
+  await snap(host, 'q1');
+  await axe(host, 'question');
+  await answer(ada, 0);
+  check(await ada.isVisible('#q-tiles button.picked .badge'), 'the picked tile is marked "Your answer"');
+  check(await ada.isDisabled('#q-tiles button[data-i="1"]'), 'the other tiles are disabled after answering');
+  check(!(await ada.$('#q-tiles .right, #q-tiles .correct')), 'nothing is marked correct before the reveal');
+  await axe(ada, 'question-answered');
+  await snap(ada, 'q1-answered');
+
+  const q1text = await text(bo, '#q-text');
+  await bo.reload();
+  await waitQuestion(bo, 1, 10000);
+  check((await text(bo, '#q-text')) === q1text, 'after a reload mid-question the player sees the same question');
+  check((await text(bo, '#who')) === 'Bo', 'after a reload the player keeps their nickname');
+  await snap(bo, 'q1-after-reload');
+  await answer(bo, 1);
+  await answer(cy, 2);
+  await visible(ada, 's-reveal');
+  for (const p of [bo, cy]) await visible(p, 's-reveal');
+  await visible(host, 's-reveal');
+  await host.waitForSelector('#r-board-panel:not([hidden])');
+  for (const p of [ada, bo, cy]) {
+    const v = await text(p, '#v-title');
+    check(/Correct|Wrong/.test(v), `${p.name} sees correct/wrong after answering (${v})`);
+    check(await p.isVisible('#r-tiles .tile.right .badge.ok'), `${p.name} sees the correct answer lit`);
+    check(await p.isVisible('#r-tiles .tile.picked'), `${p.name} sees their pick marked`);
+  }
+  await ada.waitForFunction(() => /points/.test(document.getElementById('v-points').textContent) && !/Counting/.test(document.getElementById('v-points').textContent));
+  await axe(ada, 'reveal');
+  await snap(ada, 'q1-reveal');
+  await snap(bo, 'q1-reveal');
+  await axe(host, 'reveal');
+  await snap(host, 'q1-reveal');
+  check(/^✓/.test((await text(host, '#r-correct')).trim()), 'the host names the correct answer');
+  check((await host.$$('#r-bars .barrow')).length === 4, 'the host shows a distribution bar per option');
+
+  // ── question 2: pause, host reload while paused, resume ─────────────────────────────────────────
+  for (const p of [host, ada, bo, cy]) await waitQuestion(p, 2);
+  await host.click('#pause');
+  await ada.waitForFunction(() => /Paused/.test(document.getElementById('q-state').textContent));
+  check(await ada.isDisabled('#q-tiles button[data-i="0"]'), 'answering is disabled while paused');
+  await visible(host, 'paused');
+  await snap(ada, 'q2-paused');
+  await snap(host, 'q2-paused');
+  await host.reload();
+  await waitQuestion(host, 2, 10000);
+  await visible(host, 'paused', 10000);
+  check(await host.isVisible('#resume'), 'after a reload the host is still in the paused question with Resume');
+  check(!(await hostTokenShown(host)), 'the host token is not in the page after a reload');
+  await host.click('#resume');
+  await ada.waitForFunction(() => !document.querySelector('#q-tiles button').disabled);
+  check(!(await host.isVisible('#paused')), 'the paused banner goes away on resume');
+  await answer(ada, 1);
+  await answer(bo, 1);
+  await answer(cy, 0);
+  for (const p of [host, ada]) await visible(p, 's-reveal');
+  say('q2: pause, host reload, resume');
+
+  // ── question 3: +10 s, one player does not answer, the host skips ───────────────────────────────
+  await waitQuestion(host, 3);
+  await waitQuestion(cy, 3);
+  await host.click('#extend');
+  await answer(ada, 2);
+  await answer(bo, 3);
+  await host.click('#skip');
+  await visible(cy, 's-reveal');
+  check(/Time's up/.test(await text(cy, '#v-title')), `a player who did not answer sees "Time's up" (${await text(cy, '#v-title')})`);
+  await snap(cy, 'q3-timesup');
+
+  // ── the rest of the game ───────────────────────────────────────────────────────────────────────
+  for (let n = 4; ; n++) {
+    const next = await Promise.race([
+      waitQuestion(host, n, 30000).then(() => 'q'),
+      visible(host, 's-end', 30000).then(() => 'end'),
+    ]);
+    if (next === 'end') break;
+    for (const [p, i] of [[ada, n % 4], [bo, (n + 1) % 4], [cy, (n * 3) % 4]]) {
+      await waitQuestion(p, n);
+      await answer(p, Math.min(i, (await p.$$('#q-tiles button')).length - 1));
+    }
+    await visible(host, 's-reveal');
+  }
+  say('game over');
+
+  // ── podium ───────────────────────────────────────────────────────────────────────────────────────
+  await visible(host, 's-end');
+  await host.waitForTimeout(700); // podium animation
+  check((await host.$$('#end-podium .step')).length === 3, 'the host shows a podium of three');
+  await axe(host, 'podium');
+  await snap(host, 'podium');
+  for (const p of [ada, bo, cy]) {
+    await visible(p, 's-end');
+    check(/You finished (1st|2nd|3rd) of 3/.test(await text(p, '#end-you')), `${p.name} sees their own final rank (${await text(p, '#end-you')})`);
+  }
+  await axe(bo, 'end');
+  await snap(bo, 'end');
+  await ada.reload();
+  await visible(ada, 's-end', 10000);
+  check(/You finished/.test(await text(ada, '#end-you')), 'after a reload on the end screen the player still sees the results');
+  await snap(ada, 'end-after-reload');
+  await host.reload();
+  await visible(host, 's-end', 10000);
+
+  for (const p of pages) {
+    check(p.errors.length === 0, `no console errors on ${p.name}: ${p.errors.join(' | ')}`);
+    check(p.external.length === 0, `no requests outside the page's origin from ${p.name}: ${p.external.join(' ')}`);
+  }
+  exitCode = failures.length ? 1 : 0;
+} catch (e) {
+  failures.push(String(e.stack || e));
+  console.error(e);
+  for (const p of pages) await snap(p, 'at-failure').catch(() => {});
+} finally {
+  await browser.close().catch(() => {});
+  await stack.stop();
+}
+say(`${failures.length ? `FAILED: ${failures.length} check(s)` : 'all checks passed'}; screenshots and logs in ${path.relative(process.cwd(), ARTIFACTS) || ARTIFACTS}`);
+for (const f of failures) console.log(`  - ${f}`);
+process.exit(exitCode);
