@@ -29,3 +29,20 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo is missing. Install Rust from https://rustup.rs (or: apt-get install -y cargo)" >&2
   exit 1
 fi
+
+# The browser test (webtest/): Debian's Chromium (driven by playwright-core, which downloads no browser), node
+# and npm, and webtest's pinned npm packages.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing chromium, chromium-driver, nodejs and npm with apt-get" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver nodejs npm >/dev/null
+  else
+    echo "setup: the browser test needs: sudo apt-get install -y chromium chromium-driver nodejs npm" >&2
+    exit 1
+  fi
+fi
+webtest="$(dirname "$0")/../webtest"
+if [ ! -f "$webtest/node_modules/.package-lock.json" ] || [ "$webtest/package-lock.json" -nt "$webtest/node_modules/.package-lock.json" ]; then
+  (cd "$webtest" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi

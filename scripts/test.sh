@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 # The harness prints the servers and clusters it starts; show them.
-exec cargo test --workspace --all-targets "$@" -- --nocapture
+cargo test --workspace --all-targets "$@" -- --nocapture
+# The browser suite: a full game of web/ in Chromium against the debug builds (webtest/run.mjs).
+node webtest/run.mjs
