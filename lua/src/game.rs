@@ -262,8 +262,9 @@ impl Game {
 
     // ── lobby ──
 
-    /// Creates a room from a stored quiz: draws a free game code (retrying on collisions), a room id and
-    /// a host token. `share_base` (e.g. `https://play.example`) becomes `shareUrl = {base}/play?code=CODE`.
+    /// Creates a room from a quiz of the public catalog in Redis (`keys::quiz(id)`): draws a free game
+    /// code (retrying on collisions), a room id and a host token. `share_base` (e.g.
+    /// `https://play.example`) becomes `shareUrl = {base}/play.html?code=CODE`.
     pub async fn create_room(
         &self,
         quiz_id: &str,
@@ -272,6 +273,19 @@ impl Game {
         share_base: &str,
     ) -> Result<RoomCreated, GameError> {
         let quiz = self.quiz_json(quiz_id).await?;
+        self.create_room_with_quiz(&quiz, host_name, settings, share_base)
+            .await
+    }
+
+    /// [`create_room`](Self::create_room) with the quiz JSON given by the caller (the control plane
+    /// passes a private quiz from PostgreSQL; it never enters the public catalog).
+    pub async fn create_room_with_quiz(
+        &self,
+        quiz: &str,
+        host_name: Option<&str>,
+        settings: &RoomSettings,
+        share_base: &str,
+    ) -> Result<RoomCreated, GameError> {
         let room_id = random_hex(16);
         let host_token = random_hex(32);
         for _ in 0..CODE_ATTEMPTS {
@@ -279,14 +293,14 @@ impl Game {
             let share = if share_base.is_empty() {
                 String::new()
             } else {
-                format!("{}/play?code={code}", share_base.trim_end_matches('/'))
+                format!("{}/play.html?code={code}", share_base.trim_end_matches('/'))
             };
             match self
                 .room_create(
                     &code,
                     &room_id,
                     &host_token,
-                    &quiz,
+                    quiz,
                     settings,
                     host_name.unwrap_or(""),
                     &share,

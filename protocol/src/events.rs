@@ -512,7 +512,7 @@ pub struct RoomCreated {
     pub game_code: String,
     /// Unique id of this game (the code is reused after the room expires; this is not).
     pub room_id: String,
-    /// Where players join, e.g. `https://host/play?code=K7QP2M`.
+    /// Where players join, e.g. `https://host/play.html?code=K7QP2M`.
     pub share_url: String,
     /// Secret proving host rights on reconnect; keep it private.
     pub host_token: String,

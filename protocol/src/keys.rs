@@ -58,7 +58,13 @@ pub fn room_timers(game_code: &str) -> String {
     timers(partition_of(game_code))
 }
 
-/// A stored quiz (its own slot; read once when a room is created).
+/// The results stream of a partition: one entry per ended game of its rooms (`room`, `roomId`, `reason`,
+/// `ended`), read by the control plane's results writer with the consumer group `writer`.
+pub fn results(partition: u32) -> String {
+    format!("results:{}", partition_tag(partition))
+}
+
+/// A quiz of the public catalog (its own slot; read once when a room is created by `room:create`).
 pub fn quiz(quiz_id: &str) -> String {
     format!("quiz:{{{quiz_id}}}")
 }
