@@ -57,6 +57,8 @@ pub struct Config {
     /// Echo mode: every message is echoed back; any or no subprotocol is accepted.
     pub echo: bool,
     pub web_root: PathBuf,
+    /// Where `/api/` requests go (the control plane); `None`: `/api/` answers 404.
+    pub api_upstream: Option<SocketAddr>,
     pub allowed_origins: Vec<String>,
     pub limits: Limits,
     pub max_header_bytes: usize,
@@ -91,6 +93,7 @@ impl Default for Config {
             processes: 1,
             echo: false,
             web_root: PathBuf::from("web"),
+            api_upstream: None,
             allowed_origins: Vec::new(),
             limits: Limits::GAME,
             max_header_bytes: 8192,
@@ -308,6 +311,10 @@ pub struct Cli {
     /// Directory of static files served over HTTP.
     #[arg(long, env = "RINGSIDE_EDGE_WEB_ROOT", default_value = "web")]
     pub web_root: PathBuf,
+    /// The control plane's HTTP address: requests under `/api/` are forwarded there, so the pages
+    /// reach the API from their own origin. Unset: `/api/` answers 404.
+    #[arg(long, env = "RINGSIDE_EDGE_API_UPSTREAM")]
+    pub api_upstream: Option<SocketAddr>,
     /// Allowed Origin values (comma list). Empty: any.
     #[arg(long, env = "RINGSIDE_EDGE_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
@@ -427,6 +434,7 @@ impl Cli {
             threads: self.threads.unwrap_or(base.threads),
             processes: self.processes,
             web_root: self.web_root.clone(),
+            api_upstream: self.api_upstream,
             allowed_origins: self
                 .allowed_origins
                 .iter()

@@ -491,6 +491,26 @@ async fn preamble(worker: &Rc<Worker>, stream: &TcpStream) -> Result<Option<Upgr
             }
         };
         let up = match req {
+            Request::Http(r)
+                if r.path.starts_with("/api/") && shared.config.api_upstream.is_some() =>
+            {
+                let upstream = shared.config.api_upstream.expect("checked");
+                let peer = stream.peer_addr().ok().map(|a| a.ip());
+                let resp = crate::proxy::forward(
+                    stream,
+                    sock,
+                    &mut transport,
+                    head,
+                    head_len,
+                    upstream,
+                    peer,
+                    shared.tls.is_some(),
+                )
+                .await;
+                let _ = transport::write_all(stream, &mut transport, &resp).await;
+                transport::linger_close(stream, &mut transport, shared.config.close_timeout).await;
+                return Ok(None);
+            }
             Request::Http(r) => {
                 let resp = http::respond(shared, &r);
                 let _ = transport::write_all(stream, &mut transport, &resp).await;

@@ -6,6 +6,7 @@
 //! - [`ws::frame`] — RFC 6455 codec (parse, unmask, reassemble, validate, encode-once frames).
 //! - [`ws::handshake`] — HTTP/1.1 upgrade, subprotocols `ringside.v1.json` / `ringside.v1.msgpack`.
 //! - [`http`] — `/healthz`, `/readyz`, `/metrics`, static files from `--web-root`.
+//! - [`proxy`] — `/api/` forwarded to the control plane (`--api-upstream`); the edge keeps no database.
 //! - [`server`] — thread-per-core accept loop, SO_REUSEPORT, drain.
 //! - [`worker`] — per-thread registry of sockets, scratch buffer, once-a-second sweep (pings,
 //!   idle timeouts, stuck closes), cross-thread shutdown signal.
@@ -24,6 +25,7 @@ pub mod game;
 pub mod http;
 pub mod launcher;
 pub mod metrics;
+pub mod proxy;
 pub mod sendq;
 pub mod server;
 pub mod session;

@@ -25,6 +25,8 @@ use tokio_tungstenite::tungstenite::Message;
 mod address_limits;
 #[path = "game/errors.rs"]
 mod errors;
+#[path = "game/ownership.rs"]
+mod ownership;
 
 const QUIZ: &str = r#"{"id":"edge-test","title":"Edge test","questions":[
  {"text":"One?","options":["a","b","c","d"],"correct":1,"timeLimitMs":60000},
