@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure this machine has what Ringside needs to build, run and test: a Rust toolchain and redis-server
-# (Redis 7, for Functions, sharded pub/sub and cluster). Idempotent; installs with apt-get when run as root.
+# Makes sure this machine has what Ringside needs to build, run and test: a Rust toolchain, redis-server
+# (Redis 7, for Functions, sharded pub/sub and cluster) and PostgreSQL (initdb/pg_ctl/psql). Idempotent; installs with apt-get when run as root.
 set -euo pipefail
 
 need_redis=0
@@ -15,6 +15,25 @@ if [ "$need_redis" = 1 ] && [ -z "${REDIS_SERVER:-}" ]; then
     echo "setup: redis-server (7.0+) is missing. Install it with:" >&2
     echo "  sudo apt-get update && sudo apt-get install -y redis-server" >&2
     echo "or set REDIS_SERVER=/path/to/redis-server and REDIS_CLI=/path/to/redis-cli" >&2
+    exit 1
+  fi
+fi
+
+# PostgreSQL (the system of record; tests and the local stack start private instances with initdb on free
+# ports and never use a server already running on 5432). Debian keeps initdb/pg_ctl in
+# /usr/lib/postgresql/<version>/bin; PG_BIN names another directory.
+pg_found=0
+if [ -n "${PG_BIN:-}" ] && [ -x "$PG_BIN/initdb" ]; then pg_found=1; fi
+if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v psql >/dev/null 2>&1; then pg_found=1; fi
+if [ "$pg_found" = 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing postgresql with apt-get" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-client >/dev/null
+  else
+    echo "setup: PostgreSQL (initdb, pg_ctl, psql) is missing. Install it with:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y postgresql" >&2
+    echo "or set PG_BIN=/path/to/postgresql/bin" >&2
     exit 1
   fi
 fi

@@ -27,7 +27,22 @@ struct Cli {
 enum Command {
     /// Check quiz files without touching Redis.
     Validate { files: Vec<PathBuf> },
-    /// Validate every file, then store each at quiz:{id}.
+    /// Load (or upgrade) the Functions library only.
+    Load {
+        /// Redis URL (repeat for several cluster nodes).
+        #[arg(
+            long = "redis",
+            env = "RINGSIDE_REDIS",
+            default_value = "redis://127.0.0.1:6379/"
+        )]
+        redis: Vec<String>,
+        /// The URLs are Redis Cluster nodes.
+        #[arg(long)]
+        cluster: bool,
+    },
+    /// Validate every file, then store each at quiz:{id}: the PUBLIC catalog, which anyone can host
+    /// through `room:create` (and so learn its answers). Private quizzes belong in the control plane
+    /// (`ringside-control quiz import`, or `POST /api/quizzes`).
     Import {
         files: Vec<PathBuf>,
         /// Redis URL (repeat for several cluster nodes).
@@ -63,6 +78,21 @@ fn read_all(files: &[PathBuf]) -> Result<Vec<Quiz>, String> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let (files, target) = match cli.command {
+        Command::Load { redis, cluster } => {
+            let r: anyhow::Result<()> = async {
+                let mut conn = Redis::connect(&redis, cluster).await?;
+                println!("library: {:?}", ensure_loaded(&mut conn).await?);
+                Ok(())
+            }
+            .await;
+            return match r {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Command::Validate { files } => (files, None),
         Command::Import {
             files,
