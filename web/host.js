@@ -14,6 +14,7 @@ const MAX_NAMES = 500; // names kept for the lobby list; the count is exact beyo
 
 let m = null; // the game model; null on the setup screen
 let apiMode = false; // the control-plane API answered /api/me
+let signedIn = false; // ... and accepted our API key: rooms are created with POST /api/rooms
 const rs = new GameClient({ onEvent, onLine, onResumed, onResumeFailed });
 
 function persist() {
@@ -47,6 +48,7 @@ const apiError = (r) => (r.data && r.data.error) || { code: `http_${r.status}`, 
 async function setupAccount() {
   const me = await api('GET', '/me');
   apiMode = !me.unavailable;
+  signedIn = apiMode && me.ok;
   $('acct-in').hidden = true; $('signin').hidden = true; $('acct-none').hidden = true;
   $('import-box').hidden = !apiMode || !me.ok;
   if (!apiMode) {
@@ -130,8 +132,17 @@ $('import-btn').addEventListener('click', async () => {
     return;
   }
   const e = apiError(r);
-  const words = { invalid_quiz: 'This quiz file has a problem', quiz_id_taken: `A quiz with the id “${esc(quiz.id)}” already exists — change "id" in the file` }[e.code] || esc(e.message);
-  out.innerHTML = `<p class="error">${words}${e.field ? ` in <code>${esc(e.field)}</code>` : ''}: ${esc(e.message)}</p>`;
+  if (e.code === 'quiz_id_taken') {
+    out.innerHTML = `<p class="error">A quiz with the id “${esc(quiz.id)}” already exists. Change <code>"id"</code> in the file and import it again.</p>`;
+    return;
+  }
+  // "questions[2].correct" → question 3, field "correct"; the message without the repeated path.
+  const where = !e.field ? '' : (/^questions\[(\d+)\]\.(\w+)/.test(e.field)
+    ? e.field.replace(/^questions\[(\d+)\]\.(\w+).*/, (_, i, f) => `Question ${+i + 1}, field “${f}”`)
+    : `Field “${e.field}”`);
+  const msg = e.field && e.message.startsWith(`${e.field}: `) ? e.message.slice(e.field.length + 2) : e.message;
+  out.innerHTML = `<p class="error">${e.code === 'invalid_quiz' ? 'This quiz file has a problem. ' : ''}${esc(where)}${where ? ': ' : ''}${esc(msg)}`
+    + `${e.field ? ` <code>${esc(e.field)}</code>` : ''}</p>`;
 });
 
 // ── creating the game ─────────────────────────────────────────────────────────────────────────────────
@@ -163,7 +174,8 @@ $('create').addEventListener('submit', async (ev) => {
   $('create-btn').disabled = true;
   try {
     let created;
-    const viaApi = apiMode ? await api('POST', '/rooms', body) : { unavailable: true };
+    // Without an account (or without the API), room:create over the socket: public quizzes only.
+    const viaApi = signedIn ? await api('POST', '/rooms', body) : { unavailable: true };
     if (viaApi.unavailable) {
       created = await rs.request('room:create', body);
     } else if (!viaApi.ok) {
@@ -185,7 +197,7 @@ function begin(created, base) {
   rs.lastSeq = 0;
   m = {
     session: rs.session, code: created.gameCode, roomId: created.roomId, quiz: created.quizMeta, base,
-    viaApi: apiMode, view: 'lobby', players: [], totalCount: 0, q: null, paused: false, answered: 0,
+    viaApi: signedIn, view: 'lobby', players: [], totalCount: 0, q: null, paused: false, answered: 0,
     reveal: null, leaderboard: null, final: null,
   };
   persist();

@@ -1,6 +1,8 @@
 // The player page: join by PIN or link, answer, see each reveal, the final podium. The whole view is one
 // model, kept in sessionStorage with the last room seq, so a reload, a phone lock or a network drop resumes
 // with reconnect:attempt (events since that seq are replayed; a snapshot replaces them when they are gone).
+// A copy in localStorage survives a closed tab: the join form then offers "Continue as …" (not automatic,
+// so a second tab in the same browser can still join as someone else).
 import { GameClient, loadSaved, save, forget, answerHash, shapeSvg, shapeName, $, esc, ordinal, fmt, show, avatarColor, podium } from './game.js';
 import { forPlayer } from './words.js';
 
@@ -11,7 +13,9 @@ let m = null; // the model; null before joining
 const rs = new GameClient({ onEvent, onLine, onResumed, onResumeFailed });
 
 function persist() {
-  if (m) save(sessionStorage, KEY, { m, lastSeq: rs.lastSeq });
+  if (!m || !m.code) return;
+  save(sessionStorage, KEY, { m, lastSeq: rs.lastSeq });
+  save(localStorage, KEY, { m, lastSeq: rs.lastSeq });
 }
 
 // ── joining ───────────────────────────────────────────────────────────────────────────────────────────
@@ -47,6 +51,9 @@ $('join-form').addEventListener('submit', async (ev) => {
   }
 });
 
+// The finished game stays in storage (a reload shows the results again) until the player moves on.
+$('again').addEventListener('click', () => { forget(sessionStorage, KEY); forget(localStorage, KEY); });
+
 $('leave').addEventListener('click', async () => {
   try { await rs.request('room:leave', { gameCode: m.code }); } catch { /* leaving anyway */ }
   end('out', 'You left the game', 'Thanks for playing.');
@@ -57,6 +64,7 @@ function end(view, title, text) {
   rs.session = null;
   rs.stopped = true;
   forget(sessionStorage, KEY);
+  forget(localStorage, KEY);
   m = { view, title, text };
   render();
 }
@@ -303,15 +311,31 @@ function tick() {
 setInterval(tick, 250);
 
 // ── start ─────────────────────────────────────────────────────────────────────────────────────────────
-const saved = loadSaved(sessionStorage, KEY);
-const urlCode = (new URLSearchParams(location.search).get('code') || '').toUpperCase();
-if (saved && saved.m && saved.m.code && (!urlCode || urlCode === saved.m.code)) {
-  m = saved.m;
+function restore(s) {
+  m = s.m;
   rs.session = m.session;
-  rs.lastSeq = saved.lastSeq || 0;
-  render();
+  rs.lastSeq = s.lastSeq || 0;
+}
+const saved = loadSaved(sessionStorage, KEY);
+const kept = loadSaved(localStorage, KEY);
+const urlCode = (new URLSearchParams(location.search).get('code') || '').toUpperCase();
+const usable = (s) => s && s.m && s.m.code && s.m.session && (!urlCode || urlCode === s.m.code);
+if (usable(saved)) {
+  restore(saved);
 } else {
   if (urlCode) { $('code').value = urlCode; $('name').focus(); } else $('code').focus();
-  render();
+  if (usable(kept) && kept.m.view !== 'ended') {
+    $('resume-box').hidden = false;
+    $('resume-name').textContent = kept.m.name;
+    $('resume-name2').textContent = kept.m.name;
+    $('resume-code').textContent = kept.m.code;
+    $('resume-btn').addEventListener('click', () => {
+      restore(kept);
+      persist();
+      render();
+      if (rs.ready) rs.resume(); // else the connection resumes the session when it opens
+    });
+  }
 }
+render();
 rs.start();

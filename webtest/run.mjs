@@ -54,6 +54,11 @@ let shot = 0;
 
 async function open(name, viewport, url, mobile = false) {
   const ctx = await browser.newContext({ viewport, deviceScaleFactor: 1, isMobile: mobile, hasTouch: mobile });
+  return openIn(ctx, name, url);
+}
+
+// A page in an existing context (a new tab of the same browser), watched for console errors and foreign requests.
+async function openIn(ctx, name, url) {
   const page = await ctx.newPage();
   page.name = name;
   page.errors = [];
@@ -136,6 +141,99 @@ async function firstLoadBytes(url) {
   return total;
 }
 
+// The host page on the control-plane API. A stand-in for control/ answers /api/ as issue 12's contract says
+// (once the edge routes /api/ to the control plane, point this at it instead); the room itself is real,
+// created on the edge as the control plane does.
+async function apiFlow() {
+  const KEY = 'rk_test_5f2a9c';
+  const helper = await browser.newPage();
+  await helper.goto(`${BASE}/`);
+  const wsCreate = (body) => helper.evaluate((body) => new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${location.origin.replace('http', 'ws')}/ws`, 'ringside.v1.json');
+    ws.onmessage = (m) => {
+      const e = JSON.parse(m.data);
+      if (e.event === 'session:ack') ws.send(JSON.stringify({ event: 'room:create', rid: 1, data: body }));
+      else if (e.rid === 1) { ws.close(); if (e.event === 'error') reject(new Error(e.data.code)); else resolve(e.data); }
+    };
+  }), body);
+  let imported = false;
+  const quizzes = () => [
+    { id: 'general-knowledge', title: 'General knowledge', questionCount: 10, visibility: 'public', owner: 'Ringside', mine: false, updatedAt: '2026-12-06T01:00:00Z' },
+    ...(imported ? [{ id: 'my-capitals', title: 'Capitals', questionCount: 3, visibility: 'private', owner: 'Ms. Rivera', mine: true, updatedAt: '2026-12-06T02:00:00Z' }] : []),
+  ];
+  const calls = [];
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await ctx.route('**/api/**', async (route) => {
+    const req = route.request();
+    const k = `${req.method()} ${new URL(req.url()).pathname}`;
+    calls.push(k);
+    const json = (status, body) => route.fulfill({ status, contentType: 'application/json', body: JSON.stringify(body) });
+    if (req.headers().authorization !== `Bearer ${KEY}`) return json(401, { error: { code: 'unauthorized', message: 'a valid API key is required' } });
+    if (k === 'GET /api/me') return json(200, { hostId: 1, name: 'Ms. Rivera' });
+    if (k === 'GET /api/quizzes') return json(200, { quizzes: quizzes() });
+    if (k === 'GET /api/games') {
+      return json(200, { games: [{ roomId: 'r01JD3ZKX', gameCode: 'K7QP2M', quizId: 'general-knowledge', title: 'General knowledge',
+        startedAt: '2026-12-05T18:00:00Z', endedAt: '2026-12-05T18:09:00Z', playerCount: 24, state: 'ENDED' }], next: null });
+    }
+    if (k === 'POST /api/quizzes') {
+      const q = req.postDataJSON().quiz.questions[2];
+      if (q.correct >= q.options.length) {
+        return json(400, { error: { code: 'invalid_quiz', message: 'questions[2].correct: must index options', field: 'questions[2].correct' } });
+      }
+      imported = true;
+      return json(201, quizzes()[1]);
+    }
+    if (k === 'POST /api/rooms') {
+      const body = req.postDataJSON();
+      return json(201, await wsCreate({ ...body, quizId: 'general-knowledge' }));
+    }
+    return json(404, { error: { code: 'not_found', message: 'no such route' } });
+  });
+  const page = await ctx.newPage();
+  page.name = 'host-api';
+  page.errors = [];
+  page.external = [];
+  page.on('pageerror', (e) => page.errors.push(String(e)));
+  pages.push(page);
+  await page.goto(`${BASE}/host.html`);
+  await visible(page, 'signin');
+  await page.fill('#apikey', 'wrong');
+  await page.press('#apikey', 'Enter');
+  await page.waitForFunction(() => /not accepted/.test(document.getElementById('signin-error').textContent));
+  await page.fill('#apikey', KEY);
+  await page.press('#apikey', 'Enter');
+  await visible(page, 'acct-in');
+  check((await text(page, '#acct-name')) === 'Ms. Rivera', 'signed in, the host page names the host');
+  check(!(await page.content()).includes(KEY), 'the API key is not in the page after sign-in');
+  await visible(page, 'quiz-list');
+  await visible(page, 'history');
+  check(await page.isVisible('#games a[href$="/results.csv"]'), 'past games link their CSV results');
+  await page.click('#import-box summary');
+  const quiz = (correct) => Buffer.from(JSON.stringify({ id: 'my-capitals', title: 'Capitals', questions: [
+    { text: 'Capital of France?', options: ['Paris', 'Lyon'], correct: 0 },
+    { text: 'Capital of Peru?', options: ['Lima', 'Cusco'], correct: 0 },
+    { text: 'Capital of Chad?', options: ["N'Djamena", 'Moundou'], correct } ] }));
+  await page.setInputFiles('#import-file', { name: 'capitals.json', mimeType: 'application/json', buffer: quiz(5) });
+  await page.click('#import-btn');
+  await page.waitForFunction(() => document.getElementById('import-result').textContent.length > 0);
+  check((await text(page, '#import-result')).includes('questions[2].correct'), `an invalid quiz names the field (${await text(page, '#import-result')})`);
+  await axe(page, 'setup-api');
+  await snap(page, 'setup-api-import-error');
+  await page.setInputFiles('#import-file', { name: 'capitals.json', mimeType: 'application/json', buffer: quiz(0) });
+  await page.click('#import-btn');
+  await page.waitForFunction(() => /Imported/.test(document.getElementById('import-result').textContent));
+  check(await page.isChecked('#quiz-list input[value="my-capitals"]'), 'the imported quiz is listed and selected');
+  await page.click('#create-btn');
+  await visible(page, 's-lobby');
+  check(calls.includes('POST /api/rooms'), 'signed in, the room is created with POST /api/rooms');
+  await page.reload();
+  await visible(page, 's-lobby', 10000);
+  check(!(await hostTokenShown(page)), 'the host token (from POST /api/rooms) is not in the page');
+  say(`api: ${[...new Set(calls)].join(', ')}`);
+  await ctx.close();
+  await helper.close();
+}
+
 let exitCode = 1;
 try {
   for (const p of ['/play.html', '/host.html', '/']) {
@@ -176,7 +274,7 @@ try {
   say(`lobby: PIN ${pin}`);
 
   // ── players join: by link + Enter, by typing, with errors in words ──────────────────────────────
-  const ada = await open('ada-390', { width: 390, height: 844 }, `/play.html?code=${pin}`, true);
+  let ada = await open('ada-390', { width: 390, height: 844 }, `/play.html?code=${pin}`, true);
   const bo = await open('bo-320', { width: 320, height: 640 }, '/play.html', true);
   const cy = await open('cy-desktop', { width: 1280, height: 800 }, '/play.html');
   const kim = await open('kim-390', { width: 390, height: 844 }, `/play.html?code=${pin}`, true);
@@ -235,6 +333,8 @@ try {
   await snap(host, 'countdown');
   for (const p of [host, ada, bo, cy]) await waitQuestion(p, 1);
   await snap(host, 'q1');
+  const qPx = await host.evaluate(() => parseFloat(getComputedStyle(document.getElementById('q-text')).fontSize));
+  check(qPx >= 48, `the host shows the question at 48 px or more (${qPx} px)`);
   await axe(host, 'question');
   await answer(ada, 0);
   check(await ada.isVisible('#q-tiles button.picked .badge'), 'the picked tile is marked "Your answer"');
@@ -303,13 +403,40 @@ try {
   check(/Time's up/.test(await text(cy, '#v-title')), `a player who did not answer sees "Time's up" (${await text(cy, '#v-title')})`);
   await snap(cy, 'q3-timesup');
 
+  // ── question 4: every socket drops (the edge is killed and restarted), everyone resumes ─────────
+  for (const p of [host, ada, bo, cy]) await waitQuestion(p, 4);
+  await stack.restartEdge(async () => {
+    await ada.waitForSelector('#conn:not([hidden])', { timeout: 5000 });
+    check(/reconnecting/i.test(await text(ada, '#conn')), 'a dropped connection is shown as reconnecting');
+    await snap(ada, 'q4-connection-lost');
+  });
+  for (const p of [host, ada, bo, cy]) await p.waitForSelector('#conn', { state: 'hidden', timeout: 15000 });
+  for (const [p, i] of [[ada, 0], [bo, 1], [cy, 2]]) await answer(p, i);
+  await visible(host, 's-reveal');
+  check((await text(host, '#r-count')).startsWith('3 of 3'), 'after the drop every answer counted');
+  say('q4: edge restarted, every page resumed');
+
   // ── the rest of the game ───────────────────────────────────────────────────────────────────────
-  for (let n = 4; ; n++) {
+  for (let n = 5; ; n++) {
     const next = await Promise.race([
       waitQuestion(host, n, 30000).then(() => 'q'),
       visible(host, 's-end', 30000).then(() => 'end'),
     ]);
     if (next === 'end') break;
+    if (n === 5) {
+      // Ada closes her tab and opens the page again: the join form offers to continue her game.
+      await waitQuestion(ada, n);
+      const ctx = ada.context();
+      await ada.close();
+      pages.splice(pages.indexOf(ada), 1);
+      ada = await openIn(ctx, 'ada-390', '/play.html');
+      await visible(ada, 'resume-box');
+      check((await text(ada, '#resume-name')) === 'Ada', 'a new tab offers to continue as Ada');
+      await axe(ada, 'join-continue');
+      await snap(ada, 'q5-new-tab');
+      await ada.click('#resume-btn');
+      say('q5: Ada reopened her tab and continued');
+    }
     for (const [p, i] of [[ada, n % 4], [bo, (n + 1) % 4], [cy, (n * 3) % 4]]) {
       await waitQuestion(p, n);
       await answer(p, Math.min(i, (await p.$$('#q-tiles button')).length - 1));
@@ -336,6 +463,8 @@ try {
   await snap(ada, 'end-after-reload');
   await host.reload();
   await visible(host, 's-end', 10000);
+
+  await apiFlow();
 
   for (const p of pages) {
     check(p.errors.length === 0, `no console errors on ${p.name}: ${p.errors.join(' | ')}`);

@@ -74,12 +74,23 @@ export async function startStack(artifacts) {
     const enginePort = await freePort();
     run('engine', path.join(bin, 'ringside-engine'), ['--redis', redis, '--http', `127.0.0.1:${enginePort}`]);
     const edgePort = await freePort();
-    run('edge', path.join(bin, 'ringside-edge'), ['--listen', `127.0.0.1:${edgePort}`, '--threads', '1', '--redis', redis,
-      '--web-root', path.join(ROOT, 'web')]);
+    const edgeArgs = ['--listen', `127.0.0.1:${edgePort}`, '--threads', '1', '--redis', redis, '--web-root', path.join(ROOT, 'web')];
+    let edge = run('edge', path.join(bin, 'ringside-edge'), edgeArgs);
     const base = `http://127.0.0.1:${edgePort}`;
     await waitFor('ringside-edge', async () => (await fetch(`${base}/readyz`)).ok);
     await waitFor('ringside-engine', async () => (await fetch(`http://127.0.0.1:${enginePort}/healthz`)).ok);
-    return { base, redis, stop };
+    let restarts = 0;
+    // A network drop for every client at once: the edge dies (SIGKILL) and a new one takes the same port.
+    const restartEdge = async (whileDown = async () => {}) => {
+      const exited = new Promise((r) => edge.once('exit', r));
+      edge.kill('SIGKILL');
+      await exited;
+      await whileDown();
+      restarts += 1;
+      edge = run(`edge-${restarts + 1}`, path.join(bin, 'ringside-edge'), edgeArgs);
+      await waitFor('ringside-edge (restarted)', async () => (await fetch(`${base}/readyz`)).ok);
+    };
+    return { base, redis, stop, restartEdge };
   } catch (e) {
     await stop();
     throw e;
