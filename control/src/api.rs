@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -89,6 +90,22 @@ pub fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
         }
     }
     peer.ip()
+}
+
+/// The host of the request's API key: handlers that need one take `Authed(host): Authed`.
+pub struct Authed(pub Host);
+
+impl FromRequestParts<Shared> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &Shared) -> Result<Self, ApiError> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        authenticate(st, &parts.headers, peer).await.map(Authed)
+    }
 }
 
 async fn authenticate(
@@ -247,12 +264,8 @@ async fn metrics() -> Response {
 
 // ───────────────────────────── hosts and quizzes ─────────────────────────────
 
-async fn me(
-    State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<Json<Host>, ApiError> {
-    Ok(Json(authenticate(&st, &headers, peer).await?))
+async fn me(Authed(host): Authed) -> Json<Host> {
+    Json(host)
 }
 
 #[derive(Deserialize)]
@@ -262,11 +275,9 @@ struct ScopeQuery {
 
 async fn list_quizzes(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Authed(host): Authed,
     Query(q): Query<ScopeQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let host = authenticate(&st, &headers, peer).await?;
     let list =
         store::list_quizzes(&st.pool, host.host_id, q.scope.as_deref().unwrap_or("all")).await?;
     Ok(Json(json!({ "quizzes": list })))
@@ -286,11 +297,10 @@ fn private() -> String {
 
 async fn create_quiz(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Authed(host): Authed,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let host = authenticate(&st, &headers, peer).await?;
     let req: NewQuiz = json_body(&st, &headers, body)?;
     let visibility = store::check_visibility(&req.visibility)?.to_string();
     let quiz = parse_quiz(req.quiz)?;
@@ -308,11 +318,9 @@ async fn create_quiz(
 
 async fn get_quiz(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Authed(host): Authed,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let host = authenticate(&st, &headers, peer).await?;
     let row = store::get_quiz(&st.pool, host.host_id, &id)
         .await?
         .ok_or(ApiError::QuizNotFound(id))?;
@@ -333,12 +341,11 @@ struct QuizUpdate {
 
 async fn update_quiz(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Authed(host): Authed,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let host = authenticate(&st, &headers, peer).await?;
     let req: QuizUpdate = json_body(&st, &headers, body)?;
     let visibility = req
         .visibility
@@ -369,11 +376,9 @@ async fn update_quiz(
 
 async fn delete_quiz(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Authed(host): Authed,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let host = authenticate(&st, &headers, peer).await?;
     store::delete_quiz(&st.pool, host.host_id, &id).await?;
     catalog::remove(&st.game, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -393,11 +398,10 @@ struct NewRoom {
 
 async fn create_room(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Authed(host): Authed,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let host = authenticate(&st, &headers, peer).await?;
     let req: NewRoom = json_body(&st, &headers, body)?;
     let settings_json = req.settings.unwrap_or_else(|| json!({}));
     let settings: RoomSettings = serde_json::from_value(settings_json.clone())
@@ -445,11 +449,9 @@ struct Page {
 
 async fn list_games(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Authed(host): Authed,
     Query(p): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    let host = authenticate(&st, &headers, peer).await?;
     let limit = p.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::BadRequest("limit must be 1..100".into()));
@@ -460,12 +462,10 @@ async fn list_games(
 
 async fn get_game(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Authed(host): Authed,
     Path(room_id): Path<String>,
     Query(p): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    let host = authenticate(&st, &headers, peer).await?;
     let limit = p.limit.unwrap_or(100);
     let offset = p.offset.unwrap_or(0);
     if !(1..=1000).contains(&limit) || offset < 0 {
@@ -483,11 +483,9 @@ async fn get_game(
 
 async fn results_csv(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Authed(host): Authed,
     Path(room_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let host = authenticate(&st, &headers, peer).await?;
     let game = store::get_game(&st.pool, host.host_id, &room_id).await?;
     if !game.results_stored {
         return Err(ApiError::ResultsPending(room_id));

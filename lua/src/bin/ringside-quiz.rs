@@ -23,38 +23,37 @@ struct Cli {
     command: Command,
 }
 
+/// Where the library and the catalog live.
+#[derive(clap::Args)]
+struct RedisArgs {
+    /// Redis URL (repeat for several cluster nodes).
+    #[arg(
+        long = "redis",
+        env = "RINGSIDE_REDIS",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    redis: Vec<String>,
+    /// The URLs are Redis Cluster nodes.
+    #[arg(long)]
+    cluster: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Check quiz files without touching Redis.
     Validate { files: Vec<PathBuf> },
     /// Load (or upgrade) the Functions library only.
     Load {
-        /// Redis URL (repeat for several cluster nodes).
-        #[arg(
-            long = "redis",
-            env = "RINGSIDE_REDIS",
-            default_value = "redis://127.0.0.1:6379/"
-        )]
-        redis: Vec<String>,
-        /// The URLs are Redis Cluster nodes.
-        #[arg(long)]
-        cluster: bool,
+        #[command(flatten)]
+        target: RedisArgs,
     },
     /// Validate every file, then store each at quiz:{id}: the PUBLIC catalog, which anyone can host
     /// through `room:create` (and so learn its answers). Private quizzes belong in the control plane
     /// (`ringside-control quiz import`, or `POST /api/quizzes`).
     Import {
         files: Vec<PathBuf>,
-        /// Redis URL (repeat for several cluster nodes).
-        #[arg(
-            long = "redis",
-            env = "RINGSIDE_REDIS",
-            default_value = "redis://127.0.0.1:6379/"
-        )]
-        redis: Vec<String>,
-        /// The URLs are Redis Cluster nodes.
-        #[arg(long)]
-        cluster: bool,
+        #[command(flatten)]
+        target: RedisArgs,
         /// Do not load/upgrade the Functions library.
         #[arg(long)]
         no_load: bool,
@@ -78,7 +77,9 @@ fn read_all(files: &[PathBuf]) -> Result<Vec<Quiz>, String> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let (files, target) = match cli.command {
-        Command::Load { redis, cluster } => {
+        Command::Load {
+            target: RedisArgs { redis, cluster },
+        } => {
             let r: anyhow::Result<()> = async {
                 let mut conn = Redis::connect(&redis, cluster).await?;
                 println!("library: {:?}", ensure_loaded(&mut conn).await?);
@@ -96,8 +97,7 @@ async fn main() -> ExitCode {
         Command::Validate { files } => (files, None),
         Command::Import {
             files,
-            redis,
-            cluster,
+            target: RedisArgs { redis, cluster },
             no_load,
         } => (files, Some((redis, cluster, no_load))),
     };

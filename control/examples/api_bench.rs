@@ -1,0 +1,241 @@
+//! Measures the control plane (perf/api.md), against a running stack (`deploy/local/up.sh`):
+//!
+//! ```sh
+//! # room creations per second through the API (direct, or through the edge's /api/)
+//! cargo run --release -p ringside-control --example api_bench -- rooms \
+//!     --url http://127.0.0.1:9200 --key "$(cat .run/local/dev-host.key)" --quiz general-knowledge \
+//!     --count 3000 --concurrency 16
+//! # a 100,000-player game played straight on Redis, then the time from game:end to its results stored
+//! cargo run --release -p ringside-control --example api_bench -- results \
+//!     --url http://127.0.0.1:9200 --key "$(cat .run/local/dev-host.key)" --redis redis://127.0.0.1:6390/ \
+//!     --quiz general-knowledge --players 100000 --questions 3
+//! ```
+//! Players join and answer through the same Redis Functions the edge calls (no sockets): this measures
+//! the control plane and the writer, not the edge.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use ringside_lua::{Game, Redis, TimerEntry};
+use serde_json::{json, Value};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str, default: &str| -> String {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+            .unwrap_or_else(|| default.to_string())
+    };
+    let url = arg("--url", "http://127.0.0.1:9200");
+    let key = arg("--key", "");
+    let quiz = arg("--quiz", "general-knowledge");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    match args.get(1).map(String::as_str) {
+        Some("rooms") => {
+            let count: usize = arg("--count", "2000").parse()?;
+            let conc: usize = arg("--concurrency", "16").parse()?;
+            rooms(http, &url, &key, &quiz, count, conc).await
+        }
+        Some("results") => {
+            let players: usize = arg("--players", "100000").parse()?;
+            let questions: u32 = arg("--questions", "3").parse()?;
+            let redis = arg("--redis", "redis://127.0.0.1:6390/");
+            results(http, &url, &key, &quiz, &redis, players, questions).await
+        }
+        _ => anyhow::bail!("usage: api_bench rooms|results [--url --key --quiz ...]"),
+    }
+}
+
+async fn rooms(
+    http: reqwest::Client,
+    url: &str,
+    key: &str,
+    quiz: &str,
+    count: usize,
+    conc: usize,
+) -> anyhow::Result<()> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conc {
+        let (http, url, key, quiz, next) = (
+            http.clone(),
+            url.to_string(),
+            key.to_string(),
+            quiz.to_string(),
+            next.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+            let mut failed = 0u64;
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count {
+                let t = Instant::now();
+                let r = http
+                    .post(format!("{url}/api/rooms"))
+                    .bearer_auth(&key)
+                    .json(&json!({"quizId": quiz}))
+                    .send()
+                    .await;
+                match r {
+                    Ok(resp) if resp.status().as_u16() == 201 => {
+                        let _ = resp.bytes().await;
+                        h.record(t.elapsed().as_micros() as u64).unwrap();
+                    }
+                    _ => failed += 1,
+                }
+            }
+            (h, failed)
+        }));
+    }
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut failed = 0;
+    for t in tasks {
+        let (h, f) = t.await?;
+        all.add(h)?;
+        failed += f;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "{{\"rooms\":{},\"failed\":{failed},\"seconds\":{secs:.3},\"rooms_per_s\":{:.1},\"latency_ms\":{{\"p50\":{:.2},\"p99\":{:.2},\"max\":{:.2}}},\"concurrency\":{conc}}}",
+        all.len(),
+        all.len() as f64 / secs,
+        all.value_at_quantile(0.5) as f64 / 1000.0,
+        all.value_at_quantile(0.99) as f64 / 1000.0,
+        all.max() as f64 / 1000.0
+    );
+    Ok(())
+}
+
+async fn fire_latest(game: &Game, conn: &mut Redis, code: &str, kind: &str) -> anyhow::Result<()> {
+    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(ringside_protocol::keys::room_timers(code))
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await?;
+    let entry = entries
+        .into_iter()
+        .filter_map(|(_, f)| TimerEntry::from_flat(&f).ok())
+        .filter(|t| t.room == code && t.kind.as_str() == kind)
+        .next_back()
+        .ok_or_else(|| anyhow::anyhow!("no {kind} timer"))?;
+    loop {
+        let out = game.fire(&entry).await?;
+        match out.retry_after() {
+            Some(d) => tokio::time::sleep(d).await,
+            None => return Ok(()),
+        }
+    }
+}
+
+async fn results(
+    http: reqwest::Client,
+    url: &str,
+    key: &str,
+    quiz: &str,
+    redis_url: &str,
+    players: usize,
+    questions: u32,
+) -> anyhow::Result<()> {
+    let mut conn = Redis::connect(&[redis_url.to_string()], false).await?;
+    let game = Game::new(conn.clone());
+    let room: Value = http
+        .post(format!("{url}/api/rooms"))
+        .bearer_auth(key)
+        .json(&json!({"quizId": quiz, "settings": {"countdownMs": 0, "revealPauseMs": 0, "maxPlayers": players}}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let code = room["gameCode"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("room: {room}"))?
+        .to_string();
+    let token = room["hostToken"].as_str().unwrap().to_string();
+    let room_id = room["roomId"].as_str().unwrap().to_string();
+    eprintln!("room {code}: joining {players} players");
+    let t = Instant::now();
+    let ids = Arc::new((0..players).map(|i| format!("b{i:07}")).collect::<Vec<_>>());
+    let conc = 64;
+    let mut tasks = Vec::new();
+    for w in 0..conc {
+        let (g, c, ids) = (game.clone(), code.clone(), ids.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in (w..ids.len()).step_by(conc) {
+                let tok = format!("{:064x}", i + 1);
+                g.room_join(&c, &ids[i], &tok, &tok, &format!("player {i}"), 0, None)
+                    .await
+                    .expect("join");
+            }
+        }));
+    }
+    for t in tasks.drain(..) {
+        t.await?;
+    }
+    eprintln!("joined in {:.1} s", t.elapsed().as_secs_f64());
+    game.start(&code, &token).await?;
+    fire_latest(&game, &mut conn, &code, "countdown_end").await?;
+    for q in 0..questions {
+        let t = Instant::now();
+        for w in 0..conc {
+            let (g, c, ids) = (game.clone(), code.clone(), ids.clone());
+            tasks.push(tokio::spawn(async move {
+                for i in (w..ids.len()).step_by(conc) {
+                    // 90 % answer; the correct option depends on the quiz, so spread over options 0..2
+                    if i % 10 != 9 {
+                        let _ = g
+                            .answer_submit(&c, &ids[i], q, ((i + q as usize) % 3) as u32)
+                            .await;
+                    }
+                }
+            }));
+        }
+        for t in tasks.drain(..) {
+            t.await?;
+        }
+        let _ = game.skip(&code, &token, None).await;
+        fire_latest(&game, &mut conn, &code, "next_question").await?;
+        eprintln!(
+            "question {q}: answered and revealed in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    // the last next_question ended the game (a quiz longer than `questions`: skip to the end)
+    let ended = Instant::now();
+    let state: Option<String> = redis::cmd("HGET")
+        .arg(ringside_protocol::keys::room(&code))
+        .arg("state")
+        .query_async(&mut conn)
+        .await?;
+    if state.as_deref() != Some("ENDED") {
+        anyhow::bail!(
+            "the quiz has more than {questions} questions: pass --questions N (its length)"
+        );
+    }
+    loop {
+        let v: Value = http
+            .get(format!("{url}/api/games/{room_id}?limit=1"))
+            .bearer_auth(key)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if v["game"]["resultsStored"] == json!(true) {
+            println!(
+                "{{\"players\":{players},\"questions\":{questions},\"stored_after_end_s\":{:.2},\"player_count\":{}}}",
+                ended.elapsed().as_secs_f64(),
+                v["game"]["playerCount"]
+            );
+            return Ok(());
+        }
+        if ended.elapsed() > Duration::from_secs(300) {
+            anyhow::bail!("results not stored after 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
