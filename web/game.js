@@ -3,11 +3,12 @@
 // the answer HMAC where WebCrypto is missing (plain http on a LAN address is not a secure context), option
 // colours and shapes, and small DOM helpers.
 import { Ringside } from './ringside.js';
+import { reconnectAdvice, CLOSE_CODES } from './close-codes.js';
 
 const RETRYABLE = new Set(['rate_limited', 'overloaded', 'unavailable', 'internal', 'timeout', 'offline']);
 
 export class GameClient extends Ringside {
-  // hooks: onEvent(env), onLine(online: bool, closeCode), onResumed(reply), onResumeFailed(error)
+  // hooks: onEvent(env), onLine(online: bool, closeCode, final: bool), onResumed(reply), onResumeFailed(error)
   constructor(hooks) {
     super((env) => hooks.onEvent(env), (s) => this.status(s));
     this.hooks = hooks;
@@ -41,9 +42,10 @@ export class GameClient extends Ringside {
     if (!m) return;
     this.online = false;
     this.setReady(false);
-    this.hooks.onLine(false, +m[1]);
+    const final = reconnectAdvice(+m[1]) === 'never';
+    this.hooks.onLine(false, +m[1], final);
     // ringside.js reconnects sockets that hold a session; one without (a join form) is opened again here.
-    if (!this.session && !this.stopped) {
+    if (!this.session && !this.stopped && !final) {
       clearTimeout(this.retryTimer);
       this.retryTimer = setTimeout(() => this.start(), 1500);
     }
@@ -95,6 +97,12 @@ export class GameClient extends Ringside {
       new Promise((_, reject) => { timer = setTimeout(() => reject({ code: 'timeout' }), timeoutMs); }),
     ]);
   }
+}
+
+// Why a socket closed for good, in words (close codes of docs/protocol.md §4).
+export function closeWords(code) {
+  const c = CLOSE_CODES[code];
+  return `The connection was closed${c ? ` (${c.name})` : ''}. Reload the page to reconnect.`;
 }
 
 // ── storage ──────────────────────────────────────────────────────────────────────────────────────────────

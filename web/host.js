@@ -3,7 +3,7 @@
 // names, questions with a big timer, reveal with distribution bars and the leaderboard, the podium.
 // The session (host token included) lives in localStorage and resumes with reconnect:attempt after a reload;
 // the token is never put into the page.
-import { GameClient, loadSaved, save, forget, shapeSvg, shapeName, $, esc, fmt, show, avatarColor, podium } from './game.js';
+import { GameClient, loadSaved, save, forget, shapeSvg, shapeName, $, esc, fmt, show, avatarColor, podium, closeWords } from './game.js';
 import { forHost } from './words.js';
 import { qrSvg } from './qr.js';
 
@@ -275,11 +275,11 @@ function onResumeFailed(e) {
   setupAccount();
 }
 
-function onLine(online, code) {
+function onLine(online, code, final) {
   const c = $('conn');
   if (online) { c.hidden = true; return; }
   c.hidden = false;
-  if (m && code === 4004) { c.textContent = 'This game has closed.'; return; }
+  if (final) { c.textContent = closeWords(code); return; }
   c.textContent = m ? 'Connection lost — reconnecting… the game goes on.' : 'Connecting to the game server…';
 }
 

@@ -3,7 +3,7 @@
 // with reconnect:attempt (events since that seq are replayed; a snapshot replaces them when they are gone).
 // A copy in localStorage survives a closed tab: the join form then offers "Continue as …" (not automatic,
 // so a second tab in the same browser can still join as someone else).
-import { GameClient, loadSaved, save, forget, answerHash, shapeSvg, shapeName, $, esc, ordinal, fmt, show, avatarColor, podium } from './game.js';
+import { GameClient, loadSaved, save, forget, answerHash, shapeSvg, shapeName, $, esc, ordinal, fmt, show, avatarColor, podium, closeWords } from './game.js';
 import { forPlayer } from './words.js';
 
 const KEY = 'ringside.player';
@@ -147,14 +147,13 @@ function onResumeFailed(e) {
   end('out', 'Could not rejoin', forPlayer(e));
 }
 
-function onLine(online, code) {
+function onLine(online, code, final) {
   const c = $('conn');
   if (online) { c.hidden = true; return; }
   if (!m || !m.code) { c.hidden = false; c.textContent = 'Connecting to the game server…'; return; }
   if (code === 4003) return end('out', 'Removed from the game', forPlayer('kicked'));
-  if (code === 4004) return end('out', 'This game is over', 'The game has ended.');
   c.hidden = false;
-  c.textContent = 'Connection lost — reconnecting… your score is safe.';
+  c.textContent = final ? closeWords(code) : 'Connection lost — reconnecting… your score is safe.';
 }
 
 // ── answering ─────────────────────────────────────────────────────────────────────────────────────────
