@@ -183,6 +183,13 @@ $('create').addEventListener('submit', async (ev) => {
     } else {
       created = viaApi.data;
     }
+    // An operator's configured share base (--share-base, or the control plane's) beats the page's own origin.
+    if (base === location.origin && created.shareUrl) {
+      try {
+        const s = new URL(created.shareUrl);
+        if (!/^(localhost|127\.|\[::1\])/.test(s.hostname)) base = s.origin;
+      } catch { /* not a URL: keep ours */ }
+    }
     begin(created, base);
     if (!viaApi.unavailable) await rs.resume(); // take the host session on this socket
   } catch (e) {
@@ -383,6 +390,17 @@ function renderQuestion() {
     $('q-tiles').dataset.q = q.qIndex;
     $('q-tiles').className = `tiles host-tiles n${q.answers.length}`;
     $('q-tiles').innerHTML = tiles(q);
+  }
+  const img = $('q-img');
+  if (q.imageUrl && /^https?:\/\//.test(q.imageUrl)) {
+    if (img.getAttribute('src') !== q.imageUrl) {
+      img.onerror = () => { img.hidden = true; }; // unreachable image: the question stands without it
+      img.src = q.imageUrl;
+    }
+    img.hidden = false;
+  } else {
+    img.hidden = true;
+    img.removeAttribute('src');
   }
   $('q-answered').textContent = m.answered;
   $('q-answers').textContent = `${m.answered} of ${m.totalCount} answered`;

@@ -309,6 +309,13 @@ function tick() {
 }
 setInterval(tick, 250);
 
+// Keys 1–8 answer on a keyboard (tiles are buttons too: Tab + Enter works everywhere).
+document.addEventListener('keydown', (ev) => {
+  if (!m || m.view !== 'question' || ev.target.closest('input') || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  const i = '12345678'.indexOf(ev.key);
+  if (i >= 0 && m.q && i < m.q.answers.length) choose(i);
+});
+
 // ── start ─────────────────────────────────────────────────────────────────────────────────────────────
 function restore(s) {
   m = s.m;
