@@ -308,6 +308,17 @@ $('players').addEventListener('click', (ev) => {
   const b = ev.target.closest('button[data-kick]');
   if (b) act('room:kick', { targetPlayerId: b.dataset.kick }, 'lobby-error');
 });
+$('base-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const base = $('base2').value.trim().replace(/\/+$/, '');
+  if (!/^https?:\/\/[^/]+$/.test(base)) { $('base2').setAttribute('aria-invalid', 'true'); return; }
+  $('base2').removeAttribute('aria-invalid');
+  try { localStorage.setItem(BASE_KEY, base); } catch { /* ignore */ }
+  m.base = base;
+  persist();
+  $('base2').blur();
+  render();
+});
 $('new-game').addEventListener('click', () => {
   forget(localStorage, KEY);
   rs.session = null;
@@ -365,7 +376,8 @@ function renderLobby() {
   if (qrFor !== url) { $('qr').innerHTML = qrSvg(url, `QR code: ${url}`); qrFor = url; }
   const loopback = /^(localhost|127\.|\[::1\])/.test(u.hostname);
   $('join-warn').hidden = !loopback;
-  $('join-warn').textContent = loopback ? 'Phones cannot open this address. Set “Join address for phones” (New game → Settings) to this computer’s network address.' : '';
+  $('join-warn').textContent = loopback ? 'Phones cannot open this address: change it below to this computer’s network address.' : '';
+  if (document.activeElement !== $('base2')) $('base2').value = m.base || publicBase();
   $('p-count').textContent = m.totalCount;
   $('p-count-word').textContent = m.totalCount === 1 ? 'player' : 'players';
   $('p-empty').hidden = m.totalCount > 0;

@@ -265,7 +265,7 @@ function renderReveal() {
   $('v-points').textContent = res ? `${res.points >= 0 ? '+' : '−'}${fmt(Math.abs(res.points))} points` : (cls === 'good' ? 'Counting points…' : '+0 points');
   $('r-tiles').className = `tiles revealed n${q ? q.answers.length : 4}`;
   $('r-tiles').innerHTML = (q ? q.answers : []).map((a, i) => {
-    const tags = i === correct && i === picked ? '<span class="badge ok">Your answer · correct</span>'
+    const tags = i === correct && i === picked ? '<span class="badge ok">Your answer ✓</span>'
       : (i === correct ? '<span class="badge ok">Correct answer</span>' : '') + (i === picked ? '<span class="badge">Your answer</span>' : '');
     return `<div class="tile c${i} ${i === correct ? 'right' : 'dim'} ${i === picked ? 'picked' : ''}">${tile(a, i, tags)}</div>`;
   }).join('');

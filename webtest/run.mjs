@@ -330,6 +330,17 @@ try {
   await axe(host, 'lobby');
   await snap(host, 'lobby');
 
+  // The host changes the join address to one phones can reach; the QR code follows.
+  check(await host.isVisible('#join-warn'), 'a loopback join address is flagged as unreachable from phones');
+  const lan = `http://192.168.1.20:${new URL(BASE).port}`;
+  await host.click('.base-edit summary');
+  await host.fill('#base2', lan);
+  await host.press('#base2', 'Enter');
+  await host.waitForFunction((u) => document.getElementById('join-url').textContent.startsWith(u), lan);
+  check((await decodeQr(host)) === `${lan}/play.html?code=${pin}`, 'after changing the join address the QR code carries it');
+  check(!(await host.isVisible('#join-warn')), 'a LAN join address is not flagged');
+  await axe(host, 'lobby-address');
+
   // Kick from the list.
   await host.click('#players button[aria-label="Remove Kim"]');
   await visible(kim, 's-out');
