@@ -14,17 +14,26 @@
 //! - [`transport`] — readiness-driven non-blocking I/O, plain or TLS (rustls sans-I/O).
 //! - [`sendq`] — bounded send queue with the slow-consumer policy.
 //! - [`session`] — the seam for the game layer ([`Session`], [`SessionFactory`]) and echo mode.
+//! - [`game`] — the game layer above that seam: per-socket sessions, one command file per family of
+//!   client events (`game::cmd`), rooms and fan-out, the Redis thread. Nothing below it names it.
+//! - [`cli`] — the command line: the transport's flags plus the game's, flattened (the one module that
+//!   knows both layers).
 //! - [`metrics`], [`config`], [`tls`], [`launcher`] (`--processes`), [`sys`] (the unsafe OS calls).
+//!
+//! Architecture invariant: the import graph has no circle through `game` (test: `module_graph.rs`).
 //!
 //! Architecture invariant: the edge never decides game outcomes; it moves validated frames.
 //! Architecture invariant: an idle socket holds no read buffer (readiness wait + per-thread scratch).
 
+pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod game;
 pub mod http;
 pub mod launcher;
 pub mod metrics;
+#[cfg(test)]
+mod module_graph;
 pub mod proxy;
 pub mod sendq;
 pub mod server;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser as _;
-use ringside_edge::config::{Cli, Command};
+use ringside_edge::cli::{Cli, Command};
 use ringside_edge::game::GameFactory;
 use ringside_edge::session::SessionFactory;
 use ringside_edge::{launcher, server, sys, EchoFactory};

@@ -15,7 +15,7 @@ use super::pubsub::{self, PubsubEvent, SubCommand};
 use crate::sendq::FrameClass;
 use crate::ws::frame;
 use bytes::Bytes;
-use ringside_lua::{Game, Redis};
+use ringside_lua::{Game, GameError, Redis};
 use ringside_protocol::events::ServerEvent;
 use ringside_protocol::{Codec, Envelope};
 use std::collections::HashMap;
@@ -108,6 +108,15 @@ pub struct HubHandle {
 #[error("the Redis thread has stopped")]
 pub struct HubGone;
 
+/// Why a game call through [`HubHandle::game`] gave no result.
+#[derive(Debug)]
+pub enum CallError {
+    /// The Redis function refused, or Redis failed.
+    Game(GameError),
+    /// The Redis thread has stopped: the process is shutting down.
+    ShuttingDown,
+}
+
 impl HubHandle {
     /// Runs `f` on the Redis thread and returns its output.
     pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, HubGone>
@@ -124,6 +133,21 @@ impl HubHandle {
         });
         self.tx.send(HubCmd::Call(job)).map_err(|_| HubGone)?;
         rx.await.map_err(|_| HubGone)
+    }
+
+    /// One `ringside_lua::Game` call on the hub thread, its two failures in one type: the function
+    /// refused or Redis failed ([`CallError::Game`]), or the hub has stopped ([`CallError::ShuttingDown`]).
+    pub async fn game<T, F, Fut>(&self, f: F) -> Result<T, CallError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Game) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, GameError>> + Send + 'static,
+    {
+        match self.call(move |game, _| f(game)).await {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(e)) => Err(CallError::Game(e)),
+            Err(HubGone) => Err(CallError::ShuttingDown),
+        }
     }
 
     /// Worker `worker` starts (`on`) or stops having members in room `code`.

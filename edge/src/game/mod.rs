@@ -2,19 +2,30 @@
 //! every local member, encoded once. No game rules live here (ARCHITECTURE.md): the edge authenticates,
 //! rate-limits, checks the answer HMAC, and moves frames.
 //!
-//! - [`session`]: [`GameSession`], one per socket: decode, rate limit, auth, dispatch of each client event.
+//! The pipeline is the module list, frame → event → command → FCALL:
+//! - [`socket`]: [`GameSession`], one per socket: decode, per-socket rate limit, the dispatch table
+//!   (client event → its `cmd` file).
+//! - [`cmd`]: one file per family of client events (`lobby`, `answer`, `host`, `reconnect`), each with
+//!   an `apply` that returns the reply or an error; [`cmd::Cx::run`] is the one place that spawns, calls
+//!   Redis, and writes the reply or `error` frame.
+//! - [`state`]: who a socket is in which room ([`state::Role`]) and its retry ids.
 //! - [`rooms`]: [`Rooms`], per worker thread: the local members of each room, in-order fan-out by `seq`,
-//!   catch-up from the room log, personal results after a reveal, kicks.
+//!   catch-up from the room log ([`Rooms::replay_or_snapshot`]), personal results after a reveal, kicks.
 //! - [`hub`]: the Redis thread (tokio): FCALLs, one sharded subscription per room per process, encode once.
 //! - [`pubsub`], [`resp`]: the sharded pub/sub subscriber.
 //! - [`address_limits`]: joins and failed room-code lookups per source address, shared by the workers.
+//!
+//! The game's flags ([`GameFlags`]) live here and are flattened into the edge's command line
+//! ([`crate::cli`]); nothing outside `game` (but `cli`) imports this module.
 
 pub mod address_limits;
+pub mod cmd;
 pub mod hub;
 pub mod pubsub;
 pub mod resp;
 pub mod rooms;
-pub mod session;
+pub mod socket;
+pub mod state;
 
 use crate::conn::ConnHandle;
 use crate::session::{Rejection, Session, SessionFactory};
@@ -24,11 +35,12 @@ use hub::{HubHandle, RedisConfig, WorkerMsg};
 use ringside_protocol::Codec;
 use rooms::Rooms;
 use std::cell::RefCell;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-pub use session::GameSession;
+pub use socket::GameSession;
 
 /// Settings of the game layer.
 #[derive(Debug, Clone)]
@@ -38,6 +50,52 @@ pub struct GameConfig {
     pub share_base: String,
     /// Joins and failed room-code lookups per source address.
     pub address_limits: AddressLimits,
+}
+
+/// The game layer's command-line flags, flattened into the edge's [`Cli`](crate::cli::Cli).
+#[derive(Debug, Clone, clap::Args)]
+pub struct GameFlags {
+    /// Redis URL for the game layer (repeat for several Redis Cluster nodes).
+    #[arg(
+        long = "redis",
+        env = "RINGSIDE_REDIS",
+        value_delimiter = ',',
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    pub redis: Vec<String>,
+    /// The --redis URLs are Redis Cluster nodes.
+    #[arg(long, env = "RINGSIDE_REDIS_CLUSTER")]
+    pub cluster: bool,
+    /// Base of the join link in `room:created` (default: http://<listen>).
+    #[arg(long, env = "RINGSIDE_EDGE_SHARE_BASE")]
+    pub share_base: Option<String>,
+    /// Per source address: `room:join` attempts and failed room-code lookups (docs/protocol.md §3).
+    #[command(flatten)]
+    pub address_limits: AddressLimits,
+}
+
+impl GameFlags {
+    /// The settings these flags describe for an edge listening on `listen` (`tls`: it serves wss, so the
+    /// default join link is https).
+    pub fn to_config(&self, listen: SocketAddr, tls: bool) -> GameConfig {
+        let share_base = self.share_base.clone().unwrap_or_else(|| {
+            let host = if listen.ip().is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                listen.ip().to_string()
+            };
+            let scheme = if tls { "https" } else { "http" };
+            format!("{scheme}://{host}:{}", listen.port())
+        });
+        GameConfig {
+            redis: RedisConfig {
+                urls: self.redis.clone(),
+                cluster: self.cluster,
+            },
+            share_base,
+            address_limits: self.address_limits.clone(),
+        }
+    }
 }
 
 thread_local! {

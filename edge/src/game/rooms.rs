@@ -8,11 +8,11 @@
 //! silently skipped and nothing is delivered twice.
 
 use super::address_limits::AddressLimiter;
-use super::hub::{class_of, HubHandle, RoomFrame, WorkerMsg};
+use super::hub::{class_of, CallError, HubHandle, RoomFrame, WorkerMsg};
 use crate::conn::ConnHandle;
 use crate::sendq::FrameClass;
 use crate::ws::frame::{self, Opcode};
-use ringside_protocol::events::{ErrorEvent, LeaveReason, ServerEvent};
+use ringside_protocol::events::{ErrorEvent, LeaveReason, ReconnectState, ServerEvent};
 use ringside_protocol::{CloseCode, Codec, Envelope, ErrorCode};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -34,6 +34,25 @@ struct LocalRoom {
     /// The highest seq this worker has seen for the room.
     last_seq: u64,
     members: HashMap<u64, Member>,
+}
+
+/// Room events a socket missed, for [`Rooms::replay_or_snapshot`].
+pub enum Missed {
+    /// The missed events in `seq` order: `(seq, frame for the socket's codec, frame class)`.
+    Events {
+        conn: ConnHandle,
+        frames: Vec<(u64, bytes::Bytes, FrameClass)>,
+    },
+    /// The gap is older than the room log: only a snapshot can fill it.
+    Gap,
+}
+
+/// How [`Rooms::replay_or_snapshot`] brought a socket up to date.
+pub enum CaughtUp {
+    /// The missed events were written to the socket; `last_seq` is the last one's (`None`: none).
+    Replayed { last_seq: Option<u64> },
+    /// They would not fit (or the log no longer holds them): this snapshot replaces them.
+    Snapshot(ReconnectState),
 }
 
 /// The per-thread room registry.
@@ -331,23 +350,11 @@ impl Rooms {
                     Err(_) => return,
                 };
                 let first = entries.first().and_then(|(id, _)| seq_of(id));
-                if first.is_some_and(|s| s != from + 1) {
-                    // The gap is older than the log: a snapshot replaces the missed events.
-                    if !this.send_snapshot(&code, conn_id, player).await {
-                        break;
-                    }
+                let missed = if first.is_some_and(|s| s != from + 1) {
+                    Missed::Gap
                 } else {
-                    // The entries this member misses, unless they would fill most of its bounded
-                    // send queue at once (it would be closed with 4008): then a snapshot.
-                    let fits = {
-                        let mut rooms = this.rooms.borrow_mut();
-                        let Some(m) = rooms
-                            .get_mut(&code)
-                            .and_then(|r| r.members.get_mut(&conn_id))
-                        else {
-                            return;
-                        };
-                        let frames: Vec<(u64, bytes::Bytes, FrameClass)> = entries
+                    let Some((conn, frames)) = this.member(&code, conn_id, |m| {
+                        let frames = entries
                             .iter()
                             .filter_map(|(id, fields)| {
                                 let seq = seq_of(id).filter(|s| *s > m.last_seq)?;
@@ -357,20 +364,36 @@ impl Rooms {
                                 Some((seq, f.frame(m.codec).clone(), class_of(&f.event)))
                             })
                             .collect();
-                        let bytes = frames.iter().map(|(_, b, _)| b.len()).sum();
-                        if m.conn.has_room_for(frames.len(), bytes) {
-                            for (seq, frame, class) in frames {
-                                let _ = m.conn.send(frame, class);
-                                m.last_seq = seq;
-                            }
-                            true
-                        } else {
-                            false
-                        }
+                        (m.conn.clone(), frames)
+                    }) else {
+                        return;
                     };
-                    if !fits && !this.send_snapshot(&code, conn_id, player).await {
-                        break;
+                    Missed::Events { conn, frames }
+                };
+                match this
+                    .replay_or_snapshot(&code, player.as_ref(), missed, 0)
+                    .await
+                {
+                    Ok(CaughtUp::Replayed { last_seq }) => {
+                        if let (Some(seq), Some(mut m)) =
+                            (last_seq, this.member_mut(&code, conn_id))
+                        {
+                            m.last_seq = seq;
+                        }
                     }
+                    Ok(CaughtUp::Snapshot(state)) => {
+                        let mut rooms = this.rooms.borrow_mut();
+                        let Some(m) = rooms
+                            .get_mut(&code)
+                            .and_then(|r| r.members.get_mut(&conn_id))
+                        else {
+                            break;
+                        };
+                        m.last_seq = m.last_seq.max(state.seq);
+                        let env = Envelope::new(ServerEvent::ReconnectState(state));
+                        let _ = m.conn.send(encode(m.codec, &env), FrameClass::Reliable);
+                    }
+                    Err(_) => break,
                 }
                 let done = this.rooms.borrow().get(&code).is_none_or(|r| {
                     r.members
@@ -393,33 +416,47 @@ impl Rooms {
         });
     }
 
-    async fn send_snapshot(
-        self: &Rc<Self>,
+    /// The one home of "replay the missed events or send a snapshot" (a reconnect's missed events, a
+    /// member's catch-up from the room log): the missed events as they were published when they fit
+    /// the socket's bounded send queue with `reserve` more frames after them — else, and when the gap is
+    /// older than the room log, a `reconnect:state` snapshot of the room (for `player`, or the host),
+    /// which the caller sends. Replayed frames are written here, before this returns.
+    ///
+    /// Why not always replay: events that fill most of the send queue at once would close the socket
+    /// with 4008 before the client could read them, and again on every retry.
+    pub async fn replay_or_snapshot(
+        &self,
         code: &Arc<str>,
-        conn_id: u64,
-        player: Option<Rc<str>>,
-    ) -> bool {
-        let c = code.clone();
+        player: Option<&Rc<str>>,
+        missed: Missed,
+        reserve: usize,
+    ) -> Result<CaughtUp, CallError> {
+        if let Missed::Events { conn, frames } = missed {
+            let bytes = frames.iter().map(|(_, b, _)| b.len()).sum();
+            if conn.has_room_for(frames.len() + reserve, bytes) {
+                let last_seq = frames.last().map(|(seq, _, _)| *seq);
+                for (_, frame, class) in frames {
+                    let _ = conn.send(frame, class);
+                }
+                return Ok(CaughtUp::Replayed { last_seq });
+            }
+        }
+        let c = code.to_string();
         let pid = player.map(|p| p.to_string());
-        let res = self
+        let state = self
             .hub
-            .call(move |game, _| async move { game.snapshot(&c, pid.as_deref()).await })
-            .await;
-        let state = match res {
-            Ok(Ok(s)) => s,
-            _ => return false,
-        };
-        let mut rooms = self.rooms.borrow_mut();
-        let Some(m) = rooms
-            .get_mut(code)
-            .and_then(|r| r.members.get_mut(&conn_id))
-        else {
-            return false;
-        };
-        m.last_seq = m.last_seq.max(state.seq);
-        let env = Envelope::new(ServerEvent::ReconnectState(state));
-        let _ = m.conn.send(encode(m.codec, &env), FrameClass::Reliable);
-        true
+            .game(move |game| async move { game.snapshot(&c, pid.as_deref()).await })
+            .await?;
+        Ok(CaughtUp::Snapshot(state))
+    }
+
+    fn member_mut(&self, code: &Arc<str>, conn_id: u64) -> Option<std::cell::RefMut<'_, Member>> {
+        std::cell::RefMut::filter_map(self.rooms.borrow_mut(), |rooms| {
+            rooms
+                .get_mut(code)
+                .and_then(|r| r.members.get_mut(&conn_id))
+        })
+        .ok()
     }
 
     fn member<T>(&self, code: &Arc<str>, conn_id: u64, f: impl FnOnce(&Member) -> T) -> Option<T> {

@@ -1,0 +1,231 @@
+//! The command line of `ringside-edge`: [`Cli`] holds the transport's flags and flattens the game
+//! layer's ([`GameFlags`], defined next to the game). It is the one module that knows both layers, so
+//! neither [`config`](crate::config) nor [`game`](crate::game) imports the other. Every flag and its
+//! environment variable: the table in [`config`](crate::config).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{parse_duration, Config, Driver, TlsFiles};
+use crate::game::{GameConfig, GameFlags};
+use crate::sendq::SendQueueLimits;
+use crate::ws::frame::Limits;
+
+/// Command line of `ringside-edge`.
+#[derive(Debug, Parser)]
+#[command(name = "ringside-edge", version, about = "Ringside WebSocket edge")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Address to listen on (HTTP, ws, and wss with --tls-cert).
+    #[arg(long, env = "RINGSIDE_EDGE_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Worker threads (one pinned monoio runtime each). Default: number of CPUs.
+    #[arg(long, env = "RINGSIDE_EDGE_THREADS")]
+    pub threads: Option<usize>,
+    /// Run N processes of the edge on the same port (SO_REUSEPORT); the parent forwards signals.
+    #[arg(long, env = "RINGSIDE_EDGE_PROCESSES", default_value_t = 1)]
+    pub processes: usize,
+    /// Echo mode: echo every message; any or no subprotocol; large limits (Autobahn).
+    #[arg(long, env = "RINGSIDE_EDGE_ECHO")]
+    pub echo: bool,
+    /// Directory of static files served over HTTP.
+    #[arg(long, env = "RINGSIDE_EDGE_WEB_ROOT", default_value = "web")]
+    pub web_root: PathBuf,
+    /// The control plane's HTTP address: requests under `/api/` are forwarded there, so the pages
+    /// reach the API from their own origin. Unset: `/api/` answers 404.
+    #[arg(long, env = "RINGSIDE_EDGE_API_UPSTREAM")]
+    pub api_upstream: Option<SocketAddr>,
+    /// Allowed Origin values (comma list). Empty: any.
+    #[arg(long, env = "RINGSIDE_EDGE_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Largest client frame payload in bytes.
+    #[arg(long, env = "RINGSIDE_EDGE_MAX_FRAME")]
+    pub max_frame: Option<usize>,
+    /// Largest client message in bytes.
+    #[arg(long, env = "RINGSIDE_EDGE_MAX_MESSAGE")]
+    pub max_message: Option<usize>,
+    /// Largest HTTP request head in bytes (431 past it).
+    #[arg(long, env = "RINGSIDE_EDGE_MAX_HEADER_BYTES", default_value_t = 8192)]
+    pub max_header_bytes: usize,
+    #[arg(long, env = "RINGSIDE_EDGE_PING_INTERVAL", default_value = "25s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+    #[arg(long, env = "RINGSIDE_EDGE_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    #[arg(long, env = "RINGSIDE_EDGE_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    #[arg(long, env = "RINGSIDE_EDGE_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+    #[arg(long, env = "RINGSIDE_EDGE_CLOSE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub close_timeout: Duration,
+    /// Hard limit of one socket's send queue in bytes (close 4008 past it).
+    #[arg(long, env = "RINGSIDE_EDGE_SENDQ_MAX_BYTES")]
+    pub sendq_max_bytes: Option<usize>,
+    /// Hard limit of one socket's send queue in frames (close 4008 past it).
+    #[arg(long, env = "RINGSIDE_EDGE_SENDQ_MAX_FRAMES")]
+    pub sendq_max_frames: Option<usize>,
+    /// PEM certificate chain: turns on wss.
+    #[arg(long, env = "RINGSIDE_EDGE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "RINGSIDE_EDGE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    #[arg(long, env = "RINGSIDE_EDGE_DRIVER", value_enum, default_value_t = Driver::Fusion)]
+    pub driver: Driver,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "RINGSIDE_EDGE_LOG_JSON")]
+    pub log_json: bool,
+    /// Keep transparent huge pages for the heap (off by default: with THP an idle socket costs
+    /// ~0.55 KB more RSS, see `sys::disable_thp`).
+    #[arg(long, env = "RINGSIDE_EDGE_ALLOW_THP")]
+    pub allow_thp: bool,
+    /// Per-process metrics: process i (of --processes N) also serves /metrics, /healthz and
+    /// /readyz over plain HTTP on ADDR:PORT+i, and every metric line carries process="i". A scrape
+    /// of the shared --listen port reaches one random process; scrape these ports instead.
+    #[arg(long, env = "RINGSIDE_EDGE_METRICS_LISTEN", value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// The game layer's flags (`--redis`, `--cluster`, `--share-base`, `--addr-*`).
+    #[command(flatten)]
+    pub game: GameFlags,
+    /// Set by the --processes launcher for each child (0..N); not for people.
+    #[arg(long, env = "RINGSIDE_EDGE_CHILD_INDEX", hide = true)]
+    pub process_index: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a self-signed certificate for localhost/127.0.0.1 (cert.pem, key.pem) into DIR.
+    GenDevCert {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+impl Cli {
+    /// The game layer's settings.
+    pub fn game_config(&self) -> GameConfig {
+        self.game.to_config(self.listen, self.tls_cert.is_some())
+    }
+
+    /// The config these flags describe (not yet validated).
+    pub fn to_config(&self) -> Config {
+        let base = if self.echo {
+            Config::echo(self.listen)
+        } else {
+            Config {
+                listen: self.listen,
+                ..Config::default()
+            }
+        };
+        Config {
+            threads: self.threads.unwrap_or(base.threads),
+            processes: self.processes,
+            web_root: self.web_root.clone(),
+            api_upstream: self.api_upstream,
+            allowed_origins: self
+                .allowed_origins
+                .iter()
+                .filter(|o| !o.is_empty())
+                .cloned()
+                .collect(),
+            limits: Limits {
+                max_frame: self.max_frame.unwrap_or(base.limits.max_frame),
+                max_message: self.max_message.unwrap_or(base.limits.max_message),
+            },
+            max_header_bytes: self.max_header_bytes,
+            ping_interval: self.ping_interval,
+            idle_timeout: self.idle_timeout,
+            drain_timeout: self.drain_timeout,
+            handshake_timeout: self.handshake_timeout,
+            close_timeout: self.close_timeout,
+            sendq: SendQueueLimits {
+                max_bytes: self.sendq_max_bytes.unwrap_or(base.sendq.max_bytes),
+                max_frames: self.sendq_max_frames.unwrap_or(base.sendq.max_frames),
+            },
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
+            driver: self.driver,
+            metrics_listen: self.metrics_listen,
+            process_index: self.process_index,
+            ..base
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_ports_follow_the_process_index() {
+        let cli = Cli::parse_from([
+            "ringside-edge",
+            "--listen",
+            "0.0.0.0:8080",
+            "--processes",
+            "3",
+            "--metrics-listen",
+            "0.0.0.0:9200",
+        ]);
+        let c = cli.to_config();
+        c.validate().unwrap();
+        assert_eq!(c.metrics_addr().unwrap().port(), 9200);
+        assert_eq!(c.process_label(), Some(0));
+        let child = Config {
+            processes: 1,
+            process_index: Some(2),
+            ..c.clone()
+        };
+        child.validate().unwrap();
+        assert_eq!(child.metrics_addr().unwrap().port(), 9202);
+        assert_eq!(child.process_label(), Some(2));
+        assert_eq!(Config::default().process_label(), None);
+        assert_eq!(Config::default().metrics_addr(), None);
+        for (listen, metrics, procs) in [
+            ("0.0.0.0:8080", "0.0.0.0:8079", 2), // 8079..=8080 holds the ws port
+            ("127.0.0.1:8080", "127.0.0.1:0", 2), // port 0 with several processes
+            ("127.0.0.1:8080", "127.0.0.1:65535", 2),
+        ] {
+            let c = Config {
+                listen: listen.parse().unwrap(),
+                metrics_listen: Some(metrics.parse().unwrap()),
+                processes: procs,
+                ..Config::default()
+            };
+            assert_eq!(
+                c.validate().unwrap_err().flag,
+                "--metrics-listen",
+                "{metrics}"
+            );
+        }
+    }
+
+    #[test]
+    fn echo_flag_raises_limits() {
+        let cli = Cli::parse_from(["ringside-edge", "--echo", "--listen", "127.0.0.1:9001"]);
+        let c = cli.to_config();
+        assert!(c.limits.max_message >= 16 * 1024 * 1024);
+        let cli = Cli::parse_from([
+            "ringside-edge",
+            "--max-frame",
+            "1000",
+            "--max-message",
+            "2000",
+        ]);
+        assert_eq!(
+            cli.to_config().limits,
+            Limits {
+                max_frame: 1000,
+                max_message: 2000
+            }
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! `game:answer:submit`: only a player of the room, with an `answerHash` that verifies against the
+//! player's answer secret, reaches `answer_submit`; whether the answer counts is Redis's decision.
+
+use super::{Applied, Cx, Error};
+use ringside_protocol::auth::verify_answer_hash;
+use ringside_protocol::events::{AnswerSubmit, ServerEvent};
+use ringside_protocol::ErrorCode;
+use std::future::Future;
+
+/// `game:answer:submit` → `answer_submit`; the reply is `game:answer:ack`.
+pub fn submit(
+    cx: &Cx,
+    a: AnswerSubmit,
+) -> Applied<impl Future<Output = Result<ServerEvent, Error>>> {
+    let (code, id, secret) = cx.player_of(&a.game_code)?;
+    if !verify_answer_hash(&secret, &code, &id, a.q_index, a.answer_idx, &a.answer_hash) {
+        return Err(Error::refused(
+            ErrorCode::BadHash,
+            "answerHash does not verify",
+        ));
+    }
+    let hub = cx.rooms.hub.clone();
+    Ok(async move {
+        let pid = id.to_string();
+        let ack = hub
+            .game(move |game| async move {
+                game.answer_submit(&code, &pid, a.q_index, a.answer_idx)
+                    .await
+            })
+            .await?;
+        Ok(ServerEvent::AnswerAck(ack))
+    })
+}

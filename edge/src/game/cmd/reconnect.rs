@@ -1,0 +1,89 @@
+//! `reconnect:attempt`: a socket without a session takes over a player's or the host's session with its
+//! session token (`reconnect` checks it) and catches up from its `lastSeq`: the missed events replayed,
+//! or a `reconnect:state` snapshot — chosen by [`Rooms::replay_or_snapshot`](crate::game::rooms::Rooms::replay_or_snapshot).
+//! The socket joins the room's local members after that, so live events follow the catch-up in order.
+
+use super::lobby::{address_allows, note_miss, Lookup};
+use super::{Applied, Cx, Error};
+use crate::game::hub::room_frame;
+use crate::game::rooms::{CaughtUp, Missed};
+use crate::game::state::Role;
+use crate::sendq::FrameClass;
+use ringside_lua::Recovery;
+use ringside_protocol::events::{ReconnectAttempt, ServerEvent};
+use std::future::Future;
+use std::rc::Rc;
+
+/// `reconnect:attempt` → `reconnect`; the reply is `ok` after the replayed events, or
+/// `reconnect:state`.
+pub fn attempt(
+    cx: &Cx,
+    r: ReconnectAttempt,
+) -> Applied<impl Future<Output = Result<ServerEvent, Error>>> {
+    cx.begin_session()?;
+    address_allows(cx, Lookup::Reconnect)?;
+    let cx = cx.clone();
+    Ok(async move {
+        let code = cx.rooms.intern(&r.game_code);
+        let token: Rc<str> = r.session_token.as_str().into();
+        let back = cx
+            .rooms
+            .hub
+            .game(move |game| async move {
+                game.reconnect(&r.game_code, &r.player_id, &r.session_token, r.last_seq)
+                    .await
+            })
+            .await
+            .map_err(Error::from)
+            .inspect_err(|e| {
+                cx.forget_session_on(e);
+                note_miss(&cx, e);
+            })?;
+        let player: Option<Rc<str>> = (!back.host).then(|| back.player_id.as_str().into());
+        cx.st.borrow_mut().role = match (&player, &back.answer_secret) {
+            (Some(id), Some(secret)) => Role::Player {
+                code: code.clone(),
+                id: id.clone(),
+                secret: secret.as_str().into(),
+            },
+            _ => Role::Host {
+                code: code.clone(),
+                token,
+            },
+        };
+        let (reply, seen) = match back.recovery {
+            Recovery::Events(events) => {
+                // Replayed as they were published (all reliable), then the `ok` (one more frame).
+                let frames = events
+                    .iter()
+                    .filter_map(|raw| room_frame(code.clone(), raw.as_bytes()).ok())
+                    .map(|f| (f.seq, f.frame(cx.codec).clone(), FrameClass::Reliable))
+                    .collect();
+                let missed = Missed::Events {
+                    conn: cx.conn.clone(),
+                    frames,
+                };
+                match cx
+                    .rooms
+                    .replay_or_snapshot(&code, player.as_ref(), missed, 1)
+                    .await
+                    .map_err(Error::from)
+                    .inspect_err(|e| cx.forget_session_on(e))?
+                {
+                    CaughtUp::Replayed { .. } => (cx.ok(), back.seq),
+                    CaughtUp::Snapshot(state) => {
+                        let seq = state.seq;
+                        (ServerEvent::ReconnectState(state), seq)
+                    }
+                }
+            }
+            Recovery::State(state) => {
+                let seq = state.seq;
+                (ServerEvent::ReconnectState(*state), seq)
+            }
+        };
+        // Nothing is written between here and the reply (the catch-up, if any, is its own task).
+        cx.rooms.add_member(&code, &cx.conn, cx.codec, player, seen);
+        Ok(reply)
+    })
+}

@@ -1,0 +1,183 @@
+//! One socket's game session: decodes each client event, applies the per-socket rate limit, and hands
+//! the event to its command (module [`cmd`](super::cmd), one file per family, where the table of events
+//! and checks lives). The reply (or an `error` with a documented code) goes to this socket only.
+
+use super::cmd::{answer, host, lobby, reconnect, Cx};
+use super::rooms::{encode, send_error, send_refusal, Rooms};
+use super::state::{Role, State};
+use crate::conn::{CloseInfo, ConnHandle};
+use crate::sendq::FrameClass;
+use crate::session::Session;
+use crate::ws::frame::MessageKind;
+use ringside_protocol::envelope::decode_request;
+use ringside_protocol::events::Event as _;
+use ringside_protocol::events::{Pong, ServerEvent, SessionAck};
+use ringside_protocol::{limits, ClientEvent, CloseCode, Codec, DecodeError, Envelope, ErrorCode};
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// See the module docs.
+pub struct GameSession {
+    rooms: Rc<Rooms>,
+    st: Rc<RefCell<State>>,
+    /// The client's address, for the per-address limits of joins and lookups.
+    peer: Option<IpAddr>,
+}
+
+/// Refusals of the rate limit before the socket is closed with 1008.
+const MAX_STRIKES: u32 = 100;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl GameSession {
+    /// A new session; sends `session:ack` at once.
+    pub fn open(
+        rooms: Rc<Rooms>,
+        conn: &ConnHandle,
+        codec: Codec,
+        peer: Option<IpAddr>,
+    ) -> GameSession {
+        let ack = ServerEvent::SessionAck(SessionAck {
+            socket_id: format!("{:x}-{}-{:x}", std::process::id(), rooms.worker, conn.id()),
+            server_time: now_ms(),
+            ping_interval: limits::PING_INTERVAL_MS,
+            protocol: codec.protocol().to_string(),
+        });
+        let _ = conn.send(encode(codec, &Envelope::new(ack)), FrameClass::Reliable);
+        let st = State {
+            conn: conn.clone(),
+            codec,
+            role: Role::None,
+            last_join: None,
+            tokens: limits::EVENTS_BURST as f32,
+            refilled: Instant::now(),
+            strikes: 0,
+        };
+        GameSession {
+            rooms,
+            st: Rc::new(RefCell::new(st)),
+            peer,
+        }
+    }
+
+    /// Takes a token of the per-socket event rate; refused: the ms until the next one.
+    fn allow(&self) -> Result<(), u64> {
+        let mut st = self.st.borrow_mut();
+        let now = Instant::now();
+        let dt = now.duration_since(st.refilled).as_secs_f32();
+        st.refilled = now;
+        st.tokens =
+            (st.tokens + dt * limits::EVENTS_PER_SECOND as f32).min(limits::EVENTS_BURST as f32);
+        if st.tokens >= 1.0 {
+            st.tokens -= 1.0;
+            Ok(())
+        } else {
+            st.strikes += 1;
+            let wait = (1.0 - st.tokens) / limits::EVENTS_PER_SECOND as f32;
+            Err((wait * 1000.0).ceil() as u64)
+        }
+    }
+
+    /// The dispatch table: each client event to its command (module [`cmd`](super::cmd)).
+    fn dispatch(&self, env: Envelope<ClientEvent>) {
+        let (conn, codec) = {
+            let st = self.st.borrow();
+            (st.conn.clone(), st.codec)
+        };
+        let cx = Cx {
+            rooms: self.rooms.clone(),
+            st: self.st.clone(),
+            conn,
+            codec,
+            peer: self.peer,
+            rid: env.rid,
+            name: env.event.name(),
+        };
+        match env.event {
+            ClientEvent::Ping(p) => cx.reply(ServerEvent::Pong(Pong {
+                t: p.t,
+                server_time: now_ms(),
+            })),
+            ClientEvent::RoomCreate(c) => cx.clone().run(lobby::create(&cx, c)),
+            ClientEvent::RoomJoin(j) => cx.clone().run(lobby::join(&cx, j)),
+            ClientEvent::RoomLeave(g) => cx.clone().run(lobby::leave(&cx, g)),
+            ClientEvent::ReconnectAttempt(r) => cx.clone().run(reconnect::attempt(&cx, r)),
+            ClientEvent::AnswerSubmit(a) => cx.clone().run(answer::submit(&cx, a)),
+            ClientEvent::RoomKick(k) => cx.clone().run(host::kick(&cx, k)),
+            ClientEvent::GameStart(g) => cx.clone().run(host::start(&cx, g)),
+            ClientEvent::HostPause(g) => cx.clone().run(host::pause(&cx, g)),
+            ClientEvent::HostResume(g) => cx.clone().run(host::resume(&cx, g)),
+            ClientEvent::HostSkip(s) => cx.clone().run(host::skip(&cx, s)),
+            ClientEvent::HostExtend(e) => cx.clone().run(host::extend(&cx, e)),
+        }
+    }
+}
+
+impl Session for GameSession {
+    fn on_message(&mut self, conn: &ConnHandle, kind: MessageKind, payload: &[u8]) {
+        let codec = self.st.borrow().codec;
+        if (kind == MessageKind::Text) != codec.is_text() {
+            let msg = if codec.is_text() {
+                "ringside.v1.json uses text frames"
+            } else {
+                "ringside.v1.msgpack uses binary frames"
+            };
+            return send_error(conn, codec, None, ErrorCode::BadFrame, msg.into(), None);
+        }
+        let mut buf = payload.to_vec();
+        if let Err(wait_ms) = self.allow() {
+            if self.st.borrow().strikes > MAX_STRIKES {
+                conn.close(CloseCode::PolicyViolation.code(), "event rate exceeded");
+                return;
+            }
+            // Decoded only for its rid, so that the client can tell which request was refused.
+            let (rid, event) = match decode_request::<ClientEvent>(codec, &mut buf) {
+                Ok(env) => (env.rid, Some(env.event.name())),
+                Err(r) => (r.rid, None),
+            };
+            return send_refusal(
+                conn,
+                codec,
+                rid,
+                ErrorCode::RateLimited,
+                format!("more than {} events per second", limits::EVENTS_PER_SECOND),
+                event,
+                Some(wait_ms),
+            );
+        }
+        match decode_request::<ClientEvent>(codec, &mut buf) {
+            Ok(env) => self.dispatch(env),
+            Err(r) => {
+                let event = match &r.error {
+                    DecodeError::BadPayload { event, .. } => Some(event.as_str()),
+                    _ => None,
+                };
+                send_error(
+                    conn,
+                    codec,
+                    r.rid,
+                    r.error.code(),
+                    r.error.to_string(),
+                    event,
+                )
+            }
+        }
+    }
+
+    fn on_close(&mut self, conn: &ConnHandle, _info: &CloseInfo) {
+        let role = std::mem::replace(&mut self.st.borrow_mut().role, Role::None);
+        match role {
+            Role::Host { code, .. } | Role::Player { code, .. } => {
+                self.rooms.remove_member(&code, conn.id())
+            }
+            Role::None | Role::Pending => {}
+        }
+    }
+}
