@@ -23,7 +23,10 @@ $('join-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   const code = $('code').value.trim().toUpperCase();
   const name = $('name').value.trim();
-  const err = (msg, field) => { $('join-error').textContent = msg; if (field) $(field).focus(); $(field).setAttribute('aria-invalid', 'true'); };
+  const err = (msg, field) => {
+    $('join-error').textContent = msg;
+    if (field) { $(field).setAttribute('aria-invalid', 'true'); $(field).focus(); }
+  };
   for (const f of ['code', 'name']) $(f).removeAttribute('aria-invalid');
   $('join-error').textContent = '';
   if (!PIN.test(code)) return err('The PIN is 6 letters and digits, for example K7QP2M.', 'code');
@@ -43,7 +46,8 @@ $('join-form').addEventListener('submit', async (ev) => {
     persist();
     render();
   } catch (e) {
-    const field = ['name_taken', 'bad_name'].includes(e.code) ? 'name' : 'code';
+    const field = ['name_taken', 'bad_name'].includes(e.code) ? 'name'
+      : (['room_not_found', 'room_full', 'room_locked', 'bad_payload'].includes(e.code) ? 'code' : null);
     err(forPlayer(e), field);
   } finally {
     $('join-btn').disabled = false;
