@@ -49,6 +49,21 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+# The habits test.sh checks: rustfmt and clippy (rustup components), PyYAML for scripts/check-deploy.sh.
+if command -v rustup >/dev/null 2>&1 && ! { cargo fmt --version && cargo clippy --version; } >/dev/null 2>&1; then
+  rustup component add rustfmt clippy
+fi
+if ! python3 -c 'import yaml' >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing python3-yaml with apt-get (scripts/check-deploy.sh)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-yaml >/dev/null
+  else
+    echo "setup: scripts/check-deploy.sh needs PyYAML: sudo apt-get install -y python3-yaml" >&2
+    exit 1
+  fi
+fi
+
 # The browser test (webtest/): Debian's Chromium (driven by playwright-core, which downloads no browser), node
 # and npm, and webtest's pinned npm packages.
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

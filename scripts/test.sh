@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# Habits first (they fail before the long tests): formatting, clippy with every warning an error (a `// SAFETY:` on
+# every unsafe block: Cargo.toml [workspace.lints]), and deploy/ (units, manifests, dashboard, settings).
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+./scripts/check-deploy.sh
 # The harness prints the servers and clusters it starts; show them.
 cargo test --workspace --all-targets "$@" -- --nocapture
 # The browser suite: a full game of web/ in Chromium against the debug builds (webtest/run.mjs).

@@ -29,19 +29,25 @@ struct Counting;
 static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
 static LIVE_ALLOCS: AtomicIsize = AtomicIsize::new(0);
 
+// SAFETY: every method forwards to mimalloc's `GlobalAlloc` with the caller's arguments unchanged, so
+// this allocator keeps mimalloc's contract; the counters are atomics and never allocate.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         LIVE_BYTES.fetch_add(l.size() as isize, Relaxed);
         LIVE_ALLOCS.fetch_add(1, Relaxed);
+        // SAFETY: `l` comes from the caller of `alloc`, who upholds `GlobalAlloc::alloc`'s contract.
         unsafe { mimalloc::MiMalloc.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         LIVE_BYTES.fetch_sub(l.size() as isize, Relaxed);
         LIVE_ALLOCS.fetch_sub(1, Relaxed);
+        // SAFETY: `p` was allocated by this allocator (so by mimalloc) with layout `l`.
         unsafe { mimalloc::MiMalloc.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         LIVE_BYTES.fetch_add(new as isize - l.size() as isize, Relaxed);
+        // SAFETY: `p` was allocated by this allocator (so by mimalloc) with layout `l`; `new` is the
+        // caller's size, valid per `GlobalAlloc::realloc`'s contract.
         unsafe { mimalloc::MiMalloc.realloc(p, l, new) }
     }
 }

@@ -236,8 +236,7 @@ pub async fn fire_latest(game: &Game, code: &str, kind: &str) {
     let entry = entries
         .into_iter()
         .map(|(_, f)| ringside_lua::TimerEntry::from_flat(&f).unwrap())
-        .filter(|t| t.room == code && t.kind.as_str() == kind)
-        .next_back()
+        .rfind(|t| t.room == code && t.kind.as_str() == kind)
         .unwrap_or_else(|| panic!("no {kind} timer"));
     loop {
         let out = game.fire(&entry).await.expect("fire");

@@ -1,7 +1,7 @@
 //! `game:answer:submit`: only a player of the room, with an `answerHash` that verifies against the
 //! player's answer secret, reaches `answer_submit`; whether the answer counts is Redis's decision.
 
-use super::{Applied, Cx, Error};
+use super::{Applied, Cx, Error, Seat};
 use ringside_protocol::auth::verify_answer_hash;
 use ringside_protocol::events::{AnswerSubmit, ServerEvent};
 use ringside_protocol::ErrorCode;
@@ -12,7 +12,7 @@ pub fn submit(
     cx: &Cx,
     a: AnswerSubmit,
 ) -> Applied<impl Future<Output = Result<ServerEvent, Error>>> {
-    let (code, id, secret) = cx.player_of(&a.game_code)?;
+    let Seat { code, id, secret } = cx.player_of(&a.game_code)?;
     if !verify_answer_hash(&secret, &code, &id, a.q_index, a.answer_idx, &a.answer_hash) {
         return Err(Error::refused(
             ErrorCode::BadHash,

@@ -2,7 +2,7 @@
 //! Create and join are refused on a socket that already has a session; join also passes the per-address
 //! limits, and a join answered `room_not_found` charges its address's failed-lookup bucket.
 
-use super::{Applied, Cx, Error};
+use super::{Applied, Cx, Error, Seat};
 use crate::game::address_limits::Refusal;
 use crate::game::state::{JoinIds, Role};
 use ringside_lua::GameError;
@@ -128,7 +128,7 @@ pub fn join(cx: &Cx, j: RoomJoin) -> Applied<impl Future<Output = Result<ServerE
 
 /// `room:leave` → `room_leave`; the socket leaves the room and has no session.
 pub fn leave(cx: &Cx, g: GameRef) -> Applied<impl Future<Output = Result<ServerEvent, Error>>> {
-    let (code, id, _) = cx.player_of(&g.game_code)?;
+    let Seat { code, id, .. } = cx.player_of(&g.game_code)?;
     let cx = cx.clone();
     Ok(async move {
         let (c, p) = (code.clone(), id.to_string());

@@ -50,6 +50,14 @@ pub struct Cx {
     pub name: &'static str,
 }
 
+/// A player's place in a room, as this socket holds it.
+pub struct Seat {
+    pub code: Arc<str>,
+    pub id: Rc<str>,
+    /// The key of the answer HMAC.
+    pub secret: Rc<str>,
+}
+
 /// Why a client event got an `error` instead of its reply.
 #[derive(Debug)]
 pub enum Error {
@@ -167,12 +175,14 @@ impl Cx {
         Ok(())
     }
 
-    /// The room, player id and answer secret of this socket when it is a player of `game_code`.
-    pub fn player_of(&self, game_code: &str) -> Result<(Arc<str>, Rc<str>, Rc<str>), Error> {
+    /// This socket's seat when it is a player of `game_code`.
+    pub fn player_of(&self, game_code: &str) -> Result<Seat, Error> {
         match &self.st.borrow().role {
-            Role::Player { code, id, secret } if **code == *game_code => {
-                Ok((code.clone(), id.clone(), secret.clone()))
-            }
+            Role::Player { code, id, secret } if **code == *game_code => Ok(Seat {
+                code: code.clone(),
+                id: id.clone(),
+                secret: secret.clone(),
+            }),
             _ => Err(Error::refused(
                 ErrorCode::Unauthorized,
                 "not a player of this room",
