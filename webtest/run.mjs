@@ -269,7 +269,7 @@ try {
   if (await host.isVisible('#quiz-list')) await host.check('#quiz-list input[value="general-knowledge"]');
   else await host.fill('#quiz-id', 'general-knowledge');
   await host.fill('#secs', '12');
-  await host.fill('#gap', '3');
+  await host.fill('#gap', '2');
   await axe(host, 'setup');
   await snap(host, 'setup');
   await host.click('#create-btn');
