@@ -220,6 +220,40 @@ async fn origin_not_allowed_gets_403() {
 }
 
 #[tokio::test]
+async fn upgrade_without_origin_is_accepted_with_an_allow_list() {
+    // Browsers always send Origin; a client without one (the load generator, a native app) could
+    // forge any, so the list does not refuse it (docs/protocol.md §1). `null` is a browser: refused.
+    let mut cfg = echo_config();
+    cfg.allowed_origins = vec!["https://play.ringside.example".into()];
+    let srv = start(cfg);
+    let r = http_head(srv.local_addr(), &upgrade_request("/ws", "")).await;
+    assert!(r.starts_with("HTTP/1.1 101"), "{r}");
+    let r = http_raw(
+        srv.local_addr(),
+        &upgrade_request("/ws", "Origin: null\r\n"),
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+    stop(srv).await;
+}
+
+#[tokio::test]
+async fn http11_request_without_host_gets_400() {
+    let srv = start(echo_config());
+    let a = srv.local_addr();
+    let r = http_raw(a, "GET /healthz HTTP/1.1\r\n\r\n").await;
+    assert!(r.starts_with("HTTP/1.1 400") && r.contains("Host"), "{r}");
+    let upgrade = upgrade_request("/ws", "").replace("Host: localhost\r\n", "");
+    assert!(!upgrade.contains("Host:"), "{upgrade}");
+    let r = http_raw(a, &upgrade).await;
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    // HTTP/1.0 predates Host.
+    let r = http_raw(a, "GET /healthz HTTP/1.0\r\n\r\n").await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    stop(srv).await;
+}
+
+#[tokio::test]
 async fn http_endpoints_and_static_files() {
     let srv = start(echo_config());
     let a = srv.local_addr();

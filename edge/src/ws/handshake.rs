@@ -156,7 +156,7 @@ impl HandshakeError {
 #[derive(Debug, Clone, Default)]
 pub struct HandshakePolicy {
     /// Allowed `Origin` values; empty means any. Requests without `Origin` (non-browser clients)
-    /// are allowed.
+    /// are allowed: browsers always send it, and a client that does not could forge it.
     pub allowed_origins: Vec<String>,
     /// Refuse upgrades that offer neither ringside subprotocol (off in echo mode).
     pub require_subprotocol: bool,
@@ -235,6 +235,33 @@ pub fn parse_request(
             FailReason::HeaderTooLarge,
             "request header too large\n",
         ));
+    }
+    // RFC 9112 §3.2: an HTTP/1.1 request with no Host header, or more than one, is answered 400.
+    // HTTP/1.0 predates Host and may omit it. Checked before the request is classified, so plain
+    // requests, /api/ forwarding, the metrics port and upgrades all refuse it.
+    if req.version == Some(1) {
+        match req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("host"))
+            .count()
+        {
+            1 => {}
+            0 => {
+                return Err(HandshakeError::new(
+                    400,
+                    FailReason::BadRequest,
+                    "missing Host header\n",
+                ))
+            }
+            _ => {
+                return Err(HandshakeError::new(
+                    400,
+                    FailReason::BadRequest,
+                    "more than one Host header\n",
+                ))
+            }
+        }
     }
     let method = req.method.unwrap_or("");
     let target = req.path.unwrap_or("/");
@@ -315,11 +342,21 @@ pub fn parse_request(
             )
         })?;
 
+    // The allow-list keeps other sites' pages from opening sockets in a visitor's browser, and every
+    // browser sends `Origin` on a WebSocket upgrade. A request without one is not from a browser
+    // page: a native client or the load generator, which could send any Origin it liked, so refusing
+    // it would protect nothing (docs/protocol.md §1). Origins compare case-insensitively (scheme
+    // and host are), so `https://Quiz.Example` in the config matches what browsers send.
     let origin = find("origin")
         .and_then(|v| std::str::from_utf8(v).ok())
         .map(|s| s.trim().to_string());
     if let Some(o) = &origin {
-        if !policy.allowed_origins.is_empty() && !policy.allowed_origins.iter().any(|a| a == o) {
+        if !policy.allowed_origins.is_empty()
+            && !policy
+                .allowed_origins
+                .iter()
+                .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(o))
+        {
             return Err(HandshakeError::new(
                 403,
                 FailReason::Origin,
@@ -502,6 +539,54 @@ mod tests {
         assert_eq!(e.status, 403);
         assert!(
             parse_request(upgrade("Origin: https://quiz.example\r\n").as_bytes(), &p)
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn origin_allow_list_admits_clients_without_origin_and_refuses_null() {
+        let mut p = policy(false);
+        p.allowed_origins = vec!["https://Quiz.Example/".into()];
+        // No Origin: not a browser page (the load generator, native apps); documented in §1.
+        assert!(matches!(
+            parse_request(upgrade("").as_bytes(), &p),
+            Ok(Some((Request::Upgrade(_), _)))
+        ));
+        // Origins compare case-insensitively, without the trailing slash people paste.
+        assert!(
+            parse_request(upgrade("Origin: https://quiz.example\r\n").as_bytes(), &p)
+                .unwrap()
+                .is_some()
+        );
+        // A sandboxed iframe or file:// page sends `null`: a browser, and not on the list.
+        let e = parse_request(upgrade("Origin: null\r\n").as_bytes(), &p).unwrap_err();
+        assert_eq!((e.status, e.reason), (403, FailReason::Origin));
+    }
+
+    #[test]
+    fn http11_request_without_exactly_one_host_is_400() {
+        let no_host = "GET /healthz HTTP/1.1\r\n\r\n";
+        let e = parse_request(no_host.as_bytes(), &policy(false)).unwrap_err();
+        assert_eq!((e.status, e.reason), (400, FailReason::BadRequest));
+        assert!(e.body.contains("Host"), "{}", e.body);
+        let two = "GET /healthz HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n";
+        assert_eq!(
+            parse_request(two.as_bytes(), &policy(false))
+                .unwrap_err()
+                .status,
+            400
+        );
+        let upgrade_no_host = upgrade("").replace("Host: x\r\n", "");
+        assert_eq!(
+            parse_request(upgrade_no_host.as_bytes(), &policy(false))
+                .unwrap_err()
+                .status,
+            400
+        );
+        // HTTP/1.0 has no Host requirement.
+        assert!(
+            parse_request(b"GET /healthz HTTP/1.0\r\n\r\n", &policy(false))
                 .unwrap()
                 .is_some()
         );
