@@ -244,7 +244,7 @@ async function apiFlow() {
 
 let exitCode = 1;
 try {
-  for (const p of ['/play.html', '/host.html', '/']) {
+  for (const p of ['/play.html', '/host.html', '/', '/ops.html']) {
     const bytes = await firstLoadBytes(p);
     say(`first load of ${p}: ${(bytes / 1024).toFixed(1)} KB compressed`);
     check(bytes <= 100 * 1024, `first load of ${p} is at most 100 KB compressed (${bytes} B)`);
@@ -391,6 +391,17 @@ try {
   await snap(host, 'q1-reveal');
   check(/^✓/.test((await text(host, '#r-correct')).trim()), 'the host names the correct answer');
   check((await host.$$('#r-bars .barrow')).length === 4, 'the host shows a distribution bar per option');
+
+  // ── the ops page during the game ───────────────────────────────────────────────────────────────
+  const ops = await open('ops', { width: 1280, height: 800 }, '/ops.html');
+  await ops.waitForFunction(() => [...document.querySelectorAll('#edge .op')].some((o) => /Sockets open/.test(o.textContent)
+    && Number(o.querySelector('.op-value').textContent.replace(/,/g, '')) >= 4), null, { timeout: 10000 });
+  await ops.waitForTimeout(2500); // a few refreshes: rates and sparklines
+  await axe(ops, 'live');
+  await snap(ops, 'live');
+  check(ops.errors.length === 0 && ops.external.length === 0, `the ops page: no console errors or foreign requests (${ops.errors.join(' | ')})`);
+  await ops.context().close();
+  pages.splice(pages.indexOf(ops), 1);
 
   // ── question 2: pause, host reload while paused, resume ─────────────────────────────────────────
   for (const p of [host, ada, bo, cy]) await waitQuestion(p, 2);
