@@ -121,8 +121,7 @@ async fn fire_latest(game: &Game, conn: &mut Redis, code: &str, kind: &str) -> a
     let entry = entries
         .into_iter()
         .filter_map(|(_, f)| TimerEntry::from_flat(&f).ok())
-        .filter(|t| t.room == code && t.kind.as_str() == kind)
-        .next_back()
+        .rfind(|t| t.room == code && t.kind.as_str() == kind)
         .ok_or_else(|| anyhow::anyhow!("no {kind} timer"))?;
     loop {
         let out = game.fire(&entry).await?;
