@@ -430,6 +430,10 @@ try {
   await waitQuestion(cy, 3);
   await host.click('#extend');
   await answer(ada, 2);
+  await ada.reload(); // after answering: the pick and its lock survive
+  await waitQuestion(ada, 3, 10000);
+  check(await ada.isVisible('#q-tiles button.picked[data-i="2"] .badge'), 'after a reload the answered tile is still marked "Your answer"');
+  check(/locked in/.test(await text(ada, '#q-state')), 'after a reload the answer is still locked in');
   await answer(bo, 3);
   await host.click('#skip');
   await visible(cy, 's-reveal');
