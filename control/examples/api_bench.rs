@@ -44,8 +44,32 @@ async fn main() -> anyhow::Result<()> {
         Some("results") => {
             let players: usize = arg("--players", "100000").parse()?;
             let questions: u32 = arg("--questions", "3").parse()?;
-            let redis = arg("--redis", "redis://127.0.0.1:6390/");
-            results(http, &url, &key, &quiz, &redis, players, questions).await
+            let mut conn =
+                Redis::connect(&[arg("--redis", "redis://127.0.0.1:6390/")], false).await?;
+            let game = Game::new(conn.clone());
+            let b = Bench {
+                http,
+                url,
+                key,
+                game,
+            };
+            // --phase prepare: play up to the last reveal and print the room; --phase finish --code C
+            // --room-id R: end it now and time its results (so the export can overlap another run)
+            match arg("--phase", "all").as_str() {
+                "prepare" => {
+                    let (code, room_id) = b.prepare(&mut conn, &quiz, players, questions).await?;
+                    println!("{{\"code\":\"{code}\",\"roomId\":\"{room_id}\"}}");
+                    Ok(())
+                }
+                "finish" => {
+                    b.finish(&mut conn, &arg("--code", ""), &arg("--room-id", ""))
+                        .await
+                }
+                _ => {
+                    let (code, room_id) = b.prepare(&mut conn, &quiz, players, questions).await?;
+                    b.finish(&mut conn, &code, &room_id).await
+                }
+            }
         }
         _ => anyhow::bail!("usage: api_bench rooms|results [--url --key --quiz ...]"),
     }
@@ -132,109 +156,121 @@ async fn fire_latest(game: &Game, conn: &mut Redis, code: &str, kind: &str) -> a
     }
 }
 
-async fn results(
+struct Bench {
     http: reqwest::Client,
-    url: &str,
-    key: &str,
-    quiz: &str,
-    redis_url: &str,
-    players: usize,
-    questions: u32,
-) -> anyhow::Result<()> {
-    let mut conn = Redis::connect(&[redis_url.to_string()], false).await?;
-    let game = Game::new(conn.clone());
-    let room: Value = http
-        .post(format!("{url}/api/rooms"))
-        .bearer_auth(key)
-        .json(&json!({"quizId": quiz, "settings": {"countdownMs": 0, "revealPauseMs": 0, "maxPlayers": players}}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let code = room["gameCode"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("room: {room}"))?
-        .to_string();
-    let token = room["hostToken"].as_str().unwrap().to_string();
-    let room_id = room["roomId"].as_str().unwrap().to_string();
-    eprintln!("room {code}: joining {players} players");
-    let t = Instant::now();
-    let ids = Arc::new((0..players).map(|i| format!("b{i:07}")).collect::<Vec<_>>());
-    let conc = 64;
-    let mut tasks = Vec::new();
-    for w in 0..conc {
-        let (g, c, ids) = (game.clone(), code.clone(), ids.clone());
-        tasks.push(tokio::spawn(async move {
-            for i in (w..ids.len()).step_by(conc) {
-                let tok = format!("{:064x}", i + 1);
-                g.room_join(&c, &ids[i], &tok, &tok, &format!("player {i}"), 0, None)
-                    .await
-                    .expect("join");
-            }
-        }));
-    }
-    for t in tasks.drain(..) {
-        t.await?;
-    }
-    eprintln!("joined in {:.1} s", t.elapsed().as_secs_f64());
-    game.start(&code, &token).await?;
-    fire_latest(&game, &mut conn, &code, "countdown_end").await?;
-    for q in 0..questions {
+    url: String,
+    key: String,
+    game: Game,
+}
+
+impl Bench {
+    /// Creates a room through the API, joins `players` (64 concurrent callers) and plays every
+    /// question (90 % answer) up to the last reveal; returns (code, roomId).
+    async fn prepare(
+        &self,
+        conn: &mut Redis,
+        quiz: &str,
+        players: usize,
+        questions: u32,
+    ) -> anyhow::Result<(String, String)> {
+        let room: Value = self
+            .http
+            .post(format!("{}/api/rooms", self.url))
+            .bearer_auth(&self.key)
+            .json(&json!({"quizId": quiz, "settings": {"countdownMs": 0, "revealPauseMs": 0, "maxPlayers": players}}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let code = room["gameCode"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("room: {room}"))?
+            .to_string();
+        let token = room["hostToken"].as_str().unwrap().to_string();
+        let room_id = room["roomId"].as_str().unwrap().to_string();
+        eprintln!("room {code}: joining {players} players");
         let t = Instant::now();
+        let ids = Arc::new((0..players).map(|i| format!("b{i:07}")).collect::<Vec<_>>());
+        let conc = 64;
+        let mut tasks = Vec::new();
         for w in 0..conc {
-            let (g, c, ids) = (game.clone(), code.clone(), ids.clone());
+            let (g, c, ids) = (self.game.clone(), code.clone(), ids.clone());
             tasks.push(tokio::spawn(async move {
                 for i in (w..ids.len()).step_by(conc) {
-                    // 90 % answer; the correct option depends on the quiz, so spread over options 0..2
-                    if i % 10 != 9 {
-                        let _ = g
-                            .answer_submit(&c, &ids[i], q, ((i + q as usize) % 3) as u32)
-                            .await;
-                    }
+                    let tok = format!("{:064x}", i + 1);
+                    g.room_join(&c, &ids[i], &tok, &tok, &format!("player {i}"), 0, None)
+                        .await
+                        .expect("join");
                 }
             }));
         }
         for t in tasks.drain(..) {
             t.await?;
         }
-        let _ = game.skip(&code, &token, None).await;
-        fire_latest(&game, &mut conn, &code, "next_question").await?;
-        eprintln!(
-            "question {q}: answered and revealed in {:.1} s",
-            t.elapsed().as_secs_f64()
-        );
-    }
-    // the last next_question ended the game (a quiz longer than `questions`: skip to the end)
-    let ended = Instant::now();
-    let state: Option<String> = redis::cmd("HGET")
-        .arg(ringside_protocol::keys::room(&code))
-        .arg("state")
-        .query_async(&mut conn)
-        .await?;
-    if state.as_deref() != Some("ENDED") {
-        anyhow::bail!(
-            "the quiz has more than {questions} questions: pass --questions N (its length)"
-        );
-    }
-    loop {
-        let v: Value = http
-            .get(format!("{url}/api/games/{room_id}?limit=1"))
-            .bearer_auth(key)
-            .send()
-            .await?
-            .json()
-            .await?;
-        if v["game"]["resultsStored"] == json!(true) {
-            println!(
-                "{{\"players\":{players},\"questions\":{questions},\"stored_after_end_s\":{:.2},\"player_count\":{}}}",
-                ended.elapsed().as_secs_f64(),
-                v["game"]["playerCount"]
+        eprintln!("joined in {:.1} s", t.elapsed().as_secs_f64());
+        self.game.start(&code, &token).await?;
+        fire_latest(&self.game, conn, &code, "countdown_end").await?;
+        for q in 0..questions {
+            let t = Instant::now();
+            for w in 0..conc {
+                let (g, c, ids) = (self.game.clone(), code.clone(), ids.clone());
+                tasks.push(tokio::spawn(async move {
+                    for i in (w..ids.len()).step_by(conc) {
+                        if i % 10 != 9 {
+                            let idx = ((i + q as usize) % 3) as u32;
+                            let _ = g.answer_submit(&c, &ids[i], q, idx).await;
+                        }
+                    }
+                }));
+            }
+            for t in tasks.drain(..) {
+                t.await?;
+            }
+            let _ = self.game.skip(&code, &token, None).await;
+            if q + 1 < questions {
+                fire_latest(&self.game, conn, &code, "next_question").await?;
+            }
+            eprintln!(
+                "question {q}: answered and revealed in {:.1} s",
+                t.elapsed().as_secs_f64()
             );
-            return Ok(());
         }
-        if ended.elapsed() > Duration::from_secs(300) {
-            anyhow::bail!("results not stored after 300 s");
+        Ok((code, room_id))
+    }
+
+    /// Ends the prepared game (its last `next_question`) and waits for its results in PostgreSQL.
+    async fn finish(&self, conn: &mut Redis, code: &str, room_id: &str) -> anyhow::Result<()> {
+        fire_latest(&self.game, conn, code, "next_question").await?;
+        let ended = Instant::now();
+        let state: Option<String> = redis::cmd("HGET")
+            .arg(ringside_protocol::keys::room(code))
+            .arg("state")
+            .query_async(conn)
+            .await?;
+        if state.as_deref() != Some("ENDED") {
+            anyhow::bail!("the game did not end: pass --questions N (the quiz's length)");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        loop {
+            let v: Value = self
+                .http
+                .get(format!("{}/api/games/{room_id}?limit=1", self.url))
+                .bearer_auth(&self.key)
+                .send()
+                .await?
+                .json()
+                .await?;
+            if v["game"]["resultsStored"] == json!(true) {
+                println!(
+                    "{{\"roomId\":\"{room_id}\",\"stored_after_end_s\":{:.2},\"player_count\":{}}}",
+                    ended.elapsed().as_secs_f64(),
+                    v["game"]["playerCount"]
+                );
+                return Ok(());
+            }
+            if ended.elapsed() > Duration::from_secs(300) {
+                anyhow::bail!("results not stored after 300 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
