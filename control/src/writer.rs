@@ -262,8 +262,22 @@ async fn store(
         tx.commit().await?;
         return Ok(0);
     }
-    if !held {
-        // The room is gone (or not ended): nothing left to export. Keep what is known.
+    // The entry's game, if its room is still there (the code may have been reused by a newer room).
+    let first = if held {
+        match game.export(&entry.room, 0, PAGE).await {
+            Ok(p) if p.game.room_id == entry.room_id => Some(p),
+            Ok(_) => None,
+            Err(GameError::Refused {
+                code: ErrorCode::RoomNotFound | ErrorCode::WrongState,
+                ..
+            }) => None,
+            Err(e) => return Err(export_err(e)),
+        }
+    } else {
+        None
+    };
+    let Some(first) = first else {
+        // The room is gone: nothing left to export. Keep what is known, count it, and move on.
         tx.execute(
             "INSERT INTO games (room_id, game_code, quiz_id, quiz_title, question_count, end_reason)
              VALUES ($1, $2, '', '', 0, $3)
@@ -277,20 +291,8 @@ async fn store(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::error!(room = %entry.room, room_id = %entry.room_id, "results lost: the room expired before it could be exported");
         return Ok(0);
-    }
-    let first = match game.export(&entry.room, 0, PAGE).await {
-        Ok(p) => p,
-        Err(e) => return Err(export_err(e)),
     };
     let g = &first.game;
-    if g.room_id != entry.room_id {
-        anyhow::bail!(
-            "room {} now holds game {}, not {}",
-            entry.room,
-            g.room_id,
-            entry.room_id
-        );
-    }
     let game_id: i64 = tx
         .query_one(
             "INSERT INTO games (room_id, game_code, quiz_id, quiz_title, question_count)

@@ -722,3 +722,95 @@ async fn migrations_apply_once_and_a_newer_schema_is_refused() {
         .expect_err("newer schema");
     assert!(e.to_string().contains("version 99"), "{e}");
 }
+
+/// A results entry whose room is already gone (or whose code a newer room took) cannot be exported: the
+/// writer keeps what it knows (the game's end), counts it as lost, acknowledges it and moves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_whose_room_is_gone_is_counted_lost_and_does_not_block_the_others() {
+    let s = stack(Options {
+        writer: false,
+        ..Options::default()
+    })
+    .await;
+    let (_, key) = s.host("Host").await;
+    s.call(
+        "POST",
+        "/api/quizzes",
+        Some(&key),
+        Some(json!({"quiz": quiz_json("gone", 1)})),
+    )
+    .await;
+    let mut rooms = Vec::new();
+    for _ in 0..2 {
+        let (_, room) = s
+            .call(
+                "POST",
+                "/api/rooms",
+                Some(&key),
+                Some(json!({"quizId":"gone","settings":fast()})),
+            )
+            .await;
+        play(
+            &s.game,
+            room["gameCode"].as_str().unwrap(),
+            room["hostToken"].as_str().unwrap(),
+            &["Ada", "Bo"],
+            1,
+        )
+        .await;
+        rooms.push(room);
+    }
+    // the first room vanishes before any writer runs
+    let mut c = s.conn.clone();
+    let _: i64 = redis::cmd("DEL")
+        .arg(keys::room(rooms[0]["gameCode"].as_str().unwrap()))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let lost_before = ringside_control::metrics::METRICS
+        .results_lost
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(ringside_control::writer::run(
+        s.pool.clone(),
+        s.game.clone(),
+        ringside_control::writer::WriterConfig {
+            name: "w".into(),
+            poll: Duration::from_millis(50),
+            crash_after_pages: None,
+        },
+        rx,
+    ));
+    s.wait_stored(
+        &key,
+        rooms[1]["roomId"].as_str().unwrap(),
+        Duration::from_secs(30),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, g) = s
+            .call(
+                "GET",
+                &format!("/api/games/{}", rooms[0]["roomId"].as_str().unwrap()),
+                Some(&key),
+                None,
+            )
+            .await;
+        if g["game"]["endReason"] == json!("finished") {
+            assert_eq!(g["game"]["resultsStored"], json!(false));
+            assert_eq!(g["results"], json!([]));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lost game was not recorded: {g}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lost = ringside_control::metrics::METRICS
+        .results_lost
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(lost > lost_before, "counted as lost");
+    let _ = stop.send(true);
+}
