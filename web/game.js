@@ -208,8 +208,12 @@ export function ordinal(n) {
 }
 export const fmt = (n) => Number(n || 0).toLocaleString('en-US');
 // Show exactly one of the page's screens (elements with class "screen").
+// A new screen starts at the top (a long form scrolled down must not hide the next screen's head).
+let shown = null;
 export function show(id) {
   for (const el of document.querySelectorAll('.screen')) el.hidden = el.id !== id;
+  if (shown !== null && shown !== id) window.scrollTo(0, 0);
+  shown = id;
 }
 // Avatar colour for a player, stable per id.
 export function avatarColor(id) {

@@ -381,9 +381,21 @@ function renderLobby() {
   $('p-count').textContent = m.totalCount;
   $('p-count-word').textContent = m.totalCount === 1 ? 'player' : 'players';
   $('p-empty').hidden = m.totalCount > 0;
+  // Only new names are added (and pop in); the ones already there stay put.
   const shown = m.players.slice(-120);
-  $('players').innerHTML = shown.map((p) => `<li class="chip"><span class="dot" style="background:${avatarColor(p.id)}" aria-hidden="true">${esc(p.name.slice(0, 1).toUpperCase())}</span><span class="chip-name">${esc(p.name)}</span>`
-    + `<button type="button" class="kick" data-kick="${esc(p.id)}" aria-label="Remove ${esc(p.name)}" title="Remove ${esc(p.name)}">×</button></li>`).join('');
+  const list = $('players');
+  const want = new Set(shown.map((p) => p.id));
+  for (const li of [...list.children]) if (!want.has(li.dataset.id)) li.remove();
+  const have = new Set([...list.children].map((li) => li.dataset.id));
+  for (const p of shown) {
+    if (have.has(p.id)) continue;
+    const li = document.createElement('li');
+    li.className = 'chip';
+    li.dataset.id = p.id;
+    li.innerHTML = `<span class="dot" style="background:${avatarColor(p.id)}" aria-hidden="true">${esc(p.name.slice(0, 1).toUpperCase())}</span><span class="chip-name">${esc(p.name)}</span>`
+      + `<button type="button" class="kick" data-kick="${esc(p.id)}" aria-label="Remove ${esc(p.name)}" title="Remove ${esc(p.name)}">×</button>`;
+    list.appendChild(li);
+  }
   const more = m.totalCount - shown.length;
   $('p-more').textContent = more > 0 ? `and ${fmt(more)} more` : '';
   $('start').disabled = m.totalCount === 0;
