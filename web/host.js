@@ -112,8 +112,30 @@ async function loadGames() {
   if (!r.ok || !Array.isArray(r.data.games) || r.data.games.length === 0) return;
   $('history').hidden = false;
   $('games').innerHTML = r.data.games.map((g) => `<li><b>${esc(g.title)}</b> · ${new Date(g.startedAt).toLocaleString()} · ${g.playerCount} players
-    <a href="/api/games/${encodeURIComponent(g.roomId)}/results.csv" download>results (CSV)</a></li>`).join('');
+    <a href="/api/games/${encodeURIComponent(g.roomId)}/results.csv" data-csv download>results (CSV)</a></li>`).join('');
 }
+
+// CSV links need the API key, which a plain link does not send: fetch with it, then save the file.
+document.addEventListener('click', async (ev) => {
+  const a = ev.target.closest('a[data-csv]');
+  if (!a) return;
+  ev.preventDefault();
+  const headers = apiKey() ? { Authorization: `Bearer ${apiKey()}` } : {};
+  try {
+    const res = await fetch(a.getAttribute('href'), { headers });
+    if (!res.ok) throw new Error(`the server answered ${res.status}`);
+    const url = URL.createObjectURL(await res.blob());
+    const save = document.createElement('a');
+    save.href = url;
+    save.download = `ringside-${a.getAttribute('href').split('/')[3]}.csv`;
+    document.body.appendChild(save);
+    save.click();
+    save.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (e) {
+    a.insertAdjacentHTML('afterend', `<span class="error" role="alert"> Could not download the results: ${esc(e.message)}.</span>`);
+  }
+});
 
 $('import-btn').addEventListener('click', async () => {
   const out = $('import-result');

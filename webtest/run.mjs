@@ -183,6 +183,9 @@ async function apiFlow() {
       return json(200, { games: [{ roomId: 'r01JD3ZKX', gameCode: 'K7QP2M', quizId: 'general-knowledge', title: 'General knowledge',
         startedAt: '2026-12-05T18:00:00Z', endedAt: '2026-12-05T18:09:00Z', playerCount: 24, state: 'ENDED' }], next: null });
     }
+    if (k === 'GET /api/games/r01JD3ZKX/results.csv') {
+      return route.fulfill({ status: 200, contentType: 'text/csv', body: 'rank,name,score\n1,Ada,4200\n' });
+    }
     if (k === 'POST /api/quizzes') {
       const q = req.postDataJSON().quiz.questions[2];
       if (q.correct >= q.options.length) {
@@ -216,6 +219,9 @@ async function apiFlow() {
   await visible(page, 'quiz-list');
   await visible(page, 'history');
   check(await page.isVisible('#games a[href$="/results.csv"]'), 'past games link their CSV results');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#games a[href$="/results.csv"]')]);
+  const csv = fs.readFileSync(await download.path(), 'utf8');
+  check(csv.startsWith('rank,name,score'), 'the CSV of a past game downloads with the API key');
   await page.click('#import-box summary');
   const quiz = (correct) => Buffer.from(JSON.stringify({ id: 'my-capitals', title: 'Capitals', questions: [
     { text: 'Capital of France?', options: ['Paris', 'Lyon'], correct: 0 },
