@@ -72,6 +72,9 @@ for k in sorted(keys):
     if f'"{k}"' not in code:
         fail.append(f"setting {k} is read by no binary (no env = \"{k}\")")
 print(f"ok: {len(keys)} settings checked against the binaries' env fallbacks")
+# One Redis URL variable for every service: the engine's old names are deprecated aliases.
+for k in sorted(keys & {"RINGSIDE_ENGINE_REDIS", "RINGSIDE_ENGINE_CLUSTER"}):
+    fail.append(f"setting {k} is deprecated: every service reads RINGSIDE_REDIS / RINGSIDE_REDIS_CLUSTER")
 
 cm = docs["deploy/k8s/configmap.yaml"][0]["data"]
 procs = int(cm["RINGSIDE_EDGE_PROCESSES"])

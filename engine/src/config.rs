@@ -1,10 +1,11 @@
-//! Configuration: `clap` flags, each with a `RINGSIDE_ENGINE_*` environment fallback, then
+//! Configuration: `clap` flags, each with a `RINGSIDE_ENGINE_*` environment fallback (Redis: the shared
+//! `RINGSIDE_REDIS*`), then
 //! [`EngineArgs::into_config`] validates them into a [`Config`].
 //!
 //! | flag | env | default | meaning |
 //! |---|---|---|---|
-//! | `--redis URL` (repeatable, or comma-separated) | `RINGSIDE_ENGINE_REDIS` | `redis://127.0.0.1:6379/` | the server, or cluster seed nodes |
-//! | `--cluster` | `RINGSIDE_ENGINE_CLUSTER` | off | Redis Cluster |
+//! | `--redis URL` (repeatable, or comma-separated) | `RINGSIDE_REDIS` (the name every service reads; the old `RINGSIDE_ENGINE_REDIS` still works, deprecated) | `redis://127.0.0.1:6379/` | the server, or cluster seed nodes |
+//! | `--cluster` | `RINGSIDE_REDIS_CLUSTER` (old: `RINGSIDE_ENGINE_CLUSTER`, deprecated) | off | Redis Cluster |
 //! | `--instance-id ID` | `RINGSIDE_ENGINE_INSTANCE_ID` | `<host>-<pid>-<random>` | lease owner and consumer name |
 //! | `--http ADDR` | `RINGSIDE_ENGINE_HTTP` | `127.0.0.1:9100` | `/metrics`, `/healthz`, `/readyz` |
 //! | `--lease-ttl-ms N` | `RINGSIDE_ENGINE_LEASE_TTL_MS` | 1200 | partition lease TTL: a dead instance's partitions are taken within about this long plus one renew interval |
@@ -35,16 +36,12 @@ pub enum LogFormat {
 /// The engine's flags (shared by the service and the `bench` subcommand).
 #[derive(Debug, Clone, Args)]
 pub struct EngineArgs {
-    /// Redis URL; repeat (or comma-separate) to give several cluster seed nodes.
-    #[arg(
-        long = "redis",
-        env = "RINGSIDE_ENGINE_REDIS",
-        value_delimiter = ',',
-        default_value = "redis://127.0.0.1:6379/"
-    )]
+    /// Redis URL; repeat (or comma-separate) to give several cluster seed nodes. Default:
+    /// redis://127.0.0.1:6379/ (or the deprecated RINGSIDE_ENGINE_REDIS when set).
+    #[arg(long = "redis", env = "RINGSIDE_REDIS", value_delimiter = ',')]
     pub redis: Vec<String>,
-    /// Connect to a Redis Cluster.
-    #[arg(long, env = "RINGSIDE_ENGINE_CLUSTER")]
+    /// Connect to a Redis Cluster (or the deprecated RINGSIDE_ENGINE_CLUSTER=true).
+    #[arg(long, env = "RINGSIDE_REDIS_CLUSTER")]
     pub cluster: bool,
     /// This instance's name: the owner written in leases and the consumer name in the groups.
     /// Defaults to `<hostname>-<pid>-<random>`; give a stable one to resume its own pending entries
@@ -140,9 +137,45 @@ pub enum ConfigError {
     EmptyName,
 }
 
+/// Where the engine connects when neither `--redis` nor an environment variable says.
+pub const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379/";
+
 impl EngineArgs {
+    /// Every service reads its Redis from `RINGSIDE_REDIS` / `RINGSIDE_REDIS_CLUSTER`; the engine's old
+    /// names `RINGSIDE_ENGINE_REDIS` / `RINGSIDE_ENGINE_CLUSTER` still work when the new ones (and the
+    /// flags) are absent. Returns the old names that were used, for a warning.
+    fn apply_deprecated_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Vec<&'static str> {
+        let mut used = Vec::new();
+        if self.redis.is_empty() {
+            match env("RINGSIDE_ENGINE_REDIS") {
+                Some(v) => {
+                    used.push("RINGSIDE_ENGINE_REDIS");
+                    self.redis = v.split(',').map(str::to_owned).collect();
+                }
+                None => self.redis = vec![DEFAULT_REDIS.to_owned()],
+            }
+        }
+        if !self.cluster && env("RINGSIDE_REDIS_CLUSTER").is_none() {
+            if let Some(v) = env("RINGSIDE_ENGINE_CLUSTER") {
+                used.push("RINGSIDE_ENGINE_CLUSTER");
+                self.cluster = matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "1" | "true" | "yes" | "on"
+                );
+            }
+        }
+        used
+    }
+
     /// Validates the flags.
-    pub fn into_config(self) -> Result<Config, ConfigError> {
+    pub fn into_config(mut self) -> Result<Config, ConfigError> {
+        let env = |k: &str| std::env::var(k).ok();
+        for old in self.apply_deprecated_env(env) {
+            eprintln!(
+                "ringside-engine: {old} is deprecated, use {}",
+                old.replace("ENGINE_", "")
+            );
+        }
         let redis: Vec<String> = self
             .redis
             .into_iter()
@@ -278,6 +311,43 @@ mod tests {
             parse(&["--redis", "redis://a:1", "--redis", "redis://b:2"]).unwrap_err(),
             ConfigError::SeveralStandalone(2)
         );
+    }
+
+    #[test]
+    fn the_old_engine_redis_names_still_work_when_the_new_ones_are_absent() {
+        fn env<'a>(vars: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<String> + 'a {
+            move |k| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        }
+        let args = |argv: &[&str]| {
+            let mut all = vec!["engine"];
+            all.extend_from_slice(argv);
+            Cli::parse_from(all).args
+        };
+        let mut a = args(&[]);
+        let old = [
+            ("RINGSIDE_ENGINE_REDIS", "redis://a:1,redis://b:2"),
+            ("RINGSIDE_ENGINE_CLUSTER", "true"),
+        ];
+        assert_eq!(
+            a.apply_deprecated_env(env(&old)),
+            ["RINGSIDE_ENGINE_REDIS", "RINGSIDE_ENGINE_CLUSTER"]
+        );
+        assert_eq!((a.redis.len(), a.cluster), (2, true));
+        // A flag (or RINGSIDE_REDIS, which clap reads into the same field) wins over the old name.
+        let mut a = args(&["--redis", "redis://new:1"]);
+        assert_eq!(
+            a.apply_deprecated_env(env(&old)),
+            ["RINGSIDE_ENGINE_CLUSTER"]
+        );
+        assert_eq!(a.redis, ["redis://new:1"]);
+        let mut a = args(&[]);
+        assert!(a.apply_deprecated_env(env(&[])).is_empty());
+        assert_eq!(a.redis, [DEFAULT_REDIS]);
+        assert!(!a.cluster);
     }
 
     #[test]

@@ -20,6 +20,7 @@ fn engine_cmd(redis: &TestRedis, http_port: u16) -> Command {
         cmd.arg("--cluster");
     }
     cmd.args(["--http", &format!("127.0.0.1:{http_port}")])
+        .env_remove("RINGSIDE_REDIS")
         .env_remove("RINGSIDE_ENGINE_REDIS")
         .env("RUST_LOG", "info");
     cmd

@@ -282,6 +282,7 @@ impl EngineProcess {
                 "RUST_LOG",
                 std::env::var("ENGINE_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
             )
+            .env_remove("RINGSIDE_REDIS")
             .env_remove("RINGSIDE_ENGINE_REDIS")
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
