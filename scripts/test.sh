@@ -11,5 +11,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 ./scripts/check-deploy.sh
 # The harness prints the servers and clusters it starts; show them.
 cargo test --workspace --all-targets "$@" -- --nocapture
+# Fuzz smoke (fuzz/ is its own workspace): build, replay every seed and crash regression, 5 s per target.
+# Long runs and results: fuzz/README.md, perf/fuzz.md.
+FUZZ_SANITIZER=none ./scripts/fuzz.sh smoke 5
 # The browser suite: a full game of web/ in Chromium against the debug builds (webtest/run.mjs).
 node webtest/run.mjs
