@@ -40,6 +40,12 @@ pub enum Cmd {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Write DIR/report.html again from DIR/report.json and DIR/total.hlog (what a run with --out DIR
+    /// wrote): perf/runs/ keeps only those two.
+    ReportHtml {
+        /// A run's --out directory.
+        dir: PathBuf,
+    },
     /// A worker process (started by the coordinator; reads its plan on stdin).
     #[command(hide = true)]
     Worker,
@@ -55,7 +61,7 @@ impl Cmd {
             Cmd::Stadium(a) => (Scenario::Stadium, a),
             Cmd::ReconnectStorm(a) => (Scenario::ReconnectStorm, a),
             Cmd::SlowConsumers(a) => (Scenario::SlowConsumers, a),
-            Cmd::HlogMerge { .. } | Cmd::Worker => return None,
+            Cmd::HlogMerge { .. } | Cmd::ReportHtml { .. } | Cmd::Worker => return None,
         })
     }
 }
@@ -216,6 +222,20 @@ pub fn hlog_merge(files: &[PathBuf]) -> anyhow::Result<()> {
         .map(|(k, h)| (k.clone(), Summary::of(h)))
         .collect();
     println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// `report-html DIR`: the report page of a finished run, from its `report.json` and `total.hlog` (the same
+/// page the run wrote: the merged histograms are stored losslessly in `total.hlog`).
+pub fn report_html(dir: &std::path::Path) -> anyhow::Result<()> {
+    let read = |name: &str| {
+        let p = dir.join(name);
+        std::fs::read(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+    };
+    let report: crate::report::Report = serde_json::from_slice(&read("report.json")?)?;
+    let total = String::from_utf8(read("total.hlog")?)?;
+    let hists = crate::metrics::Hists::from_tagged(merge_hlogs(&[total])?)?;
+    std::fs::write(dir.join("report.html"), report.html(&hists))?;
     Ok(())
 }
 

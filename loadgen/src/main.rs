@@ -16,6 +16,13 @@ fn main() {
                 1
             }
         },
+        Cmd::ReportHtml { dir } => match ringside_loadgen::cli::report_html(&dir) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("ringside-loadgen report-html: {e:#}");
+                1
+            }
+        },
         Cmd::HlogMerge { files } => match ringside_loadgen::cli::hlog_merge(&files) {
             Ok(()) => 0,
             Err(e) => {

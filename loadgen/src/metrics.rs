@@ -139,6 +139,19 @@ impl Hists {
         self.h.iter_mut().for_each(|h| h.reset());
     }
 
+    /// The histograms of a merged `.hlog` (tag = metric name, as [`write_hlog_interval`] writes them);
+    /// a tag that names no metric is refused.
+    pub fn from_tagged(tagged: BTreeMap<String, Histogram<u64>>) -> anyhow::Result<Hists> {
+        let mut hists = Hists::default();
+        for (tag, h) in tagged {
+            let m = Metric::from_name(&tag).ok_or_else(|| anyhow!("unknown metric tag {tag:?}"))?;
+            hists.h[m.index()]
+                .add(&h)
+                .map_err(|e| anyhow!("{tag}: {e:?}"))?;
+        }
+        Ok(hists)
+    }
+
     /// Adds every histogram of `other`.
     pub fn merge(&mut self, other: &Hists) {
         for (a, b) in self.h.iter_mut().zip(&other.h) {

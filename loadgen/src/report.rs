@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{Counters, Merged, Metric, Summary, Tally};
+use crate::metrics::{Counters, Hists, Merged, Metric, Summary, Tally};
 use crate::plan::Plan;
 use crate::slo::Outcome;
 use crate::sys::{MachineBusy, MachineInfo};
@@ -450,7 +450,7 @@ impl Report {
     pub fn write(&self, dir: &Path, merged: &Merged) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(self)?)?;
-        std::fs::write(dir.join("report.html"), self.html(merged))?;
+        std::fs::write(dir.join("report.html"), self.html(&merged.hists))?;
         let mut hlog = Vec::new();
         crate::metrics::write_hlog_header(
             &mut hlog,
@@ -469,7 +469,7 @@ impl Report {
 
     /// A self-contained HTML page: summary, objectives, latency table with percentile plots, delivery,
     /// CPU, bytes per event.
-    pub fn html(&self, merged: &Merged) -> String {
+    pub fn html(&self, hists: &Hists) -> String {
         let mut h = String::new();
         let _ = write!(
             h,
@@ -505,7 +505,7 @@ impl Report {
              <th>p99</th><th>p99.9</th><th>max</th></tr>",
         );
         for m in Metric::ALL {
-            let s = Summary::of(merged.hists.get(m));
+            let s = Summary::of(hists.get(m));
             if s.count == 0 {
                 continue;
             }
@@ -525,7 +525,7 @@ impl Report {
         }
         h.push_str("</table>");
         for m in Metric::ALL {
-            let hist = merged.hists.get(m);
+            let hist = hists.get(m);
             if hist.is_empty() {
                 continue;
             }

@@ -221,6 +221,18 @@ fn the_client_speaks_rfc_6455_with_an_independent_server() {
     );
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("connect"));
+    // perf/runs/ keeps report.json and total.hlog only: `report-html` writes the same page from them.
+    std::fs::remove_file(dir.path().join("report.html")).unwrap();
+    let again = Command::new(env!("CARGO_BIN_EXE_ringside-loadgen"))
+        .arg("report-html")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(again.success());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("report.html")).unwrap(),
+        html
+    );
 }
 
 #[test]
