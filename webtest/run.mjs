@@ -260,14 +260,26 @@ try {
   const host = await open('host', { width: 1600, height: 900 }, '/host.html');
   await visible(host, 's-setup');
   await host.waitForSelector('#acct-none:not([hidden]), #signin:not([hidden]), #acct-in:not([hidden])');
-  // Hook for the control plane: with /api/ routed by the edge, /api/me answers and the page signs in with
-  // an API key (WEBTEST_API_KEY), lists the library and creates the room with POST /api/rooms. Without it the
-  // page falls back to room:create over the socket with a public quiz id, which is what runs here.
+  // With the control plane in the stack (PostgreSQL installed), /api/me answers and the page signs in with the
+  // host's API key, lists the library, shows an import refused by the real API, and creates the room with
+  // POST /api/rooms. Without it the page falls back to room:create over the socket with a public quiz id.
+  const apiKey = process.env.WEBTEST_API_KEY || stack.apiKey;
+  if (stack.apiKey) check(await host.isVisible('#signin'), 'with the control plane the host page asks for an API key');
   if (await host.isVisible('#signin')) {
-    if (process.env.WEBTEST_API_KEY) {
-      await host.fill('#apikey', process.env.WEBTEST_API_KEY);
+    if (apiKey) {
+      await host.fill('#apikey', apiKey);
       await host.press('#apikey', 'Enter');
       await visible(host, 'acct-in');
+      check(!(await host.content()).includes(apiKey), 'the API key is not in the page');
+      await host.click('#import-box summary');
+      await host.setInputFiles('#import-file', { name: 'broken.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify({
+        id: 'webtest-broken', title: 'Broken', questions: [{ text: 'Two plus two?', options: ['4', '5'], correct: 7 }] })) });
+      await host.click('#import-btn');
+      await host.waitForFunction(() => document.getElementById('import-result').textContent.length > 0);
+      const refusal = await text(host, '#import-result');
+      check(/Question 1, field “correct”/.test(refusal), `the control plane's refusal names the question and field (${refusal})`);
+      await snap(host, 'setup-import-refused');
+      await host.click('#import-box summary');
     } else {
       await host.click('#skip-signin');
     }
@@ -500,6 +512,21 @@ try {
   check((await host.$$('#end-podium .step')).length === 3, 'the host shows a podium of three');
   await axe(host, 'podium');
   await snap(host, 'podium');
+  if (stack.apiKey) {
+    // The control plane's results writer stores the finished game; the host downloads its CSV.
+    const roomId = await host.evaluate(() => JSON.parse(localStorage.getItem('ringside.host')).m.roomId);
+    const until = Date.now() + 15000;
+    while (Date.now() < until) {
+      const r = await fetch(`${BASE}/api/games/${roomId}/results.csv`, { headers: { Authorization: `Bearer ${stack.apiKey}` } });
+      if (r.ok) break;
+      await new Promise((res) => setTimeout(res, 300));
+    }
+    check(await host.isVisible('#csv'), 'a game created through the API offers its results as CSV');
+    const [dl] = await Promise.all([host.waitForEvent('download'), host.click('#csv')]);
+    const csv = fs.readFileSync(await dl.path(), 'utf8');
+    check(/Ada/.test(csv) && /Bo/.test(csv) && /Cy/.test(csv), `the results CSV lists the players (${csv.split('\n').length - 1} lines)`);
+    fs.writeFileSync(path.join(ARTIFACTS, 'results.csv'), csv);
+  }
   for (const p of [ada, bo, cy]) {
     await visible(p, 's-end');
     check(/You finished (1st|2nd|3rd) of 3/.test(await text(p, '#end-you')), `${p.name} sees their own final rank (${await text(p, '#end-you')})`);

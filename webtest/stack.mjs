@@ -4,6 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 export const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
@@ -36,11 +37,58 @@ function redisPing(port) {
   });
 }
 
+// PostgreSQL's binaries (Debian keeps them off PATH), or null: then the stack runs without a control plane.
+function pgBin() {
+  const dirs = [process.env.PG_BIN, ...(fs.existsSync('/usr/lib/postgresql')
+    ? fs.readdirSync('/usr/lib/postgresql').sort((a, b) => b - a).map((v) => `/usr/lib/postgresql/${v}/bin`) : [])];
+  return dirs.find((d) => d && fs.existsSync(path.join(d, 'initdb')) && fs.existsSync(path.join(d, 'postgres'))) || null;
+}
+// The control plane (ringside-control + PostgreSQL) joins the stack when PostgreSQL is installed, unless
+// WEBTEST_CONTROL=0; the edge then forwards /api/ to it and the host page signs in with a real API key.
+export const withControl = () => process.env.WEBTEST_CONTROL !== '0' && pgBin() !== null;
+
 export function build() {
   if (process.env.WEBTEST_NO_BUILD || process.env.WEBTEST_BIN_DIR) return;
-  const r = spawnSync('cargo', ['build', '-q', '-p', 'ringside-edge', '-p', 'ringside-engine', '-p', 'ringside-lua', '--bins'],
-    { cwd: ROOT, stdio: 'inherit' });
+  const pkgs = ['ringside-edge', 'ringside-engine', 'ringside-lua', ...(withControl() ? ['ringside-control'] : [])];
+  const r = spawnSync('cargo', ['build', '-q', ...pkgs.flatMap((p) => ['-p', p]), '--bins'], { cwd: ROOT, stdio: 'inherit' });
   if (r.status !== 0) throw new Error('cargo build failed');
+}
+
+// initdb + postgres (as the postgres user when we are root: both refuse root) on a free port, the
+// ringside database, then ringside-control: migrations, a host with an API key, quizzes/ as its public
+// quizzes, the API server. Returns {url, apiKey}.
+async function startControl(run, bin, redis, artifacts) {
+  const pg = pgBin();
+  const root = process.getuid && process.getuid() === 0;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ringside-webtest-pg-'));
+  // Run as the postgres user directly (not through runuser, which would stand between us and the signals).
+  const as = root ? { uid: +spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).stdout, gid: +spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).stdout } : {};
+  if (root) spawnSync('chown', ['-R', 'postgres:', dir]);
+  const init = spawnSync(path.join(pg, 'initdb'), ['-D', path.join(dir, 'data'), '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C'],
+    { encoding: 'utf8', cwd: dir, ...as });
+  if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr}`);
+  const pgPort = await freePort();
+  run('postgres', path.join(pg, 'postgres'), ['-D', path.join(dir, 'data'), '-p', String(pgPort), '-k', dir,
+    '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off'], { ...as, cwd: dir }).isPostgres = true;
+  const psql = (sql) => spawnSync('psql', ['-X', '-q', '-h', '127.0.0.1', '-p', String(pgPort), '-U', 'postgres', '-d', 'postgres', '-c', sql], { encoding: 'utf8' });
+  await waitFor('postgres', () => psql('SELECT 1').status === 0, 30000);
+  if (psql('CREATE DATABASE ringside').status !== 0) throw new Error('CREATE DATABASE failed');
+  const db = ['--database-url', `postgres://postgres@127.0.0.1:${pgPort}/ringside`, '--redis', redis];
+  const control = path.join(bin, 'ringside-control');
+  const ctl = (...args) => {
+    const r = spawnSync(control, [...db, ...args], { cwd: ROOT, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`ringside-control ${args.join(' ')} failed: ${r.stderr}`);
+    return r.stdout;
+  };
+  ctl('migrate');
+  const keyFile = path.join(artifacts, 'host.key');
+  const hostId = /"hostId":(\d+)/.exec(ctl('host', 'create', '--name', 'Ms. Rivera', '--key-file', keyFile))[1];
+  const quizzes = fs.readdirSync(path.join(ROOT, 'quizzes')).filter((f) => f.endsWith('.json')).map((f) => `quizzes/${f}`);
+  ctl('quiz', 'import', '--host-id', hostId, '--visibility', 'public', ...quizzes);
+  const port = await freePort();
+  run('control', control, [...db, 'serve', '--listen', `127.0.0.1:${port}`]);
+  await waitFor('ringside-control', async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok);
+  return { upstream: `127.0.0.1:${port}`, apiKey: fs.readFileSync(keyFile, 'utf8').trim(), cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
 }
 
 export async function startStack(artifacts) {
@@ -48,16 +96,21 @@ export async function startStack(artifacts) {
   const bin = process.env.WEBTEST_BIN_DIR || path.join(ROOT, 'target', 'debug');
   const children = [];
   const log = (name) => fs.openSync(path.join(artifacts, `${name}.log`), 'w');
-  const run = (name, cmd, args) => {
+  const run = (name, cmd, args, as = {}) => {
     const fd = log(name);
-    const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', fd, fd] });
+    const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', fd, fd], ...as });
     children.push(child);
     return child;
   };
+  const cleanups = [];
   const stop = async () => {
-    for (const c of children.reverse()) if (c.exitCode === null) c.kill('SIGTERM');
-    await sleep(300);
+    // SIGINT: PostgreSQL's fast shutdown (SIGTERM would wait for its clients); the others take either.
+    const exits = children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : null)).filter(Boolean);
+    for (const c of [...children].reverse()) if (c.exitCode === null) c.kill(c.isPostgres ? 'SIGINT' : 'SIGTERM');
+    await Promise.race([Promise.all(exits), sleep(3000)]);
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    await sleep(100);
+    for (const f of cleanups) f();
   };
   try {
     const redisPort = await freePort();
@@ -67,14 +120,22 @@ export async function startStack(artifacts) {
     await waitFor('redis-server', () => redisPing(redisPort));
     const redis = `redis://127.0.0.1:${redisPort}/`;
 
+    // With a control plane the quizzes are its public quizzes; without, they go straight into Redis.
     const quizzes = fs.readdirSync(path.join(ROOT, 'quizzes')).filter((f) => f.endsWith('.json')).map((f) => `quizzes/${f}`);
-    const imp = spawnSync(path.join(bin, 'ringside-quiz'), ['import', ...quizzes, '--redis', redis], { cwd: ROOT, encoding: 'utf8' });
-    if (imp.status !== 0) throw new Error(`ringside-quiz import failed: ${imp.stderr}`);
+    const imp = spawnSync(path.join(bin, 'ringside-quiz'), withControl() ? ['load', '--redis', redis] : ['import', ...quizzes, '--redis', redis],
+      { cwd: ROOT, encoding: 'utf8' });
+    if (imp.status !== 0) throw new Error(`ringside-quiz failed: ${imp.stderr}`);
+    let control = null;
+    if (withControl()) {
+      control = await startControl(run, bin, redis, artifacts);
+      cleanups.push(control.cleanup);
+    }
 
     const enginePort = await freePort();
     run('engine', path.join(bin, 'ringside-engine'), ['--redis', redis, '--http', `127.0.0.1:${enginePort}`]);
     const edgePort = await freePort();
-    const edgeArgs = ['--listen', `127.0.0.1:${edgePort}`, '--threads', '1', '--redis', redis, '--web-root', path.join(ROOT, 'web')];
+    const edgeArgs = ['--listen', `127.0.0.1:${edgePort}`, '--threads', '1', '--redis', redis, '--web-root', path.join(ROOT, 'web'),
+      ...(control ? ['--api-upstream', control.upstream] : [])];
     let edge = run('edge', path.join(bin, 'ringside-edge'), edgeArgs);
     const base = `http://127.0.0.1:${edgePort}`;
     await waitFor('ringside-edge', async () => (await fetch(`${base}/readyz`)).ok);
@@ -90,7 +151,7 @@ export async function startStack(artifacts) {
       edge = run(`edge-${restarts + 1}`, path.join(bin, 'ringside-edge'), edgeArgs);
       await waitFor('ringside-edge (restarted)', async () => (await fetch(`${base}/readyz`)).ok);
     };
-    return { base, redis, stop, restartEdge };
+    return { base, redis, stop, restartEdge, apiKey: control && control.apiKey };
   } catch (e) {
     await stop();
     throw e;
