@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use ringside_edge::config::Config;
+use ringside_edge::config::{Config, Driver};
 use ringside_edge::session::{Rejection, Session, SessionFactory};
 use ringside_edge::ws::frame::{encode_client, MessageKind};
 use ringside_edge::ws::handshake::UpgradeRequest;
@@ -315,8 +315,16 @@ async fn a_second_client_is_unaffected_by_a_garbage_sender() {
 }
 
 #[tokio::test]
-async fn drain_sends_close_1012_to_every_client_and_readyz_turns_503() {
-    let srv = start(echo_config());
+async fn drain_sends_close_1012_to_every_client_and_readyz_turns_503_under_every_driver() {
+    for driver in DRIVERS {
+        drain_sends_close_1012(driver).await;
+    }
+}
+
+async fn drain_sends_close_1012(driver: Driver) {
+    let mut cfg = echo_config();
+    cfg.driver = driver;
+    let srv = start(cfg);
     let url = format!("ws://{}/ws", srv.local_addr());
     let mut clients = Vec::new();
     for _ in 0..4 {
@@ -389,8 +397,15 @@ impl Session for FloodSession {
 }
 
 #[tokio::test]
-async fn slow_consumer_past_the_hard_limit_is_closed_with_4008() {
+async fn slow_consumer_past_the_hard_limit_is_closed_with_4008_under_every_driver() {
+    for driver in DRIVERS {
+        slow_consumer_closed_with_4008(driver).await;
+    }
+}
+
+async fn slow_consumer_closed_with_4008(driver: Driver) {
     let mut cfg = echo_config();
+    cfg.driver = driver;
     cfg.sendq.max_frames = 8;
     cfg.sendq.max_bytes = 64 * 1024;
     let srv = start_with(cfg, Arc::new(Flood));

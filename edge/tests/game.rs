@@ -2,11 +2,14 @@
 //! real Functions library, the edge in-process with its game layer, and tokio-tungstenite clients speaking
 //! both subprotocols. Timers are fired by a small driver in the test that reads the timer streams and
 //! calls the real `timer_fire` function — the same calls the engine makes.
+//!
+//! The edge runs its default driver (io_uring where the kernel allows it); the tests of delivery, send
+//! queues and reconnects also run on the epoll fallback (`Driver::Legacy`, the `…_on_epoll` twins).
 
 mod common;
 
 use futures_util::{SinkExt, StreamExt};
-use ringside_edge::config::Config;
+use ringside_edge::config::{Config, Driver};
 use ringside_edge::game::address_limits::AddressLimits;
 use ringside_edge::game::hub::{RedisConfig, StreamEntries};
 use ringside_edge::game::{GameConfig, GameFactory};
@@ -547,6 +550,18 @@ async fn a_full_game_through_the_edge_on_the_cluster() {
     full_game(Backend::Cluster).await;
 }
 
+/// The same game with the edge on its epoll fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_game_through_the_edge_on_epoll() {
+    let s = stack_with(Backend::Standalone, false, |c| c.driver = Driver::Legacy).await;
+    assert!(
+        s.edge.drivers().iter().all(|d| *d == "epoll"),
+        "{:?}",
+        s.edge.drivers()
+    );
+    full_game_on(s).await;
+}
+
 /// The same game over `wss://` (the edge with a generated dev certificate, clients on tokio-rustls
 /// trusting it), host and players on both subprotocols.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -676,7 +691,16 @@ async fn bad_input_is_refused_with_its_code_and_others_are_unaffected() {
 /// A player whose socket dies mid-game reconnects on a new socket with its last seq and misses nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_with_last_seq_misses_nothing() {
-    let s = stack(Backend::Standalone).await;
+    reconnect_with_last_seq(Driver::Fusion).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_with_last_seq_misses_nothing_on_epoll() {
+    reconnect_with_last_seq(Driver::Legacy).await;
+}
+
+async fn reconnect_with_last_seq(driver: Driver) {
+    let s = stack_with(Backend::Standalone, false, |c| c.driver = driver).await;
     let addr = s.edge.local_addr();
     let mut host = Client::connect(addr, Codec::Json).await;
     let code = create_room(&mut host).await;
@@ -814,8 +838,19 @@ async fn emit(conn: &mut Redis, code: &str, event: &str, data: &str) -> u64 {
 /// the fast clients read each round before the next is published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_closed_with_4008_while_another_player_gets_every_event_in_order() {
+    slow_consumer(Driver::Fusion).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_is_closed_with_4008_while_another_player_gets_every_event_in_order_on_epoll(
+) {
+    slow_consumer(Driver::Legacy).await;
+}
+
+async fn slow_consumer(driver: Driver) {
     use std::sync::atomic::Ordering::SeqCst;
     let s = stack_with(Backend::Standalone, false, |cfg| {
+        cfg.driver = driver;
         cfg.sendq.max_bytes = 32 * 1024;
         cfg.sendq.max_frames = 64;
         // The slow player drains megabytes through its small window before it reads the close.
@@ -1035,7 +1070,17 @@ async fn oversized_and_non_utf8_messages_close_only_their_socket() {
 /// and again on every retry); a small gap is replayed event by event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_too_big_for_the_send_queue_becomes_a_snapshot() {
+    replay_too_big(Driver::Fusion).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_too_big_for_the_send_queue_becomes_a_snapshot_on_epoll() {
+    replay_too_big(Driver::Legacy).await;
+}
+
+async fn replay_too_big(driver: Driver) {
     let s = stack_with(Backend::Standalone, false, |cfg| {
+        cfg.driver = driver;
         cfg.sendq.max_bytes = 32 * 1024;
         cfg.sendq.max_frames = 64;
     })
