@@ -4,7 +4,7 @@
 // The session (host token included) lives in localStorage and resumes with reconnect:attempt after a reload;
 // the token is never put into the page.
 import { GameClient, loadSaved, save, forget, shapeSvg, shapeName, $, esc, fmt, show, avatarColor, podium, closeWords } from './game.js';
-import { forHost } from './words.js';
+import { forHost, hasWords } from './words.js';
 import { qrSvg } from './qr.js';
 
 const KEY = 'ringside.host';
@@ -215,7 +215,8 @@ $('create').addEventListener('submit', async (ev) => {
     begin(created, base);
     if (!viaApi.unavailable) await rs.resume(); // take the host session on this socket
   } catch (e) {
-    errEl.textContent = forHost(e);
+    // The control plane's own codes (invalid_settings, …) come with a message meant for people.
+    errEl.textContent = !hasWords(e.code) && e.message ? e.message : forHost(e);
   } finally {
     $('create-btn').disabled = false;
   }

@@ -46,5 +46,6 @@ function pick(table, err) {
 }
 
 export const ERROR_CODES = Object.keys(COMMON);
+export const hasWords = (code) => Object.prototype.hasOwnProperty.call(COMMON, code);
 export const forPlayer = (err) => pick(COMMON, err);
 export const forHost = (err) => pick(HOST, err);
