@@ -85,6 +85,91 @@ mod tests {
         }
     }
 
+    /// The field names a Lua call writes into the room hash `R.P`: the keys of `HSET R.P k v …`
+    /// (string literals at even positions) and the field of `HINCRBY R.P 'f' n`.
+    fn room_hash_fields_written() -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for (call, all_keys) in [
+            ("redis.call('HSET', R.P, ", true),
+            ("redis.call('HINCRBY', R.P, ", false),
+        ] {
+            let mut rest = LIBRARY;
+            while let Some(i) = rest.find(call) {
+                rest = &rest[i + call.len()..];
+                // The arguments up to the call's closing parenthesis, split at top-level commas.
+                let (mut depth, mut end) = (0i32, rest.len());
+                for (j, ch) in rest.char_indices() {
+                    match ch {
+                        '(' | '{' => depth += 1,
+                        ')' | '}' if depth == 0 => {
+                            end = j;
+                            break;
+                        }
+                        ')' | '}' => depth -= 1,
+                        _ => {}
+                    }
+                }
+                let (mut args, mut depth, mut start) = (Vec::new(), 0i32, 0);
+                let body = &rest[..end];
+                for (j, ch) in body.char_indices() {
+                    match ch {
+                        '(' | '{' => depth += 1,
+                        ')' | '}' => depth -= 1,
+                        ',' if depth == 0 => {
+                            args.push(body[start..j].trim());
+                            start = j + 1;
+                        }
+                        _ => {}
+                    }
+                }
+                args.push(body[start..].trim());
+                let keys = if all_keys {
+                    args.iter().step_by(2).copied().collect()
+                } else {
+                    vec![args[0]]
+                };
+                for k in keys {
+                    if let Some(name) = k.strip_prefix('\'').and_then(|k| k.strip_suffix('\'')) {
+                        out.insert(name.to_string());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_room_hash_field_is_documented_in_the_readme() {
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split("### Fields of the room hash `P`")
+            .nth(1)
+            .expect("lua/README.md has the room hash table")
+            .split("\n\n")
+            .find(|block| block.starts_with("| field"))
+            .expect("the table under that heading");
+        let fields = room_hash_fields_written();
+        assert!(
+            fields.contains("pjn") && fields.contains("s_rp"),
+            "{fields:?}"
+        );
+        let missing: Vec<_> = fields
+            .iter()
+            .filter(|f| {
+                !table.lines().any(|l| {
+                    l.starts_with('|')
+                        && l.split('|')
+                            .nth(1)
+                            .is_some_and(|c| c.contains(&format!("`{f}`")))
+                })
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "room hash fields missing from lua/README.md's table: {missing:?}"
+        );
+    }
+
     #[test]
     fn lua_limits_match_the_protocol_crate() {
         use ringside_protocol::limits;
