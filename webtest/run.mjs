@@ -383,6 +383,13 @@ try {
   await axe(ada, 'question-answered');
   await snap(ada, 'q1-answered');
 
+  // A latecomer (the kicked phone, trying again under another name) is told the game has started.
+  await kim.goto(`${BASE}/play.html?code=${pin}`);
+  await kim.fill('#name', 'Latecomer');
+  await kim.press('#name', 'Enter');
+  await kim.waitForFunction(() => document.getElementById('join-error').textContent.length > 0);
+  check(/already started/.test(await text(kim, '#join-error')), `a late join is refused in words (${await text(kim, '#join-error')})`);
+
   const q1text = await text(bo, '#q-text');
   await bo.reload();
   await waitQuestion(bo, 1, 10000);
