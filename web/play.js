@@ -153,7 +153,7 @@ function onResumeFailed(e) {
 
 function onLine(online, code, final) {
   const c = $('conn');
-  if (online) { c.hidden = true; return; }
+  if (online || rs.stopped) { c.hidden = true; return; } // stopped: the page already says why (kicked, left, over)
   if (!m || !m.code) { c.hidden = false; c.textContent = 'Connecting to the game server…'; return; }
   if (code === 4003) return end('out', 'Removed from the game', forPlayer('kicked'));
   c.hidden = false;

@@ -363,6 +363,8 @@ try {
   await host.click('#players button[aria-label="Remove Kim"]');
   await visible(kim, 's-out');
   check(/removed/i.test(await text(kim, '#out-text')), 'the kicked player is told so in words');
+  await kim.waitForTimeout(300); // the 4003 close follows the kick
+  check(!(await kim.isVisible('#conn')), 'no "connecting" banner on the kicked screen');
   await snap(kim, 'kicked');
   await host.waitForFunction(() => document.querySelectorAll('#players .chip').length === 3 && document.getElementById('p-count').textContent === '3');
   say('lobby: 3 players (Kim kicked)');
