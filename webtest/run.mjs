@@ -58,7 +58,8 @@ const pages = [];
 let shot = 0;
 
 async function open(name, viewport, url, mobile = false) {
-  const ctx = await browser.newContext({ viewport, deviceScaleFactor: 1, isMobile: mobile, hasTouch: mobile });
+  // Reduced motion (which the pages honour): screenshots and contrast checks see finished screens, not animations.
+  const ctx = await browser.newContext({ viewport, deviceScaleFactor: 1, isMobile: mobile, hasTouch: mobile, reducedMotion: 'reduce' });
   await ctx.route((u) => QUIZ_IMAGES.has(u.href), (r) => r.fulfill({ contentType: 'image/svg+xml', body: STAND_IN_IMAGE }));
   return openIn(ctx, name, url);
 }
@@ -170,7 +171,7 @@ async function apiFlow() {
     ...(imported ? [{ id: 'my-capitals', title: 'Capitals', questionCount: 3, visibility: 'private', owner: 'Ms. Rivera', mine: true, updatedAt: '2026-12-06T02:00:00Z' }] : []),
   ];
   const calls = [];
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, reducedMotion: 'reduce' });
   await ctx.route('**/api/**', async (route) => {
     const req = route.request();
     const k = `${req.method()} ${new URL(req.url()).pathname}`;
@@ -517,7 +518,6 @@ try {
 
   // ── podium ───────────────────────────────────────────────────────────────────────────────────────
   await visible(host, 's-end');
-  await host.waitForTimeout(700); // podium animation
   check((await host.$$('#end-podium .step')).length === 3, 'the host shows a podium of three');
   await axe(host, 'podium');
   await snap(host, 'podium');
