@@ -6,7 +6,9 @@
 //! - [`wsframe`]: our minimal RFC 6455 client codec (upgrade, header parse, masked frames).
 //! - [`scan`]: reads `event`/`seq`/`rid` and single payload fields without decoding (JSON and MessagePack).
 //! - [`seq`]: the per-room sequence check (missed, duplicated, out-of-order events).
-//! - [`client`]: one socket's life: connect from a source address, upgrade, join, answer, reconnect.
+//! - [`client`]: one socket's life: connect from a source address, upgrade, join, answer, reconnect —
+//!   `client/mod.rs` (state, lifecycle, the `Stage` of the game), `socket.rs` (I/O), `player.rs`
+//!   (server events), `pending.rs` (requests in flight, timers).
 //! - [`worker`]: a worker process: one single-threaded runtime, up to ~15K sockets, reports on stdout.
 //! - [`coordinator`]: plans the run, spawns workers, drives the phases, samples CPU, writes the report.
 //! - [`plan`]: the run's plan and the coordinator ↔ worker messages.

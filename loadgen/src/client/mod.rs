@@ -1,0 +1,608 @@
+//! One simulated socket: a host, a player or a plain connection, from `connect()` to the stop.
+//!
+//! Pipeline per socket: TCP bytes → [`wsframe`] frames → [`scan`] envelope head → seq check → the
+//! event's handler. Each socket is one task on its worker's single-threaded runtime; tasks share the
+//! worker's [`Ctx`] (stats, one read buffer, the game codes) through an `Rc`.
+//!
+//! # Costs (why it is shaped like this)
+//! - **One read buffer per worker.** A socket waits with `readable()` and holds no buffer while idle;
+//!   when data is ready it is read into the worker's 64 KiB scratch buffer and parsed there. Only the
+//!   tail of a frame that was cut by the read is copied into the socket's own `leftover`.
+//! - **No per-frame allocation or full parse.** Frames are counted from their head (`event`, `seq`);
+//!   only the events whose payload matters are read further: `game:question:show` and
+//!   `game:question:reveal` field by field without allocation, `room:join:ack`, `room:created`,
+//!   `reconnect:state` and `error` (once per socket) with the protocol crate's decoder.
+//! - **Sends are rare** (join, answers, pings): each is framed into the socket's `out` buffer, masked
+//!   in place, and written with one syscall.
+//!
+//! # Layout
+//! - this file: the worker's [`Ctx`], the client's state and its lifecycle (connect, play, reconnect,
+//!   settle), with its progress through the game as one `Stage`;
+//! - `socket`: socket I/O (connect, upgrade, reads into the shared buffer, frames, sends, close);
+//! - `player`: what each server event does (seq check, join ack, show → answer, reveal, result, end);
+//! - `pending`: requests in flight (ids, join/reconnect retries, `error` replies, pings) and the timers.
+//!
+//! # Reconnects
+//! A player that loses its socket during a game (EOF, reset, or a close code that allows it) waits a
+//! random jitter, opens a new socket and sends `reconnect:attempt` with its `sessionToken` and the last
+//! `seq` it processed; the time from loss to the first answer is the `reconnect` metric. Replayed events
+//! go through the same seq check, so a replay that skips or repeats an event is counted.
+
+mod pending;
+mod player;
+mod socket;
+
+use std::cell::{Cell, RefCell, RefMut};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ringside_protocol::envelope::{decode, Envelope};
+use ringside_protocol::events::{self, ClientEvent, ServerEvent};
+use ringside_protocol::{auth, CloseCode, Codec, Reconnect};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::watch;
+use tokio::time::{sleep_until, timeout};
+
+use crate::metrics::{event_slot, Metric, Stats};
+use crate::plan::{splitmix, unit, Plan, Scenario};
+use crate::scan::{self, Format};
+use crate::seq::{SeqTracker, Verdict};
+use crate::wsframe::{self, opcode};
+
+/// Size of the worker's shared read buffer.
+const SCRATCH: usize = 64 * 1024;
+/// A request without an answer for this long counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The answer grace of docs/protocol.md §3.
+const GRACE_MS: u64 = 500;
+/// How many times a player sends `room:join` when the edge answers with a retryable error.
+const JOIN_ATTEMPTS: u32 = 5;
+/// How long a slow consumer may read at the stop to find its close code.
+const SLOW_DRAIN: Duration = Duration::from_secs(1);
+
+/// What the worker tells every socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Rooms are created and joined.
+    Setup,
+    /// Hosts start their games.
+    Game,
+    /// Close and report.
+    Stop,
+}
+
+/// The worker's state shared by its sockets (single thread: `Cell`/`RefCell`, borrows never held across
+/// an `.await`).
+pub struct Ctx {
+    pub plan: Plan,
+    pub worker: u32,
+    pub stats: RefCell<Stats>,
+    scratch: RefCell<Vec<u8>>,
+    rng: Cell<u64>,
+    pub phase: watch::Receiver<Phase>,
+    /// Game code per room index, filled by the coordinator's `join` command.
+    pub codes: RefCell<Vec<Option<Rc<str>>>>,
+    /// Rooms created by local hosts, and those that failed.
+    pub created: RefCell<Vec<(u32, String)>>,
+    pub create_failed: RefCell<Vec<u32>>,
+    pub hosts_settled: Cell<u64>,
+    /// Sockets open now.
+    pub open: Cell<u64>,
+    /// Local players (or plain sockets) past their join: joined, or failed to.
+    pub ready: Cell<u64>,
+    /// Local players done with the game: finished, failed, or gave up.
+    pub settled: Cell<u64>,
+    /// Socket tasks alive.
+    pub live: Cell<u64>,
+    next_source: Cell<usize>,
+}
+
+impl Ctx {
+    pub fn new(plan: Plan, worker: u32, phase: watch::Receiver<Phase>) -> Ctx {
+        let seed = splitmix(plan.seed ^ (u64::from(worker) << 32) ^ 0xC0FFEE);
+        Ctx {
+            plan,
+            worker,
+            stats: RefCell::new(Stats::new()),
+            scratch: RefCell::new(vec![0; SCRATCH]),
+            rng: Cell::new(seed),
+            phase,
+            codes: RefCell::new(Vec::new()),
+            created: RefCell::new(Vec::new()),
+            create_failed: RefCell::new(Vec::new()),
+            hosts_settled: Cell::new(0),
+            open: Cell::new(0),
+            ready: Cell::new(0),
+            settled: Cell::new(0),
+            live: Cell::new(0),
+            next_source: Cell::new(worker as usize),
+        }
+    }
+
+    pub fn rand(&self) -> u64 {
+        let x = splitmix(self.rng.get());
+        self.rng.set(x);
+        x
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&self) -> f64 {
+        unit(self.rand())
+    }
+
+    /// A standard normal draw (Box–Muller).
+    fn normal(&self) -> f64 {
+        let u1 = 1.0 - self.unit(); // (0, 1]
+        let u2 = self.unit();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+
+    /// The next source address, round robin (workers start at different offsets).
+    fn source(&self) -> Option<SocketAddr> {
+        let s = &self.plan.sources;
+        if s.is_empty() {
+            return None;
+        }
+        let i = self.next_source.get();
+        self.next_source
+            .set(i.wrapping_add(self.plan.workers as usize));
+        Some(SocketAddr::new(s[i % s.len()].into(), 0))
+    }
+}
+
+/// Epoch microseconds of the machine clock (the server's clock too, on one machine).
+pub fn epoch_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Who a socket is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Creates room `room` and starts its game.
+    Host { room: u32 },
+    /// Player `g` of the run, in room `room`.
+    Player { g: u64, room: u32, slow: bool },
+    /// A socket without a session (`connect` scenario).
+    Plain { g: u64 },
+}
+
+/// Why a socket's session loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The worker stops.
+    Stop,
+    /// The socket is gone; a player in a game may reconnect.
+    Lost,
+    /// Over for this socket (final error, kicked, room closed).
+    Final,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReqKind {
+    Create,
+    Join,
+    Reconnect,
+    Start,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Req {
+    kind: ReqKind,
+    rid: u32,
+    at: Instant,
+}
+
+/// A set of question indices (0..128; larger ones are never deduplicated).
+#[derive(Debug, Default, Clone, Copy)]
+struct Bits(u128);
+
+impl Bits {
+    /// Inserts `q`; true when it was not there.
+    fn insert(&mut self, q: u32) -> bool {
+        if q >= 128 {
+            return true;
+        }
+        let had = self.0 & (1u128 << q) != 0;
+        self.0 |= 1u128 << q;
+        !had
+    }
+
+    fn contains(&self, q: u32) -> bool {
+        q < 128 && self.0 & (1u128 << q) != 0
+    }
+}
+
+/// What an event is, for routing (decided from the head's name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    SessionAck,
+    Pong,
+    Error,
+    Ok,
+    RoomCreated,
+    JoinAck,
+    QuestionShow,
+    AnswerAck,
+    Reveal,
+    Result,
+    GameEnd,
+    ReconnectState,
+    Other,
+}
+
+impl Kind {
+    fn of(name: &[u8]) -> Kind {
+        match name {
+            b"session:ack" => Kind::SessionAck,
+            b"pong" => Kind::Pong,
+            b"error" => Kind::Error,
+            b"ok" => Kind::Ok,
+            b"room:created" => Kind::RoomCreated,
+            b"room:join:ack" => Kind::JoinAck,
+            b"game:question:show" => Kind::QuestionShow,
+            b"game:answer:ack" => Kind::AnswerAck,
+            b"game:question:reveal" => Kind::Reveal,
+            b"game:answer:result" => Kind::Result,
+            b"game:end" => Kind::GameEnd,
+            b"reconnect:state" => Kind::ReconnectState,
+            _ => Kind::Other,
+        }
+    }
+}
+
+/// Keeps the worker's count of live socket tasks.
+struct LiveGuard(Rc<Ctx>);
+
+impl LiveGuard {
+    fn new(ctx: &Rc<Ctx>) -> Self {
+        ctx.live.set(ctx.live.get() + 1);
+        LiveGuard(ctx.clone())
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.live.set(self.0.live.get() - 1);
+    }
+}
+
+/// Runs one socket from connect to stop.
+pub async fn run(ctx: Rc<Ctx>, role: Role) {
+    let _live = LiveGuard::new(&ctx);
+    let mut c = Client::new(ctx, role);
+    c.lifecycle().await;
+    c.at_end();
+}
+
+/// A client's progress as the coordinator counts it: past the join (or its failure) once, then done with
+/// the game once. Only forward: `Joining` → `Ready` → `Settled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Connecting and joining: the coordinator's join barrier waits for it.
+    Joining,
+    /// Joined, or failed to: counted in `Ctx::ready`.
+    Ready,
+    /// Done with the game (finished, failed, or a slow consumer after its join): counted in
+    /// `Ctx::settled`.
+    Settled,
+}
+
+struct Client {
+    ctx: Rc<Ctx>,
+    role: Role,
+    codec: Codec,
+    fmt: Format,
+    phase: watch::Receiver<Phase>,
+
+    stream: Option<TcpStream>,
+    /// The unparsed tail of the last read (a frame cut in two), or the upgrade response.
+    leftover: Vec<u8>,
+    out: Vec<u8>,
+    /// A fragmented message being assembled (rare: our edge sends whole frames).
+    frag: Vec<u8>,
+    connect_started: Instant,
+    /// Set per read: every frame of one read gets the same receipt time.
+    now: Instant,
+    now_us: u64,
+
+    next_rid: u32,
+    req: Option<Req>,
+    answer_req: Option<(u32, Instant)>,
+    ping_req: Option<(u32, Instant)>,
+
+    code: Option<Rc<str>>,
+    player_id: String,
+    token: String,
+    secret: String,
+    seq: Option<SeqTracker>,
+    /// Room seqs received before the join ack told the base.
+    pre_seq: Vec<u64>,
+    reported_missed: u64,
+
+    shows: Bits,
+    reveals: Bits,
+    answered: Bits,
+    /// The last question shown: (qIndex, endsAt epoch ms).
+    cur_q: Option<(u32, u64)>,
+    answer_at: Option<(Instant, u32, u32)>,
+    ping_every: Option<Duration>,
+    next_ping: Option<Instant>,
+
+    /// Where this client is in the game, for the coordinator's barriers (a host stays `Joining`: the
+    /// barriers count players and plain sockets).
+    stage: Stage,
+    finished: bool,
+    failed: bool,
+    started_game: bool,
+    reading: bool,
+    /// When the socket was lost, while reconnecting.
+    lost_at: Option<Instant>,
+    /// An end decided while handling the frames that came with the upgrade response.
+    pending_end: Option<End>,
+    join_attempts: u32,
+    join_first_at: Option<Instant>,
+    /// When to send `room:join` again after a retryable refusal.
+    rejoin_at: Option<Instant>,
+}
+
+impl Client {
+    fn new(ctx: Rc<Ctx>, role: Role) -> Client {
+        let g = match role {
+            Role::Player { g, .. } | Role::Plain { g } => g,
+            Role::Host { room } => u64::from(room),
+        };
+        let msgpack = ctx.plan.msgpack_for(g);
+        let (codec, fmt) = if msgpack {
+            (Codec::Msgpack, Format::Msgpack)
+        } else {
+            (Codec::Json, Format::Json)
+        };
+        let phase = ctx.phase.clone();
+        let now = Instant::now();
+        Client {
+            ctx,
+            role,
+            codec,
+            fmt,
+            phase,
+            stream: None,
+            leftover: Vec::new(),
+            out: Vec::new(),
+            frag: Vec::new(),
+            connect_started: now,
+            now,
+            now_us: 0,
+            next_rid: 0,
+            req: None,
+            answer_req: None,
+            ping_req: None,
+            code: None,
+            player_id: String::new(),
+            token: String::new(),
+            secret: String::new(),
+            seq: None,
+            pre_seq: Vec::new(),
+            reported_missed: 0,
+            shows: Bits::default(),
+            reveals: Bits::default(),
+            answered: Bits::default(),
+            cur_q: None,
+            answer_at: None,
+            ping_every: None,
+            next_ping: None,
+            stage: Stage::Joining,
+            finished: false,
+            failed: false,
+            started_game: false,
+            reading: true,
+            lost_at: None,
+            pending_end: None,
+            join_attempts: 0,
+            join_first_at: None,
+            rejoin_at: None,
+        }
+    }
+
+    fn stats(&self) -> RefMut<'_, Stats> {
+        self.ctx.stats.borrow_mut()
+    }
+
+    fn is_player(&self) -> bool {
+        matches!(self.role, Role::Player { .. })
+    }
+
+    fn is_slow(&self) -> bool {
+        matches!(self.role, Role::Player { slow: true, .. })
+    }
+
+    /// A player whose receipts count towards delivery (not a slow consumer, within `--questions`).
+    fn counts(&self, q: u32) -> bool {
+        matches!(self.role, Role::Player { slow: false, .. })
+            && (self.ctx.plan.questions == 0 || q < self.ctx.plan.questions)
+    }
+
+    fn room(&self) -> u32 {
+        match self.role {
+            Role::Host { room } | Role::Player { room, .. } => room,
+            Role::Plain { .. } => 0,
+        }
+    }
+
+    /// Past the join (or its failure): counted once, for the coordinator's join barrier.
+    fn mark_ready(&mut self) {
+        if self.stage == Stage::Joining && !matches!(self.role, Role::Host { .. }) {
+            self.stage = Stage::Ready;
+            self.ctx.ready.set(self.ctx.ready.get() + 1);
+        }
+    }
+
+    /// Done with the game: counted once, for the coordinator's end-of-game check.
+    fn settle(&mut self) {
+        self.mark_ready();
+        if self.stage != Stage::Settled && !matches!(self.role, Role::Host { .. }) {
+            self.stage = Stage::Settled;
+            self.ctx.settled.set(self.ctx.settled.get() + 1);
+        }
+    }
+
+    fn fail(&mut self) {
+        self.failed = true;
+        if let Role::Host { room } = self.role {
+            if self.code.is_none() {
+                self.ctx.create_failed.borrow_mut().push(room);
+                self.ctx.hosts_settled.set(self.ctx.hosts_settled.get() + 1);
+            }
+        }
+        self.settle();
+    }
+
+    fn finish(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            if matches!(self.role, Role::Player { slow: false, .. }) {
+                self.stats().counters.players_finished += 1;
+            }
+            self.settle();
+        }
+    }
+
+    async fn lifecycle(&mut self) {
+        if let Role::Player { room, slow, .. } = self.role {
+            if slow {
+                self.stats().counters.slow_consumers += 1;
+            }
+            let code = self
+                .ctx
+                .codes
+                .borrow()
+                .get(room as usize)
+                .cloned()
+                .flatten();
+            match code {
+                Some(c) => self.code = Some(c),
+                None => {
+                    // The room's host could not create it.
+                    self.stats().counters.join_failed += 1;
+                    self.stats().error_code("no_room");
+                    self.fail();
+                    return;
+                }
+            }
+        }
+        if !self.first_connect().await {
+            self.stats().counters.connect_gave_up += 1;
+            self.fail();
+            return;
+        }
+        loop {
+            let end = self.session().await;
+            self.close_socket(end).await;
+            match end {
+                End::Stop => return,
+                End::Final => {
+                    if !self.finished {
+                        self.fail();
+                    }
+                    return;
+                }
+                End::Lost => {
+                    if !self.may_reconnect() {
+                        if self.stage == Stage::Joining && self.is_player() {
+                            self.stats().counters.join_failed += 1;
+                        }
+                        self.fail();
+                        return;
+                    }
+                    self.stats().counters.disconnects += 1;
+                    if !self.reconnect().await {
+                        self.stats().counters.reconnects_failed += 1;
+                        self.fail();
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a lost socket should come back: a player in a running game (or a host), unless slow.
+    fn may_reconnect(&self) -> bool {
+        let p = &self.ctx.plan;
+        p.reconnect
+            && !self.is_slow()
+            && !self.finished
+            && *self.phase.borrow() != Phase::Stop
+            && match self.role {
+                Role::Player { .. } => self.seq.is_some(),
+                Role::Host { .. } => self.code.is_some(),
+                Role::Plain { .. } => false,
+            }
+    }
+
+    /// The first socket, retried like a real client would (`--connect-retries`, back-off from 500 ms).
+    async fn first_connect(&mut self) -> bool {
+        let mut backoff = Duration::from_millis(500);
+        // Bounded: at most 1 + connect_retries attempts.
+        for attempt in 0..=self.ctx.plan.connect_retries {
+            if attempt > 0 {
+                self.stats().counters.connect_retries += 1;
+                let wait = backoff + Duration::from_millis((self.ctx.unit() * 500.0) as u64);
+                backoff *= 2;
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = self.phase.wait_for(|p| *p == Phase::Stop) => return false,
+                }
+            }
+            if self.connect().await.is_ok() {
+                return true;
+            }
+        }
+        false
+    }
+
+    async fn reconnect(&mut self) -> bool {
+        let lost = Instant::now();
+        self.lost_at = Some(lost);
+        let plan = &self.ctx.plan;
+        let give_up = lost + Duration::from_millis(plan.reconnect_give_up_ms);
+        let jitter =
+            Duration::from_millis((self.ctx.unit() * plan.reconnect_jitter_ms as f64) as u64);
+        let mut backoff = Duration::from_millis(100);
+        let mut wait = jitter;
+        // Bounded: every pass either returns or waits at least 100 ms, and the loop ends at `give_up`.
+        loop {
+            if !wait.is_zero() {
+                let until = (Instant::now() + wait).min(give_up);
+                tokio::select! {
+                    _ = sleep_until(until.into()) => {}
+                    _ = self.phase.wait_for(|p| *p == Phase::Stop) => return false,
+                }
+            }
+            if Instant::now() >= give_up || *self.phase.borrow() == Phase::Stop {
+                return false;
+            }
+            self.stats().counters.reconnect_attempts += 1;
+            if self.connect().await.is_ok() {
+                return true;
+            }
+            wait = backoff + Duration::from_millis((self.ctx.unit() * 100.0) as u64);
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Books what this socket leaves unfinished at its end.
+    fn at_end(&mut self) {
+        if matches!(self.role, Role::Player { slow: false, .. }) && !self.finished && !self.failed {
+            self.stats().counters.players_unfinished += 1;
+        }
+        if self.stream.is_some() {
+            self.stream = None;
+            self.ctx.open.set(self.ctx.open.get() - 1);
+        }
+        self.settle();
+    }
+}

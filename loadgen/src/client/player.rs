@@ -1,0 +1,519 @@
+//! Player (and host) behaviour: what each server event does to the client — the seq check, the join
+//! ack, question show and the planned answer, reveal and personal result, reconnect state, the host's
+//! `game:start`.
+
+use super::*;
+
+impl Client {
+    /// One message (a frame body): count it, check its seq, and act on it.
+    pub(super) fn message(&mut self, body: &mut [u8], wire_len: usize) -> Result<(), End> {
+        let fmt = self.fmt;
+        let (kind, seq, rid) = match scan::head(fmt, body) {
+            Ok(h) => {
+                let slot = event_slot(h.event);
+                let mut st = self.stats();
+                st.counters.frames_received += 1;
+                st.counters.bytes_received += wire_len as u64;
+                let t = &mut st.events[slot];
+                t.count += 1;
+                t.bytes += wire_len as u64;
+                (Kind::of(h.event), h.seq, h.rid)
+            }
+            Err(_) => {
+                let mut st = self.stats();
+                st.counters.frames_received += 1;
+                st.counters.bytes_received += wire_len as u64;
+                st.counters.decode_errors += 1;
+                return Ok(());
+            }
+        };
+        // The edge answers a reconnect with the missed events then `ok`, or with a `reconnect:state`
+        // snapshot: the reconnect is complete at either (replayed events before it go through the
+        // seq check like live ones).
+        if let Some(Req {
+            kind: ReqKind::Reconnect,
+            rid: r,
+            ..
+        }) = self.req
+        {
+            if kind == Kind::ReconnectState || (kind == Kind::Ok && rid == Some(r)) {
+                self.reconnected(kind == Kind::ReconnectState);
+            }
+        }
+        if let Some(s) = seq {
+            self.on_seq(s);
+        }
+        match kind {
+            Kind::SessionAck => self.on_session_ack(body),
+            Kind::Pong => {
+                if let Some((r, at)) = self.ping_req {
+                    if Some(r) == rid {
+                        self.ping_req = None;
+                        let mut st = self.stats();
+                        st.counters.pongs_received += 1;
+                        st.record(
+                            Metric::PingRtt,
+                            self.now.duration_since(at).as_micros() as u64,
+                        );
+                    }
+                }
+            }
+            Kind::AnswerAck => {
+                if let Some((r, at)) = self.answer_req {
+                    if Some(r) == rid {
+                        self.answer_req = None;
+                        let mut st = self.stats();
+                        st.counters.answer_acks += 1;
+                        st.record(
+                            Metric::AnswerAck,
+                            self.now.duration_since(at).as_micros() as u64,
+                        );
+                    }
+                }
+            }
+            Kind::Ok => {
+                if let Some(Req {
+                    kind: ReqKind::Start,
+                    rid: r,
+                    ..
+                }) = self.req
+                {
+                    if Some(r) == rid {
+                        self.req = None;
+                        self.stats().counters.games_started += 1;
+                    }
+                }
+            }
+            Kind::RoomCreated => self.on_room_created(body),
+            Kind::JoinAck => self.on_join_ack(body),
+            Kind::QuestionShow => self.on_show(body),
+            Kind::Reveal => self.on_reveal(body),
+            Kind::Result => self.on_result(body),
+            Kind::GameEnd => {
+                if self.counts(0) {
+                    self.stats().counters.game_end_receipts += 1;
+                }
+                self.finish();
+            }
+            Kind::ReconnectState => self.on_reconnect_state(body),
+            Kind::Error => return self.on_error(body, rid),
+            Kind::Other => {}
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_seq(&mut self, s: u64) {
+        self.stats().counters.room_events += 1;
+        let Some(t) = self.seq.as_mut() else {
+            if self.pre_seq.len() < 4096 {
+                self.pre_seq.push(s);
+            }
+            return;
+        };
+        let v = t.observe(s);
+        if v != Verdict::InOrder {
+            self.sync_seq(v);
+        }
+    }
+
+    /// Moves a seq verdict into the worker's counters (missed is kept as the tracker's current gaps).
+    pub(super) fn sync_seq(&mut self, v: Verdict) {
+        let missed = self.seq.as_ref().map_or(0, SeqTracker::missed);
+        let prev = self.reported_missed;
+        self.reported_missed = missed;
+        let mut st = self.stats();
+        st.counters.missed_events = (st.counters.missed_events + missed).saturating_sub(prev);
+        match v {
+            Verdict::Duplicate => st.counters.duplicate_events += 1,
+            Verdict::OutOfOrder => st.counters.out_of_order_events += 1,
+            Verdict::InOrder | Verdict::Gap(_) => {}
+        }
+    }
+
+    /// Starts the seq check at `base`, replaying seqs that arrived before the base was known.
+    pub(super) fn seq_base(&mut self, base: u64) {
+        let mut t = SeqTracker::with_base(base);
+        let early = std::mem::take(&mut self.pre_seq);
+        let mut verdicts = Vec::new();
+        for s in early.into_iter().filter(|s| *s > base) {
+            verdicts.push(t.observe(s));
+        }
+        self.seq = Some(t);
+        for v in verdicts.into_iter().filter(|v| *v != Verdict::InOrder) {
+            self.sync_seq(v);
+        }
+    }
+
+    pub(super) fn on_session_ack(&mut self, body: &[u8]) {
+        let took = self.now.duration_since(self.connect_started).as_micros() as u64;
+        {
+            let mut st = self.stats();
+            st.counters.session_acks += 1;
+            st.record(Metric::SessionAck, took);
+        }
+        if self.ping_every.is_none() {
+            let ms = self.ctx.plan.ping_interval_ms.or_else(|| {
+                let d = scan::data(self.fmt, body).ok().flatten()?;
+                scan::field(self.fmt, d, "pingInterval").and_then(|v| scan::as_u64(self.fmt, v))
+            });
+            self.ping_every = ms.filter(|m| *m > 0).map(Duration::from_millis);
+        }
+        if let Some(every) = self.ping_every {
+            self.next_ping = Some(self.now + every);
+        }
+        if self.lost_at.is_some() {
+            self.send_reconnect();
+            return;
+        }
+        match self.role {
+            Role::Host { .. } => {
+                let p = &self.ctx.plan;
+                let ev = ClientEvent::RoomCreate(events::RoomCreate {
+                    quiz_id: p.quiz.clone(),
+                    host_name: Some(format!("loadgen host {}", self.room())),
+                    settings: events::RoomSettings {
+                        time_per_q_ms: p.time_per_q_ms,
+                        max_players: Some(
+                            u32::try_from(p.players)
+                                .unwrap_or(u32::MAX)
+                                .clamp(1, 1_000_000),
+                        ),
+                        countdown_ms: p.countdown_ms,
+                        reveal_pause_ms: p.reveal_pause_ms,
+                        ..Default::default()
+                    },
+                });
+                let rid = self.rid();
+                self.send(ev, Some(rid));
+                self.req = Some(Req {
+                    kind: ReqKind::Create,
+                    rid,
+                    at: self.now,
+                });
+            }
+            Role::Player { .. } => self.send_join(),
+            Role::Plain { .. } => {}
+        }
+    }
+
+    pub(super) fn reconnected(&mut self, snapshot: bool) {
+        self.req = None;
+        if let Some(lost) = self.lost_at.take() {
+            let mut st = self.stats();
+            st.counters.reconnects_ok += 1;
+            if snapshot {
+                st.counters.reconnect_snapshots += 1;
+            }
+            st.record(
+                Metric::Reconnect,
+                self.now.duration_since(lost).as_micros() as u64,
+            );
+        }
+    }
+
+    pub(super) fn on_room_created(&mut self, body: &mut [u8]) {
+        let Role::Host { room } = self.role else {
+            return;
+        };
+        let Ok(Envelope {
+            event: ServerEvent::RoomCreated(c),
+            ..
+        }) = decode::<ServerEvent>(self.codec, body)
+        else {
+            self.stats().counters.decode_errors += 1;
+            return;
+        };
+        if let Some(Req {
+            kind: ReqKind::Create,
+            at,
+            ..
+        }) = self.req.take()
+        {
+            let mut st = self.stats();
+            st.counters.rooms_created += 1;
+            st.record(
+                Metric::RoomCreate,
+                self.now.duration_since(at).as_micros() as u64,
+            );
+        }
+        self.ctx
+            .created
+            .borrow_mut()
+            .push((room, c.game_code.clone()));
+        self.ctx.hosts_settled.set(self.ctx.hosts_settled.get() + 1);
+        self.code = Some(c.game_code.into());
+        self.token = c.host_token;
+        self.seq_base(0);
+    }
+
+    pub(super) fn on_join_ack(&mut self, body: &mut [u8]) {
+        let Ok(Envelope {
+            event: ServerEvent::RoomJoinAck(a),
+            ..
+        }) = decode::<ServerEvent>(self.codec, body)
+        else {
+            self.stats().counters.decode_errors += 1;
+            return;
+        };
+        if let Some(Req {
+            kind: ReqKind::Join,
+            at,
+            ..
+        }) = self.req.take()
+        {
+            let room = self.room();
+            let slow = self.is_slow();
+            let mut st = self.stats();
+            st.counters.players_joined += 1;
+            if !slow {
+                *st.joined_per_room.entry(room).or_default() += 1;
+            }
+            st.record(
+                Metric::JoinAck,
+                self.now.duration_since(at).as_micros() as u64,
+            );
+        }
+        self.player_id = a.player_id;
+        self.token = a.session_token;
+        self.secret = a.answer_secret;
+        self.seq_base(a.seq);
+        self.mark_ready();
+        if self.is_slow() {
+            // From now on this player never reads: the edge's send queue for it fills up. It is not
+            // expected to finish, so the end of the game does not wait for it.
+            self.reading = false;
+            self.settle();
+        }
+    }
+
+    pub(super) fn on_show(&mut self, body: &[u8]) {
+        let fmt = self.fmt;
+        let Some(d) = scan::data(fmt, body).ok().flatten() else {
+            self.stats().counters.decode_errors += 1;
+            return;
+        };
+        let num = |k: &str| scan::field(fmt, d, k).and_then(|v| scan::as_u64(fmt, v));
+        let (Some(q), Some(ends_at), Some(limit)) =
+            (num("qIndex"), num("endsAt"), num("timeLimitMs"))
+        else {
+            self.stats().counters.decode_errors += 1;
+            return;
+        };
+        let options = scan::field(fmt, d, "answers")
+            .and_then(|v| scan::array_len(fmt, v))
+            .unwrap_or(0);
+        let q = q as u32;
+        self.show(q, ends_at, limit, options);
+    }
+
+    /// A question reached this socket (live, replayed, or in a snapshot).
+    pub(super) fn show(&mut self, q: u32, ends_at: u64, limit_ms: u64, options: usize) {
+        if !self.shows.insert(q) {
+            return;
+        }
+        self.cur_q = Some((q, ends_at));
+        let start_ms = ends_at.saturating_sub(limit_ms);
+        let counts = self.counts(q);
+        let room = self.room();
+        {
+            let now_us = self.now_us;
+            let mut st = self.stats();
+            st.max_q_shown = st.max_q_shown.max(i64::from(q));
+            if counts {
+                st.counters.question_receipts += 1;
+                st.record(
+                    Metric::QuestionDelivery,
+                    now_us.saturating_sub(start_ms * 1000),
+                );
+                let qs = st.question(room, q);
+                qs.start_us = start_ms * 1000;
+                qs.ends_us = ends_at * 1000;
+                qs.show_first_us = qs.show_first_us.min(now_us);
+                qs.show_last_us = qs.show_last_us.max(now_us);
+                qs.show_count += 1;
+            }
+        }
+        if !counts || self.answered.contains(q) || options == 0 {
+            return;
+        }
+        let a = self.ctx.plan.answer;
+        if self.ctx.unit() < a.skip {
+            return;
+        }
+        if self.answer_at.is_some() {
+            self.stats().counters.answers_skipped += 1;
+        }
+        // Log-normal answer time around the median, measured from the question's server start, kept
+        // inside the window (at least 200 ms, at most 95 % of the limit).
+        let median = a.median_frac * limit_ms as f64;
+        let delay_ms = (median * (a.sigma * self.ctx.normal()).exp())
+            .clamp(200f64.min(limit_ms as f64 / 2.0), limit_ms as f64 * 0.95);
+        let due_us = start_ms * 1000 + (delay_ms * 1000.0) as u64;
+        let when = self.now + Duration::from_micros(due_us.saturating_sub(self.now_us));
+        let idx = if options <= 1 || self.ctx.unit() < a.pick_first {
+            0
+        } else {
+            1 + (self.ctx.rand() % (options as u64 - 1)) as u32
+        };
+        self.answer_at = Some((when, q, idx));
+    }
+
+    pub(super) fn on_reveal(&mut self, body: &[u8]) {
+        let fmt = self.fmt;
+        let Some(q) = scan::data(fmt, body)
+            .ok()
+            .flatten()
+            .and_then(|d| scan::field(fmt, d, "qIndex"))
+            .and_then(|v| scan::as_u64(fmt, v))
+        else {
+            self.stats().counters.decode_errors += 1;
+            return;
+        };
+        let q = q as u32;
+        if !self.reveals.insert(q) {
+            return;
+        }
+        if let Some((_, aq, _)) = self.answer_at {
+            if aq == q {
+                self.answer_at = None;
+                self.stats().counters.answers_skipped += 1;
+            }
+        }
+        if self.counts(q) {
+            let (room, now_us) = (self.room(), self.now_us);
+            let deadline_us = self
+                .cur_q
+                .filter(|(cq, _)| *cq == q)
+                .map(|(_, ends)| (ends + GRACE_MS) * 1000);
+            let mut st = self.stats();
+            st.counters.reveal_receipts += 1;
+            match deadline_us {
+                Some(d) if now_us >= d => st.record(Metric::RevealDelivery, now_us - d),
+                Some(_) => st.counters.reveals_before_deadline += 1,
+                None => {}
+            }
+            let qs = st.question(room, q);
+            qs.reveal_first_us = qs.reveal_first_us.min(now_us);
+            qs.reveal_last_us = qs.reveal_last_us.max(now_us);
+            qs.reveal_count += 1;
+        }
+        let limit = self.ctx.plan.questions;
+        if limit > 0 && q + 1 >= limit && self.is_player() {
+            self.finish();
+        }
+    }
+
+    pub(super) fn on_result(&mut self, body: &[u8]) {
+        let fmt = self.fmt;
+        let d = scan::data(fmt, body).ok().flatten();
+        let field = |k: &str| d.and_then(|d| scan::field(fmt, d, k));
+        let q = field("qIndex")
+            .and_then(|v| scan::as_u64(fmt, v))
+            .unwrap_or(u64::MAX) as u32;
+        let correct = field("correct")
+            .and_then(|v| scan::as_bool(fmt, v))
+            .unwrap_or(false);
+        if self.counts(q) {
+            let room = self.room();
+            let mut st = self.stats();
+            st.counters.result_receipts += 1;
+            if correct {
+                st.counters.results_correct += 1;
+            }
+            st.question(room, q).result_count += 1;
+        }
+    }
+
+    pub(super) fn on_reconnect_state(&mut self, body: &mut [u8]) {
+        let Ok(Envelope {
+            event: ServerEvent::ReconnectState(s),
+            ..
+        }) = decode::<ServerEvent>(self.codec, body)
+        else {
+            self.stats().counters.decode_errors += 1;
+            return;
+        };
+        match self.seq.as_mut() {
+            Some(t) => {
+                let covered = t.jump_to_snapshot(s.seq);
+                let missed = t.missed();
+                let prev = self.reported_missed;
+                self.reported_missed = missed;
+                let mut st = self.stats();
+                st.counters.snapshot_covered_events += covered;
+                st.counters.missed_events =
+                    (st.counters.missed_events + missed).saturating_sub(prev);
+            }
+            None => self.seq_base(s.seq),
+        }
+        if s.answered {
+            if let Some(q) = &s.current_q {
+                self.answered.insert(q.q_index);
+            }
+        }
+        if let Some(q) = s.current_q {
+            self.show(
+                q.q_index,
+                q.ends_at,
+                u64::from(q.time_limit_ms),
+                q.answers.len(),
+            );
+        }
+        if s.state == events::RoomState::Ended {
+            self.finish();
+        }
+    }
+
+    pub(super) fn maybe_start_game(&mut self) {
+        if self.started_game || self.req.is_some() || self.stream.is_none() {
+            return;
+        }
+        let (Role::Host { .. }, Some(code)) = (self.role, self.code.clone()) else {
+            return;
+        };
+        if !self.ctx.plan.scenario.plays() {
+            return;
+        }
+        self.started_game = true;
+        let rid = self.rid();
+        self.send(
+            ClientEvent::GameStart(events::GameRef {
+                game_code: code.to_string(),
+            }),
+            Some(rid),
+        );
+        self.req = Some(Req {
+            kind: ReqKind::Start,
+            rid,
+            at: Instant::now(),
+        });
+    }
+
+    pub(super) fn answer(&mut self, q: u32, idx: u32) {
+        if self.cur_q.map(|c| c.0) != Some(q)
+            || self.reveals.contains(q)
+            || !self.answered.insert(q)
+        {
+            self.stats().counters.answers_skipped += 1;
+            return;
+        }
+        let Some(code) = self.code.clone() else {
+            return;
+        };
+        let hash = auth::answer_hash(&self.secret, &code, &self.player_id, q, idx);
+        let ev = ClientEvent::AnswerSubmit(events::AnswerSubmit {
+            game_code: code.to_string(),
+            q_index: q,
+            answer_idx: idx,
+            client_time: (self.now_us / 1000) as f64,
+            answer_hash: hash,
+        });
+        let rid = self.rid();
+        self.send(ev, Some(rid));
+        self.answer_req = Some((rid, self.now));
+        let room = self.room();
+        let mut st = self.stats();
+        st.counters.answers_sent += 1;
+        st.question(room, q).answers += 1;
+    }
+}
