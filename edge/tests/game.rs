@@ -1,7 +1,6 @@
 //! The game through the edge: real redis-server (standalone and the 3-primary cluster, via testkit), the
 //! real Functions library, the edge in-process with its game layer, and tokio-tungstenite clients speaking
-//! both subprotocols. Timers are fired by a small driver in the test that reads the timer streams and
-//! calls the real `timer_fire` function — the same calls the engine makes.
+//! both subprotocols. Timers are fired by the real engine (`ringside_engine::Engine`, in-process).
 //!
 //! The edge runs its default driver (io_uring where the kernel allows it); the tests of delivery, send
 //! queues and reconnects also run on the epoll fallback (`Driver::Legacy`, the `…_on_epoll` twins).
@@ -11,14 +10,13 @@ mod common;
 use futures_util::{SinkExt, StreamExt};
 use ringside_edge::config::{Config, Driver};
 use ringside_edge::game::address_limits::AddressLimits;
-use ringside_edge::game::hub::{RedisConfig, StreamEntries};
+use ringside_edge::game::hub::RedisConfig;
 use ringside_edge::game::{GameConfig, GameFactory};
-use ringside_lua::{Game, Quiz, Redis, TimerEntry};
+use ringside_lua::{Game, Quiz, Redis};
 use ringside_protocol::auth::answer_hash;
 use ringside_protocol::events::*;
 use ringside_protocol::{ClientEvent, Codec, Envelope, ErrorCode, ServerEvent};
 use ringside_testkit::{Backend, TestRedis};
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -253,72 +251,19 @@ impl Client {
     }
 }
 
-/// Fires due timers: reads every partition's timer stream and calls `timer_fire` at the due time.
-fn spawn_timer_driver(game: Game, mut redis: Redis) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut last: Vec<String> =
-            vec!["0-0".to_string(); ringside_protocol::keys::PARTITIONS as usize];
-        let mut due: BinaryHeap<std::cmp::Reverse<(u64, u64, usize)>> = BinaryHeap::new();
-        let mut entries: Vec<TimerEntry> = Vec::new();
-        loop {
-            for p in 0..ringside_protocol::keys::PARTITIONS {
-                let key = ringside_protocol::keys::timers(p);
-                let r: redis::RedisResult<StreamEntries> = redis::cmd("XRANGE")
-                    .arg(&key)
-                    .arg(format!("({}", last[p as usize]))
-                    .arg("+")
-                    .query_async(&mut redis)
-                    .await;
-                for (id, fields) in r.unwrap_or_default() {
-                    last[p as usize] = id;
-                    if let Ok(e) = TimerEntry::from_fields(
-                        fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                    ) {
-                        due.push(std::cmp::Reverse((
-                            e.due,
-                            entries.len() as u64,
-                            entries.len(),
-                        )));
-                        entries.push(e);
-                    }
-                }
-            }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis() as u64;
-            while let Some(std::cmp::Reverse((at, _, i))) = due.peek().copied() {
-                if at > now {
-                    break;
-                }
-                due.pop();
-                let e = entries[i].clone();
-                match game.fire(&e).await {
-                    Ok(o) if o.should_continue() => {
-                        let next = now + e.every.unwrap_or(1000);
-                        due.push(std::cmp::Reverse((next, entries.len() as u64, i)));
-                    }
-                    Ok(o) => {
-                        if let Some(d) = o.retry_after() {
-                            due.push(std::cmp::Reverse((
-                                now + d.as_millis() as u64,
-                                entries.len() as u64,
-                                i,
-                            )));
-                        }
-                    }
-                    Err(err) => panic!("timer_fire failed: {err}"),
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
+/// The real timer engine, in-process: it fires every due timer of the room's partitions with
+/// `timer_fire`, exactly as `ringside-engine` does in production.
+async fn start_engine(urls: Vec<String>, cluster: bool) -> ringside_engine::Engine {
+    ringside_engine::Engine::start(ringside_engine::Config::for_redis(urls, cluster))
+        .await
+        .expect("engine starts (library version checked)")
 }
 
 struct Stack {
     _redis: TestRedis,
     edge: ringside_edge::ServerHandle,
-    driver: tokio::task::JoinHandle<()>,
+    /// Dropped with the stack: its tasks end with the test's runtime.
+    _engine: ringside_engine::Engine,
     dial: Dial,
     /// A Redis connection of the test's own.
     conn: Redis,
@@ -331,12 +276,6 @@ struct CertDir(std::path::PathBuf);
 impl Drop for CertDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.driver.abort();
     }
 }
 
@@ -365,7 +304,7 @@ async fn stack_full(
     game.store_quiz(&Quiz::from_json(QUIZ).unwrap())
         .await
         .unwrap();
-    let driver = spawn_timer_driver(game, conn.clone());
+    let engine = start_engine(urls.clone(), redis.is_cluster()).await;
     let mut cfg = Config::echo("127.0.0.1:0".parse().unwrap());
     cfg.echo = false;
     cfg.threads = 2;
@@ -414,7 +353,7 @@ async fn stack_full(
     Stack {
         _redis: redis,
         edge,
-        driver,
+        _engine: engine,
         dial,
         conn,
         _cert_dir: cert_dir,
@@ -1268,7 +1207,7 @@ async fn players_of_a_killed_edge_process_reconnect_and_miss_nothing() {
     game.store_quiz(&Quiz::from_json(QUIZ).unwrap())
         .await
         .unwrap();
-    let driver = spawn_timer_driver(game, conn.clone());
+    let engine = start_engine(urls.clone(), false).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -1447,7 +1386,7 @@ async fn players_of_a_killed_edge_process_reconnect_and_miss_nothing() {
     }
     drop(everyone);
     drop(players);
-    driver.abort();
+    engine.shutdown().await;
 }
 
 /// The room's host token, read from the room hash (a reconnecting host presents it).
