@@ -1,0 +1,144 @@
+//! Whole games through the edge: standalone Redis, the cluster, the epoll fallback, wss in both
+//! subprotocols — every player sees every question, its own result and the end, seqs in order.
+
+use super::*;
+
+/// A whole game: a host and players on both subprotocols; every player sees every question, its own result
+/// after each reveal, and the end, with room seqs in order and without gaps.
+async fn full_game(backend: Backend) {
+    full_game_on(stack(backend).await).await;
+}
+
+async fn full_game_on(s: Stack) {
+    let addr = s.edge.local_addr();
+    let mut host = Client::dial(&s.dial, addr, Codec::Json).await;
+    let code = create_room(&mut host).await;
+
+    let mut players = Vec::new();
+    for (i, codec) in [Codec::Json, Codec::Msgpack, Codec::Json, Codec::Msgpack]
+        .into_iter()
+        .enumerate()
+    {
+        let mut c = Client::dial(&s.dial, addr, codec).await;
+        let ack = join(&mut c, &code, &format!("p{i}")).await;
+        players.push((c, ack));
+    }
+
+    // A non-host may not start the game.
+    let (p0, _) = &mut players[0];
+    match p0
+        .request(ClientEvent::GameStart(GameRef {
+            game_code: code.clone(),
+        }))
+        .await
+    {
+        ServerEvent::Error(e) => assert_eq!(e.code, ErrorCode::NotHost),
+        other => panic!("player game:start → {other:?}"),
+    }
+    match host
+        .request(ClientEvent::GameStart(GameRef {
+            game_code: code.clone(),
+        }))
+        .await
+    {
+        ServerEvent::Ok(_) => {}
+        other => panic!("game:start → {other:?}"),
+    }
+
+    for q in 0..3u32 {
+        for (i, (c, ack)) in players.iter_mut().enumerate() {
+            let show = c
+                .until(|e| match e {
+                    ServerEvent::QuestionShow(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .await;
+            assert_eq!(show.q_index, q);
+            let answer = (i as u32) % show.answers.len() as u32;
+            let hash = answer_hash(&ack.answer_secret, &code, &ack.player_id, q, answer);
+            let ev = ClientEvent::AnswerSubmit(AnswerSubmit {
+                game_code: code.clone(),
+                q_index: q,
+                answer_idx: answer,
+                client_time: 0.0,
+                answer_hash: hash,
+            });
+            match c.request(ev).await {
+                ServerEvent::AnswerAck(a) => assert!(a.received && a.q_index == q),
+                other => panic!("answer → {other:?}"),
+            }
+        }
+        // Everyone answered: the reveal comes early, then each player's own result.
+        for (c, _) in players.iter_mut() {
+            let r = c
+                .until(|e| match e {
+                    ServerEvent::QuestionReveal(r) => Some(r.clone()),
+                    _ => None,
+                })
+                .await;
+            assert_eq!(r.q_index, q);
+            let mine = c
+                .until(|e| match e {
+                    ServerEvent::AnswerResult(r) => Some(r.clone()),
+                    _ => None,
+                })
+                .await;
+            assert_eq!(mine.q_index, q);
+            assert_eq!(mine.total_players, 4);
+        }
+    }
+    for (c, _) in players.iter_mut() {
+        let end = c
+            .until(|e| match e {
+                ServerEvent::GameEnd(g) => Some(g.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(end.total_players, 4);
+        assert!(!c.seqs.is_empty());
+        for w in c.seqs.windows(2) {
+            assert_eq!(
+                w[1],
+                w[0] + 1,
+                "room events in seq order without gaps: {:?}",
+                c.seqs
+            );
+        }
+    }
+    let end = host
+        .until(|e| match e {
+            ServerEvent::GameEnd(g) => Some(g.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(end.final_rankings.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_game_through_the_edge_on_standalone_redis() {
+    full_game(Backend::Standalone).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_game_through_the_edge_on_the_cluster() {
+    full_game(Backend::Cluster).await;
+}
+
+/// The same game with the edge on its epoll fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_game_through_the_edge_on_epoll() {
+    let s = stack_with(Backend::Standalone, false, |c| c.driver = Driver::Legacy).await;
+    assert!(
+        s.edge.drivers().iter().all(|d| *d == "epoll"),
+        "{:?}",
+        s.edge.drivers()
+    );
+    full_game_on(s).await;
+}
+
+/// The same game over `wss://` (the edge with a generated dev certificate, clients on tokio-rustls
+/// trusting it), host and players on both subprotocols.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_game_over_wss_in_both_subprotocols() {
+    full_game_on(stack_with(Backend::Standalone, true, |_| {}).await).await;
+}
