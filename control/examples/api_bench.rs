@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use ringside_lua::{Game, Redis, TimerEntry};
+use ringside_lua::{Game, Redis};
 use serde_json::{json, Value};
 
 #[tokio::main]
@@ -57,17 +57,23 @@ async fn main() -> anyhow::Result<()> {
             // --room-id R: end it now and time its results (so the export can overlap another run)
             match arg("--phase", "all").as_str() {
                 "prepare" => {
-                    let (code, room_id) = b.prepare(&mut conn, &quiz, players, questions).await?;
-                    println!("{{\"code\":\"{code}\",\"roomId\":\"{room_id}\"}}");
+                    let (code, room_id, token) =
+                        b.prepare(&mut conn, &quiz, players, questions).await?;
+                    println!("{{\"code\":\"{code}\",\"roomId\":\"{room_id}\",\"hostToken\":\"{token}\"}}");
                     Ok(())
                 }
                 "finish" => {
-                    b.finish(&mut conn, &arg("--code", ""), &arg("--room-id", ""))
-                        .await
+                    let (code, room_id, token) = (
+                        arg("--code", ""),
+                        arg("--room-id", ""),
+                        arg("--host-token", ""),
+                    );
+                    b.finish(&mut conn, &code, &room_id, &token).await
                 }
                 _ => {
-                    let (code, room_id) = b.prepare(&mut conn, &quiz, players, questions).await?;
-                    b.finish(&mut conn, &code, &room_id).await
+                    let (code, room_id, token) =
+                        b.prepare(&mut conn, &quiz, players, questions).await?;
+                    b.finish(&mut conn, &code, &room_id, &token).await
                 }
             }
         }
@@ -135,25 +141,47 @@ async fn rooms(
     Ok(())
 }
 
-async fn fire_latest(game: &Game, conn: &mut Redis, code: &str, kind: &str) -> anyhow::Result<()> {
-    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-        .arg(ringside_protocol::keys::room_timers(code))
-        .arg("-")
-        .arg("+")
-        .query_async(conn)
-        .await?;
-    let entry = entries
-        .into_iter()
-        .filter_map(|(_, f)| TimerEntry::from_flat(&f).ok())
-        .rfind(|t| t.room == code && t.kind.as_str() == kind)
-        .ok_or_else(|| anyhow::anyhow!("no {kind} timer"))?;
-    loop {
-        let out = game.fire(&entry).await?;
-        match out.retry_after() {
-            Some(d) => tokio::time::sleep(d).await,
-            None => return Ok(()),
-        }
+/// The room's hash fields `fields`.
+async fn room_fields(
+    conn: &mut Redis,
+    code: &str,
+    fields: &[&str],
+) -> anyhow::Result<Vec<Option<String>>> {
+    let mut cmd = redis::cmd("HMGET");
+    cmd.arg(ringside_protocol::keys::room(code));
+    for f in fields {
+        cmd.arg(*f);
     }
+    Ok(cmd.query_async(conn).await?)
+}
+
+/// Waits until the room's state is `state` (and, when given, its current question is `q`): the
+/// stack's engine fires the timers.
+async fn wait_state(
+    conn: &mut Redis,
+    code: &str,
+    state: &str,
+    q: Option<u32>,
+) -> anyhow::Result<()> {
+    let t = Instant::now();
+    loop {
+        let v = room_fields(conn, code, &["state", "cur"]).await?;
+        let cur_ok = q.is_none_or(|q| v[1].as_deref() == Some(q.to_string().as_str()));
+        if v[0].as_deref() == Some(state) && cur_ok {
+            return Ok(());
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            anyhow::bail!(
+                "room {code} not {state} (q {q:?}) after 60 s: {v:?}; is the engine running?"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn now_ms_since(conn: &mut Redis, since: i64) -> anyhow::Result<i64> {
+    let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(conn).await?;
+    Ok(secs * 1000 + micros / 1000 - since)
 }
 
 struct Bench {
@@ -172,12 +200,12 @@ impl Bench {
         quiz: &str,
         players: usize,
         questions: u32,
-    ) -> anyhow::Result<(String, String)> {
+    ) -> anyhow::Result<(String, String, String)> {
         let room: Value = self
             .http
             .post(format!("{}/api/rooms", self.url))
             .bearer_auth(&self.key)
-            .json(&json!({"quizId": quiz, "settings": {"countdownMs": 0, "revealPauseMs": 0, "maxPlayers": players}}))
+            .json(&json!({"quizId": quiz, "settings": {"countdownMs": 0, "revealPauseMs": 0, "timePerQMs": 300_000, "maxPlayers": players}}))
             .send()
             .await?
             .json()
@@ -209,7 +237,7 @@ impl Bench {
         }
         eprintln!("joined in {:.1} s", t.elapsed().as_secs_f64());
         self.game.start(&code, &token).await?;
-        fire_latest(&self.game, conn, &code, "countdown_end").await?;
+        wait_state(conn, &code, "ACTIVE", Some(0)).await?;
         for q in 0..questions {
             let t = Instant::now();
             for w in 0..conc {
@@ -226,30 +254,37 @@ impl Bench {
             for t in tasks.drain(..) {
                 t.await?;
             }
-            let _ = self.game.skip(&code, &token, None).await;
+            // every question but the last is closed here; the last stays open for `finish`
             if q + 1 < questions {
-                fire_latest(&self.game, conn, &code, "next_question").await?;
+                self.game.skip(&code, &token, None).await?;
+                wait_state(conn, &code, "ACTIVE", Some(q + 1)).await?;
             }
             eprintln!(
                 "question {q}: answered and revealed in {:.1} s",
                 t.elapsed().as_secs_f64()
             );
         }
-        Ok((code, room_id))
+        Ok((code, room_id, token))
     }
 
-    /// Ends the prepared game (its last `next_question`) and waits for its results in PostgreSQL.
-    async fn finish(&self, conn: &mut Redis, code: &str, room_id: &str) -> anyhow::Result<()> {
-        fire_latest(&self.game, conn, code, "next_question").await?;
-        let ended = Instant::now();
-        let state: Option<String> = redis::cmd("HGET")
-            .arg(ringside_protocol::keys::room(code))
-            .arg("state")
-            .query_async(conn)
-            .await?;
-        if state.as_deref() != Some("ENDED") {
-            anyhow::bail!("the game did not end: pass --questions N (the quiz's length)");
-        }
+    /// Closes the prepared game's last question (the engine then ends the game) and waits for its
+    /// results in PostgreSQL; reports the time from `game:end` (the room's `ended`, Redis clock) to the
+    /// moment they are seen stored.
+    async fn finish(
+        &self,
+        conn: &mut Redis,
+        code: &str,
+        room_id: &str,
+        token: &str,
+    ) -> anyhow::Result<()> {
+        self.game.skip(code, token, None).await?;
+        wait_state(conn, code, "ENDED", None).await.map_err(|e| {
+            e.context("the game did not end: pass --questions N (the quiz's length)")
+        })?;
+        let ended: i64 = room_fields(conn, code, &["ended"]).await?[0]
+            .as_deref()
+            .unwrap_or("0")
+            .parse()?;
         loop {
             let v: Value = self
                 .http
@@ -262,12 +297,12 @@ impl Bench {
             if v["game"]["resultsStored"] == json!(true) {
                 println!(
                     "{{\"roomId\":\"{room_id}\",\"stored_after_end_s\":{:.2},\"player_count\":{}}}",
-                    ended.elapsed().as_secs_f64(),
+                    now_ms_since(conn, ended).await? as f64 / 1000.0,
                     v["game"]["playerCount"]
                 );
                 return Ok(());
             }
-            if ended.elapsed() > Duration::from_secs(300) {
+            if now_ms_since(conn, ended).await? > 300_000 {
                 anyhow::bail!("results not stored after 300 s");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

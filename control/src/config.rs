@@ -10,6 +10,7 @@
 //! | `serve --public-url` | `RINGSIDE_PUBLIC_URL` | from the request (`X-Forwarded-Proto`/`Host`) |
 //! | `serve --writer-name` | `RINGSIDE_CONTROL_WRITER_NAME` | `control` |
 //! | `serve --no-writer` | `RINGSIDE_CONTROL_NO_WRITER` | off |
+//! | `serve --export-page` | `RINGSIDE_CONTROL_EXPORT_PAGE` | 250 players per `game_export` call |
 //! | `serve --pool-size` | `RINGSIDE_CONTROL_POOL_SIZE` | 16 |
 //! | `serve --max-body-bytes` | `RINGSIDE_CONTROL_MAX_BODY_BYTES` | 1048576 |
 //! | `serve --auth-failures-burst`, `--auth-failures-per-minute` | `RINGSIDE_CONTROL_AUTH_FAILURES_*` | 20, 30 |
@@ -116,6 +117,11 @@ pub struct ServeArgs {
     /// Do not run the results writer in this instance.
     #[arg(long, env = "RINGSIDE_CONTROL_NO_WRITER")]
     pub no_writer: bool,
+    /// Players per export call of the results writer (1..1000): smaller blocks Redis for less time
+    /// per call (each call is atomic), larger stores a big game sooner.
+    #[arg(long, env = "RINGSIDE_CONTROL_EXPORT_PAGE", default_value_t = crate::writer::DEFAULT_PAGE as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub export_page: u64,
     /// Poll interval of the results streams, in ms.
     #[arg(long, env = "RINGSIDE_CONTROL_WRITER_POLL_MS", default_value_t = 250)]
     pub writer_poll_ms: u64,

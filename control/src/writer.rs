@@ -7,7 +7,7 @@
 //!    is slow or down — the hold is renewed on every attempt;
 //! 2. in one PostgreSQL transaction: upserts the game's row and locks it; if its results are already
 //!    stored (a redelivery after a crash between commit and ack) it stops there; otherwise it streams the
-//!    export (`game_export`, [`PAGE`] players per call, rank order) into `COPY results … FROM STDIN
+//!    export (`game_export`, `--export-page` players per call, rank order) into `COPY results … FROM STDIN
 //!    BINARY` and marks the game `results_stored_at`; commits;
 //! 3. acknowledges the entry (`XACK`) and releases the hold.
 //!
@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use deadpool_postgres::Pool;
-use ringside_lua::game::EXPORT_MAX;
 use ringside_lua::{Game, GameError, Redis};
 use ringside_protocol::keys::{self, PARTITIONS};
 use ringside_protocol::ErrorCode;
@@ -33,8 +32,10 @@ use crate::metrics::METRICS;
 pub const GROUP: &str = "writer";
 /// How long a room is held per attempt.
 pub const HOLD_MS: u64 = 10 * 60 * 1000;
-/// Players per `game_export` call.
-pub const PAGE: usize = EXPORT_MAX;
+/// Players per `game_export` call by default. Each call runs atomically in Redis and blocks the shard
+/// meanwhile: ~13–18 ms for 1,000 players × 10 questions on the 2-core machine, ~3–4 ms for 250
+/// (perf/api.md), so the default keeps a live game's answers on the same shard waiting at most a few ms.
+pub const DEFAULT_PAGE: usize = 250;
 /// Entries of a dead writer are claimed after this long.
 pub const CLAIM_IDLE_MS: u64 = 60_000;
 const ENTRIES_PER_READ: usize = 16;
@@ -48,6 +49,8 @@ pub struct WriterConfig {
     pub name: String,
     /// How often the streams are polled when idle.
     pub poll: Duration,
+    /// Players per `game_export` call (1..=1000).
+    pub page: usize,
     /// Test hook: abort the process after copying this many export pages (a crash mid-write).
     pub crash_after_pages: Option<u32>,
 }
@@ -264,7 +267,7 @@ async fn store(
     }
     // The entry's game, if its room is still there (the code may have been reused by a newer room).
     let first = if held {
-        match game.export(&entry.room, 0, PAGE).await {
+        match game.export(&entry.room, 0, cfg.page).await {
             Ok(p) if p.game.room_id == entry.room_id => Some(p),
             Ok(_) => None,
             Err(GameError::Refused {
@@ -356,7 +359,7 @@ async fn store(
         }
         let Some(next) = page.next else { break };
         page = game
-            .export(&entry.room, next, PAGE)
+            .export(&entry.room, next, cfg.page)
             .await
             .map_err(export_err)?;
     }

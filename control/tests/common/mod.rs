@@ -59,6 +59,7 @@ pub async fn stack(opts: Options) -> Stack {
             writer::WriterConfig {
                 name: "test".into(),
                 poll: Duration::from_millis(50),
+                page: ringside_control::writer::DEFAULT_PAGE,
                 crash_after_pages: None,
             },
             stop_rx.clone(),
