@@ -1088,12 +1088,15 @@ end
 -- game_export (no-writes)
 -- KEYS: room[, timers]
 -- ARGV: offset (0-based rank position), count (1..1000)
--- Reply: {"game":{gameCode, roomId, quizId, title, endReason, questionCount, questionsPlayed, playerCount,
---        createdAt, startedAt?, endedAt}, "players":[{playerId, name, avatar, rank, score, correct,
---        answers:[{answerIdx, ms, points} | null per question played]}], "next": offset | null}
---        Players in rank order (total desc; ties share a rank and are ordered by playerId descending, as
---        ZREVRANGE orders them); `ms` is the server time from the question's show to the answer.
---        Only an ENDED room exports: it is what the results writer stores in PostgreSQL.
+-- Reply (an array, not JSON: the caller decodes; building JSON here cost ~4 us per player and question):
+--   [1] game JSON {gameCode, roomId, quizId, title, endReason, questionCount, questionsPlayed,
+--       playerCount, createdAt, startedAt?, endedAt}
+--   [2] the offset of the next page, or -1 after the last
+--   [3] per question played, its show time (epoch ms) or nil;  [4] per question played, its correct index
+--   [5] flat, per player in rank order: playerId, "<avatar>:<name>", total, rank, then per question played
+--       the stored answer "idx:serverMs:points:streak" or nil.
+--   Rank order is total desc; ties share a rank and are ordered by playerId descending (ZREVRANGE).
+--   Only an ENDED room exports: it is what the results writer stores in PostgreSQL.
 -- Errors: room_not_found, wrong_state (not ended), bad_payload.
 local function game_export(keys, args)
   local R = room_of(keys, false)
@@ -1110,53 +1113,41 @@ local function game_export(keys, args)
     kv('createdAt', r.created) }
   if r.startsAt then g[#g + 1] = kv('startedAt', r.startsAt) end
   g[#g + 1] = kv('endedAt', r.ended)
+  local shown, correct = {}, {}
+  for q = 0, played - 1 do
+    shown[q + 1] = redis.call('HGET', qkey(R, q), 'at') or false
+    correct[q + 1] = redis.call('HGET', R.Q, 'c' .. int(q)) or false
+  end
   local lb = R.P .. ':lb'
   local page = redis.call('ZREVRANGE', lb, off, off + count - 1, 'WITHSCORES')
-  local ids, scores = {}, {}
+  local ids, afields = {}, {}
   for k = 1, #page, 2 do
     ids[#ids + 1] = page[k]
-    scores[#scores + 1] = page[k + 1]
+    afields[#afields + 1] = 'a:' .. page[k]
   end
   local out = {}
   if #ids > 0 then
-    local afields = {}
-    for k, pid in ipairs(ids) do afields[k] = 'a:' .. pid end
-    local correct, shown, answers = {}, {}, {}
-    for q = 0, played - 1 do
-      correct[q] = tonumber(redis.call('HGET', R.Q, 'c' .. int(q)))
-      shown[q] = tonumber(redis.call('HGET', qkey(R, q), 'at'))
-      answers[q] = redis.call('HMGET', qkey(R, q), unpack(afields))
-    end
+    local answers = {}
+    for q = 0, played - 1 do answers[q] = redis.call('HMGET', qkey(R, q), unpack(afields)) end
     local players = redis.call('HMGET', R.P .. ':players', unpack(ids))
     local rank_of = {}
     for k, pid in ipairs(ids) do
-      local total = scores[k]
+      local total = page[2 * k]
       local rank = rank_of[total]
       if not rank then
         rank = redis.call('ZCOUNT', lb, '(' .. total, '+inf') + 1
         rank_of[total] = rank
       end
-      local avatar, name = split_player(players[k] or '0:')
-      local list, ncorrect = {}, 0
-      for q = 0, played - 1 do
-        local a, ms, pts = split_answer(answers[q][k])
-        if a then
-          if a == correct[q] then ncorrect = ncorrect + 1 end
-          local took = shown[q] and (ms - shown[q]) or nil
-          list[#list + 1] = obj({ kv('answerIdx', int(a)), kv('ms', took and int(took) or 'null'),
-            kv('points', int(pts)) })
-        else
-          list[#list + 1] = 'null'
-        end
-      end
-      out[k] = obj({ kv('playerId', js(pid)), kv('name', js(name or '')), kv('avatar', avatar or '0'),
-        kv('rank', int(rank)), kv('score', int(tonumber(total))), kv('correct', int(ncorrect)),
-        kv('answers', arr(list)) })
+      out[#out + 1] = pid
+      out[#out + 1] = players[k] or false
+      out[#out + 1] = total
+      out[#out + 1] = rank
+      for q = 0, played - 1 do out[#out + 1] = answers[q][k] or false end
     end
   end
-  local nxt = 'null'
-  if #ids == count then nxt = int(off + count) end
-  return obj({ kv('game', obj(g)), kv('players', arr(out)), kv('next', nxt) })
+  local nxt = -1
+  if #ids == count then nxt = off + count end
+  return { obj(g), nxt, shown, correct, out }
 end
 
 -- results_hold

@@ -535,12 +535,25 @@ impl Game {
         offset: u64,
         count: usize,
     ) -> Result<ExportPage, GameError> {
-        self.call_json(
+        if !is_game_code(code) {
+            return Err(GameError::refused(
+                ErrorCode::BadPayload,
+                "gameCode must be 6 characters of the code alphabet",
+            ));
+        }
+        let mut conn = self.conn.clone();
+        let v: redis::Value = fcall_cmd(
             Function::GameExport,
             code,
-            &[&offset.to_string(), &count.to_string()],
+            &[offset.to_string(), count.to_string()],
         )
+        .query_async(&mut conn)
         .await
+        .map_err(GameError::from_redis)?;
+        ExportPage::from_reply(v).map_err(|detail| GameError::BadReply {
+            function: "game_export",
+            detail,
+        })
     }
 
     /// Keeps an ended room (and its results) for `ms` more milliseconds, or releases the hold with 0.
@@ -602,12 +615,107 @@ impl Game {
 }
 
 /// One page of an ended game's results (`game_export`), players in rank order.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExportPage {
     pub game: ExportedGame,
     pub players: Vec<ExportedPlayer>,
     /// The offset of the next page, `None` after the last.
     pub next: Option<u64>,
+}
+
+impl ExportPage {
+    /// Decodes the array `game_export` answers (see `lua/ringside.lua`).
+    fn from_reply(v: redis::Value) -> Result<ExportPage, String> {
+        use redis::Value;
+        fn text(v: &Value) -> Option<String> {
+            match v {
+                Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                Value::SimpleString(s) => Some(s.clone()),
+                Value::Int(i) => Some(i.to_string()),
+                _ => None,
+            }
+        }
+        fn int(v: &Value) -> Option<i64> {
+            match v {
+                Value::Int(i) => Some(*i),
+                other => text(other)?.parse().ok(),
+            }
+        }
+        fn list(v: &Value) -> Option<&[Value]> {
+            match v {
+                Value::Array(a) => Some(a),
+                Value::Nil => Some(&[]),
+                _ => None,
+            }
+        }
+        let Value::Array(parts) = v else {
+            return Err(format!("not an array: {v:?}"));
+        };
+        if parts.len() != 5 {
+            return Err(format!("{} parts, want 5", parts.len()));
+        }
+        let game: ExportedGame = serde_json::from_str(&text(&parts[0]).ok_or("game is not text")?)
+            .map_err(|e| format!("game: {e}"))?;
+        let next = int(&parts[1]).ok_or("next is not an integer")?;
+        let shown: Vec<Option<i64>> = list(&parts[2]).ok_or("shown")?.iter().map(int).collect();
+        let correct: Vec<Option<i64>> = list(&parts[3]).ok_or("correct")?.iter().map(int).collect();
+        let played = game.questions_played as usize;
+        if shown.len() != played || correct.len() != played {
+            return Err(format!(
+                "{played} questions played, {} shown times",
+                shown.len()
+            ));
+        }
+        let flat = list(&parts[4]).ok_or("players")?;
+        let width = 4 + played;
+        if flat.len() % width != 0 {
+            return Err(format!(
+                "{} player values, not a multiple of {width}",
+                flat.len()
+            ));
+        }
+        let mut players = Vec::with_capacity(flat.len() / width);
+        for p in flat.chunks(width) {
+            let player = text(&p[1]).unwrap_or_default();
+            let (avatar, name) = player.split_once(':').unwrap_or(("0", ""));
+            let mut answers = Vec::with_capacity(played);
+            let mut right = 0;
+            for (q, a) in p[4..].iter().enumerate() {
+                let answer = text(a).and_then(|a| {
+                    let mut f = a.split(':').map(|x| x.parse::<i64>().ok());
+                    let (idx, at, points) = (f.next()??, f.next()??, f.next()??);
+                    Some(ExportedAnswer {
+                        answer_idx: u32::try_from(idx).ok()?,
+                        ms: shown[q].map(|s| at - s),
+                        points,
+                    })
+                });
+                if let Some(a) = &answer {
+                    if Some(i64::from(a.answer_idx)) == correct[q] {
+                        right += 1;
+                    }
+                }
+                answers.push(answer);
+            }
+            players.push(ExportedPlayer {
+                player_id: text(&p[0]).ok_or("playerId")?,
+                name: name.to_string(),
+                avatar: avatar.parse().unwrap_or(0),
+                rank: int(&p[3]).ok_or("rank")? as u64,
+                // totals are whole points, kept as the sorted set's double
+                score: text(&p[2])
+                    .and_then(|t| t.parse::<f64>().ok())
+                    .ok_or("score")? as i64,
+                correct: right,
+                answers,
+            });
+        }
+        Ok(ExportPage {
+            game,
+            players,
+            next: u64::try_from(next).ok(),
+        })
+    }
 }
 
 /// An ended game as `game_export` describes it.
