@@ -11,6 +11,7 @@
 //! | `serve --writer-name` | `RINGSIDE_CONTROL_WRITER_NAME` | `control` |
 //! | `serve --no-writer` | `RINGSIDE_CONTROL_NO_WRITER` | off |
 //! | `serve --export-page` | `RINGSIDE_CONTROL_EXPORT_PAGE` | 250 players per `game_export` call |
+//! | `serve --export-pause-ms` | `RINGSIDE_CONTROL_EXPORT_PAUSE_MS` | 2 ms between two export calls |
 //! | `serve --pool-size` | `RINGSIDE_CONTROL_POOL_SIZE` | 16 |
 //! | `serve --max-body-bytes` | `RINGSIDE_CONTROL_MAX_BODY_BYTES` | 1048576 |
 //! | `serve --auth-failures-burst`, `--auth-failures-per-minute` | `RINGSIDE_CONTROL_AUTH_FAILURES_*` | 20, 30 |
@@ -122,6 +123,9 @@ pub struct ServeArgs {
     #[arg(long, env = "RINGSIDE_CONTROL_EXPORT_PAGE", default_value_t = crate::writer::DEFAULT_PAGE as u64,
           value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub export_page: u64,
+    /// Pause between two export calls of one game, in ms (live games on the shard go first).
+    #[arg(long, env = "RINGSIDE_CONTROL_EXPORT_PAUSE_MS", default_value_t = crate::writer::DEFAULT_PAGE_PAUSE_MS)]
+    pub export_pause_ms: u64,
     /// Poll interval of the results streams, in ms.
     #[arg(long, env = "RINGSIDE_CONTROL_WRITER_POLL_MS", default_value_t = 250)]
     pub writer_poll_ms: u64,

@@ -127,6 +127,7 @@ async fn serve(cli: &Cli, args: ServeArgs) -> anyhow::Result<()> {
             name: args.writer_name.clone(),
             poll: Duration::from_millis(args.writer_poll_ms.max(10)),
             page: args.export_page as usize,
+            page_pause: Duration::from_millis(args.export_pause_ms),
             crash_after_pages: args.test_crash_after_pages,
         };
         tokio::spawn(writer::run(

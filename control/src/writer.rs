@@ -36,6 +36,8 @@ pub const HOLD_MS: u64 = 10 * 60 * 1000;
 /// meanwhile: ~13–18 ms for 1,000 players × 10 questions on the 2-core machine, ~3–4 ms for 250
 /// (perf/api.md), so the default keeps a live game's answers on the same shard waiting at most a few ms.
 pub const DEFAULT_PAGE: usize = 250;
+/// The default pause between two export calls, in ms.
+pub const DEFAULT_PAGE_PAUSE_MS: u64 = 2;
 /// Entries of a dead writer are claimed after this long.
 pub const CLAIM_IDLE_MS: u64 = 60_000;
 const ENTRIES_PER_READ: usize = 16;
@@ -51,6 +53,8 @@ pub struct WriterConfig {
     pub poll: Duration,
     /// Players per `game_export` call (1..=1000).
     pub page: usize,
+    /// Pause between two export calls of one game.
+    pub page_pause: Duration,
     /// Test hook: abort the process after copying this many export pages (a crash mid-write).
     pub crash_after_pages: Option<u32>,
 }
@@ -358,6 +362,11 @@ async fn store(
             std::process::abort();
         }
         let Some(next) = page.next else { break };
+        // Each export call holds the Redis shard (~1.5 ms per 250 players × 10 questions): leave it to
+        // the live games between calls.
+        if !cfg.page_pause.is_zero() {
+            tokio::time::sleep(cfg.page_pause).await;
+        }
         page = game
             .export(&entry.room, next, cfg.page)
             .await

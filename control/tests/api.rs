@@ -778,6 +778,7 @@ async fn an_entry_whose_room_is_gone_is_counted_lost_and_does_not_block_the_othe
             name: "w".into(),
             poll: Duration::from_millis(50),
             page: ringside_control::writer::DEFAULT_PAGE,
+            page_pause: Duration::ZERO,
             crash_after_pages: None,
         },
         rx,

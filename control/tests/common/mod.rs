@@ -60,6 +60,7 @@ pub async fn stack(opts: Options) -> Stack {
                 name: "test".into(),
                 poll: Duration::from_millis(50),
                 page: ringside_control::writer::DEFAULT_PAGE,
+                page_pause: Duration::ZERO,
                 crash_after_pages: None,
             },
             stop_rx.clone(),
