@@ -340,6 +340,21 @@ async fn drain_sends_close_1012(driver: Driver) {
         ws.send(Message::text("hi")).await.unwrap();
         assert_eq!(next_msg(ws).await, Message::text("hi"));
     }
+    // ... and the probe is accepted, not just queued in the kernel's backlog (a connection the server
+    // has not accepted before the drain is never served: that is the drain).
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while srv
+        .metrics()
+        .connections_accepted_total
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < 5
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the probe was never accepted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     srv.drain();
     for ws in clients.iter_mut() {
         match next_msg(ws).await {
