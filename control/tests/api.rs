@@ -365,23 +365,10 @@ async fn a_finished_game_is_kept_once_listed_newest_first_and_exported_as_csv() 
     let s = stack(Options::default()).await;
     let (_, key) = s.host("Ms. Rivera").await;
     let (_, other) = s.host("Other").await;
-    s.call(
-        "POST",
-        "/api/quizzes",
-        Some(&key),
-        Some(json!({"quiz": quiz_json("history", 2)})),
-    )
-    .await;
+    s.quiz(&key, "history", 2).await;
     let mut rooms = Vec::new();
     for _ in 0..3 {
-        let (st, r) = s
-            .call(
-                "POST",
-                "/api/rooms",
-                Some(&key),
-                Some(json!({"quizId":"history","settings":fast()})),
-            )
-            .await;
+        let (st, r) = s.room(&key, "history").await;
         assert_eq!(st, 201);
         assert!(
             r["shareUrl"].as_str().unwrap().contains("/play.html?code="),
@@ -526,21 +513,8 @@ async fn the_writer_killed_mid_write_leaves_nothing_and_the_next_one_stores_ever
     })
     .await;
     let (_, key) = s.host("Stadium").await;
-    s.call(
-        "POST",
-        "/api/quizzes",
-        Some(&key),
-        Some(json!({"quiz": quiz_json("stadium", 1)})),
-    )
-    .await;
-    let (_, room) = s
-        .call(
-            "POST",
-            "/api/rooms",
-            Some(&key),
-            Some(json!({"quizId":"stadium","settings":fast()})),
-        )
-        .await;
+    s.quiz(&key, "stadium", 1).await;
+    let (_, room) = s.room(&key, "stadium").await;
     let code = room["gameCode"].as_str().unwrap().to_string();
     let room_id = room["roomId"].as_str().unwrap().to_string();
     // 2,500 players: three export pages of 1,000
@@ -630,21 +604,8 @@ async fn the_writer_killed_mid_write_leaves_nothing_and_the_next_one_stores_ever
 async fn postgres_down_at_the_end_of_a_game_delays_its_results_and_loses_none() {
     let mut s = stack(Options::default()).await;
     let (_, key) = s.host("Host").await;
-    s.call(
-        "POST",
-        "/api/quizzes",
-        Some(&key),
-        Some(json!({"quiz": quiz_json("outage", 2)})),
-    )
-    .await;
-    let (_, room) = s
-        .call(
-            "POST",
-            "/api/rooms",
-            Some(&key),
-            Some(json!({"quizId":"outage","settings":fast()})),
-        )
-        .await;
+    s.quiz(&key, "outage", 2).await;
+    let (_, room) = s.room(&key, "outage").await;
     let code = room["gameCode"].as_str().unwrap().to_string();
     let names: Vec<String> = (0..30).map(|i| format!("player {i}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -733,23 +694,10 @@ async fn an_entry_whose_room_is_gone_is_counted_lost_and_does_not_block_the_othe
     })
     .await;
     let (_, key) = s.host("Host").await;
-    s.call(
-        "POST",
-        "/api/quizzes",
-        Some(&key),
-        Some(json!({"quiz": quiz_json("gone", 1)})),
-    )
-    .await;
+    s.quiz(&key, "gone", 1).await;
     let mut rooms = Vec::new();
     for _ in 0..2 {
-        let (_, room) = s
-            .call(
-                "POST",
-                "/api/rooms",
-                Some(&key),
-                Some(json!({"quizId":"gone","settings":fast()})),
-            )
-            .await;
+        let (_, room) = s.room(&key, "gone").await;
         play(
             &s.game,
             room["gameCode"].as_str().unwrap(),

@@ -136,6 +136,32 @@ impl Stack {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Imports a private quiz of `n` questions for `key`'s host (201 expected).
+    pub async fn quiz(&self, key: &str, id: &str, n: usize) {
+        let (st, v) = self
+            .call(
+                "POST",
+                "/api/quizzes",
+                Some(key),
+                Some(json!({"quiz": quiz_json(id, n)})),
+            )
+            .await;
+        assert_eq!(st, 201, "{v}");
+    }
+
+    /// Creates a room of `quiz` with fast settings (no countdown, reveal pause or time bonus);
+    /// returns (status, body).
+    pub async fn room(&self, key: &str, quiz: &str) -> (u16, Value) {
+        let settings = json!({"countdownMs":0,"revealPauseMs":0,"maxTimeBonus":0});
+        self.call(
+            "POST",
+            "/api/rooms",
+            Some(key),
+            Some(json!({"quizId": quiz, "settings": settings})),
+        )
+        .await
+    }
+
     /// Polls `GET /api/games/{roomId}` until its results are stored.
     pub async fn wait_stored(&self, key: &str, room_id: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
