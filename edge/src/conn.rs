@@ -334,7 +334,9 @@ pub fn serve(worker: Rc<Worker>, stream: TcpStream) -> impl Future<Output = ()> 
             let _ = sock.set_nodelay();
         }
         let timeout = worker.shared.config.handshake_timeout;
+        worker.preamble(1);
         let pre = Box::pin(monoio::time::timeout(timeout, preamble(&worker, &stream))).await;
+        worker.preamble(-1);
         let mut c = match pre {
             Ok(Ok(Some(up))) => WsConn::start(&worker, up),
             Ok(Ok(None)) => return,

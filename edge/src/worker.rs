@@ -41,6 +41,9 @@ pub struct Worker {
     /// Most sockets open since the allocator was last asked to return memory (see `sweep`).
     peak_open: Cell<usize>,
     next_id: Cell<u64>,
+    /// Connections in their preamble (TLS, request head, a plain HTTP answer or `/api/` forwarding):
+    /// not sockets yet, but a drain lets them finish (bounded by its deadline).
+    preambles: Cell<usize>,
 }
 
 /// Open sockets of this thread: a slab of handles with a free list.
@@ -63,7 +66,14 @@ impl Worker {
             ping_frame: frame::encode(Opcode::Ping, b""),
             peak_open: Cell::new(0),
             next_id: Cell::new(0),
+            preambles: Cell::new(0),
         })
+    }
+
+    /// A connection entered (`+1`) or left (`-1`) its preamble.
+    pub fn preamble(&self, delta: isize) {
+        self.preambles
+            .set(self.preambles.get().saturating_add_signed(delta));
     }
 
     /// Coarse seconds since the worker started.
@@ -216,7 +226,8 @@ impl Worker {
     /// instead of being dropped with the runtime.
     pub async fn drain(&self, deadline: Instant) {
         self.for_each_connection(|h| h.close(CloseCode::ServiceRestart.code(), "service restart"));
-        while self.open_count() > 0 && Instant::now() < deadline {
+        // HTTP requests in flight (a /readyz probe, an /api/ call) are answered too.
+        while (self.open_count() > 0 || self.preambles.get() > 0) && Instant::now() < deadline {
             monoio::time::sleep(Duration::from_millis(20)).await;
         }
         if self.open_count() == 0 {

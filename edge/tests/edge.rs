@@ -362,6 +362,8 @@ async fn drain_sends_close_1012(driver: Driver) {
             m => panic!("expected close 1012, got {m:?}"),
         }
     }
+    // Every socket is gone now; the probe, accepted before the drain, is still answered (the drain waits
+    // for requests in flight, up to its deadline) however late it asks.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     probe
         .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
