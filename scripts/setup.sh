@@ -3,20 +3,28 @@
 # (Redis 7, for Functions, sharded pub/sub and cluster) and PostgreSQL (initdb/pg_ctl/psql). Idempotent; installs with apt-get when run as root.
 set -euo pipefail
 
+# install WHAT HINT PACKAGE...: apt-get install PACKAGE... as root; otherwise say what is missing (WHAT), how to
+# install it, and HINT (another way, or ""), and fail.
+install() {
+  local what=$1 hint=$2
+  shift 2
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing $* with apt-get ($what)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    echo "setup: $what is missing. Install it with:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y $*" >&2
+    [ -z "$hint" ] || echo "$hint" >&2
+    exit 1
+  fi
+}
+
 need_redis=0
 command -v redis-server >/dev/null 2>&1 || need_redis=1
 command -v redis-cli >/dev/null 2>&1 || need_redis=1
 if [ "$need_redis" = 1 ] && [ -z "${REDIS_SERVER:-}" ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing redis-server with apt-get" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-  else
-    echo "setup: redis-server (7.0+) is missing. Install it with:" >&2
-    echo "  sudo apt-get update && sudo apt-get install -y redis-server" >&2
-    echo "or set REDIS_SERVER=/path/to/redis-server and REDIS_CLI=/path/to/redis-cli" >&2
-    exit 1
-  fi
+  install "redis-server (7.0+)" "or set REDIS_SERVER=/path/to/redis-server and REDIS_CLI=/path/to/redis-cli" redis-server
 fi
 
 # PostgreSQL (the system of record; tests and the local stack start private instances with initdb on free
@@ -26,16 +34,7 @@ pg_found=0
 if [ -n "${PG_BIN:-}" ] && [ -x "$PG_BIN/initdb" ]; then pg_found=1; fi
 if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v psql >/dev/null 2>&1; then pg_found=1; fi
 if [ "$pg_found" = 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing postgresql with apt-get" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-client >/dev/null
-  else
-    echo "setup: PostgreSQL (initdb, pg_ctl, psql) is missing. Install it with:" >&2
-    echo "  sudo apt-get update && sudo apt-get install -y postgresql" >&2
-    echo "or set PG_BIN=/path/to/postgresql/bin" >&2
-    exit 1
-  fi
+  install "PostgreSQL (initdb, pg_ctl, psql)" "or set PG_BIN=/path/to/postgresql/bin" postgresql postgresql-client
 fi
 
 ver=$("${REDIS_SERVER:-redis-server}" --version | sed -n 's/.*v=\([0-9]*\)\..*/\1/p')
@@ -54,27 +53,13 @@ if command -v rustup >/dev/null 2>&1 && ! { cargo fmt --version && cargo clippy 
   rustup component add rustfmt clippy
 fi
 if ! python3 -c 'import yaml' >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing python3-yaml with apt-get (scripts/check-deploy.sh)" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-yaml >/dev/null
-  else
-    echo "setup: scripts/check-deploy.sh needs PyYAML: sudo apt-get install -y python3-yaml" >&2
-    exit 1
-  fi
+  install "PyYAML (scripts/check-deploy.sh)" "" python3-yaml
 fi
 
 # The browser test (webtest/): Debian's Chromium (driven by playwright-core, which downloads no browser), node
 # and npm, and webtest's pinned npm packages.
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing chromium, chromium-driver, nodejs and npm with apt-get" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver nodejs npm >/dev/null
-  else
-    echo "setup: the browser test needs: sudo apt-get install -y chromium chromium-driver nodejs npm" >&2
-    exit 1
-  fi
+  install "the browser test's Chromium, ChromeDriver, node or npm" "" chromium chromium-driver nodejs npm
 fi
 webtest="$(dirname "$0")/../webtest"
 if [ ! -f "$webtest/node_modules/.package-lock.json" ] || [ "$webtest/package-lock.json" -nt "$webtest/node_modules/.package-lock.json" ]; then
