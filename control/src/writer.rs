@@ -33,7 +33,7 @@ pub const GROUP: &str = "writer";
 /// How long a room is held per attempt.
 pub const HOLD_MS: u64 = 10 * 60 * 1000;
 /// Players per `game_export` call by default. Each call runs atomically in Redis and blocks the shard
-/// meanwhile: ~13–18 ms for 1,000 players × 10 questions on the 2-core machine, ~3–4 ms for 250
+/// meanwhile: ~10 ms for 1,000 players × 10 questions on the 2-core machine, ~1.3 ms for 250
 /// (perf/api.md), so the default keeps a live game's answers on the same shard waiting at most a few ms.
 pub const DEFAULT_PAGE: usize = 250;
 /// The default pause between two export calls, in ms.
@@ -362,7 +362,7 @@ async fn store(
             std::process::abort();
         }
         let Some(next) = page.next else { break };
-        // Each export call holds the Redis shard (~1.5 ms per 250 players × 10 questions): leave it to
+        // Each export call holds the Redis shard (~1.3 ms per 250 players × 10 questions): leave it to
         // the live games between calls.
         if !cfg.page_pause.is_zero() {
             tokio::time::sleep(cfg.page_pause).await;
