@@ -31,8 +31,9 @@
 --                          (streak = consecutive correct answers ending here, 0 when wrong),
 --                          r:<pid> refused answer events
 --   P:ev           sharded pub/sub channel of room events (same envelope JSON as the log)
--- Per partition (same hash tag): timers:{pNN} (schedules for the engine) and results:{pNN} (one entry per
--- ended game: room, roomId, reason, ended — read by the control plane's results writer).
+-- Per partition (same hash tag): timers:{pNN} (schedules for the engine), results:{pNN} (one entry per
+-- ended game: room, roomId, reason, ended — read by the control plane's results writer) and rooms:{pNN}
+-- (sorted set of the live rooms: code → created ms, for the ops view).
 
 local VERSION = 3
 local LOG_MAX = 1000            -- entries kept in P:log (approximate trim)
@@ -57,6 +58,8 @@ local RESULTS_MAX = 1000        -- playerIds per `results` call
 local TIMER_KEEP_MS = 3600000   -- timer stream entries older than this are trimmed (MINID)
 local MAX_OPEN_MS = 1800000     -- a question's remaining time may not exceed this (extend): every schedule
                                 -- stays due well inside TIMER_KEEP_MS
+local PLAYERS_PAGE_MAX = 500    -- players per room_players call
+local ROOMS_LIST_MAX = 1000     -- rooms per rooms_list call
 local MAX_QUESTIONS = 100
 local MAX_OPTIONS = 8
 
@@ -320,6 +323,35 @@ local function top_json(R, q)
   return arr(out)
 end
 
+-- The partition's index of live rooms, `rooms:{pNN}` (sorted set: game code → created, epoch ms), for the
+-- ops view (`rooms_list`). A room enters it when created and leaves it when it ends (finished or abandoned:
+-- an abandoned lobby is ended too), so it holds LOBBY..REVEAL rooms. Same hash tag as the room's keys.
+local function live_add(R, now)
+  redis.call('ZADD', 'rooms:' .. R.tag, int(now), R.code)
+end
+
+local function live_remove(R)
+  redis.call('ZREM', 'rooms:' .. R.tag, R.code)
+end
+
+-- The QuestionReveal JSON of question q as its reveal published it (skipped is not kept: false).
+local function reveal_json(R, q)
+  local i = int(q)
+  local z = hm(R.Q, { 'c' .. i, 'e' .. i, 'no' .. i })
+  local nopt = tonumber(z['no' .. i]) or 0
+  local fields = { 'n' }
+  for k = 0, nopt - 1 do fields[#fields + 1] = 'd' .. int(k) end
+  local counts = redis.call('HMGET', qkey(R, q), unpack(fields))
+  local dist = {}
+  for k = 2, #counts do dist[#dist + 1] = int(tonumber(counts[k]) or 0) end
+  local np = tonumber(redis.call('HGET', R.P, 'np')) or 0
+  local m = { kv('qIndex', i), kv('correctIndex', z['c' .. i]), kv('distribution', arr(dist)),
+    kv('answeredCount', int(tonumber(counts[1]) or 0)), kv('totalCount', int(np)) }
+  if z['e' .. i] and z['e' .. i] ~= '' then m[#m + 1] = kv('explanationText', z['e' .. i]) end
+  m[#m + 1] = kv('skipped', 'false')
+  return obj(m)
+end
+
 -- ───────────────────────────── transitions ─────────────────────────────
 
 -- The interval of a room-wide broadcast that repeats while a room fills or a question runs: `base_ms`
@@ -396,6 +428,7 @@ local function end_game(R, now, reason)
   schedule(R, now, 'cleanup', q, gen, now + END_TTL * 1000)
   redis.call('XADD', 'results:' .. R.tag, 'MINID', '~', int(now - TIMER_KEEP_MS * 24), '*',
     'room', R.code, 'roomId', r.rid, 'reason', reason, 'ended', int(now))
+  live_remove(R)
 end
 
 -- Announces the pending joiners (coalesced room:player:joined) and invalidates any scheduled flush.
@@ -569,6 +602,7 @@ local function room_create(keys, args)
     's_sthr', int(sthr), 's_pen', int(pen), 's_cd', int(cd), 's_rp', int(rp), '_hashtable', HASHTABLE_PAD)
   touch(R, ROOM_TTL, -1)
   schedule(R, now, 'abandon', 0, 0, now + ABANDON_CHECK_MS)
+  live_add(R, now)
   return obj({ kv('gameCode', js(R.code)), kv('roomId', js(rid)), kv('shareUrl', js(share)),
     kv('hostToken', js(host)), kv('quizMeta', obj({ kv('quizId', js(qid)), kv('title', js(title)),
       kv('questionCount', int(#qs)) })) })
@@ -1188,7 +1222,13 @@ local function state_json(R, pid, now)
     end
     current_q = show_json(R, cur, endsAt, r.tlim, r.qbase, r.nq)
   end
+  local in_reveal = r.state == 'REVEAL' and cur and cur >= 0
+  if in_reveal then
+    -- the question just revealed, so that a returning client can show the reveal, not a blank wait
+    current_q = show_json(R, cur, tonumber(r.endsAt) or now, r.tlim, r.qbase, r.nq)
+  end
   local score, streak, rank = 0, 0, 0
+  local result
   local is_player = pid ~= '' and pid ~= 'host'
   if is_player then
     local total = redis.call('ZSCORE', R.P .. ':lb', pid)
@@ -1208,6 +1248,19 @@ local function state_json(R, pid, now)
       if not active then
         rank = redis.call('ZCOUNT', R.P .. ':lb', '(' .. total, '+inf') + 1
       end
+      if in_reveal then
+        -- this player's game:answer:result of the revealed question, as the edge delivered it
+        local a, _, pts = split_answer(redis.call('HGET', qkey(R, cur), 'a:' .. pid))
+        local c = tonumber(redis.call('HGET', R.Q, 'c' .. int(cur)))
+        local res = { kv('qIndex', int(cur)) }
+        if a then res[#res + 1] = kv('answerIdx', int(a)) end
+        for _, v in ipairs({ kv('correct', jbool(a ~= nil and a == c)), kv('points', int(pts or 0)),
+          kv('total', int(score)), kv('rank', int(rank)), kv('streak', int(streak)),
+          kv('totalPlayers', int(tonumber(r.np) or 0)) }) do
+          res[#res + 1] = v
+        end
+        result = obj(res)
+      end
     end
   end
   local m = { kv('gameCode', js(R.code)), kv('playerId', js(pid)), kv('state', js(r.state)), kv('seq', r.seq) }
@@ -1217,6 +1270,8 @@ local function state_json(R, pid, now)
     kv('totalPlayers', int(tonumber(r.np) or 0)), kv('leaderboard', r.lbj or '[]'), kv('serverTime', int(now)) }) do
     m[#m + 1] = v
   end
+  if in_reveal then m[#m + 1] = kv('reveal', reveal_json(R, cur)) end
+  if result then m[#m + 1] = kv('result', result) end
   return obj(m), r
 end
 
@@ -1281,6 +1336,55 @@ local function reconnect(keys, args)
   return obj(head)
 end
 
+-- room_players (no-writes): the host's paged list of the room's players (the host page's lobby after a
+-- reload: room:player:joined only announces joins as they happen).
+-- KEYS: room[, timers]
+-- ARGV: hostToken, offset (0..), count (1..PLAYERS_PAGE_MAX)
+-- Reply: {"players":[PlayerInfo...],"totalCount","next"?} in leaderboard order (total desc, then
+--        playerId desc: in the lobby, a stable order); next: the offset of the following page, absent
+--        after the last. Errors: room_not_found, not_host, bad_payload.
+local function room_players(keys, args)
+  local R = room_of(keys, false)
+  local r = hm(R.P, { 'state', 'host', 'np' })
+  require_room(r)
+  require_host(r, args[1])
+  local offset = arg_int(args[2] or '0', 'offset', 0, 100000000)
+  local count = arg_int(args[3] or '', 'count', 1, PLAYERS_PAGE_MAX)
+  local ids = redis.call('ZREVRANGE', R.P .. ':lb', offset, offset + count - 1)
+  local items = {}
+  if #ids > 0 then
+    local vals = redis.call('HMGET', R.P .. ':players', unpack(ids))
+    for k, id in ipairs(ids) do
+      if vals[k] then items[#items + 1] = player_json(id, vals[k]) end
+    end
+  end
+  local np = tonumber(r.np) or 0
+  local m = { kv('players', arr(items)), kv('totalCount', int(np)) }
+  if #ids == count and redis.call('ZCARD', R.P .. ':lb') > offset + count then
+    m[#m + 1] = kv('next', int(offset + count))
+  end
+  return obj(m)
+end
+
+-- rooms_list (no-writes): one partition's live rooms, newest first, for the ops view. The caller reads
+-- each room's figures with `snapshot` (one slot per call).
+-- KEYS: rooms:{pNN}
+-- ARGV: count (0..ROOMS_LIST_MAX)
+-- Reply: an array: [1] the number of live rooms in the partition, then code, created (epoch ms) pairs.
+local function rooms_list(keys, args)
+  local K = keys[1]
+  if type(K) ~= 'string' or not string.find(K, '^rooms:{p%d%d+}$') then
+    fail('bad_payload', 'KEYS[1] must look like rooms:{pNN}')
+  end
+  local count = arg_int(args[1] or '', 'count', 0, ROOMS_LIST_MAX)
+  local out = { redis.call('ZCARD', K) }
+  if count > 0 then
+    local rows = redis.call('ZREVRANGE', K, 0, count - 1, 'WITHSCORES')
+    for _, v in ipairs(rows) do out[#out + 1] = v end
+  end
+  return out
+end
+
 -- version (no-writes)
 -- KEYS: none. ARGV: none. Reply: "ringside <VERSION>".
 local function version()
@@ -1333,3 +1437,5 @@ register('snapshot', snapshot, true)
 register('reconnect', reconnect, true)
 register('game_export', game_export, true)
 register('results_hold', results_hold)
+register('room_players', room_players, true)
+register('rooms_list', rooms_list, true)

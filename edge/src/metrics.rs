@@ -7,11 +7,96 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use crate::ws::handshake::FailReason;
-use ringside_protocol::CloseCode;
+use ringside_protocol::{CloseCode, ErrorCode};
 
 /// Close codes with their own `protocol_closes_total{code}` series: the protocol's table. Others (a
 /// client's own code echoed back, e.g. a browser's 1001) count as "other".
 const CLOSE_CODES: &[CloseCode] = CloseCode::ALL;
+
+/// The game layer's series (rooms, players, answers, refusals by code) and the send queues' bytes.
+/// Process-wide statics, like the process they describe (one edge per process; several `--processes`
+/// are several processes): the game layer counts through [`GAME`] without holding the transport's
+/// [`Metrics`], and [`Metrics::render`] adds them. In a test process running several edges they add up.
+#[derive(Debug)]
+pub struct GameSeries {
+    /// Rooms with at least one member on a worker thread of this process (a room with members on two
+    /// threads counts twice; the number of live rooms is the control plane's `rooms_live`).
+    pub rooms: AtomicI64,
+    /// Player sessions (not hosts) on this process.
+    pub players: AtomicI64,
+    /// Host sessions on this process.
+    pub hosts: AtomicI64,
+    /// Answers Redis accepted (a `game:answer:ack` sent).
+    pub answers_total: AtomicU64,
+    /// `error` replies sent, by code (index in `ErrorCode::ALL`).
+    refusals: [AtomicU64; ErrorCode::ALL.len()],
+}
+
+/// The game layer's series of this process.
+pub static GAME: GameSeries = GameSeries {
+    rooms: AtomicI64::new(0),
+    players: AtomicI64::new(0),
+    hosts: AtomicI64::new(0),
+    answers_total: AtomicU64::new(0),
+    refusals: [const { AtomicU64::new(0) }; ErrorCode::ALL.len()],
+};
+
+impl GameSeries {
+    /// Counts one `error` sent with `code`.
+    pub fn refused(&self, code: ErrorCode) {
+        if let Some(i) = ErrorCode::ALL.iter().position(|c| *c == code) {
+            self.refusals[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn refusals(&self, code: ErrorCode) -> u64 {
+        ErrorCode::ALL
+            .iter()
+            .position(|c| *c == code)
+            .map_or(0, |i| self.refusals[i].load(Relaxed))
+    }
+
+    fn render(&self, s: &mut String) {
+        let gauges = [
+            (
+                "rooms",
+                "Rooms with members on this process's worker threads (one per thread).",
+                &self.rooms,
+            ),
+            ("players", "Player sessions on this process.", &self.players),
+            ("hosts", "Host sessions on this process.", &self.hosts),
+        ];
+        for (name, help, v) in gauges {
+            let _ = writeln!(
+                s,
+                "# HELP ringside_edge_{name} {help}\n# TYPE ringside_edge_{name} gauge\nringside_edge_{name} {}",
+                v.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP ringside_edge_sendq_bytes Unwritten bytes in the send queues of this process.\n# TYPE ringside_edge_sendq_bytes gauge\nringside_edge_sendq_bytes {}",
+            crate::sendq::queued_bytes_total()
+        );
+        let _ = writeln!(
+            s,
+            "# HELP ringside_edge_answers_total Answers accepted (game:answer:ack sent).\n# TYPE ringside_edge_answers_total counter\nringside_edge_answers_total {}",
+            self.answers_total.load(Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP ringside_edge_refusals_total Error replies sent to clients, by code (docs/protocol.md §4).\n# TYPE ringside_edge_refusals_total counter"
+        );
+        for (i, c) in ErrorCode::ALL.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "ringside_edge_refusals_total{{code=\"{}\"}} {}",
+                c.as_str(),
+                self.refusals[i].load(Relaxed)
+            );
+        }
+    }
+}
 
 /// The counters. One instance per process (`Arc`), aggregated across threads by atomics.
 #[derive(Debug, Default)]
@@ -149,6 +234,7 @@ impl Metrics {
             "ringside_edge_protocol_closes_total{{code=\"other\"}} {}",
             self.protocol_closes[CLOSE_CODES.len()].load(Relaxed)
         );
+        GAME.render(&mut s);
         s
     }
 }
@@ -197,7 +283,21 @@ mod tests {
         assert!(t.contains("ringside_edge_protocol_closes_total{code=\"1012\"} 1"));
         assert!(t.contains("ringside_edge_protocol_closes_total{code=\"other\"} 1"));
         assert!(t.contains("ringside_edge_connections_open 0"));
-        assert_eq!(m.render_labeled(None), t);
+        GAME.refused(ErrorCode::NotHost);
+        let t = m.render();
+        for series in [
+            "ringside_edge_rooms ",
+            "ringside_edge_players ",
+            "ringside_edge_hosts ",
+            "ringside_edge_sendq_bytes ",
+            "ringside_edge_answers_total ",
+            "ringside_edge_refusals_total{code=\"bad_hash\"} ",
+        ] {
+            assert!(t.contains(series), "{series} in {t}");
+        }
+        assert!(GAME.refusals(ErrorCode::NotHost) >= 1);
+        assert!(!t.contains("ringside_edge_refusals_total{code=\"not_host\"} 0\n"));
+        assert_eq!(m.render_labeled(None), m.render());
     }
 
     #[test]

@@ -23,6 +23,8 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, Bytes};
 
@@ -82,6 +84,42 @@ pub struct SendQueue {
 /// How many frames one vectored write takes at most.
 pub const MAX_IOVECS: usize = 64;
 
+/// Every thread's total of queued bytes (one entry per thread that ever queued a frame), summed by
+/// [`queued_bytes_total`] for `/metrics`. Each thread writes only its own entry (a plain store, no
+/// shared cache line on the fan-out path).
+static THREAD_TOTALS: Mutex<Vec<Arc<AtomicI64>>> = Mutex::new(Vec::new());
+
+thread_local! {
+    static QUEUED: Arc<AtomicI64> = {
+        let a = Arc::new(AtomicI64::new(0));
+        THREAD_TOTALS.lock().unwrap_or_else(|e| e.into_inner()).push(a.clone());
+        a
+    };
+}
+
+/// Adds `delta` to this thread's queued bytes.
+fn account(delta: i64) {
+    if delta != 0 {
+        QUEUED.with(|q| q.store(q.load(Relaxed) + delta, Relaxed));
+    }
+}
+
+/// Unwritten bytes in every send queue of this process (the `sendq_bytes` gauge).
+pub fn queued_bytes_total() -> i64 {
+    THREAD_TOTALS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|a| a.load(Relaxed))
+        .sum()
+}
+
+impl Drop for SendQueue {
+    fn drop(&mut self) {
+        account(-(self.bytes as i64));
+    }
+}
+
 impl SendQueue {
     pub fn new() -> Self {
         Self::default()
@@ -127,6 +165,7 @@ impl SendQueue {
             {
                 let old = self.frames.remove(i + skip).expect("index in range");
                 self.bytes -= old.data.len();
+                account(-(old.data.len() as i64));
                 replaced = true;
             }
         }
@@ -134,6 +173,7 @@ impl SendQueue {
             return Push::Overflow;
         }
         self.bytes += data.len();
+        account(data.len() as i64);
         self.frames.push_back(Queued { data, class });
         if replaced {
             Push::Replaced
@@ -155,6 +195,7 @@ impl SendQueue {
     /// Marks `written` bytes as sent. Returns how many whole frames were completed.
     pub fn consume(&mut self, mut written: usize) -> usize {
         let mut done = 0;
+        account(-(written.min(self.bytes) as i64));
         self.bytes -= written.min(self.bytes);
         while written > 0 {
             let Some(front) = self.frames.front_mut() else {
@@ -195,13 +236,16 @@ impl SendQueue {
         let keep = usize::from(self.front_started);
         let dropped = self.frames.len().saturating_sub(keep);
         self.frames.truncate(keep);
+        let before = self.bytes;
         self.bytes = self.frames.iter().map(|q| q.data.len()).sum();
+        account(self.bytes as i64 - before as i64);
         dropped
     }
 
     /// Pushes a frame past the limits (a close frame after `discard_unstarted`).
     pub fn push_unbounded(&mut self, data: Bytes, class: FrameClass) {
         self.bytes += data.len();
+        account(data.len() as i64);
         self.frames.push_back(Queued { data, class });
     }
 }
@@ -227,6 +271,33 @@ mod tests {
         max_bytes: 100,
         max_frames: 10,
     };
+
+    /// This thread's entry of the process-wide queued-bytes gauge (tests run on their own threads).
+    fn thread_queued() -> i64 {
+        QUEUED.with(|q| q.load(Relaxed))
+    }
+
+    #[test]
+    fn the_queued_bytes_gauge_follows_pushes_replacements_writes_discards_and_drops() {
+        let base = thread_queued();
+        let mut q = SendQueue::new();
+        q.push(b("p1"), FrameClass::Droppable(1), &LIM);
+        q.push(b("question"), FrameClass::Reliable, &LIM);
+        q.push(b("p22"), FrameClass::Droppable(1), &LIM); // replaces p1
+        assert_eq!(thread_queued() - base, q.bytes() as i64);
+        q.consume(3); // part of "question"
+        assert_eq!(thread_queued() - base, q.bytes() as i64);
+        q.push(b("more"), FrameClass::Reliable, &LIM);
+        q.discard_unstarted();
+        q.push_unbounded(b("close"), FrameClass::Reliable);
+        assert_eq!(thread_queued() - base, q.bytes() as i64);
+        let mut other = SendQueue::new();
+        other.push(b("abc"), FrameClass::Reliable, &LIM);
+        assert_eq!(thread_queued() - base, (q.bytes() + 3) as i64);
+        drop(q);
+        drop(other);
+        assert_eq!(thread_queued(), base);
+    }
 
     #[test]
     fn newer_progress_frame_supersedes_the_queued_one_and_goes_to_the_tail() {

@@ -11,8 +11,8 @@ use crate::Redis;
 use rand::RngCore;
 use redis::Cmd;
 use ringside_protocol::events::{
-    is_game_code, is_quiz_id, AnswerAck, AnswerResult, ReconnectState, RoomCreated, RoomJoinAck,
-    RoomSettings,
+    is_game_code, is_quiz_id, AnswerAck, AnswerResult, PlayersList, ReconnectState, RoomCreated,
+    RoomJoinAck, RoomSettings,
 };
 use ringside_protocol::{keys, limits, ErrorCode};
 use serde::de::DeserializeOwned;
@@ -38,10 +38,12 @@ pub enum Function {
     Reconnect,
     GameExport,
     ResultsHold,
+    RoomPlayers,
+    RoomsList,
 }
 
 impl Function {
-    pub const ALL: [Function; 17] = [
+    pub const ALL: [Function; 19] = [
         Function::Version,
         Function::RoomCreate,
         Function::RoomJoin,
@@ -59,6 +61,8 @@ impl Function {
         Function::Reconnect,
         Function::GameExport,
         Function::ResultsHold,
+        Function::RoomPlayers,
+        Function::RoomsList,
     ];
 
     /// The registered name (`FCALL <name> ...`).
@@ -81,6 +85,8 @@ impl Function {
             Function::Reconnect => "reconnect",
             Function::GameExport => "game_export",
             Function::ResultsHold => "results_hold",
+            Function::RoomPlayers => "room_players",
+            Function::RoomsList => "rooms_list",
         }
     }
 
@@ -93,6 +99,8 @@ impl Function {
                 | Function::Snapshot
                 | Function::Reconnect
                 | Function::GameExport
+                | Function::RoomPlayers
+                | Function::RoomsList
         )
     }
 }
@@ -567,6 +575,60 @@ impl Game {
             .call_json(Function::ResultsHold, code, &[&ms.to_string()])
             .await?;
         Ok(h.held)
+    }
+
+    /// One page of the room's players for its host (`room:players`): `count` (1..=500) from `offset`,
+    /// in leaderboard order.
+    pub async fn players(
+        &self,
+        code: &str,
+        host_token: &str,
+        offset: u32,
+        count: u32,
+    ) -> Result<PlayersList, GameError> {
+        self.call_json(
+            Function::RoomPlayers,
+            code,
+            &[host_token, &offset.to_string(), &count.to_string()],
+        )
+        .await
+    }
+
+    /// The live rooms of `partition` (`keys::rooms`): how many, and the newest `count` (0..=1000) as
+    /// (game code, created epoch ms), newest first. For the ops view; read each room with [`Game::snapshot`].
+    pub async fn rooms_list(
+        &self,
+        partition: u32,
+        count: u32,
+    ) -> Result<(u64, Vec<(String, u64)>), GameError> {
+        let mut conn = self.conn.clone();
+        let v: Vec<redis::Value> = redis::cmd("FCALL")
+            .arg(Function::RoomsList.name())
+            .arg(1)
+            .arg(keys::rooms(partition))
+            .arg(count)
+            .query_async(&mut conn)
+            .await
+            .map_err(GameError::from_redis)?;
+        let bad = |detail: &str| GameError::BadReply {
+            function: "rooms_list",
+            detail: detail.into(),
+        };
+        let mut it = v.into_iter();
+        let live: u64 = it
+            .next()
+            .and_then(|x| redis::from_redis_value(x).ok())
+            .ok_or_else(|| bad("no count"))?;
+        let mut rooms = Vec::new();
+        while let (Some(c), Some(t)) = (it.next(), it.next()) {
+            let code: String = redis::from_redis_value(c).map_err(|_| bad("code"))?;
+            let created: String = redis::from_redis_value(t).map_err(|_| bad("created"))?;
+            rooms.push((
+                code,
+                created.parse::<f64>().map_err(|_| bad("created"))? as u64,
+            ));
+        }
+        Ok((live, rooms))
     }
 
     /// The room as a `reconnect:state` for `player_id` (`None`: no player's own figures).

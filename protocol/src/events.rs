@@ -77,6 +77,9 @@ events! {
         "host:skip:question" => HostSkip(HostSkip),
         /// Host only: add time to the current question; answered with `ok`.
         "host:extend:time" => HostExtend(HostExtend),
+        /// Host only: one page of the room's players (the lobby after a reload); answered with
+        /// `room:players:list`.
+        "room:players" => RoomPlayers(RoomPlayers),
         /// A player or host comes back on a new socket; answered with missed events or `reconnect:state`.
         "reconnect:attempt" => ReconnectAttempt(ReconnectAttempt),
     }
@@ -125,6 +128,8 @@ events! {
         "game:end" => GameEnd(GameEnd),
         /// Reply to `reconnect:attempt` when the missed events are no longer in the room log.
         "reconnect:state" => ReconnectState(ReconnectState),
+        /// Reply to `room:players`: one page of the room's players.
+        "room:players:list" => PlayersList(PlayersList),
     }
 }
 
@@ -212,6 +217,12 @@ impl Event for ClientEvent {
             }
             ClientEvent::HostExtend(e) if !code_ok(&e.game_code) => {
                 bad("gameCode must be 6 characters")
+            }
+            ClientEvent::RoomPlayers(p) if !code_ok(&p.game_code) => {
+                bad("gameCode must be 6 characters")
+            }
+            ClientEvent::RoomPlayers(p) if p.count == 0 || p.count > limits::PLAYERS_PAGE_MAX => {
+                bad("count must be 1..=500")
             }
             _ => Ok(()),
         }
@@ -419,6 +430,22 @@ pub struct RoomKick {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+pub struct RoomPlayers {
+    pub game_code: String,
+    /// Position of the first player of the page (0-based; `next` of the previous page).
+    #[serde(default)]
+    pub offset: u32,
+    /// Players per page, 1..=[`limits::PLAYERS_PAGE_MAX`].
+    #[serde(default = "default_players_page")]
+    pub count: u32,
+}
+
+fn default_players_page() -> u32 {
+    100
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AnswerSubmit {
     pub game_code: String,
     /// 0-based index of the question being answered; must be the current one.
@@ -535,6 +562,17 @@ pub struct RoomJoinAck {
     pub state: RoomState,
     /// The room's latest `seq`: events after it will follow on this socket.
     pub seq: u64,
+}
+
+/// One page of a room's players, in leaderboard order (total desc, then id desc: stable in the lobby).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlayersList {
+    pub players: Vec<PlayerInfo>,
+    pub total_count: u32,
+    /// The `offset` of the next page; absent after the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -692,7 +730,8 @@ pub struct ReconnectState {
     pub state: RoomState,
     /// The room's latest `seq`: later events follow on this socket.
     pub seq: u64,
-    /// The current question when one is open (ACTIVE), as `game:question:show` had it.
+    /// The current question when one is open (ACTIVE), or the question just revealed (REVEAL), as
+    /// `game:question:show` had it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_q: Option<QuestionShow>,
     /// Whether the question timer is paused.
@@ -713,4 +752,11 @@ pub struct ReconnectState {
     pub total_players: u32,
     pub leaderboard: Vec<RankEntry>,
     pub server_time: u64,
+    /// In REVEAL: the reveal of `current_q`, as `game:question:reveal` had it (`skipped` is not kept:
+    /// false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reveal: Option<QuestionReveal>,
+    /// In REVEAL, for a player: their own `game:answer:result` of `current_q`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<AnswerResult>,
 }

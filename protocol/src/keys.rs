@@ -64,6 +64,12 @@ pub fn results(partition: u32) -> String {
     format!("results:{}", partition_tag(partition))
 }
 
+/// The index of a partition's live rooms: a sorted set, game code → created (epoch ms), kept by the room
+/// functions (added by `room_create`, removed when the game ends) and read by `rooms_list` (the ops view).
+pub fn rooms(partition: u32) -> String {
+    format!("rooms:{}", partition_tag(partition))
+}
+
 /// A quiz of the public catalog (its own slot; read once when a room is created by `room:create`).
 pub fn quiz(quiz_id: &str) -> String {
     format!("quiz:{{{quiz_id}}}")

@@ -34,3 +34,5 @@ pub const PING_INTERVAL_MS: u32 = 5_000;
 pub const MAX_EXTEND_SECONDS: u32 = 120;
 /// Decoding depth limit for nested values (defends the decoders against deep nesting).
 pub const MAX_DEPTH: usize = 16;
+/// Players per `room:players` page (`room_players` in lua/ringside.lua: PLAYERS_PAGE_MAX).
+pub const PLAYERS_PAGE_MAX: u32 = 500;

@@ -10,6 +10,7 @@
 use super::address_limits::AddressLimiter;
 use super::hub::{class_of, CallError, HubHandle, RoomFrame, WorkerMsg};
 use crate::conn::ConnHandle;
+use crate::metrics::GAME;
 use crate::sendq::FrameClass;
 use crate::ws::frame::{self, Opcode};
 use ringside_protocol::events::{ErrorEvent, LeaveReason, ReconnectState, ServerEvent};
@@ -17,6 +18,7 @@ use ringside_protocol::{CloseCode, Codec, Envelope, ErrorCode};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 struct Member {
@@ -91,6 +93,12 @@ pub fn send_error(
     send_refusal(conn, codec, rid, code, message, event, retry_after_ms)
 }
 
+/// The `players`/`hosts` gauges of `/metrics` ([`GAME`]): `delta` members of one role.
+fn count_member(player: bool, delta: i64) {
+    let g = if player { &GAME.players } else { &GAME.hosts };
+    g.fetch_add(delta, Relaxed);
+}
+
 /// [`send_error`] with a `retryAfterMs` of the caller's (a rate limit knows when its next token comes).
 pub fn send_refusal(
     conn: &ConnHandle,
@@ -101,6 +109,7 @@ pub fn send_refusal(
     event: Option<&str>,
     retry_after_ms: Option<u64>,
 ) {
+    GAME.refused(code);
     let env = Envelope::new(ServerEvent::Error(ErrorEvent {
         code,
         message,
@@ -152,7 +161,8 @@ impl Rooms {
             let mut rooms = self.rooms.borrow_mut();
             let first = !rooms.contains_key(code);
             let room = rooms.entry(code.clone()).or_default();
-            room.members.insert(
+            count_member(player.is_some(), 1);
+            let old = room.members.insert(
                 conn.id(),
                 Member {
                     conn: conn.clone(),
@@ -162,7 +172,11 @@ impl Rooms {
                     syncing: false,
                 },
             );
+            if let Some(old) = old {
+                count_member(old.player.is_some(), -1);
+            }
             if first {
+                GAME.rooms.fetch_add(1, Relaxed);
                 self.hub.interest(code.clone(), self.worker, true);
             }
             room.last_seq > last_seq
@@ -176,9 +190,12 @@ impl Rooms {
     pub fn remove_member(&self, code: &Arc<str>, conn_id: u64) {
         let mut rooms = self.rooms.borrow_mut();
         if let Some(room) = rooms.get_mut(code) {
-            room.members.remove(&conn_id);
+            if let Some(gone) = room.members.remove(&conn_id) {
+                count_member(gone.player.is_some(), -1);
+            }
             if room.members.is_empty() {
                 rooms.remove(code);
+                GAME.rooms.fetch_sub(1, Relaxed);
                 self.hub.interest(code.clone(), self.worker, false);
             }
         }

@@ -116,6 +116,7 @@ impl GameSession {
             ClientEvent::HostResume(g) => cx.clone().run(host::resume(&cx, g)),
             ClientEvent::HostSkip(s) => cx.clone().run(host::skip(&cx, s)),
             ClientEvent::HostExtend(e) => cx.clone().run(host::extend(&cx, e)),
+            ClientEvent::RoomPlayers(p) => cx.clone().run(host::players(&cx, p)),
         }
     }
 }

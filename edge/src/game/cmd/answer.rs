@@ -2,10 +2,12 @@
 //! player's answer secret, reaches `answer_submit`; whether the answer counts is Redis's decision.
 
 use super::{Applied, Cx, Error, Seat};
+use crate::metrics::GAME;
 use ringside_protocol::auth::verify_answer_hash;
 use ringside_protocol::events::{AnswerSubmit, ServerEvent};
 use ringside_protocol::ErrorCode;
 use std::future::Future;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// `game:answer:submit` → `answer_submit`; the reply is `game:answer:ack`.
 pub fn submit(
@@ -28,6 +30,7 @@ pub fn submit(
                     .await
             })
             .await?;
+        GAME.answers_total.fetch_add(1, Relaxed);
         Ok(ServerEvent::AnswerAck(ack))
     })
 }

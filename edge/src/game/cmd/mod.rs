@@ -13,6 +13,7 @@
 //! | `reconnect:attempt` | [`reconnect`] | no session yet, per-address limit | `reconnect` → `reconnect`, then [`Rooms::replay_or_snapshot`] |
 //! | `game:answer:submit` | [`answer`] | player of that room, HMAC | `answer_submit` → `answer_submit` |
 //! | `room:kick`, `game:start`, `host:*` | [`host`] | host of that room | `kick`/`start`/`pause`/`resume`/`skip`/`extend` |
+//! | `room:players` | [`host`] | host of that room | `players` → `room_players` |
 //!
 //! Adding a client event: ARCHITECTURE.md, "Adding a client event".
 
