@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::admission::AdmissionLimits;
 use crate::config::{parse_duration, Config, Driver, TlsFiles};
 use crate::game::{GameConfig, GameFlags};
 use crate::sendq::SendQueueLimits;
@@ -90,6 +91,9 @@ pub struct Cli {
     /// The game layer's flags (`--redis`, `--cluster`, `--share-base`, `--addr-*`).
     #[command(flatten)]
     pub game: GameFlags,
+    /// Admission control's thresholds and `session:ack`'s reconnect policy.
+    #[command(flatten)]
+    pub admission: AdmissionLimits,
     /// Set by the --processes launcher for each child (0..N); not for people.
     #[arg(long, env = "RINGSIDE_EDGE_CHILD_INDEX", hide = true)]
     pub process_index: Option<usize>,
@@ -155,6 +159,11 @@ impl Cli {
             driver: self.driver,
             metrics_listen: self.metrics_listen,
             process_index: self.process_index,
+            admission: if self.echo {
+                base.admission
+            } else {
+                self.admission.clone()
+            },
             ..base
         }
     }

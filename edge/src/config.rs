@@ -23,6 +23,13 @@
 //! | `--driver` | `RINGSIDE_EDGE_DRIVER` | `fusion` (io_uring, epoll fallback) |
 //! | `--allow-thp` | `RINGSIDE_EDGE_ALLOW_THP` | off: transparent huge pages disabled for the process |
 //! | `--metrics-listen` | `RINGSIDE_EDGE_METRICS_LISTEN` | off; `ADDR:PORT`: process *i* also serves `/metrics`, `/healthz`, `/readyz` on `PORT+i` |
+//! | `--admission-max-loop-lag-ms` | `RINGSIDE_EDGE_ADMISSION_MAX_LOOP_LAG_MS` | 250 (0: off; all admission thresholds off with `--echo`) |
+//! | `--admission-max-queued-bytes` | `RINGSIDE_EDGE_ADMISSION_MAX_QUEUED_BYTES` | 64 MiB per worker thread |
+//! | `--admission-max-redis-in-flight` | `RINGSIDE_EDGE_ADMISSION_MAX_REDIS_IN_FLIGHT` | 10000 per process |
+//! | `--admission-max-redis-latency-ms` | `RINGSIDE_EDGE_ADMISSION_MAX_REDIS_LATENCY_MS` | 500 |
+//! | `--admission-max-fds-percent` | `RINGSIDE_EDGE_ADMISSION_MAX_FDS_PERCENT` | 90 % of RLIMIT_NOFILE |
+//! | `--admission-retry-after-ms` | `RINGSIDE_EDGE_ADMISSION_RETRY_AFTER_MS` | 2000 (plus up to as much again, random) |
+//! | `--reconnect-delay-ms` / `--reconnect-jitter-ms` / `--reconnect-jitter-max-ms` | `RINGSIDE_EDGE_RECONNECT_DELAY_MS` / `_JITTER_MS` / `_JITTER_MAX_MS` | 250 / 1000 / 4000: `session:ack`'s reconnect policy |
 //! | `--addr-joins-per-sec` / `--addr-join-burst` | `RINGSIDE_EDGE_ADDR_JOINS_PER_SEC` / `_JOIN_BURST` | 50 / 200 per source address per process (0: off) |
 //! | `--addr-code-misses` / `--addr-code-miss-window-secs` | `RINGSIDE_EDGE_ADDR_CODE_MISSES` / `_CODE_MISS_WINDOW_SECS` | 20 per 10 s per source address per process (0: off) |
 //! | `--addr-table-size` | `RINGSIDE_EDGE_ADDR_TABLE_SIZE` | 65536 addresses remembered per process |
@@ -39,6 +46,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
+use crate::admission::AdmissionLimits;
 use crate::sendq::SendQueueLimits;
 use crate::ws::frame::Limits;
 
@@ -80,6 +88,9 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// This process's index under the `--processes` launcher (`RINGSIDE_EDGE_CHILD_INDEX`).
     pub process_index: Option<usize>,
+    /// Admission control's thresholds and `session:ack`'s reconnect policy
+    /// (docs/operations/admission.md).
+    pub admission: AdmissionLimits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +123,7 @@ impl Default for Config {
             driver: Driver::Fusion,
             metrics_listen: None,
             process_index: None,
+            admission: AdmissionLimits::default(),
         }
     }
 }
@@ -130,6 +142,8 @@ impl Config {
             echo: true,
             limits: Limits::ECHO,
             sendq: ECHO_SENDQ,
+            // The client drives the traffic (benchmarks, Autobahn): nothing to protect.
+            admission: AdmissionLimits::off(),
             ..Config::default()
         }
     }
@@ -247,6 +261,9 @@ impl Config {
                     self.ping_interval, self.idle_timeout
                 ),
             );
+        }
+        if let Err((flag, why)) = self.admission.validate() {
+            return bad(flag, why);
         }
         if self.sendq.max_frames == 0 || self.sendq.max_bytes < 1024 {
             return bad(

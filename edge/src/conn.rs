@@ -15,276 +15,60 @@
 //!    written and the peer's close arrived (or the input failed), the socket half-closes and lingers
 //!    until the peer's EOF, bounded by `--close-timeout` (enforced by the worker's sweep).
 //!
+//! Admission control (module [`admission`](crate::admission)) refuses an upgrade here, with `503` and
+//! `Retry-After`, while the edge is past a threshold; plain HTTP (probes, pages, `/api/`) is not refused.
+//!
 //! Architecture invariant: no connection state outlives its socket — the task owns the socket,
 //! session and decoder; the registry entry is removed when the task ends; a [`ConnHandle`] kept
 //! elsewhere only refuses sends after that.
 
-use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::Poll;
 
-use bytes::Bytes;
 use monoio::net::TcpStream;
 
+use crate::admission::{Admission, Work};
+use crate::handle::Stage;
 use crate::http;
-use crate::sendq::{FrameClass, Push, SendQueue};
-use crate::session::Session;
+use crate::registry::Registry;
+use crate::sendq::{FrameClass, SendQueue};
+use crate::session::{Session, SessionFactory};
 use crate::sys::RawSock;
 use crate::transport::{self, Transport, Written};
 use crate::worker::Worker;
 use crate::ws::frame::{self, Event, Flow, Opcode};
-use crate::ws::handshake::{self, FailReason, Request, Subprotocol};
+use crate::ws::handshake::{self, FailReason, Request};
 use ringside_protocol::CloseCode;
 
-/// Where a socket is in the close handshake (server side).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    Open,
-    /// A close was requested (drain, idle, slow consumer, game layer); the task sends it.
-    Requested {
-        code: u16,
-        reason: &'static str,
-    },
-    /// Our close frame is queued or written, at worker second `since`.
-    Sent {
-        since: u32,
-    },
-    /// Give up now (close timed out): drop the socket.
-    Aborted,
+pub use crate::handle::{shared_state_size, CloseInfo, ConnHandle, SendError};
+
+/// One worker thread's context for its connection tasks: the worker (clock, scratch buffer, gauges),
+/// its registry of sockets, and the session factory. Built by the server, one per thread.
+pub struct Thread {
+    pub worker: Rc<Worker>,
+    pub registry: Registry,
+    pub factory: Arc<dyn SessionFactory>,
 }
 
-/// State shared between a socket's task and its [`ConnHandle`]s.
-struct ConnShared {
-    id: u64,
-    subprotocol: Subprotocol,
-    stage: Cell<Stage>,
-    queue: RefCell<SendQueue>,
-    waker: Cell<Option<Waker>>,
-    /// Worker second of the last received bytes.
-    last_rx: Cell<u32>,
-    last_ping: Cell<u32>,
-    /// The last write found the kernel send buffer full (the client is not keeping up): only
-    /// then do newer droppable frames supersede queued ones.
-    backed_up: Cell<bool>,
-    /// Index in the worker's registry.
-    slot: Cell<u32>,
-    worker: Rc<Worker>,
-}
+/// Counts an accepted socket for the admission's descriptor estimate while its task runs.
+struct Counted<'a>(&'a Admission);
 
-/// Why [`ConnHandle::send`] refused a frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SendError {
-    #[error("connection is closing or closed")]
-    Closed,
-    #[error("send queue passed its hard limit; closing with 4008")]
-    SlowConsumer,
-}
-
-/// How a socket ended, for [`Session::on_close`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CloseInfo {
-    /// The close code the peer sent (`Some(None)`: a close frame without a code).
-    pub received: Option<Option<u16>>,
-    /// The close code the server sent.
-    pub sent: Option<u16>,
-}
-
-/// A cheap (`Rc`) handle to one socket, usable from anywhere on the socket's worker thread.
-///
-/// Frames are encoded once with [`crate::ws::frame::encode`] and the same `Bytes` is passed to
-/// every handle of a fan-out.
-#[derive(Clone)]
-pub struct ConnHandle(Rc<ConnShared>);
-
-impl std::fmt::Debug for ConnHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnHandle")
-            .field("id", &self.0.id)
-            .field("stage", &self.0.stage.get())
-            .finish()
+impl<'a> Counted<'a> {
+    fn new(a: &'a Admission) -> Self {
+        a.socket(1);
+        Counted(a)
     }
 }
 
-impl ConnHandle {
-    fn new(worker: Rc<Worker>, subprotocol: Subprotocol) -> Self {
-        let now = worker.now();
-        ConnHandle(Rc::new(ConnShared {
-            id: worker.next_conn_id(),
-            subprotocol,
-            stage: Cell::new(Stage::Open),
-            queue: RefCell::new(SendQueue::new()),
-            waker: Cell::new(None),
-            last_rx: Cell::new(now),
-            last_ping: Cell::new(now),
-            backed_up: Cell::new(false),
-            slot: Cell::new(u32::MAX),
-            worker,
-        }))
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.socket(-1);
     }
-
-    /// Process-unique id of this connection.
-    pub fn id(&self) -> u64 {
-        self.0.id
-    }
-
-    /// The negotiated subprotocol (decides text vs binary frames for the game layer).
-    pub fn subprotocol(&self) -> Subprotocol {
-        self.0.subprotocol
-    }
-
-    /// Whether frames are still accepted (no close requested or sent).
-    pub fn is_open(&self) -> bool {
-        self.0.stage.get() == Stage::Open
-    }
-
-    /// Unwritten bytes queued for this socket.
-    pub fn queued_bytes(&self) -> usize {
-        self.0.queue.borrow().bytes()
-    }
-
-    /// The index of the worker thread that owns this socket.
-    pub fn worker_index(&self) -> usize {
-        self.0.worker.index
-    }
-
-    /// Queues an encoded server frame. Past the hard limit the socket is closed with 4008 and
-    /// counted in `slow_consumer_closes_total`.
-    pub fn send(&self, frame: Bytes, class: FrameClass) -> Result<(), SendError> {
-        let s = &*self.0;
-        if s.stage.get() != Stage::Open {
-            return Err(SendError::Closed);
-        }
-        let metrics = &s.worker.shared.metrics;
-        let mut q = s.queue.borrow_mut();
-        let was_empty = q.is_empty();
-        match q.push_with(
-            frame,
-            class,
-            &s.worker.shared.config.sendq,
-            s.backed_up.get(),
-        ) {
-            Push::Queued => {}
-            Push::Replaced => {
-                metrics
-                    .dropped_superseded_frames_total
-                    .fetch_add(1, Relaxed);
-            }
-            Push::Overflow => {
-                metrics.slow_consumer_closes_total.fetch_add(1, Relaxed);
-                q.discard_unstarted();
-                drop(q);
-                s.stage.set(Stage::Requested {
-                    code: CloseCode::SlowConsumer.code(),
-                    reason: "slow consumer",
-                });
-                self.wake();
-                return Err(SendError::SlowConsumer);
-            }
-        }
-        drop(q);
-        if was_empty {
-            self.wake();
-        }
-        Ok(())
-    }
-
-    /// Whether `frames` more frames of `bytes` in all would keep this socket's send queue within
-    /// half of its hard limit: the test before queueing a burst at once (a reconnect's replay, a
-    /// catch-up from the room log), which would otherwise close a client with 4008 before it could
-    /// read any of it. Callers send a snapshot instead.
-    pub fn has_room_for(&self, frames: usize, bytes: usize) -> bool {
-        let lim = &self.0.worker.shared.config.sendq;
-        let q = self.0.queue.borrow();
-        q.len() + frames <= lim.max_frames / 2 && q.bytes() + bytes <= lim.max_bytes / 2
-    }
-
-    /// Encodes and queues a reliable text frame.
-    pub fn send_text(&self, text: &str) -> Result<(), SendError> {
-        self.send(frame::encode_text(text), FrameClass::Reliable)
-    }
-
-    /// Encodes and queues a reliable binary frame.
-    pub fn send_binary(&self, data: &[u8]) -> Result<(), SendError> {
-        self.send(frame::encode_binary(data), FrameClass::Reliable)
-    }
-
-    /// Starts the close handshake with `code` (sent after frames already queued).
-    pub fn close(&self, code: u16, reason: &'static str) {
-        if self.0.stage.get() == Stage::Open {
-            self.0.stage.set(Stage::Requested { code, reason });
-            self.wake();
-        }
-    }
-
-    /// Frees the send queue's buffer if nothing is queued (the once-a-second sweep: an idle
-    /// socket keeps no queue memory, a busy one is not re-allocating per frame).
-    pub(crate) fn release_idle_queue(&self) {
-        if let Ok(mut q) = self.0.queue.try_borrow_mut() {
-            q.release_if_empty();
-        }
-    }
-
-    pub(crate) fn abort(&self) {
-        self.0.stage.set(Stage::Aborted);
-        self.wake();
-    }
-
-    pub(crate) fn send_ping(&self, ping: &Bytes, now: u32) {
-        self.0.last_ping.set(now);
-        let _ = self.send(ping.clone(), FrameClass::Control);
-    }
-
-    pub(crate) fn closing_since(&self) -> Option<u32> {
-        match self.0.stage.get() {
-            Stage::Sent { since } => Some(since),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn last_rx(&self) -> u32 {
-        self.0.last_rx.get()
-    }
-
-    pub(crate) fn last_ping(&self) -> u32 {
-        self.0.last_ping.get()
-    }
-
-    pub(crate) fn slot(&self) -> u32 {
-        self.0.slot.get()
-    }
-
-    pub(crate) fn set_slot(&self, s: u32) {
-        self.0.slot.set(s);
-    }
-
-    fn wake(&self) {
-        if let Some(w) = self.0.waker.take() {
-            w.wake();
-        }
-    }
-
-    /// Whether the task has something to do without I/O readiness.
-    fn has_work(&self, write_blocked: bool) -> bool {
-        matches!(self.0.stage.get(), Stage::Requested { .. } | Stage::Aborted)
-            || (!write_blocked && !self.0.queue.borrow().is_empty())
-    }
-
-    fn park(&self, cx: &Context<'_>) {
-        let w = self.0.waker.take();
-        match w {
-            Some(w) if w.will_wake(cx.waker()) => self.0.waker.set(Some(w)),
-            _ => self.0.waker.set(Some(cx.waker().clone())),
-        }
-    }
-}
-
-/// Size in bytes of the shared per-connection state (for the ≤ 1 KiB idle budget).
-pub const fn shared_state_size() -> usize {
-    std::mem::size_of::<ConnShared>()
 }
 
 static TASK_FUTURE_SIZE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -317,10 +101,12 @@ pub fn task_future_size() -> Option<usize> {
 /// is the per-socket budget (see `task_future_size`).
 // Deliberately not `async fn`: see the comment in the body (measured 528 -> 440 bytes).
 #[allow(clippy::manual_async_fn)]
-pub fn serve(worker: Rc<Worker>, stream: TcpStream) -> impl Future<Output = ()> {
+pub fn serve(thread: Rc<Thread>, stream: TcpStream) -> impl Future<Output = ()> {
     // An async block, not an async fn: the captured socket is used in place instead of being
     // moved from the argument slot into a local (which would store it twice in the future).
     async move {
+        let worker = &thread.worker;
+        let _counted = Counted::new(&worker.shared.admission);
         worker
             .shared
             .metrics
@@ -335,10 +121,10 @@ pub fn serve(worker: Rc<Worker>, stream: TcpStream) -> impl Future<Output = ()> 
         }
         let timeout = worker.shared.config.handshake_timeout;
         worker.preamble(1);
-        let pre = Box::pin(monoio::time::timeout(timeout, preamble(&worker, &stream))).await;
+        let pre = Box::pin(monoio::time::timeout(timeout, preamble(&thread, &stream))).await;
         worker.preamble(-1);
         let mut c = match pre {
-            Ok(Ok(Some(up))) => WsConn::start(&worker, up),
+            Ok(Ok(Some(up))) => WsConn::start(&thread, up),
             Ok(Ok(None)) => return,
             Ok(Err(reason)) => {
                 worker.shared.metrics.handshake_failed(reason);
@@ -357,11 +143,11 @@ pub fn serve(worker: Rc<Worker>, stream: TcpStream) -> impl Future<Output = ()> 
         let mut armed_for_write = false;
         let mut read_more = false;
         let linger = loop {
-            c.apply_close_request(&worker);
+            c.apply_close_request(worker);
             if c.handle.0.stage.get() == Stage::Aborted {
                 break false;
             }
-            if !c.write_blocked && c.flush(&worker, sock).is_err() {
+            if !c.write_blocked && c.flush(worker, sock).is_err() {
                 break false;
             }
             if c.close_complete() {
@@ -374,7 +160,7 @@ pub fn serve(worker: Rc<Worker>, stream: TcpStream) -> impl Future<Output = ()> 
             let want_read = !c.read_eof && !c.write_blocked;
             if want_read && read_more {
                 yield_now().await;
-                read_more = c.read_ready(&worker, sock);
+                read_more = c.read_ready(worker, sock);
                 continue;
             }
             let want = if c.write_blocked {
@@ -413,7 +199,7 @@ pub fn serve(worker: Rc<Worker>, stream: TcpStream) -> impl Future<Output = ()> 
             if armed_for_write {
                 c.write_blocked = false;
             } else {
-                read_more = c.read_ready(&worker, sock);
+                read_more = c.read_ready(worker, sock);
             }
         };
         if linger {
@@ -430,7 +216,7 @@ pub fn serve(worker: Rc<Worker>, stream: TcpStream) -> impl Future<Output = ()> 
             })
             .await;
         }
-        c.finish(&worker);
+        c.finish(&thread);
     }
 }
 
@@ -453,7 +239,8 @@ struct Upgraded {
 }
 
 /// TLS, request head, HTTP answer or upgrade. `Ok(None)`: answered and closed.
-async fn preamble(worker: &Rc<Worker>, stream: &TcpStream) -> Result<Option<Upgraded>, FailReason> {
+async fn preamble(thread: &Thread, stream: &TcpStream) -> Result<Option<Upgraded>, FailReason> {
+    let worker = &thread.worker;
     let shared = &worker.shared;
     let sock = RawSock::new(stream);
     let mut transport = match &shared.tls {
@@ -524,8 +311,25 @@ async fn preamble(worker: &Rc<Worker>, stream: &TcpStream) -> Result<Option<Upgr
                 u
             }
         };
+        if let Err(r) = shared.admission.admit(Work::Upgrade, &worker.load) {
+            let body = format!(
+                "overloaded ({}): retry after {} s\n",
+                r.reason.describe(),
+                r.retry_after_secs()
+            );
+            let secs = r.retry_after_secs().to_string();
+            let resp = handshake::http_response(
+                503,
+                "text/plain; charset=utf-8",
+                body.as_bytes(),
+                &[("Retry-After", &secs)],
+            );
+            let _ = transport::write_all(stream, &mut transport, &resp).await;
+            transport::linger_close(stream, &mut transport, shared.config.close_timeout).await;
+            return Ok(None);
+        }
         let handle = ConnHandle::new(worker.clone(), up.subprotocol);
-        let session = match shared.factory.open(&up, &handle) {
+        let session = match thread.factory.open(&up, &handle) {
             Ok(s) => s,
             Err(rej) => {
                 shared.metrics.handshake_failed(FailReason::Rejected);
@@ -588,14 +392,15 @@ fn yield_now() -> impl Future<Output = ()> {
 
 impl WsConn {
     /// Registers the upgraded socket and processes frame bytes that came with the request head.
-    fn start(worker: &Rc<Worker>, up: Upgraded) -> WsConn {
+    fn start(thread: &Thread, up: Upgraded) -> WsConn {
+        let worker = &thread.worker;
         let Upgraded {
             transport,
             handle,
             session,
             mut leftover,
         } = up;
-        worker.register(&handle);
+        thread.registry.register(&handle);
         worker.shared.metrics.connections_open.fetch_add(1, Relaxed);
         if worker.shared.draining() {
             handle.close(CloseCode::ServiceRestart.code(), "service restart");
@@ -768,11 +573,12 @@ impl WsConn {
         }
     }
 
-    fn finish(mut self, worker: &Worker) {
+    fn finish(mut self, thread: &Thread) {
+        let worker = &thread.worker;
         if self.handle.0.stage.get() != Stage::Aborted {
             self.handle.0.stage.set(Stage::Aborted);
         }
-        worker.unregister(&self.handle);
+        thread.registry.unregister(&self.handle);
         worker.shared.metrics.connections_open.fetch_sub(1, Relaxed);
         let info = CloseInfo {
             received: self.received,

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::server::ServerShared;
+use crate::metrics::with_label;
+use crate::shared::ServerShared;
 use crate::ws::handshake::{http_response, parse_request, HttpRequest, Request};
 
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -44,15 +45,19 @@ pub fn probe(shared: &ServerShared, path: &str) -> Option<Vec<u8>> {
                 http_response(200, TEXT, b"ready\n", &[])
             }
         }
-        "/metrics" => http_response(
-            200,
-            "text/plain; version=0.0.4; charset=utf-8",
-            shared
-                .metrics
-                .render_labeled(shared.config.process_label())
-                .as_bytes(),
-            &[],
-        ),
+        "/metrics" => {
+            let mut text = shared.metrics.render();
+            shared.admission.render(&mut text);
+            if let Some(i) = shared.config.process_label() {
+                text = with_label(&text, "process", &i.to_string());
+            }
+            http_response(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                text.as_bytes(),
+                &[],
+            )
+        }
         _ => return None,
     })
 }

@@ -8,9 +8,12 @@
 //! - [`http`] — `/healthz`, `/readyz`, `/metrics`, static files from `--web-root`.
 //! - [`proxy`] — `/api/` forwarded to the control plane (`--api-upstream`); the edge keeps no database.
 //! - [`server`] — thread-per-core accept loop, SO_REUSEPORT, drain.
-//! - [`worker`] — per-thread registry of sockets, scratch buffer, once-a-second sweep (pings,
-//!   idle timeouts, stuck closes), cross-thread shutdown signal.
-//! - [`conn`] — the per-connection task and [`ConnHandle`].
+//! - [`shared`] — process-wide state (config, counters, admission gauges, drain flag): read by
+//!   probes as a value.
+//! - [`worker`] — per-thread clock, scratch buffer, event-loop lag; [`registry`] — the thread's
+//!   sockets, the once-a-second sweep (pings, idle timeouts, stuck closes), the drain.
+//! - [`handle`] — [`ConnHandle`], a socket as the game layer sees it; [`conn`] — the task that owns it.
+//! - [`admission`] — saturation gauges and thresholds: new upgrades and joins are refused first.
 //! - [`transport`] — readiness-driven non-blocking I/O, plain or TLS (rustls sans-I/O).
 //! - [`sendq`] — bounded send queue with the slow-consumer policy.
 //! - [`session`] — the seam for the game layer ([`Session`], [`SessionFactory`]) and echo mode.
@@ -20,31 +23,36 @@
 //!   knows both layers).
 //! - [`metrics`], [`config`], [`tls`], [`launcher`] (`--processes`), [`sys`] (the unsafe OS calls).
 //!
-//! Architecture invariant: the import graph has no circle through `game` (test: `module_graph.rs`).
+//! Architecture invariant: the import graph of `edge/src` has no circle at all, and nothing below
+//! `game` names it (test: `module_graph.rs`).
 //!
 //! Architecture invariant: the edge never decides game outcomes; it moves validated frames.
 //! Architecture invariant: an idle socket holds no read buffer (readiness wait + per-thread scratch).
 
+pub mod admission;
 pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod game;
+pub mod handle;
 pub mod http;
 pub mod launcher;
 pub mod metrics;
 #[cfg(test)]
 mod module_graph;
 pub mod proxy;
+pub mod registry;
 pub mod sendq;
 pub mod server;
 pub mod session;
+pub mod shared;
 pub mod sys;
 pub mod tls;
 pub mod transport;
 pub mod worker;
 pub mod ws;
 
-pub use conn::{CloseInfo, ConnHandle, SendError};
+pub use handle::{CloseInfo, ConnHandle, SendError};
 pub use sendq::FrameClass;
 pub use server::{start, ServerHandle};
 pub use session::{EchoFactory, Rejection, Session, SessionFactory};

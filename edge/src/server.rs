@@ -13,37 +13,21 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use anyhow::Context as _;
 
+use crate::admission::Admission;
 use crate::config::{Config, Driver};
-use crate::conn;
+use crate::conn::{self, Thread};
 use crate::metrics::Metrics;
+use crate::registry::Registry;
 use crate::session::SessionFactory;
-use crate::worker::{Shutdown, Worker};
+use crate::shared::ServerShared;
+use crate::worker::Worker;
 use crate::ws::handshake::HandshakePolicy;
-
-/// Process-wide state shared by every worker thread.
-pub struct ServerShared {
-    pub config: Config,
-    pub metrics: Metrics,
-    pub policy: HandshakePolicy,
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    pub factory: Arc<dyn SessionFactory>,
-    pub shutdown: Shutdown,
-    draining: AtomicBool,
-}
-
-impl ServerShared {
-    /// Whether a drain has started.
-    pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
-    }
-}
 
 /// A running edge (all worker threads of this process).
 pub struct ServerHandle {
@@ -64,10 +48,7 @@ impl Drainer {
 }
 
 fn start_drain(shared: &ServerShared) {
-    if !shared.draining.swap(true, Ordering::SeqCst) {
-        tracing::info!("draining: closing listeners, sending close 1012 to every socket");
-    }
-    shared.shutdown.fire();
+    shared.start_drain();
 }
 
 impl ServerHandle {
@@ -155,15 +136,14 @@ pub fn start(config: Config, factory: Arc<dyn SessionFactory>) -> anyhow::Result
         require_subprotocol: !config.echo,
         max_header_bytes: config.max_header_bytes,
     };
-    let shared = Arc::new(ServerShared {
-        shutdown: Shutdown::new(config.threads),
-        config,
-        metrics: Metrics::new(),
-        policy,
-        tls,
-        factory,
-        draining: AtomicBool::new(false),
-    });
+    let admission = Admission::new(
+        config.admission.clone(),
+        config.threads,
+        factory.upstream_gauge(),
+        crate::sys::open_fd_count().unwrap_or(0),
+        crate::sys::nofile_soft_limit().unwrap_or(0),
+    );
+    let shared = Arc::new(ServerShared::new(config, policy, tls, admission));
     crate::http::spawn_metrics_listener(&shared)?; // --metrics-listen: this process's own port
     tracing::info!(%addr, threads = shared.config.threads, reuse_port = true, tls = shared.tls.is_some(), echo = shared.config.echo, "edge listening");
     let ncpu = std::thread::available_parallelism()
@@ -173,10 +153,11 @@ pub fn start(config: Config, factory: Arc<dyn SessionFactory>) -> anyhow::Result
     let mut drivers = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
         let shared2 = shared.clone();
+        let factory2 = factory.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         let t = std::thread::Builder::new()
             .name(format!("edge-w{i}"))
-            .spawn(move || worker_main(i, i % ncpu, l, shared2, tx))?;
+            .spawn(move || worker_main(i, i % ncpu, l, shared2, factory2, tx))?;
         match rx.recv() {
             Ok(Ok(d)) => drivers.push(d),
             Ok(Err(e)) => {
@@ -206,13 +187,14 @@ fn worker_main(
     cpu: usize,
     listener: std::net::TcpListener,
     shared: Arc<ServerShared>,
+    factory: Arc<dyn SessionFactory>,
     ready: Ready,
 ) {
     if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
         tracing::warn!(worker = index, cpu, error = ?e, "could not pin worker to CPU");
     }
     let driver = shared.config.driver;
-    let fut = worker_loop(index, listener, shared, ready.clone());
+    let fut = worker_loop(index, listener, shared, factory, ready.clone());
     let entries = 4096;
     let res = match driver {
         Driver::Fusion => monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
@@ -256,6 +238,7 @@ async fn worker_loop(
     index: usize,
     listener: std::net::TcpListener,
     shared: Arc<ServerShared>,
+    factory: Arc<dyn SessionFactory>,
     ready: Ready,
 ) {
     let listener = match monoio::net::TcpListener::from_std(listener) {
@@ -266,19 +249,27 @@ async fn worker_loop(
         }
     };
     let worker = Worker::new(index, shared.clone());
-    shared.factory.on_worker_start(index);
+    factory.on_worker_start(index);
+    let thread = Rc::new(Thread {
+        worker,
+        registry: Registry::default(),
+        factory,
+    });
     let driver = driver_name(shared.config.driver);
     tracing::info!(worker = index, driver, "worker started");
     let _ = ready.send(Ok(driver));
-    monoio::spawn(worker.clone().run_sweeper());
-    accept_loop(&worker, &listener).await;
+    let sweeper = thread.clone();
+    monoio::spawn(async move { sweeper.registry.run_sweeper(&sweeper.worker).await });
+    monoio::spawn(thread.worker.clone().run_lag_timer());
+    accept_loop(&thread, &listener).await;
     drop(listener);
     let deadline = Instant::now() + shared.config.drain_timeout;
-    worker.drain(deadline).await;
+    thread.registry.drain(&thread.worker, deadline).await;
     tracing::info!(worker = index, "worker stopped");
 }
 
-async fn accept_loop(worker: &Rc<Worker>, listener: &monoio::net::TcpListener) {
+async fn accept_loop(thread: &Rc<Thread>, listener: &monoio::net::TcpListener) {
+    let worker = &thread.worker;
     let shutdown = &worker.shared.shutdown;
     loop {
         if shutdown.is_fired() {
@@ -288,7 +279,7 @@ async fn accept_loop(worker: &Rc<Worker>, listener: &monoio::net::TcpListener) {
             _ = shutdown.wait(worker.index) => return,
             r = listener.accept() => match r {
                 Ok((stream, _peer)) => {
-                    let task = conn::serve(worker.clone(), stream);
+                    let task = conn::serve(thread.clone(), stream);
                     conn::record_task_future_size(std::mem::size_of_val(&task));
                     monoio::spawn(task);
                 }

@@ -2,7 +2,7 @@
 //!
 //! After a successful upgrade the edge asks the process-wide [`SessionFactory`] for a [`Session`]
 //! (one per socket, living on that socket's worker thread). The session sees complete, validated
-//! messages and the close; it talks back through the socket's [`ConnHandle`](crate::conn::ConnHandle),
+//! messages and the close; it talks back through the socket's [`ConnHandle`](crate::handle::ConnHandle),
 //! which it may clone into per-thread structures (rooms) for fan-out.
 //!
 //! Threading: a factory is shared by all worker threads (`Send + Sync`); sessions and handles are
@@ -12,7 +12,10 @@
 //!
 //! [`EchoFactory`] / [`EchoSession`] implement `--echo` mode.
 
-use crate::conn::{CloseInfo, ConnHandle};
+use std::sync::Arc;
+
+use crate::admission::UpstreamGauge;
+use crate::handle::{CloseInfo, ConnHandle};
 use crate::sendq::FrameClass;
 use crate::ws::frame::{self, MessageKind, Opcode};
 use crate::ws::handshake::UpgradeRequest;
@@ -48,6 +51,12 @@ pub trait SessionFactory: Send + Sync + 'static {
     /// Decides an upgrade: `req` has the path, query and negotiated subprotocol; `conn` is the
     /// socket's handle (frames sent now go out right after the 101). Runs before the 101 is sent.
     fn open(&self, req: &UpgradeRequest, conn: &ConnHandle) -> Result<Box<dyn Session>, Rejection>;
+
+    /// The gauge of this factory's calls to its backend (the game layer's Redis calls in flight and
+    /// their latency), read by admission control. Asked once, when the server starts.
+    fn upstream_gauge(&self) -> Option<Arc<UpstreamGauge>> {
+        None
+    }
 }
 
 /// Echo mode: every message goes back as it came (text as text, binary as binary).

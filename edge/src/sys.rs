@@ -154,6 +154,27 @@ pub fn allocator_collect_light() {
     unsafe { mi_collect(false) }
 }
 
+/// The soft RLIMIT_NOFILE (`None`: unknown or unlimited).
+pub fn nofile_soft_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0
+        || lim.rlim_cur == libc::RLIM_INFINITY
+    {
+        return None;
+    }
+    Some(lim.rlim_cur)
+}
+
+/// Descriptors open in this process now (entries of `/proc/self/fd`; `None` off Linux). Walks the
+/// directory: call it at start, not per request.
+pub fn open_fd_count() -> Option<usize> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count())
+}
+
 /// Raises the soft RLIMIT_NOFILE to the hard limit.
 pub fn raise_nofile_limit() -> io::Result<NofileLimits> {
     let mut lim = libc::rlimit {

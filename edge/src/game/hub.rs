@@ -12,6 +12,7 @@
 //! once), and sends the same `Arc<RoomFrame>` to every worker with members in that room.
 
 use super::pubsub::{self, PubsubEvent, SubCommand};
+use crate::admission::UpstreamGauge;
 use crate::sendq::FrameClass;
 use crate::ws::frame;
 use bytes::Bytes;
@@ -101,6 +102,8 @@ pub fn room_frame(code: Arc<str>, published: &[u8]) -> Result<RoomFrame, String>
 #[derive(Clone)]
 pub struct HubHandle {
     tx: mpsc::UnboundedSender<HubCmd>,
+    /// Calls in flight and their latency, read by the transport's admission control.
+    gauge: Arc<UpstreamGauge>,
 }
 
 /// The hub is gone (the process is shutting down).
@@ -125,6 +128,7 @@ impl HubHandle {
         F: FnOnce(Game, Redis) -> Fut + Send + 'static,
         Fut: Future<Output = T> + Send + 'static,
     {
+        let _in_flight = self.gauge.begin();
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |game, redis| {
             Box::pin(async move {
@@ -148,6 +152,11 @@ impl HubHandle {
             Ok(Err(e)) => Err(CallError::Game(e)),
             Err(HubGone) => Err(CallError::ShuttingDown),
         }
+    }
+
+    /// Calls in flight (from sending to the Redis thread until the reply is back) and their latency.
+    pub fn gauge(&self) -> Arc<UpstreamGauge> {
+        self.gauge.clone()
     }
 
     /// Worker `worker` starts (`on`) or stops having members in room `code`.
@@ -206,7 +215,10 @@ pub fn start(
     ready_rx
         .recv()
         .map_err(|_| anyhow::anyhow!("the Redis thread died while starting"))??;
-    Ok(HubHandle { tx })
+    Ok(HubHandle {
+        tx,
+        gauge: UpstreamGauge::new(),
+    })
 }
 
 async fn run(

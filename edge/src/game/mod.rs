@@ -27,6 +27,7 @@ pub mod rooms;
 pub mod socket;
 pub mod state;
 
+use crate::admission::UpstreamGauge;
 use crate::conn::ConnHandle;
 use crate::session::{Rejection, Session, SessionFactory};
 use crate::ws::handshake::{Subprotocol, UpgradeRequest};
@@ -168,5 +169,9 @@ impl SessionFactory for GameFactory {
                 body: "worker not ready\n".into(),
             })?;
         Ok(Box::new(GameSession::open(rooms, conn, codec, req.peer)))
+    }
+
+    fn upstream_gauge(&self) -> Option<Arc<UpstreamGauge>> {
+        Some(self.hub.gauge())
     }
 }

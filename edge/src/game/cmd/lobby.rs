@@ -40,6 +40,19 @@ pub fn address_allows(cx: &Cx, what: Lookup) -> Result<(), Error> {
     })
 }
 
+/// Admission control (`crate::admission`): while the edge is past a threshold, new sessions
+/// (`room:join`, `room:create`) get `overloaded` with `retryAfterMs`; sockets in a game are not asked.
+pub fn admitted(cx: &Cx) -> Result<(), Error> {
+    cx.conn.admit_session().map_err(|r| {
+        cx.st.borrow_mut().role = Role::None;
+        Error::Refused {
+            code: ErrorCode::Overloaded,
+            message: r.reason.describe(),
+            retry_after_ms: Some(r.retry_after_ms),
+        }
+    })
+}
+
 /// A join or reconnect answered `room_not_found` charges its address's failed-lookup bucket.
 pub fn note_miss(cx: &Cx, e: &Error) {
     if let (Some(limiter), Some(ip), Error::Game(e)) = (&cx.rooms.addresses, cx.peer, e) {
@@ -52,6 +65,7 @@ pub fn note_miss(cx: &Cx, e: &Error) {
 /// `room:create` → `room_create`; the socket becomes the room's host and a member of it.
 pub fn create(cx: &Cx, c: RoomCreate) -> Applied<impl Future<Output = Result<ServerEvent, Error>>> {
     cx.begin_session()?;
+    admitted(cx)?;
     let cx = cx.clone();
     Ok(async move {
         let share = cx.rooms.share_base.clone();
@@ -78,6 +92,7 @@ pub fn create(cx: &Cx, c: RoomCreate) -> Applied<impl Future<Output = Result<Ser
 /// `room:join` → `room_join`; the socket becomes a player and a member of the room.
 pub fn join(cx: &Cx, j: RoomJoin) -> Applied<impl Future<Output = Result<ServerEvent, Error>>> {
     cx.begin_session()?;
+    admitted(cx)?;
     address_allows(cx, Lookup::Join)?;
     // A retry (same room, same name) after a reply-less attempt reuses its ids.
     let (player_id, session, secret) = JoinIds::for_attempt(

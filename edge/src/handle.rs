@@ -1,0 +1,284 @@
+//! [`ConnHandle`]: a cheap handle to one socket, the game layer's way to send to it, and the state
+//! a socket's task shares with its handles (the close stage, the send queue, the waker).
+//!
+//! It sits below [`session`](crate::session) (the seam trait hands sessions a handle) and
+//! [`conn`](crate::conn) (the task that owns the socket), and names neither, so the transport's import
+//! graph has no circle (test: `module_graph.rs`).
+//!
+//! Architecture invariant: no connection state outlives its socket — a handle kept elsewhere (rooms)
+//! only refuses sends once the socket's task has ended.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Waker};
+
+use bytes::Bytes;
+
+use crate::admission::{Refusal, Work};
+use crate::sendq::{FrameClass, Push, SendQueue};
+use crate::worker::Worker;
+use crate::ws::frame;
+use crate::ws::handshake::Subprotocol;
+use ringside_protocol::CloseCode;
+
+/// Where a socket is in the close handshake (server side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Open,
+    /// A close was requested (drain, idle, slow consumer, game layer); the task sends it.
+    Requested {
+        code: u16,
+        reason: &'static str,
+    },
+    /// Our close frame is queued or written, at worker second `since`.
+    Sent {
+        since: u32,
+    },
+    /// Give up now (close timed out): drop the socket.
+    Aborted,
+}
+
+/// State shared between a socket's task and its [`ConnHandle`]s.
+pub(crate) struct ConnShared {
+    pub(crate) id: u64,
+    pub(crate) subprotocol: Subprotocol,
+    pub(crate) stage: Cell<Stage>,
+    pub(crate) queue: RefCell<SendQueue>,
+    pub(crate) waker: Cell<Option<Waker>>,
+    /// Worker second of the last received bytes.
+    pub(crate) last_rx: Cell<u32>,
+    pub(crate) last_ping: Cell<u32>,
+    /// The last write found the kernel send buffer full (the client is not keeping up): only
+    /// then do newer droppable frames supersede queued ones.
+    pub(crate) backed_up: Cell<bool>,
+    /// Index in the worker's registry.
+    pub(crate) slot: Cell<u32>,
+    pub(crate) worker: Rc<Worker>,
+}
+
+/// Why [`ConnHandle::send`] refused a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("connection is closing or closed")]
+    Closed,
+    #[error("send queue passed its hard limit; closing with 4008")]
+    SlowConsumer,
+}
+
+/// How a socket ended, for [`Session::on_close`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseInfo {
+    /// The close code the peer sent (`Some(None)`: a close frame without a code).
+    pub received: Option<Option<u16>>,
+    /// The close code the server sent.
+    pub sent: Option<u16>,
+}
+
+/// A cheap (`Rc`) handle to one socket, usable from anywhere on the socket's worker thread.
+///
+/// Frames are encoded once with [`crate::ws::frame::encode`] and the same `Bytes` is passed to
+/// every handle of a fan-out.
+#[derive(Clone)]
+pub struct ConnHandle(pub(crate) Rc<ConnShared>);
+
+impl std::fmt::Debug for ConnHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnHandle")
+            .field("id", &self.0.id)
+            .field("stage", &self.0.stage.get())
+            .finish()
+    }
+}
+
+impl ConnHandle {
+    pub(crate) fn new(worker: Rc<Worker>, subprotocol: Subprotocol) -> Self {
+        let now = worker.now();
+        ConnHandle(Rc::new(ConnShared {
+            id: worker.next_conn_id(),
+            subprotocol,
+            stage: Cell::new(Stage::Open),
+            queue: RefCell::new(SendQueue::new()),
+            waker: Cell::new(None),
+            last_rx: Cell::new(now),
+            last_ping: Cell::new(now),
+            backed_up: Cell::new(false),
+            slot: Cell::new(u32::MAX),
+            worker,
+        }))
+    }
+
+    /// Process-unique id of this connection.
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// The negotiated subprotocol (decides text vs binary frames for the game layer).
+    pub fn subprotocol(&self) -> Subprotocol {
+        self.0.subprotocol
+    }
+
+    /// Whether frames are still accepted (no close requested or sent).
+    pub fn is_open(&self) -> bool {
+        self.0.stage.get() == Stage::Open
+    }
+
+    /// Unwritten bytes queued for this socket.
+    pub fn queued_bytes(&self) -> usize {
+        self.0.queue.borrow().bytes()
+    }
+
+    /// The index of the worker thread that owns this socket.
+    pub fn worker_index(&self) -> usize {
+        self.0.worker.index
+    }
+
+    /// Queues an encoded server frame. Past the hard limit the socket is closed with 4008 and
+    /// counted in `slow_consumer_closes_total`.
+    pub fn send(&self, frame: Bytes, class: FrameClass) -> Result<(), SendError> {
+        let s = &*self.0;
+        if s.stage.get() != Stage::Open {
+            return Err(SendError::Closed);
+        }
+        let metrics = &s.worker.shared.metrics;
+        let mut q = s.queue.borrow_mut();
+        let was_empty = q.is_empty();
+        match q.push_with(
+            frame,
+            class,
+            &s.worker.shared.config.sendq,
+            s.backed_up.get(),
+        ) {
+            Push::Queued => {}
+            Push::Replaced => {
+                metrics
+                    .dropped_superseded_frames_total
+                    .fetch_add(1, Relaxed);
+            }
+            Push::Overflow => {
+                metrics.slow_consumer_closes_total.fetch_add(1, Relaxed);
+                q.discard_unstarted();
+                drop(q);
+                s.stage.set(Stage::Requested {
+                    code: CloseCode::SlowConsumer.code(),
+                    reason: "slow consumer",
+                });
+                self.wake();
+                return Err(SendError::SlowConsumer);
+            }
+        }
+        drop(q);
+        if was_empty {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// Whether `frames` more frames of `bytes` in all would keep this socket's send queue within
+    /// half of its hard limit: the test before queueing a burst at once (a reconnect's replay, a
+    /// catch-up from the room log), which would otherwise close a client with 4008 before it could
+    /// read any of it. Callers send a snapshot instead.
+    pub fn has_room_for(&self, frames: usize, bytes: usize) -> bool {
+        let lim = &self.0.worker.shared.config.sendq;
+        let q = self.0.queue.borrow();
+        q.len() + frames <= lim.max_frames / 2 && q.bytes() + bytes <= lim.max_bytes / 2
+    }
+
+    /// Admission control for a new session on this socket (`room:join`, `room:create`): refused
+    /// (and counted) while the edge is past a threshold (module [`admission`](crate::admission)).
+    pub fn admit_session(&self) -> Result<(), Refusal> {
+        let w = &self.0.worker;
+        w.shared.admission.admit(Work::Join, &w.load)
+    }
+
+    /// The reconnect policy for `session:ack`: `(delayMs, jitterMs)`, the jitter window growing
+    /// with the edge's load.
+    pub fn reconnect_policy(&self) -> (u64, u64) {
+        let w = &self.0.worker;
+        w.shared.admission.reconnect_policy(&w.load)
+    }
+
+    /// Encodes and queues a reliable text frame.
+    pub fn send_text(&self, text: &str) -> Result<(), SendError> {
+        self.send(frame::encode_text(text), FrameClass::Reliable)
+    }
+
+    /// Encodes and queues a reliable binary frame.
+    pub fn send_binary(&self, data: &[u8]) -> Result<(), SendError> {
+        self.send(frame::encode_binary(data), FrameClass::Reliable)
+    }
+
+    /// Starts the close handshake with `code` (sent after frames already queued).
+    pub fn close(&self, code: u16, reason: &'static str) {
+        if self.0.stage.get() == Stage::Open {
+            self.0.stage.set(Stage::Requested { code, reason });
+            self.wake();
+        }
+    }
+
+    /// Frees the send queue's buffer if nothing is queued (the once-a-second sweep: an idle
+    /// socket keeps no queue memory, a busy one is not re-allocating per frame).
+    pub(crate) fn release_idle_queue(&self) {
+        if let Ok(mut q) = self.0.queue.try_borrow_mut() {
+            q.release_if_empty();
+        }
+    }
+
+    pub(crate) fn abort(&self) {
+        self.0.stage.set(Stage::Aborted);
+        self.wake();
+    }
+
+    pub(crate) fn send_ping(&self, ping: &Bytes, now: u32) {
+        self.0.last_ping.set(now);
+        let _ = self.send(ping.clone(), FrameClass::Control);
+    }
+
+    pub(crate) fn closing_since(&self) -> Option<u32> {
+        match self.0.stage.get() {
+            Stage::Sent { since } => Some(since),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn last_rx(&self) -> u32 {
+        self.0.last_rx.get()
+    }
+
+    pub(crate) fn last_ping(&self) -> u32 {
+        self.0.last_ping.get()
+    }
+
+    pub(crate) fn slot(&self) -> u32 {
+        self.0.slot.get()
+    }
+
+    pub(crate) fn set_slot(&self, s: u32) {
+        self.0.slot.set(s);
+    }
+
+    pub(crate) fn wake(&self) {
+        if let Some(w) = self.0.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Whether the task has something to do without I/O readiness.
+    pub(crate) fn has_work(&self, write_blocked: bool) -> bool {
+        matches!(self.0.stage.get(), Stage::Requested { .. } | Stage::Aborted)
+            || (!write_blocked && !self.0.queue.borrow().is_empty())
+    }
+
+    pub(crate) fn park(&self, cx: &Context<'_>) {
+        let w = self.0.waker.take();
+        match w {
+            Some(w) if w.will_wake(cx.waker()) => self.0.waker.set(Some(w)),
+            _ => self.0.waker.set(Some(cx.waker().clone())),
+        }
+    }
+}
+
+/// Size in bytes of the shared per-connection state (for the ≤ 1 KiB idle budget).
+pub const fn shared_state_size() -> usize {
+    std::mem::size_of::<ConnShared>()
+}
