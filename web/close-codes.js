@@ -1,5 +1,5 @@
 // WebSocket close codes and what a client does after each. GENERATED from protocol/src/error.rs
-// (`CloseCode`) by protocol/tests/close_codes.rs, which fails when this file differs: do not edit.
+// (`CloseCode`) by protocol/tests/protocol/close_codes.rs, which fails when this file differs: do not edit.
 // reconnect: 'never' (final), 'now' (at once, any edge, last seq), 'backoff' (after a backoff).
 export const CLOSE_CODES = {
   1000: { name: 'normal', reconnect: 'never' },

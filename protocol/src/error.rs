@@ -104,7 +104,7 @@ impl fmt::Display for ErrorCode {
 }
 
 /// What a client should do after a close: the one place clients, the load generator and the web pages
-/// (through `web/close-codes.js`, kept equal to this table by `protocol/tests/close_codes.rs`) read it.
+/// (through `web/close-codes.js`, kept equal to this table by `protocol/tests/protocol/close_codes.rs`) read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reconnect {
     /// Final: reconnecting would be refused again or repeat the same fault.

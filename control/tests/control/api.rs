@@ -1,11 +1,9 @@
 //! The control plane against real PostgreSQL and Redis, over real HTTP: ownership, errors, results kept
 //! exactly once (writer killed mid-write, PostgreSQL down at a game's end), history and CSV export.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ringside_protocol::keys;
 use serde_json::{json, Value};
 

@@ -2,11 +2,9 @@
 //! over HTTP): the status must match, and every field the example shows must be in the response with
 //! the value shown — values that differ per run (ids, tokens, times: [`VOLATILE`]) only by type.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const VOLATILE: &[&str] = &[

@@ -1,12 +1,10 @@
 //! End-to-end tests of the edge in echo mode over real sockets on 127.0.0.1, with
 //! tokio-tungstenite as the independent client and raw sockets for what it refuses to send.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use ringside_edge::config::{Config, Driver};
 use ringside_edge::session::{Rejection, Session, SessionFactory};

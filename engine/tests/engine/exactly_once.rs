@@ -2,11 +2,9 @@
 //! in-process engine against real Redis (standalone and a 3-primary cluster): every timer is applied
 //! exactly once, stale ones are no-ops, and nothing is left in the streams or pending lists.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use rand::Rng;
 use redis::Commands;
 use ringside_engine::Engine;

@@ -4,8 +4,6 @@
 //! (everyone answered) or skipped by the host leaves a `question_end` schedule behind that must fire as
 //! a harmless no-op. Malformed schedules end in the dead-letter stream.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -1,11 +1,9 @@
 //! Three engine instances share the 64 partitions fairly (22/21/21), a leaving one's partitions are
 //! split by the others (32/32), and timers written during all that churn still fire exactly once.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use rand::Rng;
 use ringside_engine::Engine;
 use ringside_protocol::keys;

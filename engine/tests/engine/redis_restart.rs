@@ -3,11 +3,9 @@
 //! leases, and fires every schedule written after the restart. (Schedules Redis itself lost with its
 //! memory are gone for everyone: that is Redis's durability setting, not the engine's.)
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use rand::Rng;
 use ringside_engine::Engine;
 use ringside_protocol::keys;

@@ -1,12 +1,10 @@
 //! The binary as a service: it refuses a mismatched Functions library with a clear error, waits (not
 //! ready) for a missing one, serves /healthz, /readyz and /metrics, and exits 0 on SIGTERM.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ringside_testkit::{Backend, TestRedis};
 
 const NEWER_LIBRARY: &str = "#!lua name=ringside\nredis.register_function('version', function() return 'ringside 999' end)\n";

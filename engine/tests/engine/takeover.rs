@@ -2,12 +2,10 @@
 //! Every timer is still applied exactly once in effect — none lost, none doubled — and the survivor
 //! takes the dead instance's partitions over. The takeover time is measured and printed, not asserted.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use rand::Rng;
 use redis::Commands;
 use ringside_protocol::keys;

@@ -3,9 +3,7 @@
 //! second (docs/protocol.md §5). Real joins through the library, on a standalone server of the test's
 //! own (the cluster runs the same function; 25K joins twice would only slow the suite down).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ringside_lua::TimerKind;
 use ringside_protocol::events::ServerEvent;
 use ringside_testkit::Backend;

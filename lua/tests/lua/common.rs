@@ -44,7 +44,6 @@ pub async fn env(backend: Backend) -> Env {
 }
 
 /// Declares `standalone` and `cluster` tests running the async fn `$body(Backend)`.
-#[macro_export]
 macro_rules! on_both_backends {
     ($($body:ident),* $(,)?) => {$(
         mod $body {
@@ -59,6 +58,7 @@ macro_rules! on_both_backends {
         }
     )*};
 }
+pub(crate) use on_both_backends;
 
 /// A unique suffix for quiz ids and names, so tests sharing the cluster never collide.
 pub fn unique(prefix: &str) -> String {

@@ -2,9 +2,7 @@
 //! 3-primary Redis Cluster. No assertion depends on how long something took; waits are generous and
 //! deadlines are read from the server clock.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ringside_lua::{GameError, Recovery, TimerKind};
 use ringside_protocol::events::{AnswerResult, RoomSettings, ServerEvent};
 use ringside_protocol::{keys, ErrorCode};

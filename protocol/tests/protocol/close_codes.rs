@@ -1,6 +1,6 @@
 //! One close-code table: `ringside_protocol::CloseCode`. docs/protocol.md §4 must list exactly its codes,
 //! names and reconnect advice, and `web/close-codes.js` (what the pages read) must be generated from it.
-//! `RINGSIDE_BLESS=1 cargo test -p ringside-protocol --test close_codes` rewrites the JS file.
+//! `RINGSIDE_BLESS=1 cargo test -p ringside-protocol --test protocol close_codes` rewrites the JS file.
 
 use ringside_protocol::{CloseCode, Reconnect};
 
@@ -40,7 +40,7 @@ fn doc_rows() -> Vec<(u16, String, String)> {
 fn js_module() -> String {
     let mut s = String::from(
         "// WebSocket close codes and what a client does after each. GENERATED from protocol/src/error.rs\n\
-         // (`CloseCode`) by protocol/tests/close_codes.rs, which fails when this file differs: do not edit.\n\
+         // (`CloseCode`) by protocol/tests/protocol/close_codes.rs, which fails when this file differs: do not edit.\n\
          // reconnect: 'never' (final), 'now' (at once, any edge, last seq), 'backoff' (after a backoff).\n\
          export const CLOSE_CODES = {\n",
     );

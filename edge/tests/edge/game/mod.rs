@@ -5,7 +5,7 @@
 //! The edge runs its default driver (io_uring where the kernel allows it); the tests of delivery, send
 //! queues and reconnects also run on the epoll fallback (`Driver::Legacy`, the `…_on_epoll` twins).
 
-mod common;
+use crate::common;
 
 use futures_util::{SinkExt, StreamExt};
 use ringside_edge::config::{Config, Driver};
@@ -23,19 +23,12 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 // The tests, by family; this file keeps the shared helpers (client, stack, engine, room helpers).
-#[path = "game/address_limits.rs"]
 mod address_limits;
-#[path = "game/bad_input.rs"]
 mod bad_input;
-#[path = "game/delivery.rs"]
 mod delivery;
-#[path = "game/errors.rs"]
 mod errors;
-#[path = "game/full_game.rs"]
 mod full_game;
-#[path = "game/ownership.rs"]
 mod ownership;
-#[path = "game/reconnect.rs"]
 mod reconnect;
 
 const QUIZ: &str = r#"{"id":"edge-test","title":"Edge test","questions":[
