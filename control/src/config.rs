@@ -15,6 +15,8 @@
 //! | `serve --pool-size` | `RINGSIDE_CONTROL_POOL_SIZE` | 16 |
 //! | `serve --max-body-bytes` | `RINGSIDE_CONTROL_MAX_BODY_BYTES` | 1048576 |
 //! | `serve --auth-failures-burst`, `--auth-failures-per-minute` | `RINGSIDE_CONTROL_AUTH_FAILURES_*` | 20, 30 |
+//! | `serve --ops-token-file` | `RINGSIDE_CONTROL_OPS_TOKEN_FILE` | none: `GET /api/ops` is off |
+//! | `serve --ops-scrape JOB=URL,…` | `RINGSIDE_CONTROL_OPS_SCRAPE` | none: the ops page shows no services |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -149,6 +151,14 @@ pub struct ServeArgs {
         default_value_t = 30
     )]
     pub auth_failures_per_minute: u32,
+    /// File holding the ops token: `GET /api/ops` (the ops page) answers only `Authorization: Bearer
+    /// <token>`; without it the endpoint is off.
+    #[arg(long, env = "RINGSIDE_CONTROL_OPS_TOKEN_FILE")]
+    pub ops_token_file: Option<PathBuf>,
+    /// A `/metrics` the ops page shows, as JOB=http://HOST:PORT/metrics (repeat, or comma-separated):
+    /// each edge process's --metrics-listen port, each engine.
+    #[arg(long, env = "RINGSIDE_CONTROL_OPS_SCRAPE", value_delimiter = ',')]
+    pub ops_scrape: Vec<crate::ops::Target>,
     /// Test hook: abort after copying this many export pages of a game (a crash mid-write).
     #[arg(long, env = "RINGSIDE_CONTROL_TEST_CRASH_AFTER_PAGES", hide = true)]
     pub test_crash_after_pages: Option<u32>,

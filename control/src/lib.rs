@@ -15,7 +15,7 @@
 //! - **history and export** ([`api`], [`csv`]).
 //!
 //! Module map: [`config`] flags · [`db`] pool and migrations · [`error`] API errors (JSON, stable codes)
-//! · [`metrics`] Prometheus text.
+//! · [`metrics`] Prometheus text · [`ops`] the ops page's read-only endpoint.
 
 pub mod api;
 pub mod auth;
@@ -25,5 +25,6 @@ pub mod csv;
 pub mod db;
 pub mod error;
 pub mod metrics;
+pub mod ops;
 pub mod store;
 pub mod writer;

@@ -138,6 +138,21 @@ async fn serve(cli: &Cli, args: ServeArgs) -> anyhow::Result<()> {
         ))
     });
 
+    let ops_token = match &args.ops_token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading --ops-token-file {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let ops = ringside_control::ops::OpsState::new(
+        game.clone(),
+        ops_token,
+        args.ops_scrape.clone(),
+        &cli.redis,
+    );
     let state = Arc::new(api::AppState {
         pool,
         game,
@@ -151,7 +166,9 @@ async fn serve(cli: &Cli, args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "control plane listening");
     axum::serve(
         listener,
-        api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        api::router(state)
+            .merge(ringside_control::ops::router(ops))
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
         shutdown_signal().await;

@@ -1,0 +1,146 @@
+//! `GET /api/ops` (control/src/ops.rs) against a real redis-server: the ops token, live rooms paged newest
+//! first with their state and players, Redis's health, a scrape target that is down, and a room leaving
+//! the list when its game ends.
+
+use crate::common::{play_joined, quiz};
+use ringside_control::ops::{self, OpsState};
+use ringside_lua::{ensure_loaded, Game, Redis};
+use ringside_protocol::events::RoomSettings;
+use ringside_testkit::RedisServer;
+use serde_json::Value;
+
+struct Ops {
+    _redis: RedisServer,
+    game: Game,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Ops {
+    async fn get(&self, query: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.get(format!("{}/api/ops{query}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("GET /api/ops");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+async fn serve(token: Option<&str>, targets: Vec<ops::Target>) -> Ops {
+    let redis = RedisServer::start().expect("start redis");
+    let mut conn = Redis::connect(&[redis.url()], false).await.expect("redis");
+    ensure_loaded(&mut conn).await.expect("load the library");
+    let game = Game::new(conn);
+    let state = OpsState::new(
+        game.clone(),
+        token.map(str::to_string),
+        targets,
+        &[redis.url()],
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, ops::router(state)).await });
+    Ops {
+        _redis: redis,
+        game,
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+    }
+}
+
+#[tokio::test]
+async fn ops_lists_live_rooms_newest_first_with_redis_health_and_needs_the_token() {
+    // a port nothing listens on: the target is reported down, the rest of the reply still comes
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/metrics", dead.local_addr().unwrap());
+    drop(dead);
+    let o = serve(
+        Some("ops-secret"),
+        vec![format!("edge={dead_url}").parse().unwrap()],
+    )
+    .await;
+
+    assert_eq!(o.get("", None).await.0, 401);
+    assert_eq!(o.get("", Some("wrong")).await.0, 401);
+
+    o.game.store_quiz(&quiz("ops-quiz", 2)).await.unwrap();
+    let settings = RoomSettings {
+        countdown_ms: Some(0),
+        reveal_pause_ms: Some(0),
+        ..Default::default()
+    };
+    let mut rooms = Vec::new();
+    for _ in 0..3 {
+        let r = o
+            .game
+            .create_room("ops-quiz", Some("Host"), &settings, "http://x")
+            .await
+            .unwrap();
+        rooms.push(r);
+        // created times differ by at least a millisecond: a strict newest-first order
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    let p = o
+        .game
+        .join(&rooms[0].game_code, "Ada", 0, None)
+        .await
+        .unwrap();
+
+    let (status, v) = o.get("?limit=2", Some("ops-secret")).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["rooms"]["live"], 3, "{v}");
+    let list = v["rooms"]["list"].as_array().unwrap();
+    let codes: Vec<&str> = list.iter().map(|r| r["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, [&rooms[2].game_code, &rooms[1].game_code], "{v}");
+    assert_eq!(list[0]["state"], "LOBBY");
+    assert_eq!(list[0]["players"], 0);
+    // the second page has the oldest room, with its player
+    let (_, v2) = o.get("?offset=2&limit=2", Some("ops-secret")).await;
+    let page2 = v2["rooms"]["list"].as_array().unwrap();
+    assert_eq!(page2.len(), 1, "{v2}");
+    assert_eq!(page2[0]["code"], rooms[0].game_code.as_str());
+    assert_eq!(page2[0]["players"], 1);
+
+    // Redis health: the node answered PING and INFO
+    let node = &v["redis"]["nodes"][0];
+    assert_eq!(node["up"], true, "{v}");
+    assert_eq!(node["role"], "master");
+    assert!(node["usedMemory"].as_u64().unwrap() > 0);
+    // the dead scrape target is down, with a reason
+    let svc = &v["services"][0];
+    assert_eq!(
+        (svc["job"].as_str(), svc["up"].as_bool()),
+        (Some("edge"), Some(false)),
+        "{v}"
+    );
+    assert!(svc["error"].is_string());
+    // no secret in the reply: no host token
+    assert!(!v.to_string().contains(&rooms[0].host_token));
+
+    // a running game shows its question; an ended one leaves the list (after the 500 ms cache)
+    play_joined(
+        &o.game,
+        &rooms[0].game_code,
+        &rooms[0].host_token,
+        &[p.player_id],
+        2,
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let (_, v) = o.get("?limit=10", Some("ops-secret")).await;
+    assert_eq!(v["rooms"]["live"], 2, "{v}");
+    assert!(v["rooms"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["code"] != rooms[0].game_code.as_str()));
+}
+
+#[tokio::test]
+async fn without_a_token_the_ops_endpoint_is_off() {
+    let o = serve(None, Vec::new()).await;
+    assert_eq!(o.get("", None).await.0, 404);
+    assert_eq!(o.get("", Some("")).await.0, 404);
+}
