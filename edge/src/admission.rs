@@ -2,7 +2,7 @@
 //! **new** work — an upgrade gets `503` with `Retry-After`, a `room:join` or `room:create` gets `error
 //! overloaded` with `retryAfterMs` — while sockets that already have a session keep everything they
 //! do (answers, reconnects, pings, room events). Thresholds, defaults and their reasons:
-//! docs/operations/admission.md.
+//! docs/admission.md.
 //!
 //! The gauges, all cheap to read (a few atomics or thread-local cells; nothing here walks sockets on
 //! the hot path):

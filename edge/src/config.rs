@@ -89,7 +89,7 @@ pub struct Config {
     /// This process's index under the `--processes` launcher (`RINGSIDE_EDGE_CHILD_INDEX`).
     pub process_index: Option<usize>,
     /// Admission control's thresholds and `session:ack`'s reconnect policy
-    /// (docs/operations/admission.md).
+    /// (docs/admission.md).
     pub admission: AdmissionLimits,
 }
 

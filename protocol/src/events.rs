@@ -501,6 +501,22 @@ pub struct SessionAck {
     pub ping_interval: u32,
     /// The negotiated subprotocol.
     pub protocol: String,
+    /// How to pace the reconnect after this socket drops (docs/protocol.md §7.1); absent: the client's
+    /// own backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect: Option<ReconnectPolicy>,
+}
+
+/// `session:ack`'s reconnect policy: attempt *n* (0-based) after a drop waits
+/// `min(delayMs × 2ⁿ, 8000) + uniform(0, jitterMs)` ms. The edge widens `jitterMs` with its load, so the
+/// sockets of a killed or draining edge come back spread over the window instead of all at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconnectPolicy {
+    /// The least wait before the first attempt, in ms.
+    pub delay_ms: u64,
+    /// The width of the random share added to every wait, in ms.
+    pub jitter_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use crate::session::Session;
 use crate::ws::frame::MessageKind;
 use ringside_protocol::envelope::decode_request;
 use ringside_protocol::events::Event as _;
-use ringside_protocol::events::{Pong, ServerEvent, SessionAck};
+use ringside_protocol::events::{Pong, ReconnectPolicy, ServerEvent, SessionAck};
 use ringside_protocol::{limits, ClientEvent, CloseCode, Codec, DecodeError, Envelope, ErrorCode};
 use std::cell::RefCell;
 use std::net::IpAddr;
@@ -49,6 +49,13 @@ impl GameSession {
             server_time: now_ms(),
             ping_interval: limits::PING_INTERVAL_MS,
             protocol: codec.protocol().to_string(),
+            reconnect: Some({
+                let (delay_ms, jitter_ms) = conn.reconnect_policy();
+                ReconnectPolicy {
+                    delay_ms,
+                    jitter_ms,
+                }
+            }),
         });
         let _ = conn.send(encode(codec, &Envelope::new(ack)), FrameClass::Reliable);
         let st = State {
