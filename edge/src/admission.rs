@@ -407,6 +407,11 @@ impl Admission {
         }
     }
 
+    /// The Redis gauge, when the session factory has one.
+    pub fn upstream(&self) -> Option<&UpstreamGauge> {
+        self.upstream.as_deref()
+    }
+
     /// Descriptors in use, estimated: those at start plus the sockets.
     pub fn fds(&self) -> usize {
         self.fd_base + self.sockets.load(Relaxed)

@@ -61,6 +61,11 @@ impl ServerHandle {
         &self.shared.metrics
     }
 
+    /// Admission control's gauges, thresholds and refusal counts.
+    pub fn admission(&self) -> &Admission {
+        &self.shared.admission
+    }
+
     /// The driver each worker runs: "io_uring" or "epoll".
     pub fn drivers(&self) -> &[&'static str] {
         &self.drivers

@@ -24,6 +24,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 // The tests, by family; this file keeps the shared helpers (client, stack, engine, room helpers).
 mod address_limits;
+mod admission;
 mod bad_input;
 mod delivery;
 mod errors;
