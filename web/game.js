@@ -1,11 +1,21 @@
 // What play.html and host.html share on top of ringside.js: a client that resumes its session (reconnect:attempt
-// with the last seq, retried while the server says retry) and times requests out, the browser-storage session,
+// with the last seq, retried while the server says retry), paces its reconnects by the server's policy, resends an
+// answer whose reply the dropped socket lost, and times requests out, the browser-storage session,
 // the answer HMAC where WebCrypto is missing (plain http on a LAN address is not a secure context), option
 // colours and shapes, and small DOM helpers.
 import { Ringside } from './ringside.js';
 import { reconnectAdvice, CLOSE_CODES } from './close-codes.js';
 
 const RETRYABLE = new Set(['rate_limited', 'overloaded', 'unavailable', 'internal', 'timeout', 'offline']);
+// Refusals of a new session that ask to come back after retryAfterMs (docs/admission.md); nothing was tried.
+const RETRY_LATER = new Set(['overloaded', 'unavailable']);
+const SESSION_EVENTS = new Set(['room:join', 'room:create']);
+// docs/protocol.md §4 "Pacing": without a policy in session:ack (an older edge), 0.5 s doubling, no jitter.
+const DEFAULT_POLICY = { delayMs: 500, jitterMs: 0 };
+const MAX_BACKOFF_MS = 8000;
+// How long an answer whose reply was lost with its socket is resent for (past it the question is long over).
+const ANSWER_RESEND_MS = 30000;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 export class GameClient extends Ringside {
   // hooks: onEvent(env), onLine(online: bool, closeCode, final: bool), onResumed(reply), onResumeFailed(error)
@@ -15,6 +25,25 @@ export class GameClient extends Ringside {
     this.online = false;
     this.ready = false; // connected, and the session (if any) taken on this socket
     this.waiters = [];
+    this.policy = DEFAULT_POLICY; // session:ack's reconnect policy
+    this.attempts = 0;            // reconnect attempts since the last session:ack
+  }
+
+  handle(env, resolveConnect) {
+    if (env.event === 'session:ack') {
+      this.policy = env.data.reconnect || DEFAULT_POLICY;
+      this.attempts = 0;
+    }
+    super.handle(env, resolveConnect);
+  }
+
+  // Attempt n waits min(delayMs·2ⁿ, 8 s) + uniform(0, jitterMs); "at once" (a drain's 1012) is attempt 0's wait,
+  // so the sockets of a draining or dead edge reach the survivors spread over the window (docs/protocol.md §4).
+  reconnectDelay(advice) {
+    const p = this.policy;
+    const n = advice === 'now' ? 0 : this.attempts;
+    this.attempts += 1;
+    return Math.min(p.delayMs * 2 ** n, MAX_BACKOFF_MS) + Math.random() * p.jitterMs;
   }
 
   setReady(ready) {
@@ -42,12 +71,19 @@ export class GameClient extends Ringside {
     if (!m) return;
     this.online = false;
     this.setReady(false);
-    const final = reconnectAdvice(+m[1]) === 'never';
+    // Requests of the dropped socket get no reply: they fail now ("offline") instead of at their timeout; an
+    // answer among them is resent on the next socket (answer()).
+    const lost = [...this.pending.values()];
+    this.pending.clear();
+    lost.forEach(({ reject }) => reject({ code: 'offline' }));
+    const advice = reconnectAdvice(+m[1]);
+    const final = advice === 'never';
+    this.closedForGood = final;
     this.hooks.onLine(false, +m[1], final);
     // ringside.js reconnects sockets that hold a session; one without (a join form) is opened again here.
     if (!this.session && !this.stopped && !final) {
       clearTimeout(this.retryTimer);
-      this.retryTimer = setTimeout(() => this.start(), 1500);
+      this.retryTimer = setTimeout(() => this.start(), this.reconnectDelay(advice));
     }
   }
 
@@ -72,6 +108,8 @@ export class GameClient extends Ringside {
       this.setReady(true);
       this.hooks.onResumed(reply);
     } catch (e) {
+      // The socket dropped while resuming: the reconnect that follows resumes again.
+      if (e.code === 'offline' && !this.online) return;
       if (RETRYABLE.has(e.code)) {
         setTimeout(() => this.resume(), e.retryAfterMs || 1000);
         return;
@@ -88,7 +126,39 @@ export class GameClient extends Ringside {
   }
 
   // Waits (up to 8 s) for the connection and the resumed session, then times the reply out after timeoutMs.
+  // An answer is resent across socket drops (answer()); a join or create refused with overloaded/unavailable is
+  // sent again after its retryAfterMs, a few times.
   async request(event, data, timeoutMs = 10000) {
+    if (event === 'game:answer:submit') return this.answer(data, timeoutMs);
+    if (!SESSION_EVENTS.has(event)) return this.requestOnce(event, data, timeoutMs);
+    for (let tries = 1; ; tries++) {
+      try {
+        return await this.requestOnce(event, data, timeoutMs);
+      } catch (e) {
+        if (!RETRY_LATER.has(e.code) || !e.retryAfterMs || tries >= 5) throw e;
+        await sleep(e.retryAfterMs);
+      }
+    }
+  }
+
+  // An answer whose socket dropped before its reply is sent again, unchanged, once the session is resumed on the
+  // next socket: the first answer stands, so the resend gets the original ack or already_answered (the caller
+  // treats both as sent) — never a second count, never silence (docs/protocol.md §4).
+  async answer(data, timeoutMs) {
+    const until = Date.now() + ANSWER_RESEND_MS;
+    for (;;) {
+      try {
+        return await this.requestOnce('game:answer:submit', data, timeoutMs);
+      } catch (e) {
+        if (Date.now() > until || this.closedForGood) throw e;
+        if (e.code === 'offline') { await sleep(250); continue; } // then requestOnce waits for the resumed session
+        if (RETRY_LATER.has(e.code) && e.retryAfterMs) { await sleep(e.retryAfterMs); continue; }
+        throw e;
+      }
+    }
+  }
+
+  async requestOnce(event, data, timeoutMs) {
     if (event !== 'reconnect:attempt') await this.whenReady(8000);
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) throw { code: 'offline' };
     let timer;

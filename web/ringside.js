@@ -27,10 +27,15 @@ export class Ringside {
         this.onStatus(`disconnected (${e.code})`);
         // docs/protocol.md §4: the protocol's close-code table says whether and when to come back.
         const advice = reconnectAdvice(e.code);
-        if (advice !== 'never' && this.session) setTimeout(() => this.reconnect(), advice === 'now' ? 0 : this.backoff);
+        if (advice !== 'never' && this.session) setTimeout(() => this.reconnect(), this.reconnectDelay(advice));
         this.backoff = Math.min(this.backoff * 2, 8000);
       };
     });
+  }
+
+  // How long to wait before reconnecting after a close with this advice (game.js paces it by the server's policy).
+  reconnectDelay(advice) {
+    return advice === 'now' ? 0 : this.backoff;
   }
 
   async reconnect() {
