@@ -56,6 +56,12 @@ if ! python3 -c 'import yaml' >/dev/null 2>&1; then
   install "PyYAML (scripts/check-deploy.sh)" "" python3-yaml
 fi
 
+# The Prometheus test (scripts/prometheus-test.sh): Debian's prometheus binary, run on a free port with a
+# temporary config (a system service the package may start is neither used nor touched).
+if ! command -v prometheus >/dev/null 2>&1 && [ -z "${PROMETHEUS:-}" ]; then
+  install "Prometheus (scripts/prometheus-test.sh)" "or set PROMETHEUS=/path/to/prometheus" prometheus
+fi
+
 # The browser test (webtest/): Debian's Chromium (driven by playwright-core, which downloads no browser), node
 # and npm, and webtest's pinned npm packages.
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -288,13 +288,43 @@ function applySnapshot(s) {
       if (s.paused) m.remainingMs = s.timeRemainingMs;
       break;
     case 'REVEAL':
-      if (!(m.view === 'reveal' && sameQ)) m.view = 'between';
+      // The snapshot carries the revealed question and its reveal: show them, not a blank wait.
+      if (s.reveal && s.currentQ) {
+        m.q = s.currentQ; m.reveal = s.reveal; m.paused = false; m.view = 'reveal';
+        m.answered = s.reveal.answeredCount; m.totalCount = s.reveal.totalCount;
+      } else if (!(m.view === 'reveal' && sameQ)) {
+        m.view = 'between';
+      }
       break;
     case 'ENDED': m.view = 'ended'; m.final = s.leaderboard; break;
   }
 }
 
-function onResumed() { persist(); render(); }
+function onResumed() {
+  persist();
+  render();
+  if (m && m.view === 'lobby') refreshRoster();
+}
+
+// The lobby's names from the server (room:players): after a reload the stored list may be stale or gone
+// (a snapshot replaces the joins it missed), so the host asks for the room's players once it is back.
+// Names already shown keep their place; the first MAX_NAMES are enough (the count is exact beyond that).
+async function refreshRoster() {
+  let page;
+  try {
+    page = await rs.request('room:players', { gameCode: m.code, offset: 0, count: MAX_NAMES });
+  } catch {
+    return; // the list stays as it was; joins keep arriving
+  }
+  if (!m || m.view !== 'lobby') return;
+  const server = new Map(page.players.map((p) => [p.id, p]));
+  const kept = m.players.filter((p) => server.has(p.id));
+  const known = new Set(kept.map((p) => p.id));
+  m.players = kept.concat(page.players.filter((p) => !known.has(p.id)));
+  m.totalCount = page.totalCount;
+  persist();
+  render();
+}
 
 function onResumeFailed(e) {
   const gone = e.code === 'room_not_found';

@@ -132,7 +132,17 @@ function applySnapshot(s) {
       if (s.answered && m.pickState !== 'sent') m.pickState = 'sent';
       break;
     case 'REVEAL':
-      if (!(m.view === 'reveal' && sameQ)) { m.view = 'wait'; }
+      // The snapshot carries the revealed question, its reveal and this player's own result.
+      if (s.reveal && s.currentQ) {
+        if (!sameQ) { m.pick = null; m.pickState = null; }
+        m.q = s.currentQ; m.reveal = s.reveal; m.paused = false; m.view = 'reveal';
+        if (s.result) {
+          m.result = s.result;
+          if (s.result.answerIdx !== undefined) { m.pick = s.result.answerIdx; m.pickState = 'sent'; }
+        }
+      } else if (!(m.view === 'reveal' && sameQ)) {
+        m.view = 'wait';
+      }
       break;
     case 'ENDED': m.view = 'ended'; m.final = s.leaderboard; break;
   }

@@ -249,6 +249,56 @@ async function apiFlow() {
   await helper.close();
 }
 
+// A player reloads during a reveal and resumes from a snapshot (no seq): the page shows that reveal — the
+// verdict, the correct answer lit, their pick — not "next question coming". A room of its own, hosted over a
+// socket, with a one-minute reveal so the reload surely lands in it.
+async function revealReloadFlow() {
+  const helper = await browser.newPage();
+  await helper.goto(`${BASE}/`);
+  const code = await helper.evaluate(() => new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${location.origin.replace('http', 'ws')}/ws`, 'ringside.v1.json');
+    window.hostWs = ws;
+    ws.onmessage = (m) => {
+      const e = JSON.parse(m.data);
+      if (e.event === 'session:ack') {
+        ws.send(JSON.stringify({ event: 'room:create', rid: 1, data: { quizId: 'general-knowledge', settings: { countdownMs: 0, revealPauseMs: 60000 } } }));
+      } else if (e.rid === 1) {
+        if (e.event === 'error') reject(new Error(e.data.code)); else resolve(e.data.gameCode);
+      }
+    };
+  }));
+  const dee = await open('dee-390', { width: 390, height: 844 }, `/play.html?code=${code}`, true);
+  await dee.fill('#name', 'Dee');
+  await dee.press('#name', 'Enter');
+  await visible(dee, 's-lobby');
+  await helper.evaluate((code) => window.hostWs.send(JSON.stringify({ event: 'game:start', rid: 3, data: { gameCode: code } })), code);
+  await waitQuestion(dee, 1);
+  await answer(dee, 1); // the only player answered: revealed at once
+  await visible(dee, 's-reveal');
+  const before = await text(dee, '#v-title');
+  await dee.evaluate(() => {
+    for (const area of [sessionStorage, localStorage]) {
+      const s = JSON.parse(area.getItem('ringside.player'));
+      s.lastSeq = 0;
+      area.setItem('ringside.player', JSON.stringify(s));
+    }
+  });
+  await dee.reload();
+  const back = await visible(dee, 's-reveal', 10000).then(() => true, () => false);
+  check(back, 'a player who reloads during a reveal sees the reveal again (from a snapshot)');
+  if (back) {
+    check((await text(dee, '#v-title')) === before, `the verdict after the reload is the same (${before})`);
+    check(await dee.isVisible('#r-tiles .tile.right .badge.ok'), 'after the reload the correct answer is lit');
+    check(await dee.isVisible('#r-tiles .tile.c1.picked'), 'after the reload the pick is marked');
+    check(/points/.test(await text(dee, '#v-points')) && !/Counting/.test(await text(dee, '#v-points')), 'after the reload the points are shown');
+  }
+  await snap(dee, 'reveal-after-reload');
+  await helper.close();
+  await dee.context().close();
+  pages.splice(pages.indexOf(dee), 1);
+  say('reveal: a player reload mid-reveal shows the reveal');
+}
+
 let exitCode = 1;
 try {
   for (const p of ['/play.html', '/host.html', '/', '/ops.html']) {
@@ -370,6 +420,21 @@ try {
   await host.waitForFunction(() => document.querySelectorAll('#players .chip').length === 3 && document.getElementById('p-count').textContent === '3');
   say('lobby: 3 players (Kim kicked)');
 
+  // The host reloads the lobby with its stored list gone and no seq (as after a snapshot): the names come
+  // back from the server (room:players), not from the page's storage.
+  await host.evaluate(() => {
+    const s = JSON.parse(localStorage.getItem('ringside.host'));
+    s.m.players = []; s.lastSeq = 0;
+    localStorage.setItem('ringside.host', JSON.stringify(s));
+  });
+  await host.reload();
+  await visible(host, 's-lobby', 10000);
+  const rosterBack = await host.waitForFunction(() => document.querySelectorAll('#players .chip').length === 3, null, { timeout: 10000 }).then(() => true, () => false);
+  const names = await host.$$eval('#players .chip-name', (els) => els.map((e) => e.textContent).sort());
+  check(rosterBack && names.join(',') === 'Ada,Bo,Cy', `after a reload from a snapshot the host's lobby lists the players (${names.join(', ')})`);
+  check(!(await hostTokenShown(host)), 'the host token is not in the lobby after a reload');
+  await snap(host, 'lobby-after-reload');
+
   // ── question 1: answers, "your answer", a player reload mid-question ───────────────────────────
   await host.click('#start');
   await visible(ada, 's-countdown');
@@ -422,9 +487,38 @@ try {
 
   // ── the ops page during the game ───────────────────────────────────────────────────────────────
   const ops = await open('ops', { width: 1280, height: 800 }, '/ops.html');
+  const tile = (label) => ops.evaluate((label) => {
+    const o = [...document.querySelectorAll('#game .op')].find((x) => x.querySelector('.op-label').textContent === label);
+    return o ? o.querySelector('.op-value').textContent : null;
+  }, label);
   await ops.waitForFunction(() => [...document.querySelectorAll('#edge .op')].some((o) => /Sockets open/.test(o.textContent)
     && Number(o.querySelector('.op-value').textContent.replace(/,/g, '')) >= 4), null, { timeout: 10000 });
+  if (stack.opsToken) {
+    // With the control plane: the room list needs the ops token; then rooms, processes, engine and Redis.
+    await visible(ops, 'token-form', 10000);
+    await axe(ops, 'token');
+    await ops.fill('#token', 'not-the-token');
+    await ops.press('#token', 'Enter');
+    await ops.waitForFunction(() => /not accepted/.test(document.getElementById('token-help').textContent), null, { timeout: 10000 });
+    await ops.fill('#token', stack.opsToken);
+    await ops.press('#token', 'Enter');
+    await visible(ops, 'rooms-box', 10000);
+    const row = await ops.waitForFunction((pin) => [...document.querySelectorAll('#rooms tr')].find((tr) => tr.cells[0].textContent === pin)?.textContent, pin, { timeout: 10000 })
+      .then((h) => h.jsonValue(), () => null);
+    check(row && /3/.test(row) && /(ACTIVE|REVEAL)/.test(row), `the ops page lists the live room with its state and players (${row})`);
+    check(Number(await tile('Live rooms')) >= 1, 'the ops page counts the live rooms');
+    await ops.waitForFunction(() => document.querySelectorAll('#edges tr').length >= 1 && document.querySelectorAll('#engines tr').length >= 1
+      && document.querySelectorAll('#redis tr').length >= 1, null, { timeout: 10000 });
+    check(/yes/.test(await text(ops, '#edges tr')), 'the ops page shows the edge process up');
+    const engine = await text(ops, '#engines tr');
+    check(/yes/.test(engine) && /64/.test(engine), `the ops page shows the engine ready with its 64 partitions (${engine})`);
+    check(/master/.test(await text(ops, '#redis tr')), 'the ops page shows the Redis node up');
+    check(await tile('Timer lag p99') !== null && await tile('Partitions owned') === '64', 'the ops page shows the timer lag and partitions owned');
+    check(!(await ops.content()).includes(stack.opsToken), 'the ops token is not in the page');
+  }
   await ops.waitForTimeout(2500); // a few refreshes: rates and sparklines
+  check(Number(await tile('Players online')) >= 3, `the ops page counts the players online (${await tile('Players online')})`);
+  check(await tile('Answers / s') !== null && await tile('Send-queue bytes') !== null, 'the ops page shows answers per second and send-queue bytes');
   await axe(ops, 'live');
   await snap(ops, 'live');
   check(ops.errors.length === 0 && ops.external.length === 0, `the ops page: no console errors or foreign requests (${ops.errors.join(' | ')})`);
@@ -551,6 +645,7 @@ try {
   await host.reload();
   await visible(host, 's-end', 10000);
 
+  await revealReloadFlow();
   await apiFlow();
 
   for (const p of pages) {

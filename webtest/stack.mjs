@@ -5,6 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
+import crypto from 'node:crypto';
 import path from 'node:path';
 
 export const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
@@ -57,7 +58,7 @@ export function build() {
 // initdb + postgres (as the postgres user when we are root: both refuse root) on a free port, the
 // ringside database, then ringside-control: migrations, a host with an API key, quizzes/ as its public
 // quizzes, the API server. Returns {url, apiKey}.
-async function startControl(run, bin, redis, artifacts) {
+async function startControl(run, bin, redis, artifacts, serveArgs = []) {
   const pg = pgBin();
   const root = process.getuid && process.getuid() === 0;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ringside-webtest-pg-'));
@@ -86,7 +87,7 @@ async function startControl(run, bin, redis, artifacts) {
   const quizzes = fs.readdirSync(path.join(ROOT, 'quizzes')).filter((f) => f.endsWith('.json')).map((f) => `quizzes/${f}`);
   ctl('quiz', 'import', '--host-id', hostId, '--visibility', 'public', ...quizzes);
   const port = await freePort();
-  run('control', control, [...db, 'serve', '--listen', `127.0.0.1:${port}`]);
+  run('control', control, [...db, 'serve', '--listen', `127.0.0.1:${port}`, ...serveArgs]);
   await waitFor('ringside-control', async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok);
   return { upstream: `127.0.0.1:${port}`, apiKey: fs.readFileSync(keyFile, 'utf8').trim(), cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
 }
@@ -125,15 +126,20 @@ export async function startStack(artifacts) {
     const imp = spawnSync(path.join(bin, 'ringside-quiz'), withControl() ? ['load', '--redis', redis] : ['import', ...quizzes, '--redis', redis],
       { cwd: ROOT, encoding: 'utf8' });
     if (imp.status !== 0) throw new Error(`ringside-quiz failed: ${imp.stderr}`);
+    // The ports come first: the control plane's ops endpoint scrapes the edge's and the engine's /metrics.
+    const enginePort = await freePort();
+    const edgePort = await freePort();
     let control = null;
+    const opsToken = crypto.randomBytes(16).toString('hex');
     if (withControl()) {
-      control = await startControl(run, bin, redis, artifacts);
+      const tokenFile = path.join(artifacts, 'ops.token');
+      fs.writeFileSync(tokenFile, `${opsToken}\n`, { mode: 0o600 });
+      control = await startControl(run, bin, redis, artifacts, ['--ops-token-file', tokenFile,
+        '--ops-scrape', `edge=http://127.0.0.1:${edgePort}/metrics,engine=http://127.0.0.1:${enginePort}/metrics`]);
       cleanups.push(control.cleanup);
     }
 
-    const enginePort = await freePort();
     run('engine', path.join(bin, 'ringside-engine'), ['--redis', redis, '--http', `127.0.0.1:${enginePort}`]);
-    const edgePort = await freePort();
     const edgeArgs = ['--listen', `127.0.0.1:${edgePort}`, '--threads', '1', '--redis', redis, '--web-root', path.join(ROOT, 'web'),
       ...(control ? ['--api-upstream', control.upstream] : [])];
     let edge = run('edge', path.join(bin, 'ringside-edge'), edgeArgs);
@@ -151,7 +157,7 @@ export async function startStack(artifacts) {
       edge = run(`edge-${restarts + 1}`, path.join(bin, 'ringside-edge'), edgeArgs);
       await waitFor('ringside-edge (restarted)', async () => (await fetch(`${base}/readyz`)).ok);
     };
-    return { base, redis, stop, restartEdge, apiKey: control && control.apiKey };
+    return { base, redis, stop, restartEdge, apiKey: control && control.apiKey, opsToken: control && opsToken };
   } catch (e) {
     await stop();
     throw e;

@@ -84,6 +84,9 @@ pub struct Metrics {
     pub timers_received_total: AtomicU64,
     pub fires_in_flight: AtomicI64,
     pub partitions_owned: AtomicI64,
+    /// Live rooms per partition (`ZCARD rooms:{pNN}`), counted by the partition's reader while this
+    /// instance owns it, 0 otherwise; `rooms_live` is their sum.
+    rooms_live: Vec<AtomicI64>,
     pub lease_acquired_total: AtomicU64,
     pub lease_lost_total: AtomicU64,
     pub lease_released_total: AtomicU64,
@@ -114,6 +117,9 @@ impl Metrics {
             timers_received_total: AtomicU64::new(0),
             fires_in_flight: AtomicI64::new(0),
             partitions_owned: AtomicI64::new(0),
+            rooms_live: (0..ringside_protocol::keys::PARTITIONS)
+                .map(|_| AtomicI64::new(0))
+                .collect(),
             lease_acquired_total: AtomicU64::new(0),
             lease_lost_total: AtomicU64::new(0),
             lease_released_total: AtomicU64::new(0),
@@ -173,6 +179,21 @@ impl Metrics {
         )
     }
 
+    /// Sets partition `p`'s live-room count.
+    pub fn set_rooms_live(&self, p: u32, n: i64) {
+        if let Some(slot) = self.rooms_live.get(p as usize) {
+            slot.store(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Live rooms in the partitions this instance owns.
+    pub fn rooms_live(&self) -> i64 {
+        self.rooms_live
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .sum()
+    }
+
     pub fn redis_error(&self) {
         self.redis_errors_total.fetch_add(1, Ordering::Relaxed);
     }
@@ -216,6 +237,12 @@ impl Metrics {
             "partitions_owned",
             "Timer partitions whose lease this instance holds.",
             load(&self.partitions_owned),
+        );
+        gauge(
+            &mut out,
+            "rooms_live",
+            "Live rooms (LOBBY to REVEAL) in the partitions this instance owns; sum over instances.",
+            self.rooms_live(),
         );
         gauge(
             &mut out,
@@ -340,6 +367,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("timers_late_total 1"), "{text}");
+        m.set_rooms_live(3, 5);
+        m.set_rooms_live(63, 2);
+        m.set_rooms_live(64, 9); // no such partition: ignored
+        assert!(m.render(0, true).contains("\nrooms_live 7\n"));
         assert_eq!(m.drift_snapshot().len(), 4);
     }
 }

@@ -58,6 +58,8 @@ pub async fn run(
         tx,
     };
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+    // This partition's share of `rooms_live` is counted while this reader runs, and dropped with it.
+    let _rooms = RoomsLiveSlot(reader.shared.clone(), p);
     // 1. Take over, on the shared connection: overdue schedules fire without waiting for a new
     //    connection to be set up.
     reader.take_over_until_done(&mut backoff).await;
@@ -109,6 +111,15 @@ pub async fn run(
             reread_own = true;
             tokio::time::sleep(delay).await;
         }
+    }
+}
+
+/// Zeroes a partition's live-room count when its reader stops (the partition left this engine).
+struct RoomsLiveSlot(Arc<Shared>, Partition);
+
+impl Drop for RoomsLiveSlot {
+    fn drop(&mut self) {
+        self.0.metrics.set_rooms_live(self.1, 0);
     }
 }
 
@@ -168,6 +179,7 @@ impl Reader {
     ) -> redis::RedisResult<Never> {
         let block_ms = self.shared.config.block.as_millis() as u64;
         let mut last_sweep = Instant::now();
+        self.count_rooms().await?;
         loop {
             let reply: Value = redis::cmd("XREADGROUP")
                 .arg("GROUP")
@@ -186,6 +198,7 @@ impl Reader {
             self.deliver(parse_xreadgroup(&reply), false).await?;
             if last_sweep.elapsed() >= SWEEP_EVERY {
                 self.sweep_orphans().await?;
+                self.count_rooms().await?;
                 last_sweep = Instant::now();
             }
         }
@@ -268,6 +281,17 @@ impl Reader {
             self.deliver(entries, true).await?;
             from = last.to_string();
         }
+        Ok(())
+    }
+
+    /// Reads the partition's live-room count (`ZCARD rooms:{pNN}`, the index the room functions keep)
+    /// into the `rooms_live` gauge: summed over the engines, every live room once.
+    async fn count_rooms(&mut self) -> redis::RedisResult<()> {
+        let n: i64 = redis::cmd("ZCARD")
+            .arg(keys::rooms(self.p))
+            .query_async(&mut self.conn())
+            .await?;
+        self.shared.metrics.set_rooms_live(self.p, n);
         Ok(())
     }
 
