@@ -279,17 +279,45 @@ pub async fn run(ctx: Rc<Ctx>, role: Role) {
     c.at_end();
 }
 
-/// A client's progress as the coordinator counts it: past the join (or its failure) once, then done with
-/// the game once. Only forward: `Joining` → `Ready` → `Settled`.
+/// Where a client is in the game: one value instead of a flag per fact, so that "finished and still
+/// joining" or "failed and still reading" cannot be written down. Only forward:
+/// `Joining` → `Playing` → `Done(_)` (or `Joining` → `Done(_)` when the join fails), and a `Done` is
+/// final. [`Client::advance`] makes every move and counts it for the coordinator's barriers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
-    /// Connecting and joining: the coordinator's join barrier waits for it.
+    /// Connecting and joining (a host: creating its room, until it sends `game:start`). The
+    /// coordinator's join barrier waits for the players and plain sockets here.
     Joining,
-    /// Joined, or failed to: counted in `Ctx::ready`.
-    Ready,
-    /// Done with the game (finished, failed, or a slow consumer after its join): counted in
-    /// `Ctx::settled`.
-    Settled,
+    /// Joined (a plain socket: connected; a host: `game:start` sent), in the game. Players and plain
+    /// sockets are counted in `Ctx::ready` once they leave `Joining`.
+    Playing,
+    /// Done with the game; players and plain sockets are counted in `Ctx::settled` (and in
+    /// `Ctx::ready` if they never got past the join).
+    Done(Outcome),
+}
+
+impl Stage {
+    /// The state machine's moves: forward only, and a `Done` is final.
+    fn may_become(self, to: Stage) -> bool {
+        matches!(
+            (self, to),
+            (Stage::Joining, Stage::Playing | Stage::Done(_)) | (Stage::Playing, Stage::Done(_))
+        )
+    }
+}
+
+/// How a client's game ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Saw the end: `game:end`, the last question of `--questions`, or the snapshot of an ended room.
+    Finished,
+    /// No room to join, no connection, no reconnect, or a close that allows none before the end.
+    Failed,
+    /// A slow consumer past its join: it never reads again (the edge's send queue for it fills up)
+    /// until the stop, and the end of the game does not wait for it.
+    SlowConsumer,
+    /// Still in the game when its socket task ended (the stop).
+    Unfinished,
 }
 
 struct Client {
@@ -333,13 +361,8 @@ struct Client {
     ping_every: Option<Duration>,
     next_ping: Option<Instant>,
 
-    /// Where this client is in the game, for the coordinator's barriers (a host stays `Joining`: the
-    /// barriers count players and plain sockets).
+    /// Where this client is in the game (see [`Stage`]).
     stage: Stage,
-    finished: bool,
-    failed: bool,
-    started_game: bool,
-    reading: bool,
     /// When the socket was lost, while reconnecting.
     lost_at: Option<Instant>,
     /// An end decided while handling the frames that came with the upgrade response.
@@ -396,10 +419,6 @@ impl Client {
             ping_every: None,
             next_ping: None,
             stage: Stage::Joining,
-            finished: false,
-            failed: false,
-            started_game: false,
-            reading: true,
             lost_at: None,
             pending_end: None,
             join_attempts: 0,
@@ -433,41 +452,62 @@ impl Client {
         }
     }
 
-    /// Past the join (or its failure): counted once, for the coordinator's join barrier.
+    /// Moves the stage forward to `to`; a move backward, sideways or out of `Done` is ignored. Counts
+    /// players and plain sockets (not hosts) for the coordinator: once past the join (or its failure) in
+    /// `Ctx::ready`, once done in `Ctx::settled`. Returns whether it moved.
+    fn advance(&mut self, to: Stage) -> bool {
+        let from = self.stage;
+        if !from.may_become(to) {
+            return false;
+        }
+        self.stage = to;
+        if !matches!(self.role, Role::Host { .. }) {
+            if from == Stage::Joining {
+                self.ctx.ready.set(self.ctx.ready.get() + 1);
+            }
+            if matches!(to, Stage::Done(_)) {
+                self.ctx.settled.set(self.ctx.settled.get() + 1);
+            }
+        }
+        true
+    }
+
+    /// Past the join: a player's ack, a plain socket's connect. A host leaves `Joining` only by sending
+    /// `game:start` (`maybe_start_game`).
     fn mark_ready(&mut self) {
-        if self.stage == Stage::Joining && !matches!(self.role, Role::Host { .. }) {
-            self.stage = Stage::Ready;
-            self.ctx.ready.set(self.ctx.ready.get() + 1);
+        if !matches!(self.role, Role::Host { .. }) {
+            self.advance(Stage::Playing);
         }
     }
 
-    /// Done with the game: counted once, for the coordinator's end-of-game check.
-    fn settle(&mut self) {
-        self.mark_ready();
-        if self.stage != Stage::Settled && !matches!(self.role, Role::Host { .. }) {
-            self.stage = Stage::Settled;
-            self.ctx.settled.set(self.ctx.settled.get() + 1);
-        }
+    fn is_done(&self) -> bool {
+        matches!(self.stage, Stage::Done(_))
+    }
+
+    fn is_finished(&self) -> bool {
+        self.stage == Stage::Done(Outcome::Finished)
+    }
+
+    /// Whether the session loop reads the socket: always, except a slow consumer past its join.
+    fn reads(&self) -> bool {
+        self.stage != Stage::Done(Outcome::SlowConsumer)
     }
 
     fn fail(&mut self) {
-        self.failed = true;
         if let Role::Host { room } = self.role {
             if self.code.is_none() {
                 self.ctx.create_failed.borrow_mut().push(room);
                 self.ctx.hosts_settled.set(self.ctx.hosts_settled.get() + 1);
             }
         }
-        self.settle();
+        self.advance(Stage::Done(Outcome::Failed));
     }
 
     fn finish(&mut self) {
-        if !self.finished {
-            self.finished = true;
-            if matches!(self.role, Role::Player { slow: false, .. }) {
-                self.stats().counters.players_finished += 1;
-            }
-            self.settle();
+        if self.advance(Stage::Done(Outcome::Finished))
+            && matches!(self.role, Role::Player { slow: false, .. })
+        {
+            self.stats().counters.players_finished += 1;
         }
     }
 
@@ -505,7 +545,7 @@ impl Client {
             match end {
                 End::Stop => return,
                 End::Final => {
-                    if !self.finished {
+                    if !self.is_finished() {
                         self.fail();
                     }
                     return;
@@ -534,7 +574,7 @@ impl Client {
         let p = &self.ctx.plan;
         p.reconnect
             && !self.is_slow()
-            && !self.finished
+            && !self.is_finished()
             && *self.phase.borrow() != Phase::Stop
             && match self.role {
                 Role::Player { .. } => self.seq.is_some(),
@@ -596,13 +636,40 @@ impl Client {
 
     /// Books what this socket leaves unfinished at its end.
     fn at_end(&mut self) {
-        if matches!(self.role, Role::Player { slow: false, .. }) && !self.finished && !self.failed {
+        if matches!(self.role, Role::Player { slow: false, .. }) && !self.is_done() {
             self.stats().counters.players_unfinished += 1;
         }
         if self.stream.is_some() {
             self.stream = None;
             self.ctx.open.set(self.ctx.open.get() - 1);
         }
-        self.settle();
+        self.advance(Stage::Done(Outcome::Unfinished));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Outcome, Stage};
+
+    #[test]
+    fn stages_only_move_forward_and_done_is_final() {
+        let outcomes = [
+            Outcome::Finished,
+            Outcome::Failed,
+            Outcome::SlowConsumer,
+            Outcome::Unfinished,
+        ];
+        let mut all = vec![Stage::Joining, Stage::Playing];
+        all.extend(outcomes.map(Stage::Done));
+        for from in all.iter().copied() {
+            for to in all.iter().copied() {
+                let expected = match from {
+                    Stage::Joining => to != Stage::Joining,
+                    Stage::Playing => matches!(to, Stage::Done(_)),
+                    Stage::Done(_) => false,
+                };
+                assert_eq!(from.may_become(to), expected, "{from:?} -> {to:?}");
+            }
+        }
     }
 }

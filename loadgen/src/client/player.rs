@@ -281,8 +281,7 @@ impl Client {
         if self.is_slow() {
             // From now on this player never reads: the edge's send queue for it fills up. It is not
             // expected to finish, so the end of the game does not wait for it.
-            self.reading = false;
-            self.settle();
+            self.advance(Stage::Done(Outcome::SlowConsumer));
         }
     }
 
@@ -465,7 +464,7 @@ impl Client {
     }
 
     pub(super) fn maybe_start_game(&mut self) {
-        if self.started_game || self.req.is_some() || self.stream.is_none() {
+        if self.stage != Stage::Joining || self.req.is_some() || self.stream.is_none() {
             return;
         }
         let (Role::Host { .. }, Some(code)) = (self.role, self.code.clone()) else {
@@ -474,7 +473,7 @@ impl Client {
         if !self.ctx.plan.scenario.plays() {
             return;
         }
-        self.started_game = true;
+        self.advance(Stage::Playing);
         let rid = self.rid();
         self.send(
             ClientEvent::GameStart(events::GameRef {

@@ -83,7 +83,6 @@ impl Client {
         }
         self.ctx.open.set(self.ctx.open.get() + 1);
         self.stream = Some(stream);
-        self.reading = true;
         self.frag.clear();
         if let Role::Plain { .. } = self.role {
             self.mark_ready();
@@ -147,7 +146,7 @@ impl Client {
                 return End::Lost;
             };
             tokio::select! {
-                r = stream.readable(), if self.reading => {
+                r = stream.readable(), if self.reads() => {
                     if r.is_err() {
                         return self.lost("reset");
                     }
@@ -364,7 +363,6 @@ impl Client {
     /// A slow consumer at the stop: read what waited in its socket to learn how the edge treated it
     /// (a 4008 close, a reset, or nothing).
     pub(super) async fn drain_slow(&mut self) {
-        self.reading = true;
         let before = self.stats().counters.bytes_received;
         let until = Instant::now() + SLOW_DRAIN;
         // Bounded by `until`.
