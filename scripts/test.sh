@@ -16,3 +16,5 @@ cargo test --workspace --all-targets "$@" -- --nocapture
 FUZZ_SANITIZER=none ./scripts/fuzz.sh smoke 5
 # The browser suite: a full game of web/ in Chromium against the debug builds (webtest/run.mjs).
 node webtest/run.mjs
+# The Grafana dashboard against a real Prometheus scraping a local stack (about 15 s; webtest/prometheus.mjs).
+node webtest/prometheus.mjs

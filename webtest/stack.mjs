@@ -92,7 +92,9 @@ async function startControl(run, bin, redis, artifacts, serveArgs = []) {
   return { upstream: `127.0.0.1:${port}`, apiKey: fs.readFileSync(keyFile, 'utf8').trim(), cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
 }
 
-export async function startStack(artifacts) {
+// opts.edgeMetrics: the edge also serves its process's /metrics on a port of its own (--metrics-listen), as
+// deploy/'s scrape configs expect; its port is returned as edgeMetricsPort.
+export async function startStack(artifacts, opts = {}) {
   // WEBTEST_BIN_DIR: binaries built elsewhere (e.g. a clean worktree while this one is mid-edit).
   const bin = process.env.WEBTEST_BIN_DIR || path.join(ROOT, 'target', 'debug');
   const children = [];
@@ -140,8 +142,10 @@ export async function startStack(artifacts) {
     }
 
     run('engine', path.join(bin, 'ringside-engine'), ['--redis', redis, '--http', `127.0.0.1:${enginePort}`]);
+    const edgeMetricsPort = opts.edgeMetrics ? await freePort() : null;
     const edgeArgs = ['--listen', `127.0.0.1:${edgePort}`, '--threads', '1', '--redis', redis, '--web-root', path.join(ROOT, 'web'),
-      ...(control ? ['--api-upstream', control.upstream] : [])];
+      ...(control ? ['--api-upstream', control.upstream] : []),
+      ...(edgeMetricsPort ? ['--metrics-listen', `127.0.0.1:${edgeMetricsPort}`] : [])];
     let edge = run('edge', path.join(bin, 'ringside-edge'), edgeArgs);
     const base = `http://127.0.0.1:${edgePort}`;
     await waitFor('ringside-edge', async () => (await fetch(`${base}/readyz`)).ok);
@@ -157,7 +161,7 @@ export async function startStack(artifacts) {
       edge = run(`edge-${restarts + 1}`, path.join(bin, 'ringside-edge'), edgeArgs);
       await waitFor('ringside-edge (restarted)', async () => (await fetch(`${base}/readyz`)).ok);
     };
-    return { base, redis, stop, restartEdge, apiKey: control && control.apiKey, opsToken: control && opsToken };
+    return { base, redis, stop, restartEdge, apiKey: control && control.apiKey, opsToken: control && opsToken, enginePort, edgeMetricsPort };
   } catch (e) {
     await stop();
     throw e;
