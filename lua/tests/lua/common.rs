@@ -4,10 +4,15 @@
 //! minimal engine would.
 #![allow(dead_code)]
 
-use ringside_lua::{ensure_loaded, Game, Quiz, Redis, TimerEntry, TimerKind, TimerOutcome};
-use ringside_protocol::events::{RoomCreated, RoomJoinAck, RoomSettings, ServerEvent};
-use ringside_protocol::{keys, Codec, Envelope};
+use ringside_lua::{
+    ensure_loaded, Game, GameError, Quiz, Redis, TimerEntry, TimerKind, TimerOutcome,
+};
+use ringside_protocol::events::{
+    AnswerResult, RoomCreated, RoomJoinAck, RoomSettings, ServerEvent,
+};
+use ringside_protocol::{keys, Codec, Envelope, ErrorCode};
 use ringside_testkit::{shared_cluster, Backend, TestRedis};
+use std::collections::HashMap;
 use std::time::Duration;
 
 pub struct Env {
@@ -43,7 +48,8 @@ pub async fn env(backend: Backend) -> Env {
     }
 }
 
-/// Declares `standalone` and `cluster` tests running the async fn `$body(Backend)`.
+/// Declares `standalone` and `cluster` tests running the async fn `$body(Backend)` (in scope in the
+/// families through `#[macro_use] mod common`).
 macro_rules! on_both_backends {
     ($($body:ident),* $(,)?) => {$(
         mod $body {
@@ -58,7 +64,6 @@ macro_rules! on_both_backends {
         }
     )*};
 }
-pub(crate) use on_both_backends;
 
 /// A unique suffix for quiz ids and names, so tests sharing the cluster never collide.
 pub fn unique(prefix: &str) -> String {
@@ -263,4 +268,69 @@ pub async fn answered_at(env: &Env, code: &str, q: u32, player_id: &str) -> u64 
 
 pub fn code_of(e: &ringside_lua::GameError) -> ringside_protocol::ErrorCode {
     e.code()
+}
+
+// Helpers of the game families.
+
+pub fn refusal<T: std::fmt::Debug>(r: Result<T, GameError>) -> ErrorCode {
+    match r {
+        Err(e @ GameError::Refused { .. }) => e.code(),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+pub async fn open_first_question(env: &Env, code: &str, host: &str) {
+    env.game.start(code, host).await.expect("start");
+    let out = fire_latest(env, code, TimerKind::CountdownEnd).await;
+    assert!(out.fired, "{out:?}");
+}
+
+pub async fn results_by_id(
+    env: &Env,
+    code: &str,
+    q: u32,
+    ids: &[String],
+) -> HashMap<String, AnswerResult> {
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let res = env.game.results(code, q, &refs).await.expect("results");
+    ids.iter()
+        .cloned()
+        .zip(res.into_iter().map(|r| r.expect("a player of the room")))
+        .collect()
+}
+
+/// The URL of the cluster node serving `key`'s slot.
+pub fn node_of(env: &Env, key: &str) -> String {
+    let mut c = redis::Client::open(env.urls[0].as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let slot: u16 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query(&mut c)
+        .unwrap();
+    let slots: Vec<(u16, u16, Vec<redis::Value>)> = {
+        let raw: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut c).unwrap();
+        raw.into_iter()
+            .map(|v| {
+                let redis::Value::Array(items) = v else {
+                    panic!("CLUSTER SLOTS")
+                };
+                let lo: u16 = redis::from_redis_value(items[0].clone()).unwrap();
+                let hi: u16 = redis::from_redis_value(items[1].clone()).unwrap();
+                (lo, hi, items[2..].to_vec())
+            })
+            .collect()
+    };
+    let (_, _, nodes) = slots
+        .into_iter()
+        .find(|(lo, hi, _)| (*lo..=*hi).contains(&slot))
+        .unwrap();
+    let redis::Value::Array(primary) = &nodes[0] else {
+        panic!("node")
+    };
+    let host: String = redis::from_redis_value(primary[0].clone()).unwrap();
+    let port: u16 = redis::from_redis_value(primary[1].clone()).unwrap();
+    format!("redis://{host}:{port}/")
 }
