@@ -115,30 +115,38 @@ DEV_KEY=$(cat "$RUN/dev-host.key")
 echo "==> importing quizzes/ as the development host's public quizzes"
 "$BIN/ringside-control" quiz import --host-id "$(cat "$RUN/dev-host.id")" --visibility public quizzes/*.json
 
-CONTROL_PORT=${RINGSIDE_CONTROL_PORT:-9200}
-while port_busy "$CONTROL_PORT"; do CONTROL_PORT=$((CONTROL_PORT + 1)); done
-echo "==> control plane on 127.0.0.1:$CONTROL_PORT"
-"$BIN/ringside-control" serve --listen "127.0.0.1:$CONTROL_PORT" >"$RUN/control.log" 2>&1 &
-PIDS+=($!)
-wait_for control http_ok "$CONTROL_PORT" /healthz
-
-[ -f "$RUN/tls/cert.pem" ] || "$BIN/ringside-edge" gen-dev-cert --out "$RUN/tls" >/dev/null
-
 ENGINE_PORT=9100
 while port_busy "$ENGINE_PORT"; do ENGINE_PORT=$((ENGINE_PORT + 1)); done
-echo "==> engine (metrics on 127.0.0.1:$ENGINE_PORT)"
-"$BIN/ringside-engine" --redis "$REDIS_URL" --http "127.0.0.1:$ENGINE_PORT" >"$RUN/engine.log" 2>&1 &
-PIDS+=($!)
 
 # With several edge processes, each also serves its own /metrics on METRICS_PORT+i (a scrape of the
 # shared port reaches one random process).
 METRICS_ARGS=()
+OPS_SCRAPE="edge=http://127.0.0.1:$PORT/metrics"
 if [ "$PROCS" -gt 1 ]; then
   METRICS_PORT=9180
   range_busy() { for i in $(seq 0 $((PROCS - 1))); do port_busy $((METRICS_PORT + i)) && return 0; done; return 1; }
   while range_busy; do METRICS_PORT=$((METRICS_PORT + PROCS)); done
   METRICS_ARGS=(--metrics-listen "127.0.0.1:$METRICS_PORT")
+  OPS_SCRAPE=$(for i in $(seq 0 $((PROCS - 1))); do printf 'edge=http://127.0.0.1:%s/metrics,' $((METRICS_PORT + i)); done)
+  OPS_SCRAPE=${OPS_SCRAPE%,}
 fi
+OPS_SCRAPE="$OPS_SCRAPE,engine=http://127.0.0.1:$ENGINE_PORT/metrics"
+
+# The ops page (/ops.html) reads the control plane's GET /api/ops with this token.
+[ -s "$RUN/ops.token" ] || (umask 077 && head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RUN/ops.token")
+CONTROL_PORT=${RINGSIDE_CONTROL_PORT:-9200}
+while port_busy "$CONTROL_PORT"; do CONTROL_PORT=$((CONTROL_PORT + 1)); done
+echo "==> control plane on 127.0.0.1:$CONTROL_PORT"
+"$BIN/ringside-control" serve --listen "127.0.0.1:$CONTROL_PORT" --ops-token-file "$RUN/ops.token" \
+  --ops-scrape "$OPS_SCRAPE" >"$RUN/control.log" 2>&1 &
+PIDS+=($!)
+wait_for control http_ok "$CONTROL_PORT" /healthz
+
+[ -f "$RUN/tls/cert.pem" ] || "$BIN/ringside-edge" gen-dev-cert --out "$RUN/tls" >/dev/null
+
+echo "==> engine (metrics on 127.0.0.1:$ENGINE_PORT)"
+"$BIN/ringside-engine" --redis "$REDIS_URL" --http "127.0.0.1:$ENGINE_PORT" >"$RUN/engine.log" 2>&1 &
+PIDS+=($!)
 
 echo "==> edge ($PROCS process(es))"
 "$BIN/ringside-edge" --listen "$HOST:$PORT" --processes "$PROCS" --redis "$REDIS_URL" \
@@ -164,6 +172,7 @@ echo "  metrics       http://$HOST:$PORT/metrics (edge), http://127.0.0.1:$ENGIN
 [ "$PROCS" -gt 1 ] && echo "  per process   http://127.0.0.1:$METRICS_PORT/metrics … :$((METRICS_PORT + PROCS - 1))/metrics (edge process i on $METRICS_PORT+i)"
 cat <<MSG
   API           http://$HOST:$PORT/api/  (ringside-control on 127.0.0.1:$CONTROL_PORT; docs/api.md)
+  ops page      http://$HOST:$PORT/ops.html  (ops token: $(cat "$RUN/ops.token"))
   host API key  $DEV_KEY
                 (the development host "Local host"; also in $RUN/dev-host.key. New hosts:
                  RINGSIDE_DATABASE_URL=$RINGSIDE_DATABASE_URL $BIN/ringside-control host create --name NAME)
