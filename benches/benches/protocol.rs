@@ -22,6 +22,8 @@ fn question_show() -> Envelope<ServerEvent> {
         time_limit_ms: 20_000,
         points: 1000,
         image_url: None,
+        show_at: None,
+        sealed: None,
     }))
     .with_seq(41)
 }

@@ -461,6 +461,8 @@ mod tests {
             time_limit_ms: 20_000,
             points: 1000,
             image_url: None,
+            show_at: None,
+            sealed: None,
         }))
         .with_seq(4_000_000_000)
     }

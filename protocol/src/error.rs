@@ -78,6 +78,8 @@ error_codes! {
     WrongState = "wrong_state", retry: false;
     /// The answer names a question other than the current one.
     WrongQuestion = "wrong_question", retry: false;
+    /// The answer arrived before the question's `showAt` (the question is not on screen yet).
+    TooEarly = "too_early", retry: false;
     /// The answer arrived after the question's end plus the 500 ms grace.
     LateAnswer = "late_answer", retry: false;
     /// This player already answered this question; the first answer stands.

@@ -13,6 +13,7 @@
 //!   catch-up from the room log ([`Rooms::replay_or_snapshot`]), personal results after a reveal, kicks.
 //! - [`hub`]: the Redis thread (tokio): FCALLs, one sharded subscription per room per process, encode once.
 //! - [`pubsub`], [`resp`]: the sharded pub/sub subscriber.
+//! - [`seal`]: fair start — a question sealed ahead of its `showAt`, its key sent just in time.
 //! - [`address_limits`]: joins and failed room-code lookups per source address, shared by the workers.
 //!
 //! The game's flags ([`GameFlags`]) live here and are flattened into the edge's command line
@@ -24,6 +25,7 @@ pub mod hub;
 pub mod pubsub;
 pub mod resp;
 pub mod rooms;
+pub mod seal;
 pub mod socket;
 pub mod state;
 
@@ -73,12 +75,17 @@ pub struct GameFlags {
     /// Per source address: `room:join` attempts and failed room-code lookups (docs/protocol.md §3).
     #[command(flatten)]
     pub address_limits: AddressLimits,
+    /// Fair start: sealed questions and their keys' lead (docs/protocol.md §7.3).
+    #[command(flatten)]
+    pub seal: seal::SealFlags,
 }
 
 impl GameFlags {
     /// The settings these flags describe for an edge listening on `listen` (`tls`: it serves wss, so the
     /// default join link is https).
+    /// The seal settings are process-wide: this installs them ([`seal::SealFlags::install`]).
     pub fn to_config(&self, listen: SocketAddr, tls: bool) -> GameConfig {
+        self.seal.install();
         let share_base = self.share_base.clone().unwrap_or_else(|| {
             let host = if listen.ip().is_unspecified() {
                 "127.0.0.1".to_string()
@@ -168,7 +175,10 @@ impl SessionFactory for GameFactory {
                 status: 503,
                 body: "worker not ready\n".into(),
             })?;
-        Ok(Box::new(GameSession::open(rooms, conn, codec, req.peer)))
+        let sealed = req.query_param(seal::QUERY_PARAM) == Some("1");
+        Ok(Box::new(GameSession::open(
+            rooms, conn, codec, req.peer, sealed,
+        )))
     }
 
     fn upstream_gauge(&self) -> Option<Arc<UpstreamGauge>> {

@@ -6,14 +6,21 @@
 //! old `seq`, or the subscription dropped during a Redis failover — catches up from the room log
 //! (`XRANGE`), or gets a `reconnect:state` snapshot when the gap is older than the log. Nothing is
 //! silently skipped and nothing is delivered twice.
+//!
+//! Fair start ([`super::seal`]): a `game:question:show` that arrives well before its `showAt` is sealed
+//! for the members that open sealed questions and held back from the others; at the key time the
+//! sealed members get `game:question:key` and the others the clear show. A catch-up or reconnect in
+//! between gets the sealed show, or waits for the key time ([`Rooms::replay_or_snapshot`],
+//! [`Rooms::gate_snapshot`]), so no socket reads a question before its key goes out.
 
 use super::address_limits::AddressLimiter;
 use super::hub::{class_of, CallError, HubHandle, RoomFrame, WorkerMsg};
+use super::seal::{self, FanoutRate, QuestionSeal};
 use crate::conn::ConnHandle;
 use crate::metrics::GAME;
 use crate::sendq::FrameClass;
 use crate::ws::frame::{self, Opcode};
-use ringside_protocol::events::{ErrorEvent, LeaveReason, ReconnectState, ServerEvent};
+use ringside_protocol::events::{ErrorEvent, LeaveReason, ReconnectState, RoomState, ServerEvent};
 use ringside_protocol::{CloseCode, Codec, Envelope, ErrorCode};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -29,6 +36,8 @@ struct Member {
     last_seq: u64,
     /// A catch-up task is running for this member; live events wait for it.
     syncing: bool,
+    /// The socket opens sealed questions (game/seal.rs).
+    sealed: bool,
 }
 
 #[derive(Default)]
@@ -36,6 +45,19 @@ struct LocalRoom {
     /// The highest seq this worker has seen for the room.
     last_seq: u64,
     members: HashMap<u64, Member>,
+    /// The last question this worker sealed (or held back) ahead of its `showAt`.
+    seal: Option<QuestionSeal>,
+}
+
+/// The last `game:question:show` among a catch-up's events: `(seq, showAt)`.
+pub type ShowMark = Option<(u64, u64)>;
+
+/// The [`ShowMark`] of one room event.
+pub fn show_mark(frame: &RoomFrame) -> ShowMark {
+    match &frame.event {
+        ServerEvent::QuestionShow(s) => s.show_at.map(|at| (frame.seq, at)),
+        _ => None,
+    }
 }
 
 /// Room events a socket missed, for [`Rooms::replay_or_snapshot`].
@@ -44,6 +66,8 @@ pub enum Missed {
     Events {
         conn: ConnHandle,
         frames: Vec<(u64, bytes::Bytes, FrameClass)>,
+        /// The last question show among them (fair start: it may not be readable yet).
+        show: ShowMark,
     },
     /// The gap is older than the room log: only a snapshot can fill it.
     Gap,
@@ -65,6 +89,8 @@ pub struct Rooms {
     /// The process's per-address limits of joins and room-code lookups (`None`: off).
     pub addresses: Option<Arc<AddressLimiter>>,
     rooms: RefCell<HashMap<Arc<str>, LocalRoom>>,
+    /// This worker's measured time per frame of a fan-out (the keys' lead).
+    pub rate: FanoutRate,
 }
 
 /// Encodes a server event for one socket (replies and personal events; room events use [`RoomFrame`]).
@@ -133,6 +159,7 @@ impl Rooms {
             share_base,
             addresses,
             rooms: RefCell::new(HashMap::new()),
+            rate: FanoutRate::default(),
         }
     }
 
@@ -153,6 +180,7 @@ impl Rooms {
         codec: Codec,
         player: Option<Rc<str>>,
         last_seq: u64,
+        sealed: bool,
     ) {
         if !conn.is_open() {
             return; // closed while its join was in flight: nothing may outlive the socket
@@ -170,6 +198,7 @@ impl Rooms {
                     player,
                     last_seq,
                     syncing: false,
+                    sealed,
                 },
             );
             if let Some(old) = old {
@@ -232,12 +261,27 @@ impl Rooms {
     fn on_event(self: &Rc<Self>, frame: Arc<RoomFrame>) {
         let mut behind = Vec::new();
         let mut players = Vec::new();
+        let started = std::time::Instant::now();
+        let mut sent = 0usize;
+        let mut key_at = None;
         {
             let mut rooms = self.rooms.borrow_mut();
             let Some(room) = rooms.get_mut(&frame.code) else {
                 return;
             };
             room.last_seq = room.last_seq.max(frame.seq);
+            if let ServerEvent::QuestionShow(show) = &frame.event {
+                let lead = self.rate.lead_ms(room.members.len());
+                if let Some(at) = seal::wants_seal(show, lead, seal::now_ms()) {
+                    room.seal = Some(QuestionSeal::new(&frame, show, at));
+                    key_at = Some(at);
+                }
+            }
+            let held = room
+                .seal
+                .as_ref()
+                .filter(|s| s.seq == frame.seq && s.pending());
+            let sealing = seal::enabled();
             let reveal = matches!(frame.event, ServerEvent::QuestionReveal(_));
             let kicked = match &frame.event {
                 ServerEvent::PlayerLeft(l) if l.reason == LeaveReason::Kick => {
@@ -253,7 +297,14 @@ impl Rooms {
                     behind.push(*id);
                     continue;
                 }
-                let _ = m.conn.send(frame.frame(m.codec).clone(), frame.class);
+                let bytes = match held {
+                    // sealed now, its key at the key time; the others wait for the key time
+                    Some(s) if m.sealed && sealing => s.sealed_frame(m.codec),
+                    Some(_) => continue,
+                    None => frame.frame(m.codec),
+                };
+                let _ = m.conn.send(bytes.clone(), frame.class);
+                sent += 1;
                 m.last_seq = frame.seq;
                 if let (Some(k), Some(p)) = (kicked, &m.player) {
                     if **p == *k {
@@ -278,10 +329,141 @@ impl Rooms {
         for id in behind {
             self.catch_up(frame.code.clone(), id);
         }
+        self.measure(sent, started);
+        if let Some(at) = key_at {
+            let this = self.clone();
+            let (code, seq) = (frame.code.clone(), frame.seq);
+            monoio::spawn(async move {
+                monoio::time::sleep(seal::until(at)).await;
+                this.send_key(&code, seq);
+            });
+        }
         if let ServerEvent::QuestionReveal(r) = &frame.event {
             if !players.is_empty() {
                 self.deliver_results(frame.code.clone(), r.q_index, players);
             }
+        }
+    }
+
+    /// Records how long a fan-out of `sent` frames took, once this worker's tasks (the sockets' writers
+    /// woken by it run first) come back to a task spawned after it.
+    fn measure(self: &Rc<Self>, sent: usize, started: std::time::Instant) {
+        if sent < 64 {
+            return;
+        }
+        let this = self.clone();
+        monoio::spawn(async move { this.rate.observe(sent, started.elapsed()) });
+    }
+
+    /// The key time of the question shown at `seq`: `game:question:key` to the members that got it
+    /// sealed, the clear show to those it was held back from (they then catch up on anything after it).
+    fn send_key(self: &Rc<Self>, code: &Arc<str>, seq: u64) {
+        let mut behind = Vec::new();
+        {
+            let mut rooms = self.rooms.borrow_mut();
+            let Some(room) = rooms.get_mut(code) else {
+                return;
+            };
+            let LocalRoom {
+                seal,
+                members,
+                last_seq,
+            } = room;
+            let Some(s) = seal.as_mut().filter(|s| s.seq == seq && s.pending()) else {
+                return;
+            };
+            s.key_sent = true;
+            let sealing = seal::enabled();
+            let mut clear: Option<Arc<RoomFrame>> = None;
+            for (id, m) in members.iter_mut() {
+                if m.last_seq >= seq {
+                    if m.sealed && sealing {
+                        let _ = m
+                            .conn
+                            .send(s.key_frame(m.codec).clone(), FrameClass::Reliable);
+                    }
+                } else if !m.syncing && m.last_seq + 1 == seq {
+                    let f = clear.get_or_insert_with(|| s.clear.clone());
+                    let _ = m.conn.send(f.frame(m.codec).clone(), FrameClass::Reliable);
+                    m.last_seq = seq;
+                    if *last_seq > seq {
+                        behind.push(*id);
+                    }
+                }
+            }
+        }
+        for id in behind {
+            self.catch_up(code.clone(), id);
+        }
+    }
+
+    /// Fair start for a snapshot: while the key of its open question has not gone out, a socket that
+    /// opens sealed questions gets the question sealed with this worker's key (the key follows with the
+    /// room's), any other waits for the key time. A question this worker did not seal (the room had no
+    /// member here) is released at `showAt − floor`.
+    pub async fn gate_snapshot(&self, code: &Arc<str>, state: &mut ReconnectState, sealed: bool) {
+        if state.state != RoomState::Active {
+            return;
+        }
+        let Some(cur) = state.current_q.as_mut() else {
+            return;
+        };
+        let Some(show_at) = cur.show_at else { return };
+        if cur.sealed.is_some() {
+            return;
+        }
+        let wait = {
+            let rooms = self.rooms.borrow();
+            let local = rooms
+                .get(code)
+                .and_then(|r| r.seal.as_ref())
+                .filter(|s| s.q == cur.q_index && s.show_at == show_at);
+            match local {
+                Some(s) if !s.pending() => return,
+                Some(s) if sealed && seal::enabled() => {
+                    **cur = s.seal(cur);
+                    return;
+                }
+                Some(s) => s.key_at,
+                None => seal::fallback_key_at(show_at),
+            }
+        };
+        if wait > seal::now_ms() {
+            monoio::time::sleep(seal::until(wait)).await;
+        }
+    }
+
+    /// Fair start for replayed events (see [`Rooms::gate_snapshot`]): the show of a question whose
+    /// key has not gone out is replaced by its sealed frame, or the replay waits for the key time.
+    async fn gate_replay(
+        &self,
+        code: &Arc<str>,
+        frames: &mut [(u64, bytes::Bytes, FrameClass)],
+        show: ShowMark,
+        codec: Codec,
+        sealed: bool,
+    ) {
+        let Some((seq, show_at)) = show else { return };
+        let wait = {
+            let rooms = self.rooms.borrow();
+            let local = rooms
+                .get(code)
+                .and_then(|r| r.seal.as_ref())
+                .filter(|s| s.seq == seq);
+            match local {
+                Some(s) if !s.pending() => return,
+                Some(s) if sealed && seal::enabled() => {
+                    for f in frames.iter_mut().filter(|f| f.0 == seq) {
+                        f.1 = s.sealed_frame(codec).clone();
+                    }
+                    return;
+                }
+                Some(s) => s.key_at,
+                None => seal::fallback_key_at(show_at),
+            }
+        };
+        if wait > seal::now_ms() {
+            monoio::time::sleep(seal::until(wait)).await;
         }
     }
 
@@ -338,9 +520,9 @@ impl Rooms {
         let this = self.clone();
         monoio::spawn(async move {
             loop {
-                let Some((from, player)) =
-                    this.member(&code, conn_id, |m| (m.last_seq, m.player.clone()))
-                else {
+                let Some((from, player, codec, sealed)) = this.member(&code, conn_id, |m| {
+                    (m.last_seq, m.player.clone(), m.codec, m.sealed)
+                }) else {
                     return;
                 };
                 let key = ringside_protocol::keys::room_log(&code);
@@ -370,7 +552,8 @@ impl Rooms {
                 let missed = if first.is_some_and(|s| s != from + 1) {
                     Missed::Gap
                 } else {
-                    let Some((conn, frames)) = this.member(&code, conn_id, |m| {
+                    let Some((conn, frames, show)) = this.member(&code, conn_id, |m| {
+                        let mut show = None;
                         let frames = entries
                             .iter()
                             .filter_map(|(id, fields)| {
@@ -378,17 +561,18 @@ impl Rooms {
                                 let (_, json) = fields.iter().find(|(k, _)| k == "e")?;
                                 let f =
                                     super::hub::room_frame(code.clone(), json.as_bytes()).ok()?;
+                                show = show_mark(&f).or(show);
                                 Some((seq, f.frame(m.codec).clone(), class_of(&f.event)))
                             })
                             .collect();
-                        (m.conn.clone(), frames)
+                        (m.conn.clone(), frames, show)
                     }) else {
                         return;
                     };
-                    Missed::Events { conn, frames }
+                    Missed::Events { conn, frames, show }
                 };
                 match this
-                    .replay_or_snapshot(&code, player.as_ref(), missed, 0)
+                    .replay_or_snapshot(&code, player.as_ref(), missed, 0, codec, sealed)
                     .await
                 {
                     Ok(CaughtUp::Replayed { last_seq }) => {
@@ -447,8 +631,17 @@ impl Rooms {
         player: Option<&Rc<str>>,
         missed: Missed,
         reserve: usize,
+        codec: Codec,
+        sealed: bool,
     ) -> Result<CaughtUp, CallError> {
-        if let Missed::Events { conn, frames } = missed {
+        if let Missed::Events {
+            conn,
+            mut frames,
+            show,
+        } = missed
+        {
+            self.gate_replay(code, &mut frames, show, codec, sealed)
+                .await;
             let bytes = frames.iter().map(|(_, b, _)| b.len()).sum();
             if conn.has_room_for(frames.len() + reserve, bytes) {
                 let last_seq = frames.last().map(|(seq, _, _)| *seq);
@@ -460,10 +653,11 @@ impl Rooms {
         }
         let c = code.to_string();
         let pid = player.map(|p| p.to_string());
-        let state = self
+        let mut state = self
             .hub
             .game(move |game| async move { game.snapshot(&c, pid.as_deref()).await })
             .await?;
+        self.gate_snapshot(code, &mut state, sealed).await;
         Ok(CaughtUp::Snapshot(state))
     }
 

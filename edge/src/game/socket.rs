@@ -43,6 +43,7 @@ impl GameSession {
         conn: &ConnHandle,
         codec: Codec,
         peer: Option<IpAddr>,
+        sealed: bool,
     ) -> GameSession {
         let ack = ServerEvent::SessionAck(SessionAck {
             socket_id: format!("{:x}-{}-{:x}", std::process::id(), rooms.worker, conn.id()),
@@ -66,6 +67,7 @@ impl GameSession {
             tokens: limits::EVENTS_BURST as f32,
             refilled: Instant::now(),
             strikes: 0,
+            sealed,
         };
         GameSession {
             rooms,

@@ -77,6 +77,8 @@ pub struct State {
     pub refilled: Instant,
     /// Events refused by the rate limit; past a threshold the socket is closed with 1008.
     pub strikes: u32,
+    /// The client opens sealed questions (`/ws?sealed=1`, game/seal.rs).
+    pub sealed: bool,
 }
 
 #[cfg(test)]

@@ -84,7 +84,9 @@ pub fn create(cx: &Cx, c: RoomCreate) -> Applied<impl Future<Output = Result<Ser
             code: code.clone(),
             token: created.host_token.as_str().into(),
         };
-        cx.rooms.add_member(&code, &cx.conn, cx.codec, None, 0);
+        let sealed = cx.st.borrow().sealed;
+        cx.rooms
+            .add_member(&code, &cx.conn, cx.codec, None, 0, sealed);
         Ok(ServerEvent::RoomCreated(created))
     })
 }
@@ -135,8 +137,9 @@ pub fn join(cx: &Cx, j: RoomJoin) -> Applied<impl Future<Output = Result<ServerE
             };
         }
         // Nothing is written before the reply: the member's catch-up, if any, runs as its own task.
+        let sealed = cx.st.borrow().sealed;
         cx.rooms
-            .add_member(&code, &cx.conn, cx.codec, Some(id), ack.seq);
+            .add_member(&code, &cx.conn, cx.codec, Some(id), ack.seq, sealed);
         Ok(ServerEvent::RoomJoinAck(ack))
     })
 }

@@ -2,11 +2,13 @@
 //! session token (`reconnect` checks it) and catches up from its `lastSeq`: the missed events replayed,
 //! or a `reconnect:state` snapshot — chosen by [`Rooms::replay_or_snapshot`](crate::game::rooms::Rooms::replay_or_snapshot).
 //! The socket joins the room's local members after that, so live events follow the catch-up in order.
+//! Fair start: a question whose key has not gone out is sent sealed, or after its key time
+//! ([`Rooms::gate_snapshot`](crate::game::rooms::Rooms::gate_snapshot)).
 
 use super::lobby::{address_allows, note_miss, Lookup};
 use super::{Applied, Cx, Error};
 use crate::game::hub::room_frame;
-use crate::game::rooms::{CaughtUp, Missed};
+use crate::game::rooms::{show_mark, CaughtUp, Missed};
 use crate::game::state::Role;
 use crate::sendq::FrameClass;
 use ringside_lua::Recovery;
@@ -51,21 +53,27 @@ pub fn attempt(
                 token,
             },
         };
+        let sealed = cx.st.borrow().sealed;
         let (reply, seen) = match back.recovery {
             Recovery::Events(events) => {
                 // Replayed as they were published (all reliable), then the `ok` (one more frame).
+                let mut show = None;
                 let frames = events
                     .iter()
                     .filter_map(|raw| room_frame(code.clone(), raw.as_bytes()).ok())
-                    .map(|f| (f.seq, f.frame(cx.codec).clone(), FrameClass::Reliable))
+                    .map(|f| {
+                        show = show_mark(&f).or(show);
+                        (f.seq, f.frame(cx.codec).clone(), FrameClass::Reliable)
+                    })
                     .collect();
                 let missed = Missed::Events {
                     conn: cx.conn.clone(),
                     frames,
+                    show,
                 };
                 match cx
                     .rooms
-                    .replay_or_snapshot(&code, player.as_ref(), missed, 1)
+                    .replay_or_snapshot(&code, player.as_ref(), missed, 1, cx.codec, sealed)
                     .await
                     .map_err(Error::from)
                     .inspect_err(|e| cx.forget_session_on(e))?
@@ -77,13 +85,15 @@ pub fn attempt(
                     }
                 }
             }
-            Recovery::State(state) => {
+            Recovery::State(mut state) => {
+                cx.rooms.gate_snapshot(&code, &mut state, sealed).await;
                 let seq = state.seq;
                 (ServerEvent::ReconnectState(*state), seq)
             }
         };
         // Nothing is written between here and the reply (the catch-up, if any, is its own task).
-        cx.rooms.add_member(&code, &cx.conn, cx.codec, player, seen);
+        cx.rooms
+            .add_member(&code, &cx.conn, cx.codec, player, seen, sealed);
         Ok(reply)
     })
 }

@@ -1,0 +1,300 @@
+//! Fair start (issue 15): a question goes out ahead of its `showAt` with its content sealed, and a small
+//! key frame follows just early enough to land before `showAt` — so every member of a room can show the
+//! question at the same instant however many sockets this edge has to write first.
+//!
+//! Redis Functions cannot encrypt, and each edge worker writes only its own sockets, so the edge seals:
+//! when a worker receives a room's `game:question:show` whose `showAt` is far enough ahead, it draws a
+//! fresh random 256-bit key (per question, per worker thread), seals the content (`question`, `answers`,
+//! `imageUrl`) with AES-256-GCM — the one AEAD that both `ring` (already linked for TLS) and WebCrypto
+//! have — encodes the sealed show once per subprotocol, fans it out to the members that declared support
+//! (`/ws?sealed=1`), and sends `game:question:key` to them at `showAt − lead` ([`QuestionSeal::key_at`]).
+//! Members without support get the clear show at that same instant instead, so nobody reads the content
+//! earlier than the key's lead (docs/security.md "Fair start").
+//!
+//! The lead is `floor + 2 × local members × measured time per frame` ([`FanoutRate`]), capped: the
+//! key must reach the last socket of this worker before `showAt`, and each frame costs the kernel's TCP
+//! send. Floor and cap are flags (`--seal-lead-floor-ms`, `--seal-lead-cap-ms`).
+
+use super::hub::RoomFrame;
+use crate::ws::frame::{self, Opcode};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use bytes::Bytes;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
+use ringside_protocol::events::{
+    QuestionKey, QuestionShow, SealedContent, SealedQuestion, ServerEvent,
+};
+use ringside_protocol::{Codec, Envelope};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The name of [`SealedQuestion::alg`].
+pub const ALG: &str = "A256GCM";
+
+/// The query parameter of the upgrade by which a client declares that it opens sealed questions.
+pub const QUERY_PARAM: &str = "sealed";
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+static FLOOR_MS: AtomicU64 = AtomicU64::new(DEFAULT_FLOOR_MS);
+static CAP_MS: AtomicU64 = AtomicU64::new(DEFAULT_CAP_MS);
+
+/// The least lead of a key over `showAt`: one network trip of a slow phone plus its jitter.
+pub const DEFAULT_FLOOR_MS: u64 = 150;
+/// The most lead: the head start a cheater could get, whatever the room's size.
+pub const DEFAULT_CAP_MS: u64 = 1000;
+/// Time per frame of a fan-out before this worker has measured one (3.3 µs measured, perf/edge.md).
+const DEFAULT_FRAME_NS: f64 = 5_000.0;
+/// Fan-outs smaller than this do not update the measured rate (too noisy).
+const MEASURE_MIN_FRAMES: usize = 64;
+
+/// The fair-start flags, flattened into the game's flags.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct SealFlags {
+    /// Seal questions ahead of their showAt for clients that support it (false: every client gets the
+    /// question in clear at showAt − lead).
+    #[arg(long = "seal", env = "RINGSIDE_EDGE_SEAL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enabled: bool,
+    /// The least lead of a question's key over its showAt, ms.
+    #[arg(long = "seal-lead-floor-ms", env = "RINGSIDE_EDGE_SEAL_LEAD_FLOOR_MS", default_value_t = DEFAULT_FLOOR_MS)]
+    pub floor_ms: u64,
+    /// The most lead of a question's key over its showAt, ms (the largest head start anyone gets).
+    #[arg(long = "seal-lead-cap-ms", env = "RINGSIDE_EDGE_SEAL_LEAD_CAP_MS", default_value_t = DEFAULT_CAP_MS)]
+    pub cap_ms: u64,
+}
+
+impl Default for SealFlags {
+    fn default() -> Self {
+        SealFlags {
+            enabled: true,
+            floor_ms: DEFAULT_FLOOR_MS,
+            cap_ms: DEFAULT_CAP_MS,
+        }
+    }
+}
+
+impl SealFlags {
+    /// Makes these the process's settings (every worker reads them when a question arrives).
+    pub fn install(&self) {
+        ENABLED.store(self.enabled, Relaxed);
+        FLOOR_MS.store(self.floor_ms, Relaxed);
+        CAP_MS.store(self.cap_ms.max(self.floor_ms), Relaxed);
+    }
+}
+
+/// The edge's clock, epoch ms (the same clock as `serverTime` in `pong`).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// One worker's measured fan-out rate: the time per frame from the start of a room event's fan-out
+/// until the worker's tasks have written it (the writes happen in each socket's writer task after the
+/// frames are queued), as a moving average.
+pub struct FanoutRate {
+    ns_per_frame: Cell<f64>,
+}
+
+impl Default for FanoutRate {
+    fn default() -> Self {
+        FanoutRate {
+            ns_per_frame: Cell::new(DEFAULT_FRAME_NS),
+        }
+    }
+}
+
+impl FanoutRate {
+    /// One fan-out of `frames` frames took `took`.
+    pub fn observe(&self, frames: usize, took: Duration) {
+        if frames < MEASURE_MIN_FRAMES {
+            return;
+        }
+        let sample = took.as_nanos() as f64 / frames as f64;
+        let old = self.ns_per_frame.get();
+        self.ns_per_frame.set(old * 0.7 + sample * 0.3);
+    }
+
+    pub fn ns_per_frame(&self) -> f64 {
+        self.ns_per_frame.get()
+    }
+
+    /// The key's lead over `showAt` for a room with `members` local sockets, ms.
+    pub fn lead_ms(&self, members: usize) -> u64 {
+        let floor = FLOOR_MS.load(Relaxed);
+        let cap = CAP_MS.load(Relaxed).max(floor);
+        let fanout = (2.0 * members as f64 * self.ns_per_frame() / 1e6).ceil() as u64;
+        (floor + fanout).min(cap)
+    }
+}
+
+/// The seal of one question on one worker: the key, the sealed show frames and the key frames.
+pub struct QuestionSeal {
+    pub q: u32,
+    /// The `seq` of the question's `game:question:show`.
+    pub seq: u64,
+    pub show_at: u64,
+    /// When the key goes out (edge clock, epoch ms).
+    pub key_at: u64,
+    pub key_sent: bool,
+    /// The clear show, for the members it was held back from.
+    pub clear: Arc<RoomFrame>,
+    code: Arc<str>,
+    key: [u8; 32],
+    sealed_json: Bytes,
+    sealed_msgpack: Bytes,
+    key_json: Bytes,
+    key_msgpack: Bytes,
+}
+
+/// Why a question is not sealed: sealing is off, or its `showAt` is too close (the clear show then goes
+/// out at once, as before).
+pub fn wants_seal(show: &QuestionShow, lead_ms: u64, now: u64) -> Option<u64> {
+    if !ENABLED.load(Relaxed) || show.sealed.is_some() {
+        return None;
+    }
+    let key_at = show.show_at?.checked_sub(lead_ms)?;
+    (key_at > now).then_some(key_at)
+}
+
+fn frame_of(codec: Codec, env: &Envelope<ServerEvent>) -> Bytes {
+    let op = if codec.is_text() {
+        Opcode::Text
+    } else {
+        Opcode::Binary
+    };
+    frame::encode(op, &env.encode(codec))
+}
+
+fn aad(code: &str, q: u32) -> String {
+    format!("{code}:{q}")
+}
+
+/// Seals `show`'s content with `key`: the show as a member without the key sees it.
+pub fn seal_show(key: &[u8; 32], code: &str, show: &QuestionShow) -> QuestionShow {
+    let content = SealedContent {
+        question: show.question.clone(),
+        answers: show.answers.clone(),
+        image_url: show.image_url.clone(),
+    };
+    let mut buf = serde_json::to_vec(&content).expect("content serializes");
+    let mut iv = [0u8; NONCE_LEN];
+    SystemRandom::new().fill(&mut iv).expect("system random");
+    let k = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32-byte key"));
+    k.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(iv),
+        Aad::from(aad(code, show.q_index).as_bytes()),
+        &mut buf,
+    )
+    .expect("seal");
+    QuestionShow {
+        question: String::new(),
+        answers: Vec::new(),
+        image_url: None,
+        sealed: Some(SealedQuestion {
+            alg: ALG.into(),
+            iv: B64.encode(iv),
+            ct: B64.encode(&buf),
+        }),
+        ..show.clone()
+    }
+}
+
+/// Opens a sealed show with its key (base64, as `game:question:key` carries it); for tests and tools.
+pub fn open(key_b64: &str, code: &str, show: &QuestionShow) -> Result<SealedContent, String> {
+    let s = show.sealed.as_ref().ok_or("not sealed")?;
+    let key = B64.decode(key_b64).map_err(|e| e.to_string())?;
+    let iv: [u8; NONCE_LEN] = B64
+        .decode(&s.iv)
+        .map_err(|e| e.to_string())?
+        .try_into()
+        .map_err(|_| "iv is not 12 bytes")?;
+    let mut ct = B64.decode(&s.ct).map_err(|e| e.to_string())?;
+    let k = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).map_err(|_| "bad key")?);
+    let plain = k
+        .open_in_place(
+            Nonce::assume_unique_for_key(iv),
+            Aad::from(aad(code, show.q_index).as_bytes()),
+            &mut ct,
+        )
+        .map_err(|_| "does not open")?;
+    serde_json::from_slice(plain).map_err(|e| e.to_string())
+}
+
+impl QuestionSeal {
+    /// Seals the show of `frame` (a `game:question:show` with `showAt`), its key to go out at `key_at`.
+    pub fn new(frame: &Arc<RoomFrame>, show: &QuestionShow, key_at: u64) -> QuestionSeal {
+        let mut key = [0u8; 32];
+        SystemRandom::new().fill(&mut key).expect("system random");
+        let sealed = Envelope::new(ServerEvent::QuestionShow(seal_show(
+            &key,
+            &frame.code,
+            show,
+        )))
+        .with_seq(frame.seq);
+        let key_ev = Envelope::new(ServerEvent::QuestionKey(QuestionKey {
+            q_index: show.q_index,
+            show_at: show.show_at.unwrap_or_default(),
+            key: B64.encode(key),
+        }));
+        QuestionSeal {
+            q: show.q_index,
+            seq: frame.seq,
+            show_at: show.show_at.unwrap_or_default(),
+            key_at,
+            key_sent: false,
+            clear: frame.clone(),
+            code: frame.code.clone(),
+            key,
+            sealed_json: frame_of(Codec::Json, &sealed),
+            sealed_msgpack: frame_of(Codec::Msgpack, &sealed),
+            key_json: frame_of(Codec::Json, &key_ev),
+            key_msgpack: frame_of(Codec::Msgpack, &key_ev),
+        }
+    }
+
+    /// The sealed `game:question:show` frame (with its `seq`).
+    pub fn sealed_frame(&self, codec: Codec) -> &Bytes {
+        match codec {
+            Codec::Json => &self.sealed_json,
+            Codec::Msgpack => &self.sealed_msgpack,
+        }
+    }
+
+    /// The `game:question:key` frame.
+    pub fn key_frame(&self, codec: Codec) -> &Bytes {
+        match codec {
+            Codec::Json => &self.key_json,
+            Codec::Msgpack => &self.key_msgpack,
+        }
+    }
+
+    /// Whether a member must not see this question's content yet.
+    pub fn pending(&self) -> bool {
+        !self.key_sent
+    }
+
+    /// `show` (this question, e.g. a snapshot's `currentQ`) sealed with this question's key.
+    pub fn seal(&self, show: &QuestionShow) -> QuestionShow {
+        seal_show(&self.key, &self.code, show)
+    }
+}
+
+/// How long until `at` (edge clock, epoch ms).
+pub fn until(at: u64) -> Duration {
+    Duration::from_millis(at.saturating_sub(now_ms()))
+}
+
+/// The key time of a question whose show this worker did not seal (a socket caught up from the log in
+/// a room that had no member here): `showAt − floor`.
+pub fn fallback_key_at(show_at: u64) -> u64 {
+    show_at.saturating_sub(FLOOR_MS.load(Relaxed))
+}
+
+/// Whether sealing is on in this process.
+pub fn enabled() -> bool {
+    ENABLED.load(Relaxed)
+}
