@@ -88,6 +88,9 @@ impl std::str::FromStr for Target {
     }
 }
 
+/// A reply, when it was made, and for which (offset, limit).
+type Cached = (Instant, (u32, u32), Value);
+
 /// What the endpoint works with.
 pub struct OpsState {
     game: Game,
@@ -95,7 +98,7 @@ pub struct OpsState {
     targets: Vec<Target>,
     /// The Redis nodes to probe, each with its connection once made.
     nodes: Vec<(String, Mutex<Option<redis::aio::MultiplexedConnection>>)>,
-    cache: Mutex<Option<(Instant, (u32, u32), Value)>>,
+    cache: Mutex<Option<Cached>>,
 }
 
 impl OpsState {

@@ -144,3 +144,49 @@ async fn without_a_token_the_ops_endpoint_is_off() {
     assert_eq!(o.get("", None).await.0, 404);
     assert_eq!(o.get("", Some("")).await.0, 404);
 }
+
+/// 10,000 live rooms: one page of /api/ops stays one round of 64 `rooms_list` calls and `limit` snapshots.
+/// Ignored (it creates 10,000 rooms, ~10 s in a debug build); run with
+/// `cargo test -p ringside-control --test control ops_with_ten_thousand_rooms -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn ops_with_ten_thousand_rooms() {
+    let o = serve(Some("t"), Vec::new()).await;
+    o.game.store_quiz(&quiz("ops-10k", 1)).await.unwrap();
+    let settings = RoomSettings::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..16 {
+        let game = o.game.clone();
+        let settings = settings.clone();
+        tasks.spawn(async move {
+            for _ in 0..625 {
+                game.create_room("ops-10k", None, &settings, "http://x")
+                    .await
+                    .unwrap_or_else(|e| panic!("worker {w}: {e}"));
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    for (query, what) in [
+        ("?limit=25", "first page"),
+        ("?offset=9975&limit=25", "last page"),
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            tokio::time::sleep(std::time::Duration::from_millis(600)).await; // past the cache
+            let t = std::time::Instant::now();
+            let (status, v) = o.get(query, Some("t")).await;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(status, 200);
+            assert_eq!(v["rooms"]["live"], 10_000);
+            assert_eq!(v["rooms"]["list"].as_array().unwrap().len(), 25);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "GET /api/ops {what} with 10,000 rooms: median {:.1} ms, max {:.1} ms",
+            times[2], times[4]
+        );
+    }
+}

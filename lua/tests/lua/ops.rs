@@ -126,7 +126,7 @@ async fn a_snapshot_during_a_reveal_has_the_question_the_reveal_and_the_players_
     assert_eq!(cq.q_index, 0);
     assert_eq!(cq.answers.len(), q.questions[0].options.len());
     assert_eq!(
-        s.reveal.as_ref(),
+        s.reveal.as_deref(),
         Some(&published),
         "the reveal as published"
     );
@@ -150,7 +150,7 @@ async fn a_snapshot_during_a_reveal_has_the_question_the_reveal_and_the_players_
 
     // the host (and a reconnect without lastSeq) gets the reveal but no player's result
     let h = env.game.snapshot(&code, Some("host")).await.unwrap();
-    assert_eq!(h.reveal.as_ref(), Some(&published));
+    assert_eq!(h.reveal.as_deref(), Some(&published));
     assert!(h.result.is_none());
 
     // once the next question is open, the snapshot is a question again
