@@ -108,6 +108,8 @@ events! {
         "game:countdown" => Countdown(Countdown),
         /// Room event: a question, without its correct answer.
         "game:question:show" => QuestionShow(QuestionShow),
+        /// To each member that got a sealed `game:question:show`: the key that opens it (no `seq`).
+        "game:question:key" => QuestionKey(QuestionKey),
         /// Reply to `game:answer:submit`.
         "game:answer:ack" => AnswerAck(AnswerAck),
         /// Room event: how many answered, at most once per second per room.
@@ -643,6 +645,48 @@ pub struct QuestionShow {
     pub points: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_url: Option<String>,
+    /// When every client shows the question, epoch ms (server clock): answers are accepted from then on
+    /// and the time bonus counts from it. Absent from servers that show questions on arrival.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub show_at: Option<u64>,
+    /// The question's content sealed until its `game:question:key`: then `question` is `""`, `answers`
+    /// is empty and `imageUrl` absent; they are inside (a [`SealedContent`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<SealedQuestion>,
+}
+
+/// The sealed content of a `game:question:show`: AES-256-GCM of the JSON of a [`SealedContent`] with
+/// the question's key, additional data `"<gameCode>:<qIndex>"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SealedQuestion {
+    /// Always `A256GCM`.
+    pub alg: String,
+    /// The 12-byte nonce, base64 (standard alphabet, padded).
+    pub iv: String,
+    /// Ciphertext followed by the 16-byte tag, base64.
+    pub ct: String,
+}
+
+/// What a [`SealedQuestion`] opens to (its plaintext is this object as JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SealedContent {
+    pub question: String,
+    pub answers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+}
+
+/// The key of a sealed question, sent shortly before its `showAt`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuestionKey {
+    pub q_index: u32,
+    /// The question's `showAt`, epoch ms.
+    pub show_at: u64,
+    /// The 32-byte AES-256-GCM key, base64.
+    pub key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
