@@ -44,6 +44,9 @@ local ABANDON_CHECK_MS = 1800000 -- the abandon check runs at least this often (
 local HOLD_MAX_MS = 3600000     -- results_hold: longest hold of an ended room for the results writer
 local EXPORT_MAX = 1000         -- players per game_export call
 local GRACE_MS = 500            -- ringside_protocol::limits::ANSWER_GRACE_MS
+local SHOW_LEAD_MS = 2000       -- fair start: a question opens (its show is published) up to this long before
+                                -- its showAt, within the countdown or the reveal pause (docs/protocol.md §7.3)
+local SHOW_LEAD_MIN_SPAN = 1000 -- ... when that pause is at least this long (shorter: shown when it opens)
 local TOP_N = 10                -- limits::LEADERBOARD_TOP_N
 local RECENT_MAX = 50           -- players[] in room:join:ack
 local JOIN_NAMES = 20           -- players[] in room:player:joined
@@ -271,7 +274,7 @@ end
 -- points of the open question) are copied from the quiz when the question opens, so the hot path reads
 -- one hash.
 local SUBMIT_FIELDS = { 'state', 'cur', 'endsAt', 'paused', 'prem', 'tlim', 'np', 'qc', 'qno', 'qbase',
-  's_bonus', 's_smult', 's_sthr', 's_pen' }
+  's_bonus', 's_smult', 's_sthr', 's_pen', 'qstart' }
 
 -- A value longer than Redis's default hash-max-listpack-value (64 bytes), stored in the room hash so it is
 -- a real hash table: HMGET of a dozen fields of a ~40-field listpack costs a linear scan per field
@@ -280,8 +283,9 @@ local HASHTABLE_PAD = '---------------------------------------------------------
 
 -- ───────────────────────────── question payloads ─────────────────────────────
 
--- The data of game:question:show for question q (never includes the correct index).
-local function show_json(R, q, endsAt, tlim, points, nq)
+-- The data of game:question:show for question q (never includes the correct index). showAt: when it is
+-- shown (the `qstart` of the room; nil in rooms older than fair start).
+local function show_json(R, q, endsAt, tlim, points, nq, showAt)
   local i = int(q)
   local z = hm(R.Q, { 't' .. i, 'o' .. i, 'img' .. i })
   local m = {
@@ -290,6 +294,7 @@ local function show_json(R, q, endsAt, tlim, points, nq)
   }
   local img = z['img' .. i]
   if img and img ~= '' then m[#m + 1] = kv('imageUrl', img) end
+  if tonumber(showAt) then m[#m + 1] = kv('showAt', int(tonumber(showAt))) end
   return obj(m)
 end
 
@@ -361,8 +366,20 @@ local function every_ms(base_ms, per_s, members)
   return base_ms * math.max(1, math.ceil((tonumber(members) or 0) / per_s))
 end
 
--- Opens question q: ACTIVE, deadline, schedules question_end and progress ticks.
-local function show_question(R, q, now)
+-- The lead of a question's opening over its showAt after a countdown or reveal pause of `span` ms: half
+-- the pause, at most SHOW_LEAD_MS (the reveal stays on screen at least as long); none for a pause under
+-- SHOW_LEAD_MIN_SPAN.
+local function show_lead(span)
+  span = tonumber(span) or 0
+  if span < SHOW_LEAD_MIN_SPAN then return 0 end
+  return math.min(SHOW_LEAD_MS, math.floor(span / 2))
+end
+
+-- Opens question q: ACTIVE, deadline, schedules question_end and progress ticks. Fair start: it is shown
+-- at showAt (>= now; the edges seal it until just before then), answers are accepted from showAt, and the
+-- deadline and the time bonus run from it.
+local function show_question(R, q, now, showAt)
+  showAt = math.max(now, showAt or now)
   local i = int(q)
   local s = hm(R.P, { 's_tpq', 's_base', 'nq' })
   local z = hm(R.Q, { 'l' .. i, 'p' .. i, 'c' .. i, 'no' .. i })
@@ -370,17 +387,17 @@ local function show_question(R, q, now)
   if s.s_tpq and s.s_tpq ~= '' then tlim = tonumber(s.s_tpq) end
   local base = z['p' .. i]
   if s.s_base and s.s_base ~= '' then base = s.s_base end
-  local endsAt = now + tlim
+  local endsAt = showAt + tlim
   local gen = redis.call('HINCRBY', R.P, 'gen', 1)
   local pev = every_ms(PROGRESS_EVERY_MS, PROGRESS_FRAMES_PER_S, redis.call('HGET', R.P, 'np'))
-  redis.call('HSET', R.P, 'state', 'ACTIVE', 'cur', i, 'endsAt', int(endsAt), 'qstart', int(now),
+  redis.call('HSET', R.P, 'state', 'ACTIVE', 'cur', i, 'endsAt', int(endsAt), 'qstart', int(showAt),
     'tlim', int(tlim), 'paused', '0', 'prem', '0', 'pslot', '0', 'pans', '0', 'pev', int(pev),
     'qc', z['c' .. i], 'qno', z['no' .. i], 'qbase', base, 'pgen', int(gen))
   redis.call('DEL', qkey(R, q))
-  redis.call('HSET', qkey(R, q), 'n', 0, 'at', int(now))
-  emit(R, 'game:question:show', show_json(R, q, endsAt, tlim, base, s.nq))
+  redis.call('HSET', qkey(R, q), 'n', 0, 'at', int(showAt))
+  emit(R, 'game:question:show', show_json(R, q, endsAt, tlim, base, s.nq, showAt))
   schedule(R, now, 'question_end', q, gen, endsAt + GRACE_MS)
-  schedule(R, now, 'progress', q, gen, now + pev, pev)
+  schedule(R, now, 'progress', q, gen, showAt + pev, pev)
   touch(R, ROOM_TTL, q)
 end
 
@@ -408,7 +425,7 @@ local function reveal(R, now, skipped)
   local top = top_json(R, q)
   redis.call('HSET', R.P, 'lbj', top)
   emit(R, 'game:leaderboard', obj({ kv('qIndex', i), kv('rankings', top), kv('totalPlayers', int(np)) }))
-  schedule(R, now, 'next_question', q + 1, gen, now + tonumber(r.s_rp))
+  schedule(R, now, 'next_question', q + 1, gen, now + tonumber(r.s_rp) - show_lead(r.s_rp))
   touch(R, ROOM_TTL, q)
 end
 
@@ -760,7 +777,7 @@ local function game_start(keys, args)
   flush_joins(R, now)
   redis.call('HSET', R.P, 'state', 'STARTING', 'startsAt', int(startsAt))
   emit(R, 'game:countdown', obj({ kv('startsAt', int(startsAt)), kv('count', int(math.ceil(cd / 1000))) }))
-  schedule(R, now, 'countdown_end', 0, gen, startsAt)
+  schedule(R, now, 'countdown_end', 0, gen, startsAt - show_lead(cd))
   touch(R, ROOM_TTL, -1)
   return ok_reply('game:start')
 end
@@ -788,17 +805,20 @@ local function answer_submit(keys, args)
   local qi = arg_int(args[2], 'qIndex', 0, 1000000)
   local ai = arg_int(args[3], 'answerIdx', 0, 1000000)
   -- one HMGET, unpacked by position (the hot path: building a keyed table costs ~2 us)
-  local state, cur, endsAt, paused, prem, tlim, np, qc, qno, qbase, maxb, smult, sthr, pen =
+  local state, cur, endsAt, paused, prem, tlim, np, qc, qno, qbase, maxb, smult, sthr, pen, qstart =
     unpack(redis.call('HMGET', R.P, unpack(SUBMIT_FIELDS)))
   if not state then fail('room_not_found', 'no live room has this game code') end
   require_player(R, pid)
   cur = tonumber(cur)
+  qstart = tonumber(qstart) or 0
   if state ~= 'ACTIVE' then
     if (state == 'REVEAL' or state == 'ENDED') and qi == cur then fail('late_answer', 'the question is closed') end
     if qi ~= cur then fail('wrong_question', 'question ' .. int(qi) .. ' is not open') end
     fail('wrong_state', 'no question is open')
   end
   local now = now_ms()
+  -- fair start: not before the question is on screen (not counted: nothing of the question was known)
+  if qi == cur and now < qstart then fail('too_early', 'question ' .. int(cur) .. ' shows at ' .. int(qstart)) end
   local qk = qkey(R, cur)
   -- layer 5: at most ANSWER_EVENTS answer events per player per question
   local seen = redis.call('HMGET', qk, 'a:' .. pid, 'r:' .. pid)
@@ -994,8 +1014,9 @@ local function timer_fire(keys, args)
   if kind == 'countdown_end' then
     if r.state ~= 'STARTING' or not current then return not_fired('stale') end
     local startsAt = tonumber(redis.call('HGET', R.P, 'startsAt'))
-    if now < startsAt then return early(startsAt, now) end
-    show_question(R, 0, now)
+    local due = startsAt - show_lead(redis.call('HGET', R.P, 's_cd'))
+    if now < due then return early(due, now) end
+    show_question(R, 0, now, startsAt)
     return fired(kind, 0)
   elseif kind == 'question_end' then
     if r.state ~= 'ACTIVE' or cur ~= q or not current or r.paused == '1' then return not_fired('stale') end
@@ -1005,13 +1026,14 @@ local function timer_fire(keys, args)
     return fired(kind, q)
   elseif kind == 'next_question' then
     if r.state ~= 'REVEAL' or cur ~= q - 1 or not current then return not_fired('stale') end
-    local due = tonumber(redis.call('HGET', R.P, 'revAt')) + tonumber(r.s_rp)
+    local showAt = tonumber(redis.call('HGET', R.P, 'revAt')) + tonumber(r.s_rp)
+    local due = showAt - show_lead(r.s_rp)
     if now < due then return early(due, now) end
     if q >= tonumber(r.nq) then
       end_game(R, now, 'finished')
       return fired('game_end', q)
     end
-    show_question(R, q, now)
+    show_question(R, q, now, showAt)
     return fired(kind, q)
   elseif kind == 'progress' then
     -- the ticker of this question's show (or of its last resume: `pgen`); pause/extend keep it going.
@@ -1207,7 +1229,7 @@ end
 
 -- The ReconnectState of player pid ("host" or "" for no player) as JSON.
 local function state_json(R, pid, now)
-  local r = hm(R.P, { 'state', 'seq', 'cur', 'nq', 'np', 'endsAt', 'paused', 'prem', 'tlim', 'qbase', 'lbj' })
+  local r = hm(R.P, { 'state', 'seq', 'cur', 'nq', 'np', 'endsAt', 'paused', 'prem', 'tlim', 'qbase', 'lbj', 'qstart' })
   local cur = tonumber(r.cur)
   local active = r.state == 'ACTIVE'
   local paused = active and r.paused == '1'
@@ -1220,12 +1242,12 @@ local function state_json(R, pid, now)
     else
       remaining = math.max(0, endsAt - now)
     end
-    current_q = show_json(R, cur, endsAt, r.tlim, r.qbase, r.nq)
+    current_q = show_json(R, cur, endsAt, r.tlim, r.qbase, r.nq, r.qstart)
   end
   local in_reveal = r.state == 'REVEAL' and cur and cur >= 0
   if in_reveal then
     -- the question just revealed, so that a returning client can show the reveal, not a blank wait
-    current_q = show_json(R, cur, tonumber(r.endsAt) or now, r.tlim, r.qbase, r.nq)
+    current_q = show_json(R, cur, tonumber(r.endsAt) or now, r.tlim, r.qbase, r.nq, r.qstart)
   end
   local score, streak, rank = 0, 0, 0
   local result

@@ -31,6 +31,7 @@ mod errors;
 mod full_game;
 mod ownership;
 mod reconnect;
+mod seal;
 
 const QUIZ: &str = r#"{"id":"edge-test","title":"Edge test","questions":[
  {"text":"One?","options":["a","b","c","d"],"correct":1,"timeLimitMs":60000},
