@@ -88,7 +88,9 @@ async fn reconnect_returns_missed_events_or_a_snapshot(backend: Backend) {
     let s = env.game.snapshot(&code, Some(&p.player_id)).await.unwrap();
     assert!(s.score > 1000 && s.rank == 1 && s.streak == 1, "{s:?}");
     assert_eq!(s.leaderboard.len(), 2);
-    assert!(s.current_q.is_none());
+    // in REVEAL the snapshot carries the revealed question and its reveal (docs/protocol.md)
+    assert_eq!(s.current_q.as_ref().map(|q| q.q_index), Some(0));
+    assert_eq!(s.reveal.as_ref().map(|r| r.q_index), Some(0));
 
     // a gap older than the log: simulate the trim, then a snapshot comes back
     let mut conn = env.conn.clone();
