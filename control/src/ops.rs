@@ -42,6 +42,8 @@ use crate::error::ApiError;
 pub const MAX_LIMIT: u32 = 100;
 /// How deep the pages go (offset + limit); past it the page says so.
 pub const MAX_DEPTH: u32 = 10_000;
+/// Rooms per `rooms_list` call at most (`ROOMS_LIST_MAX` in lua/ringside.lua).
+const ROOMS_LIST_MAX: u32 = 1000;
 /// How long one reply is reused.
 const CACHE_FOR: Duration = Duration::from_millis(500);
 /// Timeout of one scrape or one Redis health probe.
@@ -182,7 +184,11 @@ fn now_ms() -> u64 {
 
 /// The live rooms: how many, and one page of them newest first, each with its state and figures.
 async fn rooms(game: &Game, offset: u32, limit: u32) -> Value {
-    let lists = join_all((0..PARTITIONS).map(|p| game.rooms_list(p, offset + limit))).await;
+    // Each partition's newest `offset + limit`, at most `rooms_list`'s 1000: with codes spread evenly over
+    // 64 partitions a page 10,000 deep needs ~160 of each (a partition holding more than 1000 of the
+    // newest 10,000 would make the deepest pages approximate).
+    let per_partition = (offset + limit).min(ROOMS_LIST_MAX);
+    let lists = join_all((0..PARTITIONS).map(|p| game.rooms_list(p, per_partition))).await;
     let mut live = 0u64;
     let mut errors = 0u32;
     let mut all: Vec<(String, u64)> = Vec::new();

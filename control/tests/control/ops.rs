@@ -103,6 +103,14 @@ async fn ops_lists_live_rooms_newest_first_with_redis_health_and_needs_the_token
     assert_eq!(page2[0]["code"], rooms[0].game_code.as_str());
     assert_eq!(page2[0]["players"], 1);
 
+    // a page deeper than one rooms_list call may read (1000 per partition): still every partition answers
+    let (_, deep) = o.get("?offset=5000&limit=25", Some("ops-secret")).await;
+    assert_eq!(
+        (&deep["rooms"]["live"], &deep["rooms"]["partitionErrors"]),
+        (&Value::from(3), &Value::from(0)),
+        "{deep}"
+    );
+
     // Redis health: the node answered PING and INFO
     let node = &v["redis"]["nodes"][0];
     assert_eq!(node["up"], true, "{v}");
