@@ -2,7 +2,9 @@
 // with the last seq, retried while the server says retry), paces its reconnects by the server's policy, resends an
 // answer whose reply the dropped socket lost, and times requests out, the browser-storage session,
 // the answer HMAC where WebCrypto is missing (plain http on a LAN address is not a secure context), option
-// colours and shapes, and small DOM helpers.
+// colours and shapes, and small DOM helpers. Fair start (docs/protocol.md §7.3): where WebCrypto exists (secure
+// contexts), the socket asks for sealed questions (/ws?sealed=1) and opens each with its game:question:key; the
+// pages then show it at its showAt.
 import { Ringside } from './ringside.js';
 import { reconnectAdvice, CLOSE_CODES } from './close-codes.js';
 
@@ -29,12 +31,52 @@ export class GameClient extends Ringside {
     this.attempts = 0;            // reconnect attempts since the last session:ack
   }
 
+  // Sealed questions where AES-GCM is at hand; elsewhere the edge sends each question in clear at its key time.
+  url() {
+    return super.url() + (canOpenSealed() ? '?sealed=1' : '');
+  }
+
   handle(env, resolveConnect) {
     if (env.event === 'session:ack') {
       this.policy = env.data.reconnect || DEFAULT_POLICY;
       this.attempts = 0;
     }
+    if (env.event === 'game:question:key') { this.openKey(env.data); return; }
+    // A sealed show is not processed until its key opens it; room events after it wait behind it, so lastSeq stays
+    // before it and a resume gets it again (sealed with the new edge's key, or in clear).
+    if (this.sealed && env.seq !== undefined) {
+      if (env.seq > this.sealed.seq) this.sealed.after.push(env);
+      return;
+    }
+    if (env.event === 'game:question:show' && env.data.sealed && env.seq !== undefined && env.seq > this.lastSeq) {
+      this.sealed = { data: env.data, seq: env.seq, after: [] };
+      return;
+    }
+    // A snapshot's sealed question: the page counts down to its showAt; the key brings the content.
+    if (env.event === 'reconnect:state' && env.data.currentQ && env.data.currentQ.sealed) this.snapSealed = env.data.currentQ;
     super.handle(env, resolveConnect);
+  }
+
+  // game:question:key: opens the sealed show (or the snapshot's sealed question) and hands it to the page.
+  async openKey(k) {
+    const code = this.session && this.session.gameCode;
+    const s = this.sealed;
+    if (s && s.data.qIndex === k.qIndex && !s.opening) {
+      s.opening = true;
+      const data = await openSealed(s.data, k.key, code).catch(() => null);
+      if (this.sealed !== s) return; // resumed meanwhile: the show comes again
+      this.sealed = null;
+      if (data) super.handle({ event: 'game:question:show', seq: s.seq, data });
+      else this.lastSeq = Math.max(this.lastSeq, s.seq); // cannot open it (never expected): skip, do not stall
+      s.after.forEach((e) => this.handle(e));
+      return;
+    }
+    const q = this.snapSealed;
+    if (q && q.qIndex === k.qIndex) {
+      this.snapSealed = null;
+      const data = await openSealed(q, k.key, code).catch(() => null);
+      if (data) this.onEvent({ event: 'game:question:show', data });
+    }
   }
 
   // Attempt n waits min(delayMs·2ⁿ, 8 s) + uniform(0, jitterMs); "at once" (a drain's 1012) is attempt 0's wait,
@@ -101,6 +143,9 @@ export class GameClient extends Ringside {
   async resume() {
     const s = this.session;
     if (!s) return;
+    // a sealed question without its key is asked for again (its events were not processed)
+    this.sealed = null;
+    this.snapSealed = null;
     const data = { gameCode: s.gameCode, playerId: s.playerId, sessionToken: s.sessionToken };
     if (this.lastSeq > 0) data.lastSeq = this.lastSeq;
     try {
@@ -167,6 +212,26 @@ export class GameClient extends Ringside {
       new Promise((_, reject) => { timer = setTimeout(() => reject({ code: 'timeout' }), timeoutMs); }),
     ]);
   }
+}
+
+// ── fair start: sealed questions (docs/protocol.md §7.3) ──────────────────────────────────────────────────
+export function canOpenSealed() {
+  return !!(globalThis.isSecureContext && globalThis.crypto && crypto.subtle);
+}
+
+const unb64 = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+
+// AES-256-GCM of {question, answers, imageUrl} with the question's key; additional data "gameCode:qIndex".
+export async function openSealed(data, keyB64, gameCode) {
+  const key = await crypto.subtle.importKey('raw', unb64(keyB64), 'AES-GCM', false, ['decrypt']);
+  const plain = await crypto.subtle.decrypt(
+    { name: 'AES-GCM', iv: unb64(data.sealed.iv), additionalData: new TextEncoder().encode(`${gameCode}:${data.qIndex}`) },
+    key, unb64(data.sealed.ct));
+  const c = JSON.parse(new TextDecoder().decode(plain));
+  const out = { ...data, question: c.question, answers: c.answers };
+  delete out.sealed;
+  if (c.imageUrl) out.imageUrl = c.imageUrl;
+  return out;
 }
 
 // Why a socket closed for good, in words (close codes of docs/protocol.md §4).

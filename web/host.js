@@ -253,7 +253,9 @@ function onEvent(env) {
     case 'game:countdown':
       m.view = 'countdown'; m.startsAt = d.startsAt; break;
     case 'game:question:show':
-      m.view = 'question'; m.q = d; m.paused = false; m.answered = 0; m.reveal = null; m.leaderboard = null; break;
+      m.view = 'question'; m.q = d; m.paused = false; m.answered = 0; m.reveal = null; m.leaderboard = null;
+      waitForShowAt();
+      break;
     case 'game:answer:progress':
       if (m.q && d.qIndex === m.q.qIndex) { m.answered = d.answeredCount; m.totalCount = d.totalCount; } break;
     case 'game:paused':
@@ -275,6 +277,17 @@ function onEvent(env) {
   render();
 }
 
+// Fair start (docs/protocol.md §7.3): a question arrives before its showAt; until then the big screen counts down
+// to it and draws it at showAt by the server clock, when every phone draws it too.
+function waitForShowAt() {
+  const q = m.q;
+  if (!q || !q.showAt || rs.msUntil(q.showAt) <= 0) return;
+  m.view = 'countdown'; m.startsAt = q.showAt;
+  setTimeout(() => {
+    if (m && m.q === q && m.view === 'countdown') { m.view = 'question'; persist(); render(); }
+  }, rs.msUntil(q.showAt));
+}
+
 function applySnapshot(s) {
   m.totalCount = s.totalPlayers;
   if (s.leaderboard && s.leaderboard.length) m.leaderboard = s.leaderboard;
@@ -286,6 +299,7 @@ function applySnapshot(s) {
       if (!sameQ) m.answered = 0;
       m.q = s.currentQ; m.view = 'question'; m.paused = s.paused;
       if (s.paused) m.remainingMs = s.timeRemainingMs;
+      waitForShowAt();
       break;
     case 'REVEAL':
       // The snapshot carries the revealed question and its reveal: show them, not a blank wait.
@@ -409,7 +423,8 @@ function render() {
     case 'lobby': return renderLobby();
     case 'countdown': case 'between':
       $('cd-title').textContent = m.quiz ? m.quiz.title : '';
-      $('s-countdown').querySelector('h1').textContent = m.view === 'between' ? 'Next question coming up…' : 'Get ready!';
+      $('s-countdown').querySelector('h1').textContent = m.view === 'between' ? 'Next question coming up…'
+        : m.q && m.q.showAt === m.startsAt && m.q.qIndex > 0 ? 'Next question in…' : 'Get ready!';
       if (m.view === 'between') $('cd-num').textContent = '';
       tick();
       return show('s-countdown');
@@ -526,6 +541,11 @@ function renderEnd() {
 
 function tick() {
   if (!m) return;
+  if (m.view === 'countdown' && m.q && m.q.showAt === m.startsAt && rs.msUntil(m.startsAt) <= 0) {
+    m.view = 'question'; // its showAt passed (a restored page): draw it
+    render();
+    return;
+  }
   if (m.view === 'countdown' && m.startsAt) {
     const s = Math.ceil(rs.msUntil(m.startsAt) / 1000);
     $('cd-num').textContent = s > 0 ? s : 'Go!';

@@ -90,6 +90,7 @@ function onEvent(env) {
       m.view = 'countdown'; m.startsAt = d.startsAt; break;
     case 'game:question:show':
       m.view = 'question'; m.q = d; m.paused = false; m.pick = null; m.pickState = null; m.reveal = null; m.result = null; m.note = '';
+      waitForShowAt();
       break;
     case 'game:paused':
       if (m.q) { m.paused = true; m.remainingMs = d.remainingMs; } break;
@@ -117,6 +118,17 @@ function onEvent(env) {
   render();
 }
 
+// Fair start (docs/protocol.md §7.3): a question arrives before its showAt; until then the page counts down to it
+// (the countdown screen) and draws it at showAt by the server clock — the same instant on every phone.
+function waitForShowAt() {
+  const q = m.q;
+  if (!q || !q.showAt || rs.msUntil(q.showAt) <= 0) return;
+  m.view = 'countdown'; m.startsAt = q.showAt;
+  setTimeout(() => {
+    if (m && m.q === q && m.view === 'countdown') { m.view = 'question'; persist(); render(); }
+  }, rs.msUntil(q.showAt));
+}
+
 function applySnapshot(s) {
   m.totalCount = s.totalPlayers; m.totalPlayers = s.totalPlayers;
   m.score = s.score; m.streak = s.streak; if (s.rank) m.rank = s.rank;
@@ -130,6 +142,7 @@ function applySnapshot(s) {
       m.q = s.currentQ; m.view = 'question'; m.paused = s.paused;
       if (s.paused) m.remainingMs = s.timeRemainingMs;
       if (s.answered && m.pickState !== 'sent') m.pickState = 'sent';
+      waitForShowAt();
       break;
     case 'REVEAL':
       // The snapshot carries the revealed question, its reveal and this player's own result.
@@ -184,6 +197,7 @@ async function choose(i) {
     if (m.q !== q) return;
     if (e.code === 'already_answered') m.pickState = 'sent';
     else if (['late_answer', 'wrong_question', 'wrong_state'].includes(e.code)) { m.pickState = 'refused'; m.note = forPlayer(e); }
+    else if (e.code === 'too_early') { m.pick = null; m.pickState = null; m.note = forPlayer(e); }
     else { m.pick = null; m.pickState = null; m.note = forPlayer(e); }
   }
   persist();
@@ -224,7 +238,7 @@ function render() {
       return;
     case 'countdown':
       $('cd-quiz').textContent = quiz;
-      $('s-countdown').querySelector('h1').textContent = 'Get ready!';
+      $('s-countdown').querySelector('h1').textContent = m.q && m.q.showAt === m.startsAt && m.q.qIndex > 0 ? 'Next question in…' : 'Get ready!';
       tick();
       return show('s-countdown');
     case 'question': return renderQuestion();
@@ -309,6 +323,11 @@ function renderEnd() {
 // Timer and countdown, from the server clock.
 function tick() {
   if (!m || !m.code) return;
+  if (m.view === 'countdown' && m.q && m.q.showAt === m.startsAt && rs.msUntil(m.startsAt) <= 0) {
+    m.view = 'question'; // its showAt passed (a restored page): draw it
+    render();
+    return;
+  }
   if (m.view === 'countdown' && m.startsAt) {
     const s = Math.ceil(rs.msUntil(m.startsAt) / 1000);
     $('cd-num').textContent = s > 0 ? s : 'Go!';

@@ -17,6 +17,7 @@ const COMMON = {
   wrong_state: 'That is not possible right now.',
   wrong_question: 'That question is over; your answer was not counted.',
   late_answer: 'Too late — time was up before your answer arrived.',
+  too_early: 'Too early — the question was not on screen yet. Try again.',
   already_answered: 'You already answered this question; your first answer counts.',
   bad_hash: 'Your answer could not be verified. Reload the page to rejoin.',
   rate_limited: 'Slow down a little — too many taps at once.',

@@ -173,16 +173,20 @@ fn aad(code: &str, q: u32) -> String {
     format!("{code}:{q}")
 }
 
-/// Seals `show`'s content with `key`: the show as a member without the key sees it.
+/// Seals `show`'s content with `key` (a fresh random nonce): the show as a member without the key sees it.
 pub fn seal_show(key: &[u8; 32], code: &str, show: &QuestionShow) -> QuestionShow {
+    let mut iv = [0u8; NONCE_LEN];
+    SystemRandom::new().fill(&mut iv).expect("system random");
+    seal_with(key, iv, code, show)
+}
+
+fn seal_with(key: &[u8; 32], iv: [u8; NONCE_LEN], code: &str, show: &QuestionShow) -> QuestionShow {
     let content = SealedContent {
         question: show.question.clone(),
         answers: show.answers.clone(),
         image_url: show.image_url.clone(),
     };
     let mut buf = serde_json::to_vec(&content).expect("content serializes");
-    let mut iv = [0u8; NONCE_LEN];
-    SystemRandom::new().fill(&mut iv).expect("system random");
     let k = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32-byte key"));
     k.seal_in_place_append_tag(
         Nonce::assume_unique_for_key(iv),
@@ -297,4 +301,132 @@ pub fn fallback_key_at(show_at: u64) -> u64 {
 /// Whether sealing is on in this process.
 pub fn enabled() -> bool {
     ENABLED.load(Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ```json blocks of docs/protocol.md.
+    fn doc_examples() -> Vec<Envelope<ServerEvent>> {
+        let doc = include_str!("../../../docs/protocol.md");
+        let mut out = Vec::new();
+        let mut block: Option<String> = None;
+        for line in doc.lines() {
+            match (&mut block, line.trim_end()) {
+                (None, "```json") => block = Some(String::new()),
+                (Some(b), "```") => {
+                    let mut bytes = std::mem::take(b).into_bytes();
+                    if let Ok(env) = Envelope::<ServerEvent>::decode(Codec::Json, &mut bytes) {
+                        out.push(env);
+                    }
+                    block = None;
+                }
+                (Some(b), l) => b.push_str(l),
+                (None, _) => {}
+            }
+        }
+        out
+    }
+
+    fn show() -> QuestionShow {
+        QuestionShow {
+            q_index: 0,
+            total_questions: 10,
+            question: "What is the capital of Australia?".into(),
+            answers: vec![
+                "Sydney".into(),
+                "Canberra".into(),
+                "Melbourne".into(),
+                "Perth".into(),
+            ],
+            ends_at: 1_795_500_023_000,
+            time_limit_ms: 20_000,
+            points: 1000,
+            image_url: Some("https://example.org/img/australia.png".into()),
+            show_at: Some(1_795_500_003_000),
+            sealed: None,
+        }
+    }
+
+    #[test]
+    fn a_sealed_show_opens_with_its_key_only_and_only_for_its_room_and_question() {
+        let key = [7u8; 32];
+        let sealed = seal_show(&key, "K7QP2M", &show());
+        assert!(
+            sealed.question.is_empty() && sealed.answers.is_empty() && sealed.image_url.is_none()
+        );
+        let opened = open(&B64.encode(key), "K7QP2M", &sealed).unwrap();
+        assert_eq!(opened.question, show().question);
+        assert_eq!(opened.answers, show().answers);
+        assert_eq!(opened.image_url, show().image_url);
+        assert!(
+            open(&B64.encode([8u8; 32]), "K7QP2M", &sealed).is_err(),
+            "another key"
+        );
+        assert!(
+            open(&B64.encode(key), "AAAAAA", &sealed).is_err(),
+            "another room"
+        );
+        let mut moved = sealed.clone();
+        moved.q_index = 1;
+        assert!(
+            open(&B64.encode(key), "K7QP2M", &moved).is_err(),
+            "another question"
+        );
+        // a fresh nonce each time: the same content never seals to the same bytes
+        assert_ne!(seal_show(&key, "K7QP2M", &show()).sealed, sealed.sealed);
+    }
+
+    /// docs/protocol.md's sealed example opens with its key example (room K7QP2M) to its clear example.
+    #[test]
+    fn the_protocol_docs_sealed_example_opens_with_its_key_example() {
+        let ex = doc_examples();
+        let sealed = ex.iter().find_map(|e| match &e.event {
+            ServerEvent::QuestionShow(s) if s.sealed.is_some() => Some(s.clone()),
+            _ => None,
+        });
+        let key = ex.iter().find_map(|e| match &e.event {
+            ServerEvent::QuestionKey(k) => Some(k.clone()),
+            _ => None,
+        });
+        let (sealed, key) = (
+            sealed.expect("a sealed example"),
+            key.expect("a key example"),
+        );
+        let opened =
+            open(&key.key, "K7QP2M", &sealed).expect("the doc's key opens the doc's sealed show");
+        assert_eq!(opened.question, show().question);
+        assert_eq!(opened.answers, show().answers);
+        assert_eq!(key.show_at, sealed.show_at.unwrap());
+    }
+
+    #[test]
+    fn the_lead_grows_with_the_room_between_floor_and_cap() {
+        let r = FanoutRate::default();
+        r.observe(1000, Duration::from_millis(5)); // 5 us per frame
+        let (floor, cap) = (FLOOR_MS.load(Relaxed), CAP_MS.load(Relaxed));
+        assert_eq!(r.lead_ms(0), floor);
+        assert!(r.lead_ms(10_000) > floor);
+        assert_eq!(r.lead_ms(10_000_000), cap);
+    }
+
+    /// Prints a sealed example for the doc (run with --ignored --nocapture).
+    #[test]
+    #[ignore]
+    fn print_doc_example() {
+        let key: [u8; 32] = std::array::from_fn(|i| i as u8);
+        let iv: [u8; NONCE_LEN] = std::array::from_fn(|i| (0xa0 + i) as u8);
+        let s = seal_with(&key, iv, "K7QP2M", &show());
+        println!(
+            "{}",
+            String::from_utf8(
+                Envelope::new(ServerEvent::QuestionShow(s))
+                    .with_seq(7)
+                    .to_json()
+            )
+            .unwrap()
+        );
+        println!("{}", B64.encode(key));
+    }
 }
