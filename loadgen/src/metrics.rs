@@ -46,10 +46,18 @@ pub enum Metric {
     Reconnect,
     /// `ping` → `pong`.
     PingRtt,
+    /// Per question (room, qIndex): the last player's display minus the first one's. A player displays
+    /// at the question's `showAt` translated by its own clock offset (`ping`/`pong`), or when the
+    /// content arrives if that is later (fair start, docs/protocol.md §7.3).
+    DisplaySpread,
+    /// Each `game:question:key` that arrived by its `showAt`: `showAt` minus the arrival.
+    KeyLead,
+    /// Each `game:question:key` that arrived after its `showAt`: the arrival minus `showAt`.
+    KeyLate,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 11] = [
+    pub const ALL: [Metric; 14] = [
         Metric::Connect,
         Metric::SessionAck,
         Metric::RoomCreate,
@@ -61,6 +69,9 @@ impl Metric {
         Metric::RevealSpread,
         Metric::Reconnect,
         Metric::PingRtt,
+        Metric::DisplaySpread,
+        Metric::KeyLead,
+        Metric::KeyLate,
     ];
 
     pub fn name(self) -> &'static str {
@@ -76,6 +87,9 @@ impl Metric {
             Metric::RevealSpread => "reveal_spread",
             Metric::Reconnect => "reconnect",
             Metric::PingRtt => "ping_rtt",
+            Metric::DisplaySpread => "display_spread",
+            Metric::KeyLead => "key_lead",
+            Metric::KeyLate => "key_late",
         }
     }
 
@@ -92,6 +106,11 @@ impl Metric {
             Metric::RevealSpread => "per reveal: first to last receipt",
             Metric::Reconnect => "socket lost to reply to reconnect:attempt",
             Metric::PingRtt => "ping to pong",
+            Metric::DisplaySpread => {
+                "per question: first to last display at showAt (own clock offset)"
+            }
+            Metric::KeyLead => "showAt minus each question key's arrival (keys in time)",
+            Metric::KeyLate => "each late question key's arrival minus showAt",
         }
     }
 
@@ -309,8 +328,17 @@ counters! {
     answer_errors,
     /// Questions a player had scheduled an answer for but the game moved on first.
     answers_skipped,
-    /// `game:question:show` receipts (first per player and question).
+    /// `game:question:show` receipts (first per player and question; a sealed one counts when its key
+    /// opens it).
     question_receipts,
+    /// Sealed `game:question:show` receipts (fair start).
+    sealed_shows,
+    /// `game:question:key` frames that opened a sealed show this player held.
+    keys_received,
+    /// Of those, keys that arrived after the question's `showAt`.
+    keys_late,
+    /// Sealed shows the key did not open (must be 0).
+    seal_errors,
     /// `game:question:reveal` receipts (first per player and question).
     reveal_receipts,
     /// Reveals that came before the deadline (everyone had answered).
@@ -373,6 +401,10 @@ pub struct Tally {
     pub bytes: u64,
 }
 
+fn u64_max() -> u64 {
+    u64::MAX
+}
+
 /// Receipts of one question of one room, on one worker (merged across workers by the coordinator).
 /// Times are epoch µs of this machine's clock (the server's clock too, on one machine).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -386,6 +418,13 @@ pub struct QuestionStat {
     pub show_first_us: u64,
     pub show_last_us: u64,
     pub show_count: u64,
+    /// When players would display the question (see [`Metric::DisplaySpread`]).
+    #[serde(default = "u64_max")]
+    pub display_first_us: u64,
+    #[serde(default)]
+    pub display_last_us: u64,
+    #[serde(default)]
+    pub display_count: u64,
     pub reveal_first_us: u64,
     pub reveal_last_us: u64,
     pub reveal_count: u64,
@@ -403,6 +442,9 @@ impl QuestionStat {
             show_first_us: u64::MAX,
             show_last_us: 0,
             show_count: 0,
+            display_first_us: u64::MAX,
+            display_last_us: 0,
+            display_count: 0,
             reveal_first_us: u64::MAX,
             reveal_last_us: 0,
             reveal_count: 0,
@@ -417,6 +459,9 @@ impl QuestionStat {
         self.show_first_us = self.show_first_us.min(o.show_first_us);
         self.show_last_us = self.show_last_us.max(o.show_last_us);
         self.show_count += o.show_count;
+        self.display_first_us = self.display_first_us.min(o.display_first_us);
+        self.display_last_us = self.display_last_us.max(o.display_last_us);
+        self.display_count += o.display_count;
         self.reveal_first_us = self.reveal_first_us.min(o.reveal_first_us);
         self.reveal_last_us = self.reveal_last_us.max(o.reveal_last_us);
         self.reveal_count += o.reveal_count;
@@ -427,6 +472,11 @@ impl QuestionStat {
     /// First to last receipt of the question, µs (None before any receipt).
     pub fn show_spread_us(&self) -> Option<u64> {
         (self.show_count > 0).then(|| self.show_last_us - self.show_first_us)
+    }
+
+    /// First to last display of the question, µs (None before any).
+    pub fn display_spread_us(&self) -> Option<u64> {
+        (self.display_count > 0).then(|| self.display_last_us - self.display_first_us)
     }
 
     pub fn reveal_spread_us(&self) -> Option<u64> {
@@ -581,6 +631,9 @@ impl Merged {
             }
             if let Some(s) = q.reveal_spread_us() {
                 self.hists.record(Metric::RevealSpread, s);
+            }
+            if let Some(s) = q.display_spread_us() {
+                self.hists.record(Metric::DisplaySpread, s);
             }
         }
     }

@@ -71,6 +71,12 @@ pub struct Delivery {
     pub missing_result_receipts: u64,
     /// Share of results that were correct (simulated accuracy, see `--pick-first`).
     pub correct_ratio: f64,
+    /// Fair start: `game:question:key` frames received (players that opened with `/ws?sealed=1`).
+    #[serde(default)]
+    pub keys_received: u64,
+    /// Share of those keys that arrived by their question's `showAt` (1 when there were none).
+    #[serde(default)]
+    pub keys_in_time_ratio: f64,
 }
 
 /// One question of one room.
@@ -154,6 +160,12 @@ impl Report {
                 c.results_correct as f64 / c.result_receipts as f64
             } else {
                 0.0
+            },
+            keys_received: c.keys_received,
+            keys_in_time_ratio: if c.keys_received > 0 {
+                1.0 - c.keys_late as f64 / c.keys_received as f64
+            } else {
+                1.0
             },
             ..Default::default()
         };
@@ -290,6 +302,7 @@ impl Report {
             d.missing_result_receipts as f64,
         );
         v.insert("questions_played".into(), d.questions_played as f64);
+        v.insert("keys_in_time_ratio".into(), d.keys_in_time_ratio);
         if d.players > 0 {
             v.insert(
                 "join_ratio".into(),
@@ -344,6 +357,17 @@ impl Report {
                 c.answer_errors,
                 d.correct_ratio * 100.0
             );
+            if d.keys_received > 0 || c.sealed_shows > 0 {
+                let _ = writeln!(
+                    s,
+                    "fair start: {} sealed shows, {} keys ({:.2} % by showAt, {} late), {} not opened",
+                    c.sealed_shows,
+                    d.keys_received,
+                    d.keys_in_time_ratio * 100.0,
+                    c.keys_late,
+                    c.seal_errors
+                );
+            }
             let _ = writeln!(
                 s,
                 "players: {} finished, {} unfinished, {} slow consumers; reconnects {} ok / {} failed",

@@ -32,6 +32,7 @@ pub const DERIVED: &[&str] = &[
     "loadgen_cpu_pct",
     "watched_cpu_pct",
     "join_ratio",
+    "keys_in_time_ratio",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -197,6 +197,17 @@ struct Req {
     at: Instant,
 }
 
+/// A sealed `game:question:show` (docs/protocol.md §7.3) until its key opens it.
+#[derive(Debug)]
+struct SealedShow {
+    q: u32,
+    ends_at: u64,
+    limit_ms: u64,
+    show_at: u64,
+    iv: Vec<u8>,
+    ct: Vec<u8>,
+}
+
 /// A set of question indices (0..128; larger ones are never deduplicated).
 #[derive(Debug, Default, Clone, Copy)]
 struct Bits(u128);
@@ -227,6 +238,7 @@ enum Kind {
     RoomCreated,
     JoinAck,
     QuestionShow,
+    QuestionKey,
     AnswerAck,
     Reveal,
     Result,
@@ -245,6 +257,7 @@ impl Kind {
             b"room:created" => Kind::RoomCreated,
             b"room:join:ack" => Kind::JoinAck,
             b"game:question:show" => Kind::QuestionShow,
+            b"game:question:key" => Kind::QuestionKey,
             b"game:answer:ack" => Kind::AnswerAck,
             b"game:question:reveal" => Kind::Reveal,
             b"game:answer:result" => Kind::Result,
@@ -357,6 +370,11 @@ struct Client {
     answered: Bits,
     /// The last question shown: (qIndex, endsAt epoch ms).
     cur_q: Option<(u32, u64)>,
+    /// A sealed question waiting for its `game:question:key` (fair start).
+    sealed: Option<Box<SealedShow>>,
+    /// Server clock minus this machine's clock, µs, from the `pong` with the shortest round trip.
+    offset_us: i64,
+    best_rtt_us: u64,
     answer_at: Option<(Instant, u32, u32)>,
     ping_every: Option<Duration>,
     next_ping: Option<Instant>,
@@ -415,6 +433,9 @@ impl Client {
             reveals: Bits::default(),
             answered: Bits::default(),
             cur_q: None,
+            sealed: None,
+            offset_us: 0,
+            best_rtt_us: u64::MAX,
             answer_at: None,
             ping_every: None,
             next_ping: None,

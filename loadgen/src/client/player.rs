@@ -3,6 +3,20 @@
 //! `game:start`.
 
 use super::*;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+
+/// Opens a sealed question (AES-256-GCM, additional data `"<gameCode>:<qIndex>"`); its option count.
+fn open_sealed(key: &[u8], code: &str, q: u32, iv: &[u8], mut ct: Vec<u8>) -> Option<usize> {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+    let k = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).ok()?);
+    let nonce = Nonce::try_assume_unique_for_key(iv).ok()?;
+    let plain = k
+        .open_in_place(nonce, Aad::from(format!("{code}:{q}").as_bytes()), &mut ct)
+        .ok()?;
+    let c: events::SealedContent = serde_json::from_slice(plain).ok()?;
+    Some(c.answers.len())
+}
 
 impl Client {
     /// One message (a frame body): count it, check its seq, and act on it.
@@ -49,6 +63,7 @@ impl Client {
                 if let Some((r, at)) = self.ping_req {
                     if Some(r) == rid {
                         self.ping_req = None;
+                        self.clock_sample(body, self.now.duration_since(at).as_micros() as u64);
                         let mut st = self.stats();
                         st.counters.pongs_received += 1;
                         st.record(
@@ -87,6 +102,7 @@ impl Client {
             Kind::RoomCreated => self.on_room_created(body),
             Kind::JoinAck => self.on_join_ack(body),
             Kind::QuestionShow => self.on_show(body),
+            Kind::QuestionKey => self.on_key(body),
             Kind::Reveal => self.on_reveal(body),
             Kind::Result => self.on_result(body),
             Kind::GameEnd => {
@@ -301,12 +317,97 @@ impl Client {
         let options = scan::field(fmt, d, "answers")
             .and_then(|v| scan::array_len(fmt, v))
             .unwrap_or(0);
+        let show_at = num("showAt");
         let q = q as u32;
-        self.show(q, ends_at, limit, options);
+        if let Some(s) = scan::field(fmt, d, "sealed") {
+            let b64 = |k: &str| {
+                scan::field(fmt, s, k)
+                    .and_then(|v| scan::as_str(fmt, v))
+                    .and_then(|v| B64.decode(v).ok())
+            };
+            let (Some(iv), Some(ct), Some(show_at)) = (b64("iv"), b64("ct"), show_at) else {
+                self.stats().counters.decode_errors += 1;
+                return;
+            };
+            if self.counts(q) {
+                self.stats().counters.sealed_shows += 1;
+            }
+            self.sealed = Some(Box::new(SealedShow {
+                q,
+                ends_at,
+                limit_ms: limit,
+                show_at,
+                iv,
+                ct,
+            }));
+            return;
+        }
+        self.show(q, ends_at, limit, options, show_at);
     }
 
-    /// A question reached this socket (live, replayed, or in a snapshot).
-    pub(super) fn show(&mut self, q: u32, ends_at: u64, limit_ms: u64, options: usize) {
+    /// `game:question:key`: records its lead over `showAt` and opens the sealed show it belongs to.
+    pub(super) fn on_key(&mut self, body: &[u8]) {
+        let fmt = self.fmt;
+        let Some(d) = scan::data(fmt, body).ok().flatten() else {
+            self.stats().counters.decode_errors += 1;
+            return;
+        };
+        let q = scan::field(fmt, d, "qIndex").and_then(|v| scan::as_u64(fmt, v));
+        let key = scan::field(fmt, d, "key")
+            .and_then(|v| scan::as_str(fmt, v))
+            .and_then(|v| B64.decode(v).ok());
+        let (Some(q), Some(key)) = (q, key) else {
+            self.stats().counters.decode_errors += 1;
+            return;
+        };
+        let Some(s) = self.sealed.take_if(|s| u64::from(s.q) == q) else {
+            return; // a key for a question this socket does not hold (it joined after the show)
+        };
+        let (now_us, show_us) = (self.now_us, s.show_at * 1000);
+        if self.counts(s.q) {
+            let mut st = self.stats();
+            st.counters.keys_received += 1;
+            if now_us <= show_us {
+                st.record(Metric::KeyLead, show_us - now_us);
+            } else {
+                st.counters.keys_late += 1;
+                st.record(Metric::KeyLate, now_us - show_us);
+            }
+        }
+        let code = self.code.clone().unwrap_or_else(|| "".into());
+        match open_sealed(&key, &code, s.q, &s.iv, s.ct) {
+            Some(options) => self.show(s.q, s.ends_at, s.limit_ms, options, Some(s.show_at)),
+            None => self.stats().counters.seal_errors += 1,
+        }
+    }
+
+    /// A `pong` to a ping sent `rtt_us` ago: the clock offset from the round trip with the least delay.
+    fn clock_sample(&mut self, body: &[u8], rtt_us: u64) {
+        let fmt = self.fmt;
+        let server_ms = scan::data(fmt, body)
+            .ok()
+            .flatten()
+            .and_then(|d| scan::field(fmt, d, "serverTime"))
+            .and_then(|v| scan::as_u64(fmt, v));
+        if let Some(ms) = server_ms {
+            if rtt_us <= self.best_rtt_us {
+                self.best_rtt_us = rtt_us;
+                let mid = self.now_us.saturating_sub(rtt_us / 2);
+                self.offset_us = (ms * 1000) as i64 - mid as i64;
+            }
+        }
+    }
+
+    /// A question reached this socket (live, replayed, in a snapshot, or opened by its key).
+    /// `show_at`: when every client shows it (server clock, epoch ms), if the server said.
+    pub(super) fn show(
+        &mut self,
+        q: u32,
+        ends_at: u64,
+        limit_ms: u64,
+        options: usize,
+        show_at: Option<u64>,
+    ) {
         if !self.shows.insert(q) {
             return;
         }
@@ -316,6 +417,11 @@ impl Client {
         let room = self.room();
         {
             let now_us = self.now_us;
+            // where this player would draw it: showAt on its own clock, or now if the content came later
+            let display_us = show_at.map_or(now_us, |s| {
+                let local = (s * 1000) as i64 - self.offset_us;
+                now_us.max(local.max(0) as u64)
+            });
             let mut st = self.stats();
             st.max_q_shown = st.max_q_shown.max(i64::from(q));
             if counts {
@@ -330,6 +436,9 @@ impl Client {
                 qs.show_first_us = qs.show_first_us.min(now_us);
                 qs.show_last_us = qs.show_last_us.max(now_us);
                 qs.show_count += 1;
+                qs.display_first_us = qs.display_first_us.min(display_us);
+                qs.display_last_us = qs.display_last_us.max(display_us);
+                qs.display_count += 1;
             }
         }
         if !counts || self.answered.contains(q) || options == 0 {
@@ -451,12 +560,29 @@ impl Client {
             }
         }
         if let Some(q) = s.current_q {
-            self.show(
-                q.q_index,
-                q.ends_at,
-                u64::from(q.time_limit_ms),
-                q.answers.len(),
-            );
+            match &q.sealed {
+                // sealed until the key this socket's worker sends before showAt
+                Some(sealed) => {
+                    let (iv, ct) = (B64.decode(&sealed.iv), B64.decode(&sealed.ct));
+                    if let (Ok(iv), Ok(ct), Some(show_at)) = (iv, ct, q.show_at) {
+                        self.sealed = Some(Box::new(SealedShow {
+                            q: q.q_index,
+                            ends_at: q.ends_at,
+                            limit_ms: u64::from(q.time_limit_ms),
+                            show_at,
+                            iv,
+                            ct,
+                        }));
+                    }
+                }
+                None => self.show(
+                    q.q_index,
+                    q.ends_at,
+                    u64::from(q.time_limit_ms),
+                    q.answers.len(),
+                    q.show_at,
+                ),
+            }
         }
         if s.state == events::RoomState::Ended {
             self.finish();

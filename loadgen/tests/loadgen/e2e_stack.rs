@@ -139,7 +139,8 @@ fn a_small_game_delivers_every_question_reveal_and_result_to_every_player() {
         .args([
             "game",
             "--url",
-            &format!("ws://127.0.0.1:{port}/ws"),
+            // sealed questions (fair start): 1 s pauses, so each question is published 500 ms early
+            &format!("ws://127.0.0.1:{port}/ws?sealed=1"),
             "--quiz",
             "loadgen-e2e",
         ])
@@ -217,4 +218,19 @@ fn a_small_game_delivers_every_question_reveal_and_result_to_every_player() {
     assert_eq!(r["errors_by_code"], serde_json::json!({}), "{stdout}");
     // Both subprotocols were spoken (mixed): JSON text and MessagePack binary question frames.
     assert!(r["events"]["game:question:show"]["count"].as_u64().unwrap() >= players * 3);
+    // Fair start: every question came sealed and was opened by its key; every player displayed it, so
+    // each (room, question) has a display spread; the keys' lead and the share in time are reported.
+    assert_eq!(c["sealed_shows"], players * 3, "{stdout}");
+    assert_eq!(c["keys_received"], players * 3, "{stdout}");
+    assert_eq!(c["seal_errors"], 0, "{stdout}");
+    assert_eq!(d["keys_received"], players * 3);
+    let in_time = d["keys_in_time_ratio"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&in_time), "{in_time}");
+    let lat = &r["latency_ms"];
+    assert_eq!(lat["display_spread"]["count"], 4 * 3, "{stdout}");
+    assert_eq!(
+        lat["key_lead"]["count"].as_u64().unwrap() + lat["key_late"]["count"].as_u64().unwrap(),
+        players * 3,
+        "{stdout}"
+    );
 }
