@@ -11,6 +11,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 ./scripts/check-deploy.sh
 # The harness prints the servers and clusters it starts; show them.
 cargo test --workspace --all-targets "$@" -- --nocapture
+# The edge's game suite once more on the epoll fallback (the run above used io_uring where the kernel allows it).
+# `--workspace` keeps the features of the run above, so nothing is rebuilt: this costs the suite's run time only.
+RINGSIDE_EDGE_DRIVER=legacy cargo test --workspace --test edge game:: -- --nocapture
 # Fuzz smoke (fuzz/ is its own workspace): build, replay every seed and crash regression, 5 s per target.
 # Long runs and results: fuzz/README.md, perf/fuzz.md.
 FUZZ_SANITIZER=none ./scripts/fuzz.sh smoke 5

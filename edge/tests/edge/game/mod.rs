@@ -2,8 +2,11 @@
 //! real Functions library, the edge in-process with its game layer, and tokio-tungstenite clients speaking
 //! both subprotocols. Timers are fired by the real engine (`ringside_engine::Engine`, in-process).
 //!
-//! The edge runs its default driver (io_uring where the kernel allows it); the tests of delivery, send
-//! queues and reconnects also run on the epoll fallback (`Driver::Legacy`, the `…_on_epoll` twins).
+//! The edge runs its default driver (io_uring where the kernel allows it), or the one named by
+//! `RINGSIDE_EDGE_DRIVER` (as for the binary: `legacy` is the epoll fallback): scripts/test.sh runs this
+//! suite a second time with `RINGSIDE_EDGE_DRIVER=legacy cargo test --workspace --test edge game::`.
+//! The tests of delivery, send queues and reconnects also have `…_on_epoll` twins (`Driver::Legacy`),
+//! so a plain `cargo test` covers both drivers there.
 
 use crate::common;
 
@@ -340,6 +343,7 @@ async fn stack_full(
     } else {
         (Dial::Ws, None)
     };
+    cfg.driver = suite_driver();
     tweak(&mut cfg);
     let factory = GameFactory::start(
         GameConfig {
@@ -361,6 +365,16 @@ async fn stack_full(
         dial,
         conn,
         _cert_dir: cert_dir,
+    }
+}
+
+/// The edges' driver in this run: `RINGSIDE_EDGE_DRIVER` if set (the edge processes that some tests
+/// start read it too), else the edge's default.
+fn suite_driver() -> Driver {
+    match std::env::var("RINGSIDE_EDGE_DRIVER") {
+        Ok(v) => <Driver as clap::ValueEnum>::from_str(&v, true)
+            .unwrap_or_else(|e| panic!("RINGSIDE_EDGE_DRIVER={v}: {e}")),
+        Err(_) => Config::default().driver,
     }
 }
 
