@@ -32,6 +32,7 @@ mod bad_input;
 mod delivery;
 mod errors;
 mod full_game;
+mod host_lobby;
 mod ownership;
 mod reconnect;
 mod seal;
