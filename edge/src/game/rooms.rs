@@ -266,12 +266,18 @@ impl Rooms {
         let mut key_at = None;
         {
             let mut rooms = self.rooms.borrow_mut();
+            // The key's lead covers every socket of this worker, not only the room's: rooms that
+            // started together send their keys at nearly the same moment.
+            let sockets: usize = match frame.event {
+                ServerEvent::QuestionShow(_) => rooms.values().map(|r| r.members.len()).sum(),
+                _ => 0,
+            };
             let Some(room) = rooms.get_mut(&frame.code) else {
                 return;
             };
             room.last_seq = room.last_seq.max(frame.seq);
             if let ServerEvent::QuestionShow(show) = &frame.event {
-                let lead = self.rate.lead_ms(room.members.len());
+                let lead = self.rate.lead_ms(sockets);
                 if let Some(at) = seal::wants_seal(show, lead, seal::now_ms()) {
                     room.seal = Some(QuestionSeal::new(&frame, show, at));
                     key_at = Some(at);

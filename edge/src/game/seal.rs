@@ -11,9 +11,11 @@
 //! Members without support get the clear show at that same instant instead, so nobody reads the content
 //! earlier than the key's lead (docs/security.md "Fair start").
 //!
-//! The lead is `floor + 2 × local members × measured time per frame` ([`FanoutRate`]), capped: the
-//! key must reach the last socket of this worker before `showAt`, and each frame costs the kernel's TCP
-//! send. Floor and cap are flags (`--seal-lead-floor-ms`, `--seal-lead-cap-ms`).
+//! The lead is `floor + 2 × the worker's sockets in rooms × measured time per frame` ([`FanoutRate`]),
+//! capped: the key must reach the last socket of this worker before `showAt`, and each frame costs the
+//! kernel's TCP send. All of the worker's sockets count, not only the room's, because rooms that started
+//! together send their keys at nearly the same moment. Floor and cap are flags (`--seal-lead-floor-ms`,
+//! `--seal-lead-cap-ms`).
 
 use super::hub::RoomFrame;
 use crate::ws::frame::{self, Opcode};
@@ -122,7 +124,7 @@ impl FanoutRate {
         self.ns_per_frame.get()
     }
 
-    /// The key's lead over `showAt` for a room with `members` local sockets, ms.
+    /// The key's lead over `showAt` when this worker has `members` sockets in rooms, ms.
     pub fn lead_ms(&self, members: usize) -> u64 {
         let floor = FLOOR_MS.load(Relaxed);
         let cap = CAP_MS.load(Relaxed).max(floor);
