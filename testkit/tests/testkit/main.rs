@@ -2,3 +2,4 @@
 //! per family. A new test goes in its family's file here, or in a new file declared below.
 
 mod harness;
+mod layout;
