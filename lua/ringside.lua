@@ -1,5 +1,5 @@
 #!lua name=ringside
--- Ringside game logic as Redis Functions. Library version: 3 (see `version`, and VERSION in lua/src/lib.rs).
+-- Ringside game logic as Redis Functions. Library version: 4 (see `version`, and VERSION in lua/src/lib.rs).
 --
 -- Every authoritative transition of a quiz room runs here, atomically, in the room's hash slot.
 -- The edge and the engine only ever call these functions (lua/README.md has the full contract).
@@ -35,7 +35,7 @@
 -- ended game: room, roomId, reason, ended — read by the control plane's results writer) and rooms:{pNN}
 -- (sorted set of the live rooms: code → created ms, for the ops view).
 
-local VERSION = 3
+local VERSION = 4
 local LOG_MAX = 1000            -- entries kept in P:log (approximate trim)
 local ROOM_TTL = 7200           -- s: a room with no transition for this long is abandoned
 local END_TTL = 300             -- s: reconnect window after game:end
@@ -58,6 +58,10 @@ local ANSWER_EVENTS = 2         -- limits::ANSWER_EVENTS_PER_QUESTION
 local VIOLATIONS_KICK = 5       -- limits::VIOLATIONS_BEFORE_KICK
 local MAX_EXTEND_S = 120        -- limits::MAX_EXTEND_SECONDS
 local RESULTS_MAX = 1000        -- playerIds per `results` call
+local RESULTS_KEEP = 3          -- `results` of the last scored question and of this many before it
+local SCORE_STEP = 1000         -- players scored per call at most (a reveal, then `score` timer fires)
+local SCORE_SCAN = 500          -- ZSCAN COUNT of one scoring step
+local NO_ANSWER = 'x'           -- a:<pid> of a player refused ANSWER_EVENTS times without an answer
 local TIMER_KEEP_MS = 3600000   -- timer stream entries older than this are trimmed (MINID)
 local MAX_OPEN_MS = 1800000     -- a question's remaining time may not exceed this (extend): every schedule
                                 -- stays due well inside TIMER_KEEP_MS
@@ -255,26 +259,29 @@ local function player_json(pid, v)
   return obj({ kv('id', js(pid)), kv('name', js(n)), kv('avatar', a) })
 end
 
--- "idx:ms:points:streak" of a stored answer
+-- A stored answer: "idx:ms:points:streak" once its question is scored (at the reveal), "idx:ms:remainingMs"
+-- before (answer_submit writes it); points and streak are nil then. NO_ANSWER and nil give nil.
 local function split_answer(v)
   if not v then return nil end
   local a, ms, pts, st = string.match(v, '^(%d+):(%d+):(%-?%d+):(%-?%d+)$')
-  return tonumber(a), tonumber(ms), tonumber(pts), tonumber(st)
+  if a then return tonumber(a), tonumber(ms), tonumber(pts), tonumber(st) end
+  a, ms = string.match(v, '^(%d+):(%d+):%-?%d+$')
+  return tonumber(a), tonumber(ms), nil, nil
 end
 
 -- The streak after a question, from the player's stored answer to it (0: wrong or no answer).
 -- Streaks are never reset in a loop: each answer record carries the streak it ends, computed from the
--- record of the previous question at submit time.
+-- record of the previous question when its question is scored.
 local function streak_of(answer)
   local _, _, _, st = split_answer(answer)
   return st or 0
 end
 
--- The room fields answer_submit needs, in one HMGET. qc/qno/qbase (correct index, option count, base
--- points of the open question) are copied from the quiz when the question opens, so the hot path reads
--- one hash.
-local SUBMIT_FIELDS = { 'state', 'cur', 'endsAt', 'paused', 'prem', 'tlim', 'np', 'qc', 'qno', 'qbase',
-  's_bonus', 's_smult', 's_sthr', 's_pen', 'qstart' }
+-- The room fields answer_submit needs, in one HMGET (qno, the open question's option count, is copied
+-- from the quiz when the question opens, so the hot path reads one hash). Scoring needs more: it runs at
+-- the reveal (SCORE_FIELDS).
+local SUBMIT_FIELDS = { 'state', 'cur', 'endsAt', 'paused', 'prem', 'np', 'qno', 'qstart' }
+local SCORE_FIELDS = { 'scur', 'qc', 'qbase', 'tlim', 's_bonus', 's_smult', 's_sthr', 's_pen' }
 
 -- A value longer than Redis's default hash-max-listpack-value (64 bytes), stored in the room hash so it is
 -- a real hash table: HMGET of a dozen fields of a ~40-field listpack costs a linear scan per field
@@ -401,32 +408,156 @@ local function show_question(R, q, now, showAt)
   touch(R, ROOM_TTL, q)
 end
 
--- Closes the current question: publishes the reveal and the top-N leaderboard, schedules the next step.
--- O(options + top N): every answer was scored when it was submitted.
+-- The leaderboard as it was when question q had been scored, for `results` (kept while q >= the last
+-- scored question minus RESULTS_KEEP): `P:lb:<q>`, frozen from then on. `P:lb` is the live one.
+local function lb_after(R, q)
+  return R.P .. ':lb:' .. int(q)
+end
+
+-- A join or a leave while a question is being scored: also into the two leaderboards being built
+-- (`P:lbn`, the next `P:lb`, and `P:lb:<q>`), so both hold exactly the room when scoring ends.
+-- cmd: 'ZADD' (a join, at 0) or 'ZREM'.
+local function lb_scoring_also(R, cmd, pid)
+  local sq = redis.call('HGET', R.P, 'sq')
+  if not sq then return end
+  for _, k in ipairs({ R.P .. ':lbn', lb_after(R, tonumber(sq)) }) do
+    if cmd == 'ZADD' then redis.call('ZADD', k, 'NX', 0, pid) else redis.call('ZREM', k, pid) end
+  end
+end
+
+-- One call's share of scoring question q: walks `P:lb` (the totals after question q-1, unchanged while
+-- q is scored) with ZSCAN from the cursor `scur`, and writes every visited player's new total into
+-- `P:lbn` (the next `P:lb`) and `P:lb:<q>` (kept for `results`), each answer of q as
+-- "idx:ms:points:streak" (the streak from the player's record of q-1). Stops after SCORE_STEP players.
+-- Idempotent per player (ZSCAN may return one twice): a scored record is read back, never scored again,
+-- and the new total is recomputed from the unchanged `P:lb`. Returns true when the walk is complete.
+local function score_step(R, q)
+  local sc, qc, base, tlim, maxb, smult, sthr, pen = unpack(redis.call('HMGET', R.P, unpack(SCORE_FIELDS)))
+  qc, base, tlim, maxb = tonumber(qc), tonumber(base), tonumber(tlim), tonumber(maxb)
+  smult, sthr, pen = tonumber(smult), tonumber(sthr), tonumber(pen)
+  local lb, lbn, qk = R.P .. ':lb', R.P .. ':lbn', qkey(R, q)
+  local cursor, done = sc or '0', 0
+  local dist = {} -- answers per option scored in this call (each answer is scored once)
+  repeat
+    local res = redis.call('ZSCAN', lb, cursor, 'COUNT', SCORE_SCAN)
+    cursor = res[1]
+    local rows = res[2]
+    local n = #rows / 2
+    if n > 0 then
+      local ids, af = {}, {}
+      for k = 1, n do
+        ids[k] = rows[2 * k - 1]
+        af[k] = 'a:' .. ids[k]
+      end
+      local recs = redis.call('HMGET', qk, unpack(af))
+      -- the previous question's records, for the streaks of this question's correct answers
+      local prev = {}
+      if q > 0 then
+        local want, at = {}, {}
+        for k = 1, n do
+          local a, _, pts = split_answer(recs[k])
+          if a == qc and not pts then
+            want[#want + 1] = af[k]
+            at[#at + 1] = k
+          end
+        end
+        if #want > 0 then
+          local got = redis.call('HMGET', qkey(R, q - 1), unpack(want))
+          for j, k in ipairs(at) do prev[k] = got[j] end
+        end
+      end
+      local zadd, hset = { 'ZADD', lbn }, { 'HSET', qk }
+      for k = 1, n do
+        local total = tonumber(rows[2 * k])
+        local a, ms, pts = split_answer(recs[k])
+        if a and not pts then
+          local rem = tonumber(string.match(recs[k], '(%-?%d+)$'))
+          local streak = 0
+          if a == qc then
+            local bonus = 0
+            if rem > 0 then bonus = math.floor(maxb * rem / tlim) end
+            if bonus < 0 then bonus = 0 elseif bonus > maxb then bonus = maxb end
+            streak = streak_of(prev[k]) + 1
+            local mult = 1
+            if streak >= sthr then mult = smult end
+            pts = math.floor((base + bonus) * mult)
+          else
+            pts = -pen
+          end
+          hset[#hset + 1] = af[k]
+          hset[#hset + 1] = int(a) .. ':' .. int(ms) .. ':' .. int(pts) .. ':' .. int(streak)
+          dist[a] = (dist[a] or 0) + 1
+        end
+        zadd[#zadd + 1] = int(total + (pts or 0))
+        zadd[#zadd + 1] = ids[k]
+      end
+      redis.call(unpack(zadd))
+      zadd[2] = lb_after(R, q)
+      redis.call(unpack(zadd))
+      if #hset > 2 then redis.call(unpack(hset)) end
+      done = done + n
+    end
+  until cursor == '0' or done >= SCORE_STEP
+  for a, c in pairs(dist) do redis.call('HINCRBY', qk, 'd' .. int(a), c) end
+  if cursor ~= '0' then redis.call('HSET', R.P, 'scur', cursor) end
+  return cursor == '0'
+end
+
+-- Question q is scored: `P:lbn` becomes `P:lb` (the old one is freed in the background), the kept
+-- leaderboard of q - RESULTS_KEEP - 1 goes; publishes the top-N leaderboard and schedules the next
+-- question (revealPauseMs after the reveal).
+local function finish_scoring(R, q, gen, now)
+  local lb, lbn = R.P .. ':lb', R.P .. ':lbn'
+  redis.call('UNLINK', lb)
+  if redis.call('EXISTS', lbn) == 1 then redis.call('RENAME', lbn, lb) end
+  if q - RESULTS_KEEP - 1 >= 0 then redis.call('UNLINK', lb_after(R, q - RESULTS_KEEP - 1)) end
+  redis.call('EXPIRE', lb_after(R, q), ROOM_TTL)
+  redis.call('HDEL', R.P, 'sq', 'scur')
+  redis.call('HSET', R.P, 'lsq', int(q))
+  -- the reveal: the distribution was counted by the scoring walk (and at leaves)
+  local i = int(q)
+  local z = hm(R.Q, { 'c' .. i, 'e' .. i, 'no' .. i })
+  local fields = { 'n', 'np', 'skip' }
+  for k = 0, tonumber(z['no' .. i]) - 1 do fields[#fields + 1] = 'd' .. int(k) end
+  local counts = redis.call('HMGET', qkey(R, q), unpack(fields))
+  local dist = {}
+  for k = 4, #counts do dist[#dist + 1] = int(tonumber(counts[k]) or 0) end
+  local m = { kv('qIndex', i), kv('correctIndex', z['c' .. i]), kv('distribution', arr(dist)),
+    kv('answeredCount', int(tonumber(counts[1]) or 0)), kv('totalCount', int(tonumber(counts[2]) or 0)) }
+  if z['e' .. i] and z['e' .. i] ~= '' then m[#m + 1] = kv('explanationText', z['e' .. i]) end
+  m[#m + 1] = kv('skipped', jbool(counts[3] == '1'))
+  emit(R, 'game:question:reveal', obj(m))
+  local r = hm(R.P, { 'np', 'revAt', 's_rp' })
+  local top = top_json(R, q)
+  redis.call('HSET', R.P, 'lbj', top)
+  emit(R, 'game:leaderboard', obj({ kv('qIndex', int(q)), kv('rankings', top),
+    kv('totalPlayers', int(tonumber(r.np) or 0)) }))
+  schedule(R, now, 'next_question', q + 1, gen, tonumber(r.revAt) + tonumber(r.s_rp) - show_lead(r.s_rp))
+  touch(R, ROOM_TTL, q)
+end
+
+-- Closes the current question (answers are refused from here on) and scores its answers (score_step): a
+-- room of up to SCORE_STEP players in this call, which then publishes the reveal and the top-N
+-- leaderboard and schedules the next question (finish_scoring); a bigger room
+-- continues in `score` timer fires (the engine fires the entry again at once while the reply says
+-- why "more"), so no call holds Redis for more than a few ms.
 local function reveal(R, now, skipped)
   local r = hm(R.P, { 'cur', 's_rp' })
   local q = tonumber(r.cur)
   local i = int(q)
   local gen = redis.call('HINCRBY', R.P, 'gen', 1)
-  redis.call('HSET', R.P, 'state', 'REVEAL', 'revAt', int(now), 'paused', '0')
-  local z = hm(R.Q, { 'c' .. i, 'e' .. i, 'no' .. i })
-  local nopt = tonumber(z['no' .. i])
-  local fields = { 'n' }
-  for k = 0, nopt - 1 do fields[#fields + 1] = 'd' .. int(k) end
-  local counts = redis.call('HMGET', qkey(R, q), unpack(fields))
-  local dist = {}
-  for k = 2, #counts do dist[#dist + 1] = int(tonumber(counts[k]) or 0) end
+  redis.call('HSET', R.P, 'state', 'REVEAL', 'revAt', int(now), 'paused', '0', 'sq', i, 'scur', '0')
+  -- the room's size at the reveal (totalCount of the reveal, totalPlayers of `results`) and whether
+  -- the host skipped, for the reveal event that scoring publishes
   local np = tonumber(redis.call('HGET', R.P, 'np')) or 0
-  local m = { kv('qIndex', i), kv('correctIndex', z['c' .. i]), kv('distribution', arr(dist)),
-    kv('answeredCount', int(tonumber(counts[1]) or 0)), kv('totalCount', int(np)) }
-  if z['e' .. i] and z['e' .. i] ~= '' then m[#m + 1] = kv('explanationText', z['e' .. i]) end
-  m[#m + 1] = kv('skipped', jbool(skipped))
-  emit(R, 'game:question:reveal', obj(m))
-  local top = top_json(R, q)
-  redis.call('HSET', R.P, 'lbj', top)
-  emit(R, 'game:leaderboard', obj({ kv('qIndex', i), kv('rankings', top), kv('totalPlayers', int(np)) }))
-  schedule(R, now, 'next_question', q + 1, gen, now + tonumber(r.s_rp) - show_lead(r.s_rp))
-  touch(R, ROOM_TTL, q)
+  redis.call('HSET', qkey(R, q), 'np', int(np), 'skip', skipped and '1' or '0')
+  redis.call('UNLINK', R.P .. ':lbn', lb_after(R, q))
+  if score_step(R, q) then
+    finish_scoring(R, q, gen, now)
+  else
+    schedule(R, now, 'score', q, gen, now)
+    touch(R, ROOM_TTL, q)
+  end
 end
 
 -- Ends the game: final top N, short expiry for the reconnect window, a cleanup schedule, and an entry in
@@ -441,7 +572,10 @@ local function end_game(R, now, reason)
   emit(R, 'game:end', obj({ kv('roomId', js(r.rid)), kv('finalRankings', top_json(R, q)),
     kv('totalPlayers', int(np)) }))
   touch(R, END_TTL, -1)
-  for k = 0, q do redis.call('EXPIRE', qkey(R, k), END_TTL) end
+  for k = 0, q do
+    redis.call('EXPIRE', qkey(R, k), END_TTL)
+    redis.call('EXPIRE', lb_after(R, k), END_TTL)
+  end
   schedule(R, now, 'cleanup', q, gen, now + END_TTL * 1000)
   redis.call('XADD', 'results:' .. R.tag, 'MINID', '~', int(now - TIMER_KEEP_MS * 24), '*',
     'room', R.code, 'roomId', r.rid, 'reason', reason, 'ended', int(now))
@@ -491,7 +625,16 @@ local function remove_player(R, pid, reason, kicked_by, now)
   redis.call('HDEL', R.P .. ':sess', pid)
   redis.call('HDEL', R.P .. ':secret', pid)
   redis.call('HDEL', R.P .. ':viol', pid)
+  -- a leaver's answer to a question not scored yet still counts in its distribution (the scoring walk
+  -- visits the players in the room)
+  local st, cq = unpack(redis.call('HMGET', R.P, 'state', 'cur'))
+  if st == 'ACTIVE' or st == 'REVEAL' then
+    local qk = R.P .. ':q:' .. cq
+    local a, _, pts = split_answer(redis.call('HGET', qk, 'a:' .. pid))
+    if a and not pts then redis.call('HINCRBY', qk, 'd' .. int(a), 1) end
+  end
   redis.call('ZREM', R.P .. ':lb', pid)
+  lb_scoring_also(R, 'ZREM', pid)
   redis.call('LREM', R.P .. ':recent', 0, pj)
   redis.call('LREM', R.P .. ':pend', 0, pj)
   local np = redis.call('HINCRBY', R.P, 'np', -1)
@@ -701,6 +844,7 @@ local function room_join(keys, args)
   redis.call('HSET', R.P .. ':sess', pid, sess)
   redis.call('HSET', R.P .. ':secret', pid, secret)
   redis.call('ZADD', R.P .. ':lb', 'NX', 0, pid)
+  lb_scoring_also(R, 'ZADD', pid)
   redis.call('RPUSH', R.P .. ':recent', pj)
   redis.call('LTRIM', R.P .. ':recent', -RECENT_MAX, -1)
   local np = redis.call('HINCRBY', R.P, 'np', 1)
@@ -784,33 +928,19 @@ end
 
 -- Counts a refused answer event of the open question, and an anti-cheat violation when it is over the
 -- per-question limit; kicks at VIOLATIONS_KICK. These writes are the point of the refusal, so they happen
--- before the error reply (nothing else is written on a refused answer).
+-- before the error reply (nothing else is written on a refused answer). A player refused ANSWER_EVENTS
+-- times without an answer gets a:<pid> = NO_ANSWER, so the HSETNX of answer_submit's fast path fails for
+-- them and the refusal path (rate_limited) decides.
 local function refuse_answer(qk, pid, code, detail)
-  redis.call('HINCRBY', qk, 'r:' .. pid, 1)
+  local r = redis.call('HINCRBY', qk, 'r:' .. pid, 1)
+  if r >= ANSWER_EVENTS then redis.call('HSETNX', qk, 'a:' .. pid, NO_ANSWER) end
   fail(code, detail)
 end
 
--- answer_submit
--- KEYS: room, timers
--- ARGV: playerId, qIndex, answerIdx   (the edge has verified the answer HMAC with the session's secret)
--- Reply: AnswerAck {received:true, qIndex, serverTime} — nothing about correctness.
--- Errors: room_not_found, unauthorized, kicked, wrong_state, wrong_question, late_answer,
---         already_answered, rate_limited, bad_payload.
--- Scoring happens here (server time, streak from the per-player record), stored with the answer and added
--- to the leaderboard; nothing observable reports it before the reveal. If every player has now answered,
--- the question is revealed in this same call.
-local function answer_submit(keys, args)
-  local R = room_of(keys, true)
-  local pid = arg_id(args[1], 'playerId', 1, 64)
-  local qi = arg_int(args[2], 'qIndex', 0, 1000000)
-  local ai = arg_int(args[3], 'answerIdx', 0, 1000000)
-  -- one HMGET, unpacked by position (the hot path: building a keyed table costs ~2 us)
-  local state, cur, endsAt, paused, prem, tlim, np, qc, qno, qbase, maxb, smult, sthr, pen, qstart =
-    unpack(redis.call('HMGET', R.P, unpack(SUBMIT_FIELDS)))
-  if not state then fail('room_not_found', 'no live room has this game code') end
+-- Every answer that the fast path of answer_submit did not store: the checks in their documented order
+-- (layers 5, 6, 4, 3 and the option range), each with its error and its counted refusal.
+local function answer_refused(R, pid, qi, ai, state, cur, endsAt, paused, qno, qstart)
   require_player(R, pid)
-  cur = tonumber(cur)
-  qstart = tonumber(qstart) or 0
   if state ~= 'ACTIVE' then
     if (state == 'REVEAL' or state == 'ENDED') and qi == cur then fail('late_answer', 'the question is closed') end
     if qi ~= cur then fail('wrong_question', 'question ' .. int(qi) .. ' is not open') end
@@ -822,9 +952,11 @@ local function answer_submit(keys, args)
   local qk = qkey(R, cur)
   -- layer 5: at most ANSWER_EVENTS answer events per player per question
   local seen = redis.call('HMGET', qk, 'a:' .. pid, 'r:' .. pid)
-  local events = (seen[1] and 1 or 0) + (tonumber(seen[2]) or 0)
+  local answered = seen[1] and seen[1] ~= NO_ANSWER
+  local events = (answered and 1 or 0) + (tonumber(seen[2]) or 0)
   if events >= ANSWER_EVENTS then
-    redis.call('HINCRBY', qk, 'r:' .. pid, 1)
+    local r = redis.call('HINCRBY', qk, 'r:' .. pid, 1)
+    if not answered and r >= ANSWER_EVENTS then redis.call('HSETNX', qk, 'a:' .. pid, NO_ANSWER) end
     local v = redis.call('HINCRBY', R.P .. ':viol', pid, 1)
     if v >= VIOLATIONS_KICK then
       remove_player(R, pid, 'kick', 'cheat', now)
@@ -836,41 +968,104 @@ local function answer_submit(keys, args)
   -- layer 6: the current question only
   if qi ~= cur then refuse_answer(qk, pid, 'wrong_question', 'question ' .. int(qi) .. ' is not open') end
   -- layer 4: one answer
-  if seen[1] then refuse_answer(qk, pid, 'already_answered', 'the first answer stands') end
+  if answered then refuse_answer(qk, pid, 'already_answered', 'the first answer stands') end
   -- layer 3: server time, grace after the deadline (a paused question has no running deadline)
-  paused = paused == '1'
-  endsAt = tonumber(endsAt)
   if not paused and now > endsAt + GRACE_MS then
     refuse_answer(qk, pid, 'late_answer', 'answering closed at ' .. int(endsAt))
   end
-  local i = int(cur)
-  if ai >= tonumber(qno) then refuse_answer(qk, pid, 'bad_payload', 'answerIdx out of range') end
+  if ai >= qno then refuse_answer(qk, pid, 'bad_payload', 'answerIdx out of range') end
+  -- all checks pass only when the answer was stored between the fast path's read and here: impossible
+  -- inside one call, but never store without the lock
+  refuse_answer(qk, pid, 'already_answered', 'the first answer stands')
+end
 
-  -- score (seed 003): base + floor(maxBonus * remaining / limit), x multiplier when the streak including
-  -- this answer reaches the threshold, floored; wrong answers lose the penalty and break the streak.
-  local correct = ai == tonumber(qc)
-  local pts, streak = 0, 0
-  if correct then
-    local remaining = paused and tonumber(prem) or (endsAt - now)
-    maxb = tonumber(maxb)
-    local bonus = 0
-    if remaining > 0 then bonus = math.floor(maxb * remaining / tonumber(tlim)) end
-    if bonus < 0 then bonus = 0 elseif bonus > maxb then bonus = maxb end
-    streak = 1
-    if cur > 0 then streak = streak_of(redis.call('HGET', qkey(R, cur - 1), 'a:' .. pid)) + 1 end
-    local mult = 1
-    if streak >= tonumber(sthr) then mult = tonumber(smult) end
-    pts = math.floor((tonumber(qbase) + bonus) * mult)
-  else
-    pts = -tonumber(pen)
+-- answer_submit
+-- KEYS: room, timers
+-- ARGV: playerId, qIndex, answerIdx   (the edge has verified the answer HMAC with the session's secret)
+-- Reply: AnswerAck {received:true, qIndex, serverTime} — nothing about correctness.
+-- Errors: room_not_found, unauthorized, kicked, wrong_state, wrong_question, late_answer,
+--         already_answered, rate_limited, bad_payload.
+-- The hot path records the answer and nothing else: one HMGET of the room, TIME, the HSETNX lock of
+-- a:<pid> = "idx:serverMs:remainingMs" (one answer per player per question), the membership check, and
+-- the answered counter. Points, streaks and the per-option counts are computed at the reveal from the
+-- stored record (score_step). If every player has now answered, the question is revealed in this same
+-- call. Anything else (not open, another question, late, out of range, a second answer, a non-member)
+-- goes to answer_refused, which makes the checks in their documented order. answer_fast (registered as
+-- `answer_submit`) runs the same path without the refusal machinery.
+local function answer_submit(keys, args)
+  local R = room_of(keys, true)
+  local pid = arg_id(args[1], 'playerId', 1, 64)
+  local qi = arg_int(args[2], 'qIndex', 0, 1000000)
+  local ai = arg_int(args[3], 'answerIdx', 0, 1000000)
+  -- one HMGET, unpacked by position (the hot path: building a keyed table costs ~2 us)
+  local state, cur, endsAt, paused, prem, np, qno, qstart =
+    unpack(redis.call('HMGET', R.P, unpack(SUBMIT_FIELDS)))
+  if not state then fail('room_not_found', 'no live room has this game code') end
+  cur, endsAt, qno, paused = tonumber(cur), tonumber(endsAt), tonumber(qno), paused == '1'
+  qstart = tonumber(qstart) or 0
+  if state == 'ACTIVE' and qi == cur and ai < qno then
+    local now = now_ms()
+    if now >= qstart and (paused or now <= endsAt + GRACE_MS) then
+      local qk = qkey(R, cur)
+      local rem = paused and tonumber(prem) or (endsAt - now)
+      local a = 'a:' .. pid
+      if redis.call('HSETNX', qk, a, ai .. ':' .. int(now) .. ':' .. int(rem)) == 1 then
+        if redis.call('HEXISTS', R.P .. ':players', pid) == 0 then
+          redis.call('HDEL', qk, a)
+          require_player(R, pid)
+        end
+        if redis.call('HINCRBY', qk, 'n', 1) >= (tonumber(np) or 0) then reveal(R, now, false) end
+        return '{"received":true,"qIndex":' .. cur .. ',"serverTime":' .. int(now) .. '}'
+      end
+    end
   end
-  local stored = redis.call('HSETNX', qk, 'a:' .. pid, int(ai) .. ':' .. int(now) .. ':' .. int(pts) .. ':' .. int(streak))
-  if stored == 0 then fail('already_answered', 'the first answer stands') end
-  redis.call('HINCRBY', qk, 'd' .. int(ai), 1)
-  local n = redis.call('HINCRBY', qk, 'n', 1)
-  if pts ~= 0 then redis.call('ZINCRBY', R.P .. ':lb', pts, pid) end
-  if n >= (tonumber(np) or 0) then reveal(R, now, false) end
-  return '{"received":true,"qIndex":' .. i .. ',"serverTime":' .. int(now) .. '}'
+  return answer_refused(R, pid, qi, ai, state, cur, endsAt, paused, qno, qstart)
+end
+
+-- The registered `answer_submit`: answer_submit's accepting path, with plain checks instead of fail()
+-- and without the pcall of `api` (on the hot path every call and every string counts: Redis's Lua hashes
+-- each string it makes). An answer it cannot accept as it stands, and any argument it does not find in
+-- canonical form, goes to answer_submit (wrapped by `api`), which checks everything again and refuses with
+-- the documented error.
+local checked_answer, checked_reveal -- api(answer_submit), api(reveal of the room): set at registration
+local function answer_fast(keys, args)
+  local P, pid, qs = keys[1], args[1], args[2]
+  local ai = tonumber(args[3])
+  if type(P) ~= 'string' or type(pid) ~= 'string' or type(qs) ~= 'string' or not ai or ai < 0
+    or ai ~= math.floor(ai) or #pid > 64 or not string.find(pid, '^[%w_%-]+$') then
+    return checked_answer(keys, args)
+  end
+  local tag = string.match(P, '^room:({p%d%d+}):[A-Z0-9]+$')
+  if not tag or keys[2] ~= 'timers:' .. tag then return checked_answer(keys, args) end
+  local state, cur, endsAt, paused, prem, np, qno, qstart = unpack(redis.call('HMGET', P, unpack(SUBMIT_FIELDS)))
+  if state == 'ACTIVE' and qs == cur and ai < tonumber(qno) then
+    local now = now_ms()
+    endsAt = tonumber(endsAt)
+    paused = paused == '1'
+    if now >= (tonumber(qstart) or 0) and (paused or now <= endsAt + GRACE_MS) then
+      local qk = P .. ':q:' .. cur
+      local a = 'a:' .. pid
+      -- epoch ms and remaining ms are whole numbers far below 1e14: Lua writes them without exponent
+      local rem = paused and tonumber(prem) or (endsAt - now)
+      if redis.call('HSETNX', qk, a, ai .. ':' .. now .. ':' .. rem) == 1 then
+        if redis.call('HEXISTS', P .. ':players', pid) == 1 then
+          if redis.call('HINCRBY', qk, 'n', 1) >= (tonumber(np) or 0) then
+            local r = checked_reveal(keys, { now })
+            if type(r) == 'table' then return r end -- an error reply
+          end
+          return '{"received":true,"qIndex":' .. cur .. ',"serverTime":' .. now .. '}'
+        end
+        redis.call('HDEL', qk, a)
+      end
+    end
+  end
+  return checked_answer(keys, args)
+end
+
+-- The early reveal of answer_fast (every player has answered), as a function `api` can wrap.
+local function reveal_when_all_answered(keys, args)
+  reveal(room_of(keys, true), args[1], false)
+  return ''
 end
 
 -- ───────────────────────────── host controls ─────────────────────────────
@@ -993,7 +1188,7 @@ end
 -- Idempotent: the same entry fired twice changes the room at most once.
 -- Errors: bad_timer (unknown kind, malformed q/gen: the entry can never fire), bad_payload (bad keys).
 local TIMER_KINDS = { countdown_end = true, question_end = true, next_question = true, progress = true,
-  lobby_flush = true, cleanup = true, abandon = true }
+  lobby_flush = true, cleanup = true, abandon = true, score = true }
 
 local function timer_fire(keys, args)
   local R = room_of(keys, true)
@@ -1003,7 +1198,7 @@ local function timer_fire(keys, args)
   if not TIMER_KINDS[kind] then fail('bad_timer', 'unknown timer kind ' .. tostring(kind)) end
   if not q or q < 0 or q ~= math.floor(q) then fail('bad_timer', 'q must be a non-negative integer') end
   if not gen or gen < 0 or gen ~= math.floor(gen) then fail('bad_timer', 'gen must be a non-negative integer') end
-  local r = hm(R.P, { 'state', 'cur', 'gen', 'paused', 'endsAt', 's_rp', 'nq', 'np', 'pgen' })
+  local r = hm(R.P, { 'state', 'cur', 'gen', 'paused', 'endsAt', 's_rp', 'nq', 'np', 'pgen', 'sq' })
   if not r.state then
     if kind == 'progress' then return not_fired('gone', kv('continue', 'false')) end
     return not_fired('gone')
@@ -1024,8 +1219,17 @@ local function timer_fire(keys, args)
     if now < due then return early(due, now) end
     reveal(R, now, false)
     return fired(kind, q)
+  elseif kind == 'score' then
+    -- the next step of scoring question q (reveal): repeated by the engine while continue is true
+    if r.state ~= 'REVEAL' or cur ~= q or not current or tonumber(r.sq) ~= q then return not_fired('stale') end
+    if score_step(R, q) then
+      finish_scoring(R, q, gen, now)
+      return fired(kind, q)
+    end
+    -- more to score: the engine fires this same entry again at once (as after an early fire)
+    return fired(kind, q, kv('why', '"more"') .. ',' .. kv('retryInMs', '0'))
   elseif kind == 'next_question' then
-    if r.state ~= 'REVEAL' or cur ~= q - 1 or not current then return not_fired('stale') end
+    if r.state ~= 'REVEAL' or cur ~= q - 1 or not current or r.sq then return not_fired('stale') end
     local showAt = tonumber(redis.call('HGET', R.P, 'revAt')) + tonumber(r.s_rp)
     local due = showAt - show_lead(r.s_rp)
     if now < due then return early(due, now) end
@@ -1064,7 +1268,8 @@ local function timer_fire(keys, args)
     local due = math.max(tonumber(e.ended) + END_TTL * 1000, tonumber(e.holdUntil) or 0)
     if now < due then return early(due, now) end
     for _, s in ipairs(FIXED) do redis.call('UNLINK', R.P .. s) end
-    for k = 0, cur do redis.call('UNLINK', qkey(R, k)) end
+    for k = 0, cur do redis.call('UNLINK', qkey(R, k), lb_after(R, k)) end
+    redis.call('UNLINK', R.P .. ':lbn')
     return fired(kind, q)
   elseif kind == 'abandon' then
     -- gen 0 is the check scheduled at create; later checks carry `agen` (one live check per room).
@@ -1090,34 +1295,37 @@ end
 -- results (no-writes)
 -- KEYS: room[, timers]
 -- ARGV: qIndex, playerId, playerId, ... (1..1000 ids)
--- Reply: JSON array aligned with the ids: an AnswerResult per player, or null for an id that is not a
---        player of the room. Only for the latest revealed question while no later question is open
---        (state REVEAL or ENDED, current question = qIndex): fetch results during the reveal pause.
--- Errors: room_not_found, wrong_state (not revealed yet), wrong_question (a later question has opened).
+-- Reply: JSON array aligned with the ids: an AnswerResult per player (total and rank as they were after
+--        question qIndex, totalPlayers as at its reveal), or null for an id that was not a player then.
+--        For the last scored question (its game:leaderboard is out) and the RESULTS_KEEP questions
+--        before it, whatever is open now: the edge fetches them when the leaderboard arrives.
+-- Errors: room_not_found, wrong_state (not revealed and scored yet), wrong_question (more than
+--         RESULTS_KEEP questions ago).
 local function results(keys, args)
   local R = room_of(keys, false)
   local q = arg_int(args[1], 'qIndex', 0, 1000000)
   local nids = #args - 1
   if nids < 1 or nids > RESULTS_MAX then fail('bad_payload', 'results takes 1..' .. RESULTS_MAX .. ' playerIds') end
-  local r = hm(R.P, { 'state', 'cur', 'np', 'nq' })
+  local r = hm(R.P, { 'state', 'np', 'lsq' })
   require_room(r)
-  local cur = tonumber(r.cur)
-  local revealed = (r.state == 'REVEAL' or r.state == 'ENDED') and cur or (cur - 1)
-  if q > revealed then fail('wrong_state', 'question ' .. int(q) .. ' is not revealed yet') end
-  if q < revealed or r.state == 'ACTIVE' then
+  -- the last scored question; each scored question's leaderboard is kept in P:lb:<q> (lb_after)
+  local scored = tonumber(r.lsq) or -1
+  if q > scored then fail('wrong_state', 'question ' .. int(q) .. ' is not revealed yet') end
+  if q < scored - RESULTS_KEEP then
     fail('wrong_question', 'results of question ' .. int(q) .. ' are no longer available')
   end
-  local ids, afields = {}, {}
+  local lb = lb_after(R, q)
+  local ids, afields = {}, { 'np' }
   for k = 2, #args do
     ids[#ids + 1] = args[k]
     afields[#afields + 1] = 'a:' .. args[k]
   end
   local i = int(q)
   local correct = tonumber(redis.call('HGET', R.Q, 'c' .. i))
+  -- [1] the room's size at the reveal (totalPlayers), then each player's answer
   local answers = redis.call('HMGET', qkey(R, q), unpack(afields))
-  local totals = redis.call('ZMSCORE', R.P .. ':lb', unpack(ids))
-  local np = int(tonumber(r.np) or 0)
-  local lb = R.P .. ':lb'
+  local totals = redis.call('ZMSCORE', lb, unpack(ids))
+  local np = int(tonumber(table.remove(answers, 1)) or tonumber(r.np) or 0)
   local rank_of = {} -- total -> rank, within this call (ties are common: 0, equal points)
   local out = {}
   for k = 1, #ids do
@@ -1159,7 +1367,8 @@ local function game_export(keys, args)
   local off = arg_int(args[1], 'offset', 0, 100000000)
   local count = arg_int(args[2], 'count', 1, EXPORT_MAX)
   local r = hm(R.P, { 'state', 'rid', 'quizId', 'title', 'endReason', 'nq', 'cur', 'np', 'created',
-    'startsAt', 'ended' })
+    'startsAt', 'ended', 'lsq' })
+  local scored = tonumber(r.lsq) or -1
   require_room(r)
   if r.state ~= 'ENDED' then fail('wrong_state', 'only an ended game exports its results') end
   local played = tonumber(r.cur) + 1
@@ -1198,7 +1407,18 @@ local function game_export(keys, args)
       out[#out + 1] = players[k] or false
       out[#out + 1] = total
       out[#out + 1] = rank
-      for q = 0, played - 1 do out[#out + 1] = answers[q][k] or false end
+      for q = 0, played - 1 do
+        local v = answers[q][k]
+        -- a refused player's marker is no answer; an answer to a question that was never scored (the
+        -- game was abandoned while it was open) scored nothing: "idx:ms:0:0"
+        if v == NO_ANSWER then
+          v = false
+        elseif v and q > scored then
+          local a, ms, pts = split_answer(v)
+          if a and not pts then v = int(a) .. ':' .. int(ms) .. ':0:0' end
+        end
+        out[#out + 1] = v or false
+      end
     end
   end
   local nxt = -1
@@ -1223,7 +1443,10 @@ local function results_hold(keys, args)
   local until_end = tonumber(r.ended) + END_TTL * 1000
   local ttl = math.ceil((math.max(hold, until_end) - now) / 1000) + 60
   touch(R, ttl, -1)
-  for k = 0, tonumber(r.cur) do redis.call('EXPIRE', qkey(R, k), ttl) end
+  for k = 0, tonumber(r.cur) do
+    redis.call('EXPIRE', qkey(R, k), ttl)
+    redis.call('EXPIRE', lb_after(R, k), ttl)
+  end
   return '{"held":true,"until":' .. int(hold) .. '}'
 end
 
@@ -1259,11 +1482,9 @@ local function state_json(R, pid, now)
       local revealed = cur
       if active then
         revealed = cur - 1
-        local _, _, pts = split_answer(redis.call('HGET', qkey(R, cur), 'a:' .. pid))
-        if pts then
-          answered = true
-          pending = pts
-        end
+        -- an answer to the open question is not scored yet (scoring runs at the reveal): the total
+        -- has none of it
+        if split_answer(redis.call('HGET', qkey(R, cur), 'a:' .. pid)) then answered = true end
       end
       score = score - pending
       if revealed >= 0 then streak = streak_of(redis.call('HGET', qkey(R, revealed), 'a:' .. pid)) end
@@ -1434,8 +1655,11 @@ local function api(fn)
   end
 end
 
-local function register(name, fn, readonly)
-  if readonly then
+-- raw: `fn` handles its own errors (answer_fast), no `api` wrapper.
+local function register(name, fn, readonly, raw)
+  if raw then
+    redis.register_function { function_name = name, callback = fn }
+  elseif readonly then
     redis.register_function { function_name = name, callback = api(fn), flags = { 'no-writes' } }
   else
     redis.register_function { function_name = name, callback = api(fn) }
@@ -1448,7 +1672,9 @@ register('room_join', room_join)
 register('room_leave', room_leave)
 register('room_kick', room_kick)
 register('game_start', game_start)
-register('answer_submit', answer_submit)
+checked_answer = api(answer_submit)
+checked_reveal = api(reveal_when_all_answered)
+register('answer_submit', answer_fast, false, 'raw')
 register('host_pause', host_pause)
 register('host_resume', host_resume)
 register('host_skip', host_skip)

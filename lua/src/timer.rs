@@ -30,10 +30,15 @@ pub enum TimerKind {
     /// End a room that is about to expire unfinished (reason `abandoned`, so its results are kept);
     /// otherwise write the next check. `gen` = the room's abandon-check generation `agen`.
     Abandon,
+    /// The next step of scoring question `q` after its reveal (a room bigger than one step: a few ms of
+    /// Redis each). Due at once; while more remains the reply says `why: "more"` with `retryInMs` 0, and
+    /// the engine fires the same entry again (as after an early fire); the last step publishes the
+    /// leaderboard, schedules `next_question` and replies `fired: true`.
+    Score,
 }
 
 impl TimerKind {
-    pub const ALL: [TimerKind; 7] = [
+    pub const ALL: [TimerKind; 8] = [
         TimerKind::CountdownEnd,
         TimerKind::QuestionEnd,
         TimerKind::Progress,
@@ -41,6 +46,7 @@ impl TimerKind {
         TimerKind::LobbyFlush,
         TimerKind::Cleanup,
         TimerKind::Abandon,
+        TimerKind::Score,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +57,7 @@ impl TimerKind {
             TimerKind::NextQuestion => "next_question",
             TimerKind::LobbyFlush => "lobby_flush",
             TimerKind::Cleanup => "cleanup",
+            TimerKind::Score => "score",
             TimerKind::Abandon => "abandon",
         }
     }
@@ -147,6 +154,8 @@ impl TimerEntry {
 ///   - `"gone"`: the room no longer exists: drop it;
 ///   - `"early"`: the due time has not come by the Redis clock: fire again after `retryInMs`;
 ///   - `"duplicate"` / `"unchanged"` (progress, lobby_flush): nothing to publish this time.
+/// - `why: "more"` with `fired: true` (score): a step was done and more remain: fire the same entry
+///   again after `retryInMs`, like an early fire.
 /// - `continue` (progress only): keep ticking every `every` ms while true.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -170,10 +179,11 @@ impl TimerOutcome {
         self.keep_ticking.unwrap_or(false)
     }
 
-    /// For an early fire: fire the same entry again after this many ms.
+    /// For an early fire, or a `score` step with more to do: fire the same entry again after this many
+    /// ms (at least 1).
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self.why.as_deref() {
-            Some("early") => Some(std::time::Duration::from_millis(
+            Some("early" | "more") => Some(std::time::Duration::from_millis(
                 self.retry_in_ms.unwrap_or(1).max(1),
             )),
             _ => None,

@@ -288,7 +288,8 @@ impl Rooms {
                 .as_ref()
                 .filter(|s| s.seq == frame.seq && s.pending());
             let sealing = seal::enabled();
-            let reveal = matches!(frame.event, ServerEvent::QuestionReveal(_));
+            // personal results follow the leaderboard: it is published once the question is scored
+            let reveal = matches!(frame.event, ServerEvent::Leaderboard(_));
             let kicked = match &frame.event {
                 ServerEvent::PlayerLeft(l) if l.reason == LeaveReason::Kick => {
                     Some(l.player_id.as_str())
@@ -344,9 +345,9 @@ impl Rooms {
                 this.send_key(&code, seq);
             });
         }
-        if let ServerEvent::QuestionReveal(r) = &frame.event {
+        if let ServerEvent::Leaderboard(l) = &frame.event {
             if !players.is_empty() {
-                self.deliver_results(frame.code.clone(), r.q_index, players);
+                self.deliver_results(frame.code.clone(), l.q_index, players);
             }
         }
     }

@@ -6,8 +6,9 @@
 //! lua-bench --redis redis://127.0.0.1:7390/ reveal --players 1000,10000,100000
 //! ```
 //! `submit`: `answer_submit` throughput and latency (pipelined, then one call at a time per client).
-//! `reveal`: for rooms of N players who all answered: the reveal (`host_skip`) and the personal results
-//! (`results`) in batches of 500 and 1000. Server-side CPU per call comes from `INFO commandstats`
+//! `reveal`: for rooms of N players who all answered: the reveal (`host_skip`, which scores the first
+//! 1000 players), the rest of the scoring (`score` timer fires, one after the other), reveal-to-last-result
+//! with one client, and the personal results (`results`) in batches of 500 and 1000. Server-side CPU per call comes from `INFO commandstats`
 //! (`CONFIG RESETSTAT` before each phase), client-side latency from hdrhistogram (raw logs with `--raw`).
 
 #[global_allocator]
@@ -251,7 +252,7 @@ async fn drop_room(conn: &mut Redis, code: &str) -> Result<()> {
     let mut cmd = redis::cmd("UNLINK");
     for s in [
         "", ":quiz", ":players", ":names", ":sess", ":secret", ":viol", ":kicked", ":lb",
-        ":recent", ":pend", ":log", ":q:0",
+        ":recent", ":pend", ":log", ":q:0", ":lb:0", ":lbn",
     ] {
         cmd.arg(format!("{p}{s}"));
     }
@@ -415,8 +416,61 @@ async fn reveal(redis: Redis, sizes: &[usize], rec: &mut Recorder) -> Result<()>
         let mut h = hist();
         h.record(us(reveal_rtt)).ok();
         rec.add(&format!("reveal-{n}"), &h, reveal_rtt);
+        // A room past one scoring step: the rest of the scoring in `score` fires, one after the other
+        // as the engine makes them (it waits 1 ms between two: `why: "more"`, `retryInMs` 0).
+        let scoring: Option<String> = redis::cmd("HGET")
+            .arg(keys::room(&code))
+            .arg("sq")
+            .query_async(&mut conn)
+            .await?;
+        if scoring.is_some() {
+            let entry = timers_of(&mut conn, &code, TimerKind::Score).await?;
+            reset_stats(&mut conn).await?;
+            let cpu0 = main_thread_cpu(&mut conn).await?;
+            let mut h = hist();
+            let started = Instant::now();
+            loop {
+                let t = Instant::now();
+                let out = game.fire(&entry).await?;
+                h.record(us(t.elapsed())).ok();
+                if !out.fired {
+                    bail!("score step did not fire: {out:?}");
+                }
+                if out.retry_after().is_none() {
+                    break;
+                }
+            }
+            let wall = started.elapsed();
+            let cpu = main_thread_cpu(&mut conn).await? - cpu0;
+            let (calls, usec) = fcall_stats(&mut conn).await?;
+            println!(
+                "  scoring after the reveal's first step: {calls} score fires in {:.1} ms; {:.0} µs in Redis per fire (commandstats); main-thread CPU {:.1} ms = {:.2} µs per player; client per fire {}",
+                wall.as_secs_f64() * 1e3,
+                usec as f64 / calls.max(1) as f64,
+                cpu * 1e3,
+                cpu * 1e6 / (n + 1) as f64,
+                pct(&h)
+            );
+            rec.add(&format!("score-{n}"), &h, wall);
+        }
+        let to_leaderboard = t.elapsed();
         let ids: Vec<String> = (0..=n).map(pid).collect();
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let mut got = 0;
+        for chunk in refs.chunks(ringside_lua::game::RESULTS_MAX) {
+            let res = game.results(&code, 0, chunk).await?;
+            got += res.iter().filter(|r| r.is_some()).count();
+        }
+        let to_last = t.elapsed();
+        if got != n + 1 {
+            bail!("results for {got} of {} players", n + 1);
+        }
+        println!(
+            "  reveal to leaderboard {:.1} ms, reveal to last result {:.1} ms (one client: the reveal, every score fire, then the results in calls of {} one after the other)",
+            to_leaderboard.as_secs_f64() * 1e3,
+            to_last.as_secs_f64() * 1e3,
+            ringside_lua::game::RESULTS_MAX
+        );
         for batch in [500usize, 1000] {
             reset_stats(&mut conn).await?;
             let cpu0 = main_thread_cpu(&mut conn).await?;

@@ -19,4 +19,5 @@ mod reconnect;
 mod results;
 mod reveal;
 mod rooms;
+mod scoring;
 mod timers;

@@ -35,6 +35,7 @@ mod full_game;
 mod host_lobby;
 mod ownership;
 mod reconnect;
+mod results;
 mod seal;
 
 const QUIZ: &str = r#"{"id":"edge-test","title":"Edge test","questions":[

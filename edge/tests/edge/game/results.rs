@@ -1,0 +1,168 @@
+//! Personal results: every player gets their own `game:answer:result` for every question, with the values
+//! Redis scored, even with `revealPauseMs` 0 — where the next question opens the moment a question is
+//! scored, so the edge fetches the results while that question is already open — and in a room big
+//! enough (2,000 players) to be scored in several `score` steps driven by the engine.
+
+use super::*;
+use std::collections::HashMap;
+
+const PLAYERS: usize = 2_000;
+const QUESTIONS: u32 = 3;
+
+/// One player: joins, answers every question as soon as it shows (option `i % options`, so some are
+/// right and some wrong), and collects every `game:answer:result` until `game:end` and its own
+/// results of all questions have arrived.
+async fn play(
+    addr: std::net::SocketAddr,
+    code: String,
+    i: usize,
+    joined: tokio::sync::mpsc::Sender<()>,
+) -> (String, Vec<AnswerResult>) {
+    let codec = if i.is_multiple_of(2) {
+        Codec::Json
+    } else {
+        Codec::Msgpack
+    };
+    let mut c = Client::connect(addr, codec).await;
+    let ack = join(&mut c, &code, &format!("p{i}")).await;
+    joined.send(()).await.unwrap();
+    let mut results = Vec::new();
+    let mut ended = false;
+    while !ended || results.len() < QUESTIONS as usize {
+        match c.next().await.event {
+            ServerEvent::QuestionShow(show) => {
+                let q = show.q_index;
+                let answer = (i as u32) % show.answers.len() as u32;
+                let hash = answer_hash(&ack.answer_secret, &code, &ack.player_id, q, answer);
+                c.send(ClientEvent::AnswerSubmit(AnswerSubmit {
+                    game_code: code.clone(),
+                    q_index: q,
+                    answer_idx: answer,
+                    client_time: 0.0,
+                    answer_hash: hash,
+                }))
+                .await;
+            }
+            ServerEvent::AnswerAck(a) => assert!(a.received),
+            ServerEvent::AnswerResult(r) => results.push(r),
+            ServerEvent::GameEnd(_) => ended = true,
+            ServerEvent::Error(e) => panic!("p{i}: {e:?}"),
+            _ => {}
+        }
+    }
+    (ack.player_id, results)
+}
+
+/// What every player's results must be, from what Redis stored: each scored answer
+/// `idx:serverMs:points:streak` of each question, totals summed question by question, ranks 1 + the
+/// number of strictly higher totals.
+async fn expected(
+    conn: &mut Redis,
+    code: &str,
+    ids: &[String],
+) -> HashMap<String, Vec<AnswerResult>> {
+    let correct = [1u32, 0, 2]; // QUIZ
+    let mut total: HashMap<&str, i64> = ids.iter().map(|id| (id.as_str(), 0)).collect();
+    let mut out: HashMap<String, Vec<AnswerResult>> = HashMap::new();
+    for q in 0..QUESTIONS {
+        let stored: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(format!("{}:q:{q}", ringside_protocol::keys::room(code)))
+            .query_async(conn)
+            .await
+            .unwrap();
+        let mut mine = Vec::new();
+        for id in ids {
+            let f: Vec<i64> = stored[&format!("a:{id}")]
+                .split(':')
+                .map(|x| x.parse().unwrap())
+                .collect();
+            assert_eq!(f.len(), 4, "scored: idx:ms:points:streak");
+            *total.get_mut(id.as_str()).unwrap() += f[2];
+            mine.push((id, f));
+        }
+        for (id, f) in mine {
+            let t = total[id.as_str()];
+            let higher = total.values().filter(|v| **v > t).count() as u32;
+            out.entry(id.clone()).or_default().push(AnswerResult {
+                q_index: q,
+                answer_idx: Some(f[0] as u32),
+                correct: f[0] as u32 == correct[q as usize],
+                points: f[2],
+                total: t,
+                rank: higher + 1,
+                streak: f[3] as u32,
+                total_players: PLAYERS as u32,
+            });
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_player_gets_every_result_with_no_reveal_pause_in_a_room_of_2000() {
+    let mut s = stack_full(Backend::Standalone, false, AddressLimits::off(), |_| {}).await;
+    let addr = s.edge.local_addr();
+    let mut host = Client::connect(addr, Codec::Json).await;
+    let code = match host
+        .request(ClientEvent::RoomCreate(RoomCreate {
+            quiz_id: "edge-test".into(),
+            host_name: None,
+            settings: RoomSettings {
+                countdown_ms: Some(0),
+                reveal_pause_ms: Some(0),
+                ..Default::default()
+            },
+        }))
+        .await
+    {
+        ServerEvent::RoomCreated(c) => c.game_code,
+        other => panic!("room:create → {other:?}"),
+    };
+
+    let (joined_tx, mut joined) = tokio::sync::mpsc::channel(PLAYERS);
+    let mut players = tokio::task::JoinSet::new();
+    for i in 0..PLAYERS {
+        let game = play(addr, code.clone(), i, joined_tx.clone());
+        // a bound on the whole game: a lost result must fail the test, not wait (pings keep a socket busy)
+        players.spawn(async move {
+            tokio::time::timeout(Duration::from_secs(300), game)
+                .await
+                .unwrap_or_else(|_| panic!("p{i}: not every result and the end within 300 s"))
+        });
+        if i % 200 == 199 {
+            tokio::task::yield_now().await;
+        }
+    }
+    drop(joined_tx);
+    for n in 0..PLAYERS {
+        let one = tokio::time::timeout(Duration::from_secs(60), joined.recv()).await;
+        if !matches!(one, Ok(Some(()))) {
+            // a player task failed: its panic says why
+            while let Some(r) = players.join_next().await {
+                r.unwrap();
+            }
+            panic!("{n} of {PLAYERS} players joined");
+        }
+    }
+    match host
+        .request(ClientEvent::GameStart(GameRef {
+            game_code: code.clone(),
+        }))
+        .await
+    {
+        ServerEvent::Ok(_) => {}
+        other => panic!("game:start → {other:?}"),
+    }
+
+    let mut got = HashMap::new();
+    while let Some(r) = players.join_next().await {
+        let (id, results) = r.unwrap();
+        got.insert(id, results);
+    }
+    let ids: Vec<String> = got.keys().cloned().collect();
+    let want = expected(&mut s.conn, &code, &ids).await;
+    for (id, mut results) in got {
+        results.sort_by_key(|r| r.q_index);
+        assert_eq!(results, want[&id], "results of {id}");
+    }
+}
