@@ -1,4 +1,5 @@
-//! [`RedisCluster`]: a Redis Cluster of real `redis-server` nodes, all primaries, built by
+//! [`RedisCluster`]: a Redis Cluster of real `redis-server` nodes — all primaries, or (with
+//! [`RedisCluster::start_replicated`]) one replica per primary for failover tests — built by
 //! `redis-cli --cluster create` and handed out only once every node agrees it is healthy.
 
 use std::io::{Read, Seek, SeekFrom};
@@ -17,13 +18,21 @@ const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the nodes may take to agree on a healthy cluster.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const POLL_EVERY: Duration = Duration::from_millis(50);
+/// `cluster-node-timeout` of a replicated cluster: how long a primary may be unreachable before its
+/// replica is promoted. Small so that a failover test takes seconds (production: 5000–15000 ms).
+pub const FAILOVER_NODE_TIMEOUT_MS: u64 = 1000;
+/// How long a failover may take in a test: generous, the machine may be busy.
+const FAILOVER_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A Redis Cluster of `n` primaries and no replicas, each a [`RedisServer`] on 127.0.0.1.
+/// A Redis Cluster of `n` primaries, each a [`RedisServer`] on 127.0.0.1, with no replicas
+/// ([`start`](Self::start)) or one replica per primary ([`start_replicated`](Self::start_replicated)).
 ///
 /// Dropping it kills and removes every node.
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    /// Replicas per primary (0 or 1).
+    replicas: usize,
 }
 
 impl RedisCluster {
@@ -48,7 +57,7 @@ impl RedisCluster {
         let nodes = (0..primaries)
             .map(|_| RedisServer::start_as(Mode::ClusterNode))
             .collect::<Result<Vec<_>, _>>()?;
-        let cluster = RedisCluster { nodes };
+        let cluster = RedisCluster { nodes, replicas: 0 };
         cluster.create(&cli)?;
         cluster.wait_until_ready()?;
         eprintln!(
@@ -58,6 +67,129 @@ impl RedisCluster {
             began.elapsed()
         );
         Ok(cluster)
+    }
+
+    /// Starts `primaries` primaries with one replica each (`2 × primaries` nodes), with
+    /// `cluster-node-timeout` [`FAILOVER_NODE_TIMEOUT_MS`] so that a replica takes over a killed
+    /// primary within seconds, and waits until the cluster is healthy and every replica's link to its
+    /// primary is up (so `WAIT 1` can succeed from the start).
+    ///
+    /// # Panics
+    /// If `primaries < 3`.
+    pub fn start_replicated(primaries: usize) -> Result<RedisCluster, HarnessError> {
+        assert!(
+            primaries >= 3,
+            "a Redis Cluster needs at least 3 primaries, got {primaries}"
+        );
+        let began = Instant::now();
+        let cli = find_binary("redis-cli", REDIS_CLI_ENV)?;
+        let nodes = (0..2 * primaries)
+            .map(|_| RedisServer::start_as(Mode::ClusterNode))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cluster = RedisCluster { nodes, replicas: 1 };
+        for node in &cluster.nodes {
+            tune_for_failover(node)?;
+        }
+        cluster.create(&cli)?;
+        cluster.wait_until_ready()?;
+        eprintln!(
+            "testkit: started {primaries}-primary cluster with 1 replica each (redis {}) on ports {:?} in {:.1?}",
+            cluster.nodes[0].version(),
+            cluster.ports(),
+            began.elapsed()
+        );
+        Ok(cluster)
+    }
+
+    /// The index (in [`nodes`](Self::nodes)) of the node serving `key`'s slot as primary now, asked of
+    /// the first live node that answers.
+    pub fn primary_of_key(&self, key: &str) -> Result<usize, HarnessError> {
+        let mut last = String::from("no live node");
+        for node in self.nodes.iter().filter(|n| n.pid().is_some()) {
+            match self.primary_of_key_per(node, key) {
+                Ok(Some(i)) => return Ok(i),
+                Ok(None) => last = format!("no primary serves the slot of {key}"),
+                Err(e) => last = e,
+            }
+        }
+        Err(HarnessError::ClusterNotReady {
+            ports: self.ports(),
+            timeout: Duration::ZERO,
+            last_state: format!("  {last}\n"),
+        })
+    }
+
+    fn primary_of_key_per(&self, node: &RedisServer, key: &str) -> Result<Option<usize>, String> {
+        let mut conn = node.sync_conn().map_err(|e| e.to_string())?;
+        conn.set_read_timeout(Some(Duration::from_secs(2)))
+            .map_err(|e| e.to_string())?;
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut conn)
+            .map_err(|e| e.to_string())?;
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query(&mut conn)
+            .map_err(|e| e.to_string())?;
+        Ok(primary_port_of_slot(&nodes, slot)
+            .and_then(|port| self.nodes.iter().position(|n| n.port() == port)))
+    }
+
+    /// After the primary at `killed` was [`kill`](RedisServer::kill)ed: waits until its replica is
+    /// promoted — every live node reports `cluster_state:ok` and a live node other than `killed`
+    /// serves `key`'s slot as primary — and returns that node's index. Gives up after 60 s.
+    pub fn wait_for_failover(&self, killed: usize, key: &str) -> Result<usize, HarnessError> {
+        let deadline = Instant::now() + FAILOVER_TIMEOUT;
+        loop {
+            let mut last = String::new();
+            let all_ok = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, n)| *i != killed && n.pid().is_some())
+                .all(|(_, n)| match cluster_info(n) {
+                    Ok(info) if info_field(&info, "cluster_state") == Some("ok") => true,
+                    Ok(info) => {
+                        last = format!(
+                            "  node 127.0.0.1:{}: cluster_state:{}\n",
+                            n.port(),
+                            info_field(&info, "cluster_state").unwrap_or("?")
+                        );
+                        false
+                    }
+                    Err(e) => {
+                        last = format!("  node 127.0.0.1:{}: {e}\n", n.port());
+                        false
+                    }
+                });
+            if all_ok {
+                match self.primary_of_key(key) {
+                    Ok(i) if i != killed => return Ok(i),
+                    Ok(_) => last = format!("  the killed node still serves {key}\n"),
+                    Err(e) => last = format!("  {e}\n"),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(HarnessError::ClusterNotReady {
+                    ports: self.ports(),
+                    timeout: FAILOVER_TIMEOUT,
+                    last_state: last,
+                });
+            }
+            std::thread::sleep(POLL_EVERY);
+        }
+    }
+
+    /// Restarts the node at `index` (killed before) with the failover settings of
+    /// [`start_replicated`](Self::start_replicated) and waits until the whole cluster is healthy again
+    /// with every replica's link up: a killed primary comes back as a replica of its successor.
+    pub fn restart_node(&mut self, index: usize) -> Result<(), HarnessError> {
+        self.nodes[index].restart()?;
+        if self.replicas > 0 {
+            tune_for_failover(&self.nodes[index])?;
+        }
+        self.wait_until_ready()
     }
 
     /// `redis://127.0.0.1:<port>/` of every node, for `redis::cluster::ClusterClient::new` and the
@@ -141,13 +273,14 @@ impl RedisCluster {
             .query(&mut conn)
             .map_err(|e| format!("CLUSTER INFO failed: {e}"))?;
         let n = self.nodes.len().to_string();
+        let primaries = (self.nodes.len() / (1 + self.replicas)).to_string();
         let slots = SLOTS.to_string();
         let expected = [
             ("cluster_state", "ok"),
             ("cluster_slots_assigned", &*slots),
             ("cluster_slots_ok", &*slots),
             ("cluster_known_nodes", &*n),
-            ("cluster_size", &*n),
+            ("cluster_size", &*primaries),
         ];
         let wrong: Vec<String> = expected
             .iter()
@@ -161,6 +294,17 @@ impl RedisCluster {
             .collect();
         if !wrong.is_empty() {
             return Err(wrong.join(" "));
+        }
+        if self.replicas > 0 {
+            let repl: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut conn)
+                .map_err(|e| format!("INFO replication failed: {e}"))?;
+            if info_field(&repl, "role") == Some("slave")
+                && info_field(&repl, "master_link_status") != Some("up")
+            {
+                return Err("replica's link to its primary is not up".into());
+            }
         }
         let nodes: String = redis::cmd("CLUSTER")
             .arg("NODES")
@@ -177,7 +321,11 @@ impl RedisCluster {
         let mut cmd = Command::new(cli);
         cmd.args(["--cluster", "create"])
             .args(self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())))
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args([
+                "--cluster-replicas",
+                &self.replicas.to_string(),
+                "--cluster-yes",
+            ])
             .stdin(Stdio::null())
             .stdout(output.try_clone().map_err(HarnessError::TempDir)?)
             .stderr(output.try_clone().map_err(HarnessError::TempDir)?);
@@ -207,6 +355,58 @@ impl RedisCluster {
             Err(why) => Err(create_error(why, text)),
         }
     }
+}
+
+/// Sets what a failover test needs on a running node: a short `cluster-node-timeout`, and a replica
+/// that may always take over (`cluster-replica-validity-factor 0`: its data is never "too old" on a
+/// busy machine where replication pings come late).
+fn tune_for_failover(node: &RedisServer) -> Result<(), HarnessError> {
+    let mut conn = node.sync_conn()?;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("cluster-node-timeout")
+        .arg(FAILOVER_NODE_TIMEOUT_MS)
+        .arg("cluster-replica-validity-factor")
+        .arg(0)
+        .query(&mut conn)?;
+    Ok(())
+}
+
+fn cluster_info(node: &RedisServer) -> Result<String, String> {
+    let mut conn = node.sync_conn().map_err(|e| e.to_string())?;
+    conn.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    redis::cmd("CLUSTER")
+        .arg("INFO")
+        .query(&mut conn)
+        .map_err(|e| format!("CLUSTER INFO failed: {e}"))
+}
+
+/// The client port of the node that `CLUSTER NODES` says serves `slot` as a healthy primary.
+fn primary_port_of_slot(cluster_nodes: &str, slot: u16) -> Option<u16> {
+    for line in cluster_nodes.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [_, addr, flags, _, _, _, _, _, slots @ ..] = fields.as_slice() else {
+            continue;
+        };
+        let flags: Vec<&str> = flags.split(',').collect();
+        if !flags.contains(&"master") || flags.iter().any(|f| *f == "fail" || *f == "fail?") {
+            continue;
+        }
+        let owns = slots.iter().filter(|s| !s.starts_with('[')).any(|range| {
+            let mut ends = range.splitn(2, '-').map(|x| x.parse::<u16>().ok());
+            match (ends.next().flatten(), ends.next()) {
+                (Some(a), None) => a == slot,
+                (Some(a), Some(Some(b))) => (a..=b).contains(&slot),
+                _ => false,
+            }
+        });
+        if owns {
+            let port = addr.split('@').next()?.rsplit(':').next()?;
+            return port.parse().ok();
+        }
+    }
+    None
 }
 
 /// Parses `CLUSTER NODES` into a canonical slot map, or says why the cluster is not healthy from this

@@ -24,7 +24,9 @@
 //! - `process`: spawns children that die with the test process, and sweeps directories of dead runs.
 //! - [`RedisServer`] (`server`): one process; start, kill, restart, Drop cleanup.
 //! - [`RedisCluster`] (`cluster`): N primaries joined by `redis-cli --cluster create`, polled until
-//!   every node agrees the cluster is healthy.
+//!   every node agrees the cluster is healthy; or N primaries with one replica each
+//!   ([`RedisCluster::start_replicated`], short `cluster-node-timeout`) for failover tests: kill the
+//!   primary of a key, [`RedisCluster::wait_for_failover`], [`RedisCluster::restart_node`].
 //! - [`TestRedis`] / [`Backend`] (here): one test body, both deployments.
 //! - [`shared_cluster`] (`shared`): one lazily started cluster per test binary.
 //!
@@ -47,7 +49,7 @@ mod server;
 mod shared;
 
 pub use binary::{find_binary, find_binary_in};
-pub use cluster::RedisCluster;
+pub use cluster::{RedisCluster, FAILOVER_NODE_TIMEOUT_MS};
 pub use error::HarnessError;
 pub use postgres::{pg_bin_dir, TestPostgres, PG_BIN_ENV};
 pub use server::RedisServer;

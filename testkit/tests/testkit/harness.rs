@@ -208,6 +208,47 @@ fn restarted_cluster_node_rejoins_with_its_slots() {
 }
 
 #[test]
+fn replicated_cluster_fails_over_to_the_replica_and_keeps_what_wait_confirmed() {
+    let mut cluster = RedisCluster::start_replicated(3).unwrap();
+    assert_eq!(cluster.nodes().len(), 6);
+    assert!(cluster_info(&cluster.nodes()[0]).contains("cluster_size:3"));
+    let key = "room:{p07}:state";
+    let primary = cluster.primary_of_key(key).unwrap();
+    let mut direct = cluster.nodes()[primary].sync_conn().unwrap();
+    let _: () = direct.set(key, "kept").unwrap();
+    let replicas: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(10_000)
+        .query(&mut direct)
+        .unwrap();
+    assert_eq!(replicas, 1, "the primary's replica confirms the write");
+    drop(direct);
+
+    cluster.node_mut(primary).kill();
+    let promoted = cluster.wait_for_failover(primary, key).unwrap();
+    assert_ne!(promoted, primary);
+    let value: Option<String> = cluster.nodes()[promoted]
+        .sync_conn()
+        .unwrap()
+        .get(key)
+        .unwrap();
+    assert_eq!(
+        value.as_deref(),
+        Some("kept"),
+        "a WAIT-confirmed write survives"
+    );
+
+    // The killed primary comes back as the replica of its successor: the cluster is whole again.
+    cluster.restart_node(primary).unwrap();
+    assert_eq!(cluster.primary_of_key(key).unwrap(), promoted);
+    let role: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut cluster.nodes()[primary].sync_conn().unwrap())
+        .unwrap();
+    assert!(role.contains("role:slave"), "{role}");
+}
+
+#[test]
 fn one_test_body_runs_against_both_backends() {
     let mut seen = Vec::new();
     for backend in backends() {
