@@ -95,6 +95,7 @@ fn main() -> anyhow::Result<()> {
                 redis: RedisConfig {
                     urls: vec![url],
                     cluster: false,
+                    durability: Default::default(),
                 },
                 share_base: "http://bench".into(),
                 address_limits: Default::default(),

@@ -28,6 +28,10 @@ pub struct GameSeries {
     pub hosts: AtomicI64,
     /// Answers Redis accepted (a `game:answer:ack` sent).
     pub answers_total: AtomicU64,
+    /// `WAIT 1` sent to confirm answers on a replica (one per group of answers; `--answer-durability`).
+    pub answer_waits_total: AtomicU64,
+    /// Of those, the ones no replica confirmed in time (their answers got `unavailable`).
+    pub answer_waits_failed_total: AtomicU64,
     /// `error` replies sent, by code (index in `ErrorCode::ALL`).
     refusals: [AtomicU64; ErrorCode::ALL.len()],
 }
@@ -38,6 +42,8 @@ pub static GAME: GameSeries = GameSeries {
     players: AtomicI64::new(0),
     hosts: AtomicI64::new(0),
     answers_total: AtomicU64::new(0),
+    answer_waits_total: AtomicU64::new(0),
+    answer_waits_failed_total: AtomicU64::new(0),
     refusals: [const { AtomicU64::new(0) }; ErrorCode::ALL.len()],
 };
 
@@ -82,6 +88,12 @@ impl GameSeries {
             s,
             "# HELP ringside_edge_answers_total Answers accepted (game:answer:ack sent).\n# TYPE ringside_edge_answers_total counter\nringside_edge_answers_total {}",
             self.answers_total.load(Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP ringside_edge_answer_waits_total WAIT 1 sent to confirm answers on a replica (one per group).\n# TYPE ringside_edge_answer_waits_total counter\nringside_edge_answer_waits_total {}\n# HELP ringside_edge_answer_waits_failed_total WAITs no replica confirmed in time (their answers got unavailable).\n# TYPE ringside_edge_answer_waits_failed_total counter\nringside_edge_answer_waits_failed_total {}",
+            self.answer_waits_total.load(Relaxed),
+            self.answer_waits_failed_total.load(Relaxed)
         );
         let _ = writeln!(
             s,

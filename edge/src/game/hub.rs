@@ -11,6 +11,7 @@
 //! subprotocol (the JSON frame carries the published bytes unchanged; the MessagePack one is transcoded
 //! once), and sends the same `Arc<RoomFrame>` to every worker with members in that room.
 
+use super::durable::{self, AnswerDurability, Confirmer, DurabilityFlags};
 use super::pubsub::{self, PubsubEvent, SubCommand};
 use crate::admission::UpstreamGauge;
 use crate::sendq::FrameClass;
@@ -102,6 +103,8 @@ pub fn room_frame(code: Arc<str>, published: &[u8]) -> Result<RoomFrame, String>
 #[derive(Clone)]
 pub struct HubHandle {
     tx: mpsc::UnboundedSender<HubCmd>,
+    /// When an answer's ack may go out (`--answer-durability`, [`super::durable`]).
+    confirmer: Confirmer,
     /// Calls in flight and their latency, read by the transport's admission control.
     gauge: Arc<UpstreamGauge>,
 }
@@ -154,6 +157,43 @@ impl HubHandle {
         }
     }
 
+    /// An answer's call: like [`game`](Self::game), and when answers wait for a replica
+    /// (`--answer-durability`), its result is handed back only once a replica has it (`WAIT 1` on the
+    /// room's node connection, grouped with the other answers then waiting: [`super::durable`]);
+    /// else `unavailable`. Refusals wait too: an `already_answered` must not stand on an answer the
+    /// replica lacks.
+    pub async fn answer<T, F, Fut>(&self, code: Arc<str>, f: F) -> Result<T, CallError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Game) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, GameError>> + Send + 'static,
+    {
+        let confirmer = self.confirmer.clone();
+        let res = self
+            .call(move |game, redis| async move {
+                let out = f(game).await;
+                match out {
+                    Err(GameError::Redis(_)) => out,
+                    _ if !confirmer.is_on() => out,
+                    _ => match confirmer.confirm(&redis, &code).await {
+                        Ok(()) => out,
+                        Err(e) => Err(e),
+                    },
+                }
+            })
+            .await;
+        match res {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(e)) => Err(CallError::Game(e)),
+            Err(HubGone) => Err(CallError::ShuttingDown),
+        }
+    }
+
+    /// Whether answers wait for a replica before their ack.
+    pub fn answers_wait_for_replica(&self) -> bool {
+        self.confirmer.is_on()
+    }
+
     /// Calls in flight (from sending to the Redis thread until the reply is back) and their latency.
     pub fn gauge(&self) -> Arc<UpstreamGauge> {
         self.gauge.clone()
@@ -170,6 +210,8 @@ impl HubHandle {
 pub struct RedisConfig {
     pub urls: Vec<String>,
     pub cluster: bool,
+    /// When an answer's ack may go out ([`super::durable`]).
+    pub durability: DurabilityFlags,
 }
 
 /// Starts the Redis thread: connects, checks the Functions library version (refusing a mismatch), and
@@ -179,7 +221,7 @@ pub fn start(
     workers: Vec<mpsc::UnboundedSender<WorkerMsg>>,
 ) -> anyhow::Result<HubHandle> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<Confirmer>>();
     std::thread::Builder::new()
         .name("ringside-redis".into())
         .spawn(move || {
@@ -208,16 +250,46 @@ pub fn start(
                     let _ = ready_tx.send(Err(anyhow::anyhow!("{e}")));
                     return;
                 }
-                let _ = ready_tx.send(Ok(()));
+                let confirmer = match confirmer_for(&cfg.durability, &mut redis).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(confirmer));
                 run(cfg, redis, rx, workers).await;
             });
         })?;
-    ready_rx
+    let confirmer = ready_rx
         .recv()
         .map_err(|_| anyhow::anyhow!("the Redis thread died while starting"))??;
     Ok(HubHandle {
         tx,
+        confirmer,
         gauge: UpstreamGauge::new(),
+    })
+}
+
+/// Resolves `--answer-durability` against the deployment (`auto`: a replica at start → `replica`).
+async fn confirmer_for(flags: &DurabilityFlags, redis: &mut Redis) -> anyhow::Result<Confirmer> {
+    let wait = match flags.answer_durability {
+        AnswerDurability::Replica => true,
+        AnswerDurability::Primary => false,
+        AnswerDurability::Auto => durable::has_replica(redis)
+            .await
+            .map_err(|e| anyhow::anyhow!("--answer-durability auto: cannot see replicas: {e}"))?,
+    };
+    tracing::info!(
+        answer_durability = ?flags.answer_durability,
+        waits_for_replica = wait,
+        wait_timeout_ms = flags.answer_wait_timeout_ms,
+        "answer acks"
+    );
+    Ok(if wait {
+        Confirmer::replica(flags.answer_wait_timeout_ms)
+    } else {
+        Confirmer::off()
     })
 }
 

@@ -12,6 +12,7 @@
 //! - [`rooms`]: [`Rooms`], per worker thread: the local members of each room, in-order fan-out by `seq`,
 //!   catch-up from the room log ([`Rooms::replay_or_snapshot`]), personal results after a reveal, kicks.
 //! - [`hub`]: the Redis thread (tokio): FCALLs, one sharded subscription per room per process, encode once.
+//! - [`durable`]: an answer's ack only once a replica has it (`WAIT 1`, grouped per partition).
 //! - [`pubsub`], [`resp`]: the sharded pub/sub subscriber.
 //! - [`seal`]: fair start — a question sealed ahead of its `showAt`, its key sent just in time.
 //! - [`address_limits`]: joins and failed room-code lookups per source address, shared by the workers.
@@ -21,6 +22,7 @@
 
 pub mod address_limits;
 pub mod cmd;
+pub mod durable;
 pub mod hub;
 pub mod pubsub;
 pub mod resp;
@@ -78,6 +80,9 @@ pub struct GameFlags {
     /// Fair start: sealed questions and their keys' lead (docs/protocol.md §7.3).
     #[command(flatten)]
     pub seal: seal::SealFlags,
+    /// When an answer's ack may go out: after a replica has it, or on the primary's reply.
+    #[command(flatten)]
+    pub durability: durable::DurabilityFlags,
 }
 
 impl GameFlags {
@@ -99,6 +104,7 @@ impl GameFlags {
             redis: RedisConfig {
                 urls: self.redis.clone(),
                 cluster: self.cluster,
+                durability: self.durability.clone(),
             },
             share_base,
             address_limits: self.address_limits.clone(),

@@ -25,7 +25,7 @@ pub fn submit(
     Ok(async move {
         let pid = id.to_string();
         let ack = hub
-            .game(move |game| async move {
+            .answer(code.clone(), move |game| async move {
                 game.answer_submit(&code, &pid, a.q_index, a.answer_idx)
                     .await
             })

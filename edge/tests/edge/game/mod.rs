@@ -352,6 +352,7 @@ async fn stack_full(
             redis: RedisConfig {
                 urls,
                 cluster: redis.is_cluster(),
+                durability: Default::default(),
             },
             share_base: "http://test".into(),
             address_limits,
