@@ -161,9 +161,11 @@ pub struct RunArgs {
     /// Do not reconnect lost sockets.
     #[arg(long)]
     pub no_reconnect: bool,
-    /// Each reconnecting player first waits a random 0..N ms.
-    #[arg(long, default_value_t = 1000)]
-    pub reconnect_jitter_ms: u64,
+    /// Reconnects are paced by the policy of the edge's session:ack (attempt n waits
+    /// min(delayMs*2^n, 8 s) + uniform(0, jitterMs)); this replaces its jitterMs (without a policy:
+    /// delayMs 500 and this jitter, default 0).
+    #[arg(long)]
+    pub reconnect_jitter_ms: Option<u64>,
     /// A player gives up reconnecting after N ms.
     #[arg(long, default_value_t = 30_000)]
     pub reconnect_give_up_ms: u64,

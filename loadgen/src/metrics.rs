@@ -303,8 +303,10 @@ counters! {
     sockets_connected,
     /// TCP connect failed (refused, timeout, no ports).
     connect_failed,
-    /// The upgrade was refused or malformed.
+    /// The upgrade failed (another status than 101 or 503, a bad handshake, a timeout).
     upgrade_failed,
+    /// Upgrades answered `503` + `Retry-After` (the edge's admission control), tried again after it.
+    upgrade_refused,
     /// First connects tried again after a failure (`--connect-retries`).
     connect_retries,
     /// Sockets that never connected after every retry.
@@ -320,12 +322,27 @@ counters! {
     join_failed,
     /// `room:join` sent again after a retryable error (unavailable, overloaded, rate_limited).
     join_retries,
+    /// `room:create` sent again after a retryable error.
+    create_retries,
+    /// `room:join` / `room:create` refused with `overloaded` (admission control; sent again after
+    /// `retryAfterMs`, a few times).
+    overloaded_refusals,
+    /// `reconnect:attempt` sent again on the same socket after a retryable error.
+    reconnect_retries,
     /// `game:start` accepted (`ok`).
     games_started,
     answers_sent,
     answer_acks,
-    /// `error` replies to an answer.
+    /// `error` replies to an answer (not counting `already_answered` to a resent one).
     answer_errors,
+    /// Answers whose reply was lost with their socket, sent again unchanged after the reconnect (or
+    /// after a retryable refusal's `retryAfterMs`).
+    answers_resent,
+    /// Resent answers answered `already_answered`: the first had been recorded (an outcome, not an error).
+    answers_already_answered,
+    /// Answers that never got an outcome (no ack, no error, before the player's end or its next answer):
+    /// a player cannot know whether they counted (must be 0).
+    answers_without_outcome,
     /// Questions a player had scheduled an answer for but the game moved on first.
     answers_skipped,
     /// `game:question:show` receipts (first per player and question; a sealed one counts when its key
@@ -353,6 +370,15 @@ counters! {
     room_events,
     /// Seqs skipped and never delivered (must be 0).
     missed_events,
+    /// Of the missed seqs at the end, those another player of the room on the same worker received as a
+    /// `game:answer:progress` or `game:leaderboard`: superseded while the socket was behind, which
+    /// docs/protocol.md §5 allows (the wire carries no mark, so the room's other players tell).
+    missed_superseded,
+    /// Of the missed seqs at the end, those another player of the room on the same worker received as any
+    /// other event: real gaps (must be 0).
+    missed_real,
+    /// Of the missed seqs at the end, those no player of the room on the same worker received.
+    missed_unknown,
     /// Seqs delivered twice (must be 0).
     duplicate_events,
     /// Seqs that arrived after a higher one (must be 0).

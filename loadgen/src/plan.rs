@@ -117,8 +117,9 @@ pub struct Plan {
     pub slow_rcvbuf: u32,
     /// Whether players reconnect (with `reconnect:attempt` + lastSeq) after losing their socket.
     pub reconnect: bool,
-    /// Each reconnecting player first waits a uniform random 0..jitter ms.
-    pub reconnect_jitter_ms: u64,
+    /// Replaces the `jitterMs` of the edge's reconnect policy (docs/protocol.md §4 "Pacing"), and is the
+    /// jitter of a client whose edge sent no policy; `None`: the edge's, or 0.
+    pub reconnect_jitter_ms: Option<u64>,
     /// A player gives up reconnecting after this long.
     pub reconnect_give_up_ms: u64,
     /// Source addresses for outgoing sockets (empty: the kernel's choice).
@@ -253,10 +254,11 @@ pub struct Progress {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn plan(workers: u32, rooms: u32, players: u64) -> Plan {
+    /// A plan for unit tests (also the client's).
+    pub(crate) fn plan(workers: u32, rooms: u32, players: u64) -> Plan {
         Plan {
             scenario: Scenario::Game,
             target: "127.0.0.1:8080".parse().unwrap(),
@@ -285,7 +287,7 @@ mod tests {
             slow_fraction: 0.25,
             slow_rcvbuf: 4096,
             reconnect: true,
-            reconnect_jitter_ms: 0,
+            reconnect_jitter_ms: Some(0),
             reconnect_give_up_ms: 1000,
             sources: vec![],
             deadline_epoch_ms: 0,

@@ -90,6 +90,9 @@ pub struct QuestionRow {
     /// Last player's receipt minus the question's server start, ms.
     pub last_after_start_ms: f64,
     pub spread_ms: f64,
+    /// First to last display (fair start: at `showAt` on each player's clock), ms.
+    #[serde(default)]
+    pub display_spread_ms: f64,
     pub answers: u64,
     pub reveal_receipts: u64,
     pub reveal_spread_ms: f64,
@@ -233,6 +236,7 @@ impl Report {
                     0.0
                 },
                 spread_ms: q.show_spread_us().map_or(0.0, ms),
+                display_spread_ms: q.display_spread_us().map_or(0.0, ms),
                 answers: q.answers,
                 reveal_receipts: q.reveal_count,
                 reveal_spread_ms: q.reveal_spread_us().map_or(0.0, ms),
@@ -373,12 +377,36 @@ impl Report {
                 "players: {} finished, {} unfinished, {} slow consumers; reconnects {} ok / {} failed",
                 c.players_finished, c.players_unfinished, c.slow_consumers, c.reconnects_ok, c.reconnects_failed
             );
+            let _ = writeln!(
+                s,
+                "answer outcomes: {} resent after a lost reply or a refusal, {} of them already answered; \
+                 {} without an outcome",
+                c.answers_resent, c.answers_already_answered, c.answers_without_outcome
+            );
+        }
+        if c.upgrade_refused + c.overloaded_refusals > 0 {
+            let _ = writeln!(
+                s,
+                "admission: {} upgrades refused (503, retried after Retry-After), {} joins/creates \
+                 overloaded ({} joins, {} creates, {} reconnects sent again)",
+                c.upgrade_refused, c.overloaded_refusals, c.join_retries, c.create_retries, c.reconnect_retries
+            );
         }
         let _ = writeln!(
             s,
             "room seq: {} events, {} missed, {} duplicated, {} out of order, {} covered by snapshots",
             c.room_events, c.missed_events, c.duplicate_events, c.out_of_order_events, c.snapshot_covered_events
         );
+        if c.missed_events > 0 {
+            // The wire does not mark a superseded frame (docs/protocol.md §5): the room's other players
+            // on the same worker tell what each missed seq was.
+            let _ = writeln!(
+                s,
+                "  missed at the end: {} superseded game:answer:progress/game:leaderboard (allowed, §5), \
+                 {} real gaps (other events), {} unknown (no player of the room on the worker got them)",
+                c.missed_superseded, c.missed_real, c.missed_unknown
+            );
+        }
         let kv = |m: &BTreeMap<String, u64>| {
             if m.is_empty() {
                 "none".to_string()

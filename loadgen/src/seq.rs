@@ -49,6 +49,11 @@ impl SeqTracker {
         self.last
     }
 
+    /// The inclusive ranges skipped and not seen (yet).
+    pub fn gaps(&self) -> &[(u64, u64)] {
+        &self.gaps
+    }
+
     /// Seqs skipped and never seen.
     pub fn missed(&self) -> u64 {
         self.gaps.iter().map(|(a, b)| b - a + 1).sum()

@@ -222,16 +222,21 @@ pub fn evaluate(slos: &[Slo], values: &BTreeMap<String, f64>) -> Vec<Outcome> {
 }
 
 /// The objectives every run checks unless `--no-default-slos`: the delivery promises of
-/// docs/protocol.md §5 (each room event once, in order).
+/// docs/protocol.md §5 (each room event once, in order) and §4 (an answer gets an outcome, never silence).
 pub fn defaults() -> Vec<Slo> {
-    ["missed_events", "duplicate_events", "out_of_order_events"]
-        .iter()
-        .map(|k| Slo {
-            key: k.to_string(),
-            op: Op::AtMost,
-            threshold: 0.0,
-        })
-        .collect()
+    [
+        "missed_events",
+        "duplicate_events",
+        "out_of_order_events",
+        "answers_without_outcome",
+    ]
+    .iter()
+    .map(|k| Slo {
+        key: k.to_string(),
+        op: Op::AtMost,
+        threshold: 0.0,
+    })
+    .collect()
 }
 
 /// Adds `extra` to `base`, a later objective on the same key replacing an earlier one.
@@ -325,6 +330,26 @@ mod tests {
             out[0].line()
         );
         assert!(out[3].line().contains("no samples"));
+    }
+
+    #[test]
+    fn an_answer_without_outcome_fails_a_run_by_default() {
+        let values: BTreeMap<String, f64> = [
+            ("missed_events", 0.0),
+            ("duplicate_events", 0.0),
+            ("out_of_order_events", 0.0),
+            ("answers_without_outcome", 1.0),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let out = evaluate(&defaults(), &values);
+        let failed: Vec<_> = out
+            .iter()
+            .filter(|o| !o.pass)
+            .map(|o| o.key.as_str())
+            .collect();
+        assert_eq!(failed, ["answers_without_outcome"]);
     }
 
     #[test]

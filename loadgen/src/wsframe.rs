@@ -131,6 +131,21 @@ pub fn parse_upgrade_response(
     Ok(Some(n))
 }
 
+/// The `Retry-After` of a (complete) HTTP response at the start of `buf`, in seconds (the delta-seconds
+/// form, the one the edge sends with a 503); `None` without one or with an HTTP date.
+pub fn retry_after_secs(buf: &[u8]) -> Option<u64> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    if !resp.parse(buf).ok()?.is_complete() {
+        return None;
+    }
+    let h = resp
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("retry-after"))?;
+    std::str::from_utf8(h.value).ok()?.trim().parse().ok()
+}
+
 /// A server frame that broke the rules; the client closes with 1002.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameError {
@@ -434,6 +449,28 @@ mod tests {
         assert_eq!(
             parse_upgrade_response(bad, &key, None),
             Err(UpgradeError::Status(400))
+        );
+    }
+
+    #[test]
+    fn retry_after_is_read_from_a_refusal() {
+        let busy =
+            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 3\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            parse_upgrade_response(busy, "k", None),
+            Err(UpgradeError::Status(503))
+        );
+        assert_eq!(retry_after_secs(busy), Some(3));
+        assert_eq!(
+            retry_after_secs(b"HTTP/1.1 503 Service Unavailable\r\nretry-after:  12 \r\n\r\n"),
+            Some(12)
+        );
+        let date = b"HTTP/1.1 503 x\r\nRetry-After: Wed, 21 Oct 2026 07:28:00 GMT\r\n\r\n";
+        assert_eq!(retry_after_secs(date), None);
+        assert_eq!(retry_after_secs(b"HTTP/1.1 503 x\r\n\r\n"), None);
+        assert_eq!(
+            retry_after_secs(b"HTTP/1.1 503 x\r\nRetry-After: 3\r\n"),
+            None
         );
     }
 

@@ -23,11 +23,18 @@
 //! - `pending`: requests in flight (ids, join/reconnect retries, `error` replies, pings) and the timers.
 //!
 //! # Reconnects
-//! A player that loses its socket during a game (EOF, reset, or a close code that allows it) waits a
-//! random jitter, opens a new socket and sends `reconnect:attempt` with its `sessionToken` and the last
-//! `seq` it processed; the time from loss to the first answer is the `reconnect` metric. Replayed events
-//! go through the same seq check, so a replay that skips or repeats an event is counted.
+//! A player that loses its socket during a game (EOF, reset, or a close code that allows it) waits as
+//! the reconnect policy of its last `session:ack` says (`pace`: attempt n waits
+//! `min(delayMs·2ⁿ, 8 s) + uniform(0, jitterMs)`), opens a new socket and sends `reconnect:attempt` with
+//! its `sessionToken` and the last `seq` it processed; the time from loss to the first answer is the
+//! `reconnect` metric. Replayed events go through the same seq check, so a replay that skips or repeats an
+//! event is counted. An upgrade refused with `503` is tried again after its `Retry-After`; a
+//! `reconnect:attempt`, `room:join` or `room:create` refused with a retryable error is sent again after its
+//! `retryAfterMs`. An answer whose reply was lost with the socket is sent again, unchanged, once the
+//! session is resumed: it gets its ack or `already_answered`; one that never gets either is counted in
+//! `answers_without_outcome` (docs/protocol.md §4).
 
+mod pace;
 mod pending;
 mod player;
 mod socket;
@@ -38,7 +45,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ringside_protocol::envelope::{decode, Envelope};
-use ringside_protocol::events::{self, ClientEvent, ServerEvent};
+use ringside_protocol::events::{self, ClientEvent, ReconnectPolicy, ServerEvent};
 use ringside_protocol::{auth, CloseCode, Codec, Reconnect};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
@@ -57,8 +64,13 @@ const SCRATCH: usize = 64 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The answer grace of docs/protocol.md §3.
 const GRACE_MS: u64 = 500;
-/// How many times a player sends `room:join` when the edge answers with a retryable error.
+/// How many times a player sends `room:join` (a host `room:create`, a player an answer) when the edge
+/// answers with a retryable error.
 const JOIN_ATTEMPTS: u32 = 5;
+/// How many `503` refusals a first connect takes before it gives up (each waits its `Retry-After`).
+const UPGRADE_REFUSALS: u32 = 8;
+/// The jitter added to a first connect's `Retry-After` (no `session:ack` has told a policy yet).
+const FIRST_REFUSAL_JITTER_MS: u64 = 1000;
 /// How long a slow consumer may read at the stop to find its close code.
 const SLOW_DRAIN: Duration = Duration::from_secs(1);
 
@@ -97,7 +109,20 @@ pub struct Ctx {
     /// Socket tasks alive.
     pub live: Cell<u64>,
     next_source: Cell<usize>,
+    /// Per room index and seq, the class of the room event a local player received with it (`SEQ_*`),
+    /// so that a gap one player has at its end can be told apart: a superseded progress or leaderboard
+    /// (allowed, docs/protocol.md §5) or any other event (a real gap).
+    seq_kinds: RefCell<Vec<Vec<u8>>>,
 }
+
+/// [`Ctx::seq_kinds`]: no local player received the seq.
+const SEQ_UNKNOWN: u8 = 0;
+/// A `game:answer:progress` or `game:leaderboard`: a newer one may replace it in a slow socket's queue.
+const SEQ_DROPPABLE: u8 = 1;
+/// Any other room event: never dropped.
+const SEQ_KEPT: u8 = 2;
+/// Seqs above this are not classified (a room of a run never gets near it).
+const SEQ_KIND_LIMIT: u64 = 1 << 22;
 
 impl Ctx {
     pub fn new(plan: Plan, worker: u32, phase: watch::Receiver<Phase>) -> Ctx {
@@ -118,6 +143,7 @@ impl Ctx {
             settled: Cell::new(0),
             live: Cell::new(0),
             next_source: Cell::new(worker as usize),
+            seq_kinds: RefCell::new(Vec::new()),
         }
     }
 
@@ -195,6 +221,29 @@ struct Req {
     kind: ReqKind,
     rid: u32,
     at: Instant,
+}
+
+/// An answer waiting for its outcome (`game:answer:ack` or an `error`), kept across a reconnect so that
+/// it can be sent again unchanged.
+#[derive(Debug, Clone, Copy)]
+struct AnswerReq {
+    rid: u32,
+    /// When it was first sent.
+    at: Instant,
+    q: u32,
+    idx: u32,
+    client_time: f64,
+    /// Times it was sent again (after a reconnect or a retryable refusal).
+    resent: u32,
+}
+
+/// Why a connect failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnectErr {
+    /// Refused by admission control: `503` with this `Retry-After`, in ms.
+    Refused(u64),
+    /// Anything else (connect, handshake, timeout).
+    Failed,
 }
 
 /// A sealed `game:question:show` (docs/protocol.md §7.3) until its key opens it.
@@ -353,7 +402,9 @@ struct Client {
 
     next_rid: u32,
     req: Option<Req>,
-    answer_req: Option<(u32, Instant)>,
+    answer_req: Option<AnswerReq>,
+    /// When to send `answer_req` again after a retryable refusal.
+    answer_retry_at: Option<Instant>,
     ping_req: Option<(u32, Instant)>,
 
     code: Option<Rc<str>>,
@@ -386,9 +437,13 @@ struct Client {
     /// An end decided while handling the frames that came with the upgrade response.
     pending_end: Option<End>,
     join_attempts: u32,
+    create_attempts: u32,
     join_first_at: Option<Instant>,
-    /// When to send `room:join` again after a retryable refusal.
-    rejoin_at: Option<Instant>,
+    /// When to send a request again (`room:join`, `room:create`, `reconnect:attempt`) after a
+    /// retryable refusal.
+    resend_at: Option<(Instant, ReqKind)>,
+    /// The reconnect policy of the last `session:ack` (docs/protocol.md §7.1), if it had one.
+    policy: Option<ReconnectPolicy>,
 }
 
 impl Client {
@@ -421,6 +476,7 @@ impl Client {
             next_rid: 0,
             req: None,
             answer_req: None,
+            answer_retry_at: None,
             ping_req: None,
             code: None,
             player_id: String::new(),
@@ -443,8 +499,10 @@ impl Client {
             lost_at: None,
             pending_end: None,
             join_attempts: 0,
+            create_attempts: 0,
             join_first_at: None,
-            rejoin_at: None,
+            resend_at: None,
+            policy: None,
         }
     }
 
@@ -604,38 +662,69 @@ impl Client {
             }
     }
 
-    /// The first socket, retried like a real client would (`--connect-retries`, back-off from 500 ms).
+    /// The first socket, retried like a real client would (`--connect-retries`, back-off from 500 ms);
+    /// a `503` refusal waits its `Retry-After` and does not use a retry (at most `UPGRADE_REFUSALS`).
     async fn first_connect(&mut self) -> bool {
         let mut backoff = Duration::from_millis(500);
-        // Bounded: at most 1 + connect_retries attempts.
-        for attempt in 0..=self.ctx.plan.connect_retries {
-            if attempt > 0 {
-                self.stats().counters.connect_retries += 1;
-                let wait = backoff + Duration::from_millis((self.ctx.unit() * 500.0) as u64);
-                backoff *= 2;
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = self.phase.wait_for(|p| *p == Phase::Stop) => return false,
+        let (mut failures, mut refusals) = (0u32, 0u32);
+        // Bounded: each pass ends in a connect, a refusal (at most UPGRADE_REFUSALS) or a failure (at
+        // most connect_retries + 1).
+        loop {
+            let wait = match self.connect().await {
+                Ok(()) => return true,
+                Err(ConnectErr::Refused(ms)) => {
+                    refusals += 1;
+                    if refusals > UPGRADE_REFUSALS {
+                        return false;
+                    }
+                    let jitter = self
+                        .ctx
+                        .plan
+                        .reconnect_jitter_ms
+                        .unwrap_or(FIRST_REFUSAL_JITTER_MS);
+                    pace::after_refusal(ms, jitter, self.ctx.unit())
                 }
-            }
-            if self.connect().await.is_ok() {
-                return true;
+                Err(ConnectErr::Failed) => {
+                    failures += 1;
+                    if failures > self.ctx.plan.connect_retries {
+                        return false;
+                    }
+                    self.stats().counters.connect_retries += 1;
+                    let wait = backoff + Duration::from_millis((self.ctx.unit() * 500.0) as u64);
+                    backoff *= 2;
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.phase.wait_for(|p| *p == Phase::Stop) => return false,
             }
         }
-        false
     }
 
+    /// The reconnect policy followed now (the last `session:ack`'s, `--reconnect-jitter-ms` over it).
+    fn pace_policy(&self) -> ReconnectPolicy {
+        pace::effective(self.policy, self.ctx.plan.reconnect_jitter_ms)
+    }
+
+    /// A new socket for a lost one, paced by the reconnect policy (docs/protocol.md §4 "Pacing"): attempt
+    /// n waits `min(delayMs·2ⁿ, 8 s) + uniform(0, jitterMs)`, an upgrade refused with `503` its
+    /// `Retry-After` (it counts as an attempt); gives up after `--reconnect-give-up-ms`.
     async fn reconnect(&mut self) -> bool {
         let lost = Instant::now();
         self.lost_at = Some(lost);
-        let plan = &self.ctx.plan;
-        let give_up = lost + Duration::from_millis(plan.reconnect_give_up_ms);
-        let jitter =
-            Duration::from_millis((self.ctx.unit() * plan.reconnect_jitter_ms as f64) as u64);
-        let mut backoff = Duration::from_millis(100);
-        let mut wait = jitter;
-        // Bounded: every pass either returns or waits at least 100 ms, and the loop ends at `give_up`.
+        let give_up = lost + Duration::from_millis(self.ctx.plan.reconnect_give_up_ms);
+        let mut attempt = 0u32;
+        let mut refused: Option<u64> = None;
+        // Bounded: every pass waits at least the policy's delay (or a Retry-After) or reaches
+        // `give_up`, and the loop ends at `give_up`.
         loop {
+            let p = self.pace_policy();
+            let u = self.ctx.unit();
+            let wait = match refused.take() {
+                Some(ms) => pace::after_refusal(ms, p.jitter_ms, u),
+                None => pace::wait(p, attempt, u),
+            };
             if !wait.is_zero() {
                 let until = (Instant::now() + wait).min(give_up);
                 tokio::select! {
@@ -647,11 +736,12 @@ impl Client {
                 return false;
             }
             self.stats().counters.reconnect_attempts += 1;
-            if self.connect().await.is_ok() {
-                return true;
+            match self.connect().await {
+                Ok(()) => return true,
+                Err(ConnectErr::Refused(ms)) => refused = Some(ms),
+                Err(ConnectErr::Failed) => {}
             }
-            wait = backoff + Duration::from_millis((self.ctx.unit() * 100.0) as u64);
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            attempt = attempt.saturating_add(1);
         }
     }
 
@@ -660,6 +750,10 @@ impl Client {
         if matches!(self.role, Role::Player { slow: false, .. }) && !self.is_done() {
             self.stats().counters.players_unfinished += 1;
         }
+        if self.answer_req.take().is_some() {
+            self.stats().counters.answers_without_outcome += 1;
+        }
+        self.classify_gaps();
         if self.stream.is_some() {
             self.stream = None;
             self.ctx.open.set(self.ctx.open.get() - 1);
@@ -670,7 +764,39 @@ impl Client {
 
 #[cfg(test)]
 mod tests {
-    use super::{Outcome, Stage};
+    use super::{Client, Ctx, Outcome, Phase, Role, Stage};
+    use std::rc::Rc;
+
+    #[test]
+    fn a_players_gaps_are_told_apart_by_what_the_rooms_other_players_got() {
+        let (_tx, rx) = tokio::sync::watch::channel(Phase::Game);
+        let ctx = Rc::new(Ctx::new(crate::plan::tests::plan(1, 2, 4), 0, rx));
+        let player = |g, room| Role::Player {
+            g,
+            room,
+            slow: false,
+        };
+        // Another player of room 0 got seqs 1..=5, seq 3 a progress; one of room 1 got seq 6.
+        let witness = Client::new(ctx.clone(), player(0, 0));
+        for s in 1..=5 {
+            witness.note_seq_kind(s, s == 3);
+        }
+        Client::new(ctx.clone(), player(2, 1)).note_seq_kind(6, false);
+        let mut c = Client::new(ctx.clone(), player(1, 0));
+        c.seq_base(0);
+        for s in [1, 2, 5, 7, 8] {
+            c.on_seq(s);
+        }
+        c.classify_gaps();
+        let st = ctx.stats.borrow();
+        let n = &st.counters;
+        assert_eq!(n.missed_events, 3, "3 and 4, then 6");
+        assert_eq!(
+            (n.missed_superseded, n.missed_real, n.missed_unknown),
+            (1, 1, 1),
+            "3 was a progress, 4 another event, 6 seen only in another room"
+        );
+    }
 
     #[test]
     fn stages_only_move_forward_and_done_is_final() {

@@ -32,6 +32,59 @@ impl Client {
         });
     }
 
+    pub(super) fn send_create(&mut self) {
+        let p = &self.ctx.plan;
+        let ev = ClientEvent::RoomCreate(events::RoomCreate {
+            quiz_id: p.quiz.clone(),
+            host_name: Some(format!("loadgen host {}", self.room())),
+            settings: events::RoomSettings {
+                time_per_q_ms: p.time_per_q_ms,
+                max_players: Some(
+                    u32::try_from(p.players)
+                        .unwrap_or(u32::MAX)
+                        .clamp(1, 1_000_000),
+                ),
+                countdown_ms: p.countdown_ms,
+                reveal_pause_ms: p.reveal_pause_ms,
+                ..Default::default()
+            },
+        });
+        let rid = self.rid();
+        self.send(ev, Some(rid));
+        self.create_attempts += 1;
+        self.req = Some(Req {
+            kind: ReqKind::Create,
+            rid,
+            at: self.now,
+        });
+    }
+
+    /// Sends the pending answer again, unchanged but for its request id: after a reconnect (its reply
+    /// was lost with the old socket) or a retryable refusal. The first answer to a question stands, so
+    /// the edge answers with the original ack or `already_answered` (docs/protocol.md §4).
+    pub(super) fn resend_answer(&mut self) {
+        let (Some(a), Some(code)) = (self.answer_req, self.code.clone()) else {
+            return;
+        };
+        let hash = auth::answer_hash(&self.secret, &code, &self.player_id, a.q, a.idx);
+        let ev = ClientEvent::AnswerSubmit(events::AnswerSubmit {
+            game_code: code.to_string(),
+            q_index: a.q,
+            answer_idx: a.idx,
+            client_time: a.client_time,
+            answer_hash: hash,
+        });
+        let rid = self.rid();
+        self.send(ev, Some(rid));
+        self.answer_retry_at = None;
+        self.answer_req = Some(AnswerReq {
+            rid,
+            resent: a.resent + 1,
+            ..a
+        });
+        self.stats().counters.answers_resent += 1;
+    }
+
     pub(super) fn send_reconnect(&mut self) {
         let Some(code) = self.code.clone() else {
             return;
@@ -67,10 +120,22 @@ impl Client {
             }
         };
         self.stats().error_code(code.as_str());
-        if let Some((r, _)) = self.answer_req {
-            if Some(r) == rid {
-                self.answer_req = None;
-                self.stats().counters.answer_errors += 1;
+        // The wait a retryable refusal asked for (500 ms if it named none), plus a little jitter.
+        let retry_at = |c: &Client, ms: Option<u64>| {
+            c.now + pace::after_refusal(ms.unwrap_or(500), 250, c.ctx.unit())
+        };
+        if let Some(a) = self.answer_req {
+            if Some(a.rid) == rid {
+                if a.resent > 0 && code.as_str() == "already_answered" {
+                    // The first answer had been recorded: an outcome.
+                    self.answer_req = None;
+                    self.stats().counters.answers_already_answered += 1;
+                } else if code.retryable() && a.resent + 1 < JOIN_ATTEMPTS {
+                    self.answer_retry_at = Some(retry_at(self, retry_after));
+                } else {
+                    self.answer_req = None;
+                    self.stats().counters.answer_errors += 1;
+                }
                 return Ok(());
             }
         }
@@ -79,16 +144,23 @@ impl Client {
             return Ok(());
         }
         self.req = None;
+        if code.as_str() == "overloaded" && matches!(req.kind, ReqKind::Join | ReqKind::Create) {
+            self.stats().counters.overloaded_refusals += 1;
+        }
         match req.kind {
+            // A retryable refusal (overloaded, unavailable, rate_limited): send the same request again
+            // after the wait the edge asked for, as a real client would, a few times.
+            ReqKind::Create if code.retryable() && self.create_attempts < JOIN_ATTEMPTS => {
+                self.resend_at = Some((retry_at(self, retry_after), ReqKind::Create));
+                self.stats().counters.create_retries += 1;
+                Ok(())
+            }
             ReqKind::Create => {
                 self.stats().counters.room_create_failed += 1;
                 Err(End::Final)
             }
-            // A retryable refusal (unavailable, overloaded, rate_limited): join again after the wait the
-            // edge asked for (500 ms if it named none), as a real client would, a few times.
             ReqKind::Join if code.retryable() && self.join_attempts < JOIN_ATTEMPTS => {
-                let wait = retry_after.unwrap_or(500) + (self.ctx.unit() * 250.0) as u64;
-                self.rejoin_at = Some(self.now + Duration::from_millis(wait));
+                self.resend_at = Some((retry_at(self, retry_after), ReqKind::Join));
                 self.stats().counters.join_retries += 1;
                 Ok(())
             }
@@ -96,8 +168,17 @@ impl Client {
                 self.stats().counters.join_failed += 1;
                 Err(End::Final)
             }
-            // A retryable refusal (unavailable, overloaded): drop this socket and try again.
-            ReqKind::Reconnect if code.retryable() => Err(End::Lost),
+            // On the same socket, until the reconnect's deadline.
+            ReqKind::Reconnect
+                if code.retryable()
+                    && self.lost_at.is_some_and(|l| {
+                        self.now < l + Duration::from_millis(self.ctx.plan.reconnect_give_up_ms)
+                    }) =>
+            {
+                self.resend_at = Some((retry_at(self, retry_after), ReqKind::Reconnect));
+                self.stats().counters.reconnect_retries += 1;
+                Ok(())
+            }
             ReqKind::Reconnect => {
                 self.stats().counters.reconnects_failed += 1;
                 self.lost_at = None;
@@ -115,7 +196,8 @@ impl Client {
             }
         };
         add(self.answer_at.map(|a| a.0));
-        add(self.rejoin_at);
+        add(self.answer_retry_at);
+        add(self.resend_at.map(|r| r.0));
         add(self.next_ping);
         add(self.req.map(|r| r.at + REQUEST_TIMEOUT));
         t
@@ -135,10 +217,20 @@ impl Client {
                 self.answer(q, idx);
             }
         }
-        if let Some(at) = self.rejoin_at {
+        if let Some((at, kind)) = self.resend_at {
             if at <= now {
-                self.rejoin_at = None;
-                self.send_join();
+                self.resend_at = None;
+                match kind {
+                    ReqKind::Join => self.send_join(),
+                    ReqKind::Create => self.send_create(),
+                    ReqKind::Reconnect => self.send_reconnect(),
+                    ReqKind::Start => {}
+                }
+            }
+        }
+        if let Some(at) = self.answer_retry_at {
+            if at <= now && self.lost_at.is_none() {
+                self.resend_answer();
             }
         }
         if let Some(at) = self.next_ping {
@@ -167,6 +259,7 @@ impl Client {
                     ReqKind::Reconnect => {
                         self.lost_at = None;
                         self.stats().error_code("reconnect_unanswered");
+                        self.resend_answer();
                         Ok(())
                     }
                     ReqKind::Start => Ok(()),

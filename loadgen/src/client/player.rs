@@ -22,7 +22,7 @@ impl Client {
     /// One message (a frame body): count it, check its seq, and act on it.
     pub(super) fn message(&mut self, body: &mut [u8], wire_len: usize) -> Result<(), End> {
         let fmt = self.fmt;
-        let (kind, seq, rid) = match scan::head(fmt, body) {
+        let (kind, seq, rid, droppable) = match scan::head(fmt, body) {
             Ok(h) => {
                 let slot = event_slot(h.event);
                 let mut st = self.stats();
@@ -31,7 +31,8 @@ impl Client {
                 let t = &mut st.events[slot];
                 t.count += 1;
                 t.bytes += wire_len as u64;
-                (Kind::of(h.event), h.seq, h.rid)
+                let droppable = matches!(h.event, b"game:answer:progress" | b"game:leaderboard");
+                (Kind::of(h.event), h.seq, h.rid, droppable)
             }
             Err(_) => {
                 let mut st = self.stats();
@@ -55,6 +56,7 @@ impl Client {
             }
         }
         if let Some(s) = seq {
+            self.note_seq_kind(s, droppable);
             self.on_seq(s);
         }
         match kind {
@@ -74,15 +76,19 @@ impl Client {
                 }
             }
             Kind::AnswerAck => {
-                if let Some((r, at)) = self.answer_req {
-                    if Some(r) == rid {
+                if let Some(a) = self.answer_req {
+                    if Some(a.rid) == rid {
                         self.answer_req = None;
+                        self.answer_retry_at = None;
                         let mut st = self.stats();
                         st.counters.answer_acks += 1;
-                        st.record(
-                            Metric::AnswerAck,
-                            self.now.duration_since(at).as_micros() as u64,
-                        );
+                        // A resent answer's wait includes the reconnect: not an ack latency.
+                        if a.resent == 0 {
+                            st.record(
+                                Metric::AnswerAck,
+                                self.now.duration_since(a.at).as_micros() as u64,
+                            );
+                        }
                     }
                 }
             }
@@ -132,6 +138,51 @@ impl Client {
         }
     }
 
+    /// Notes what the room event with seq `s` was, for telling this room's gaps apart at the end.
+    pub(super) fn note_seq_kind(&self, s: u64, droppable: bool) {
+        if matches!(self.role, Role::Plain { .. }) || s >= SEQ_KIND_LIMIT {
+            return;
+        }
+        let (room, s) = (self.room() as usize, s as usize);
+        let mut all = self.ctx.seq_kinds.borrow_mut();
+        if all.len() <= room {
+            all.resize_with(room + 1, Vec::new);
+        }
+        let kinds = &mut all[room];
+        if kinds.len() <= s {
+            kinds.resize((s + 1).next_power_of_two(), SEQ_UNKNOWN);
+        }
+        kinds[s] = if droppable { SEQ_DROPPABLE } else { SEQ_KEPT };
+    }
+
+    /// At the end: each seq this player missed, by what the room's other players on this worker received
+    /// with it (superseded progress/leaderboard, another event, or nothing).
+    pub(super) fn classify_gaps(&mut self) {
+        let Some(t) = self.seq.as_ref() else { return };
+        if t.gaps().is_empty() {
+            return;
+        }
+        let (mut superseded, mut real, mut unknown) = (0u64, 0u64, 0u64);
+        {
+            let all = self.ctx.seq_kinds.borrow();
+            let kinds = all.get(self.room() as usize).map_or(&[][..], Vec::as_slice);
+            for &(a, b) in t.gaps() {
+                for s in a..=b.min(a.saturating_add(SEQ_KIND_LIMIT)) {
+                    match kinds.get(s as usize).copied().unwrap_or(SEQ_UNKNOWN) {
+                        SEQ_DROPPABLE => superseded += 1,
+                        SEQ_KEPT => real += 1,
+                        _ => unknown += 1,
+                    }
+                }
+                unknown += (b - a + 1).saturating_sub(SEQ_KIND_LIMIT + 1);
+            }
+        }
+        let mut st = self.stats();
+        st.counters.missed_superseded += superseded;
+        st.counters.missed_real += real;
+        st.counters.missed_unknown += unknown;
+    }
+
     /// Moves a seq verdict into the worker's counters (missed is kept as the tracker's current gaps).
     pub(super) fn sync_seq(&mut self, v: Verdict) {
         let missed = self.seq.as_ref().map_or(0, SeqTracker::missed);
@@ -177,43 +228,34 @@ impl Client {
         if let Some(every) = self.ping_every {
             self.next_ping = Some(self.now + every);
         }
+        self.policy = self.reconnect_policy(body);
         if self.lost_at.is_some() {
             self.send_reconnect();
             return;
         }
         match self.role {
-            Role::Host { .. } => {
-                let p = &self.ctx.plan;
-                let ev = ClientEvent::RoomCreate(events::RoomCreate {
-                    quiz_id: p.quiz.clone(),
-                    host_name: Some(format!("loadgen host {}", self.room())),
-                    settings: events::RoomSettings {
-                        time_per_q_ms: p.time_per_q_ms,
-                        max_players: Some(
-                            u32::try_from(p.players)
-                                .unwrap_or(u32::MAX)
-                                .clamp(1, 1_000_000),
-                        ),
-                        countdown_ms: p.countdown_ms,
-                        reveal_pause_ms: p.reveal_pause_ms,
-                        ..Default::default()
-                    },
-                });
-                let rid = self.rid();
-                self.send(ev, Some(rid));
-                self.req = Some(Req {
-                    kind: ReqKind::Create,
-                    rid,
-                    at: self.now,
-                });
-            }
+            Role::Host { .. } => self.send_create(),
             Role::Player { .. } => self.send_join(),
             Role::Plain { .. } => {}
         }
     }
 
+    /// `session:ack`'s `reconnect` policy (`{delayMs, jitterMs}`), if it has one.
+    fn reconnect_policy(&self, body: &[u8]) -> Option<ReconnectPolicy> {
+        let fmt = self.fmt;
+        let d = scan::data(fmt, body).ok().flatten()?;
+        let r = scan::field(fmt, d, "reconnect")?;
+        let num = |k: &str| scan::field(fmt, r, k).and_then(|v| scan::as_u64(fmt, v));
+        Some(ReconnectPolicy {
+            delay_ms: num("delayMs")?,
+            jitter_ms: num("jitterMs")?,
+        })
+    }
+
     pub(super) fn reconnected(&mut self, snapshot: bool) {
         self.req = None;
+        // An answer whose reply was lost with the old socket: the session is back, send it again.
+        self.resend_answer();
         if let Some(lost) = self.lost_at.take() {
             let mut st = self.stats();
             st.counters.reconnects_ok += 1;
@@ -634,10 +676,23 @@ impl Client {
             answer_hash: hash,
         });
         let rid = self.rid();
+        let client_time = (self.now_us / 1000) as f64;
         self.send(ev, Some(rid));
-        self.answer_req = Some((rid, self.now));
+        let before = self.answer_req.replace(AnswerReq {
+            rid,
+            at: self.now,
+            q,
+            idx,
+            client_time,
+            resent: 0,
+        });
+        self.answer_retry_at = None;
         let room = self.room();
         let mut st = self.stats();
+        if before.is_some() {
+            // The previous answer's outcome never came, and this player stops waiting for it.
+            st.counters.answers_without_outcome += 1;
+        }
         st.counters.answers_sent += 1;
         st.question(room, q).answers += 1;
     }

@@ -6,8 +6,9 @@
 use super::*;
 
 impl Client {
-    /// Opens a socket and upgrades it; frames that came with the upgrade response are processed.
-    pub(super) async fn connect(&mut self) -> Result<(), ()> {
+    /// Opens a socket and upgrades it; frames that came with the upgrade response are processed. An
+    /// upgrade answered `503` (admission control) is `Refused` with its `Retry-After` (1 s if it named none).
+    pub(super) async fn connect(&mut self) -> Result<(), ConnectErr> {
         self.stats().counters.sockets_attempted += 1;
         self.connect_started = Instant::now();
         let plan = &self.ctx.plan;
@@ -18,7 +19,7 @@ impl Client {
             Err(e) => {
                 self.stats().counters.connect_failed += 1;
                 self.stats().error_code(&format!("socket:{}", io_kind(&e)));
-                return Err(());
+                return Err(ConnectErr::Failed);
             }
         };
         let stream = match timeout(limit, sock.connect(target)).await {
@@ -26,12 +27,12 @@ impl Client {
             Ok(Err(e)) => {
                 self.stats().counters.connect_failed += 1;
                 self.stats().error_code(&format!("connect:{}", io_kind(&e)));
-                return Err(());
+                return Err(ConnectErr::Failed);
             }
             Err(_) => {
                 self.stats().counters.connect_failed += 1;
                 self.stats().error_code("connect:timeout");
-                return Err(());
+                return Err(ConnectErr::Failed);
             }
         };
         let _ = stream.set_nodelay(true);
@@ -64,15 +65,21 @@ impl Client {
         self.out.clear();
         match res {
             Ok(Ok(())) => {}
+            Ok(Err(why)) if why == "http_503" => {
+                let secs = wsframe::retry_after_secs(&self.leftover).unwrap_or(1);
+                self.leftover.clear();
+                self.stats().counters.upgrade_refused += 1;
+                return Err(ConnectErr::Refused(secs.saturating_mul(1000)));
+            }
             Ok(Err(why)) => {
                 self.stats().counters.upgrade_failed += 1;
                 self.stats().error_code(&format!("upgrade:{why}"));
-                return Err(());
+                return Err(ConnectErr::Failed);
             }
             Err(_) => {
                 self.stats().counters.upgrade_failed += 1;
                 self.stats().error_code("upgrade:timeout");
-                return Err(());
+                return Err(ConnectErr::Failed);
             }
         }
         let took = self.connect_started.elapsed().as_micros() as u64;
