@@ -100,7 +100,8 @@ thread_local! {
 /// Adds `delta` to this thread's queued bytes.
 fn account(delta: i64) {
     if delta != 0 {
-        QUEUED.with(|q| q.store(q.load(Relaxed) + delta, Relaxed));
+        // try_with: a queue dropped while its thread exits (after this slot is gone) is not counted
+        let _ = QUEUED.try_with(|q| q.store(q.load(Relaxed) + delta, Relaxed));
     }
 }
 
