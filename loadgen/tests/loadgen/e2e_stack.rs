@@ -4,7 +4,9 @@
 //!
 //! It asserts what a player would see, from the report: every player joined, got every question, every
 //! reveal and every result, and `game:end`; no room event was missed, duplicated or out of order; every
-//! answer was acknowledged. No timing is asserted.
+//! answer was acknowledged. A second game is a reconnect storm: one of two edge processes is SIGKILLed
+//! mid-question, and every player must be back with every event and every answer must have an outcome
+//! (its ack, or `already_answered` when resent). No timing is asserted.
 //!
 //! The other binaries are found next to this test's directory (`target/<profile>/`), where
 //! `cargo test --workspace` builds them; `RINGSIDE_BIN_DIR` overrides. Needs `redis-server` (see
@@ -82,57 +84,140 @@ fn http_ok(port: u16, path: &str) -> bool {
     matches!(s.read(&mut buf), Ok(n) if n > 12 && buf[..n].starts_with(b"HTTP/1.1 200"))
 }
 
+/// The edge (its launcher when `--processes` > 1): stopped with SIGTERM, which the launcher forwards to
+/// its children, then SIGKILLed with any child left.
+struct Edge(Child);
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let pid = self.0.id();
+        let kids = children_of(pid);
+        signal("-TERM", pid);
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until && matches!(self.0.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for k in kids {
+            signal("-KILL", k); // gone already, usually
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Sends `sig` to one process with kill(1).
+fn signal(sig: &str, pid: u32) {
+    let _ = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The pids whose parent is `pid` (from /proc/*/stat).
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: the comm may hold spaces, so read after its closing parenthesis.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+/// Redis with the quiz imported, the engine and the edge (`processes` processes on one port).
+struct Stack {
+    _redis: RedisServer,
+    url: String,
+    _engine: Proc,
+    edge: Edge,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Stack {
+    fn start(processes: usize) -> Stack {
+        let redis = RedisServer::start().expect("redis-server (see scripts/setup.sh)");
+        let url = redis.url();
+        let dir = tempfile::tempdir().unwrap();
+        let quiz = dir.path().join("quiz.json");
+        std::fs::write(&quiz, QUIZ).unwrap();
+
+        let st = Command::new(bin("ringside-quiz"))
+            .arg("import")
+            .arg(&quiz)
+            .args(["--redis", &url])
+            .status()
+            .unwrap();
+        assert!(st.success(), "ringside-quiz import failed");
+
+        let engine = Proc(
+            Command::new(bin("ringside-engine"))
+                .args(["--redis", &url, "--http", "127.0.0.1:0"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let port = free_port();
+        let web = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web");
+        let edge = Edge(
+            Command::new(bin("ringside-edge"))
+                .args([
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                    "--redis",
+                    &url,
+                    "--threads",
+                    "1",
+                    "--processes",
+                    &processes.to_string(),
+                ])
+                .arg("--web-root")
+                .arg(&web)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let up = Instant::now() + Duration::from_secs(20);
+        while !http_ok(port, "/readyz")
+            || (processes > 1 && children_of(edge.0.id()).len() < processes)
+        {
+            assert!(
+                Instant::now() < up,
+                "the edge did not become ready on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Stack {
+            _redis: redis,
+            url,
+            _engine: engine,
+            edge,
+            port,
+            dir,
+        }
+    }
+}
+
 #[test]
 fn a_small_game_delivers_every_question_reveal_and_result_to_every_player() {
-    let redis = RedisServer::start().expect("redis-server (see scripts/setup.sh)");
-    let url = redis.url();
-    let dir = tempfile::tempdir().unwrap();
-    let quiz = dir.path().join("quiz.json");
-    std::fs::write(&quiz, QUIZ).unwrap();
-
-    let st = Command::new(bin("ringside-quiz"))
-        .arg("import")
-        .arg(&quiz)
-        .args(["--redis", &url])
-        .status()
-        .unwrap();
-    assert!(st.success(), "ringside-quiz import failed");
-
-    let _engine = Proc(
-        Command::new(bin("ringside-engine"))
-            .args(["--redis", &url, "--http", "127.0.0.1:0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let port = free_port();
-    let web = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web");
-    let _edge = Proc(
-        Command::new(bin("ringside-edge"))
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--redis",
-                &url,
-                "--threads",
-                "1",
-            ])
-            .arg("--web-root")
-            .arg(&web)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let up = Instant::now() + Duration::from_secs(20);
-    while !http_ok(port, "/readyz") {
-        assert!(
-            Instant::now() < up,
-            "the edge did not become ready on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let stack = Stack::start(1);
+    let (port, dir) = (stack.port, &stack.dir);
 
     let out_dir = dir.path().join("run");
     let out = Command::new(env!("CARGO_BIN_EXE_ringside-loadgen"))
@@ -233,4 +318,111 @@ fn a_small_game_delivers_every_question_reveal_and_result_to_every_player() {
         players * 3,
         "{stdout}"
     );
+}
+
+/// A reconnect storm: 1.2 s into question 1 Redis pauses its writes for 2 s (answers are due around 40 %
+/// of the 4 s limit, so many are sent in that second and wait for their reply), and 1 s later one of the
+/// edge's two processes is SIGKILLed: the answers its players had in flight lose their reply with the
+/// socket. The players reconnect to the other process, paced by `session:ack`'s policy, and send those
+/// answers again, which get their ack or `already_answered`. Every player must be back, get every
+/// question, reveal and result, miss no room event, and every answer must have an outcome.
+#[test]
+fn a_killed_edge_process_leaves_every_answer_with_an_outcome_and_every_player_back() {
+    let stack = Stack::start(2);
+    let kids = children_of(stack.edge.0.id());
+    assert_eq!(kids.len(), 2, "two edge processes: {kids:?}");
+    let out_dir = stack.dir.path().join("storm");
+    let out = Command::new(env!("CARGO_BIN_EXE_ringside-loadgen"))
+        .args([
+            "reconnect-storm",
+            "--url",
+            &format!("ws://127.0.0.1:{}/ws", stack.port),
+            "--quiz",
+            "loadgen-e2e",
+        ])
+        .args([
+            "--kill-cmd",
+            &format!(
+                "redis-cli -u {} CLIENT PAUSE 2000 WRITE >/dev/null && sleep 1 && kill -9 {}",
+                stack.url, kids[0]
+            ),
+        ])
+        .args(["--kill-at-question", "1", "--kill-delay-ms", "1200"])
+        .args([
+            "--rooms",
+            "4",
+            "--players-per-room",
+            "50",
+            "--workers",
+            "2",
+            "--codec",
+            "mixed",
+        ])
+        .args([
+            "--time-per-q-ms",
+            "4000",
+            "--countdown-ms",
+            "1000",
+            "--reveal-pause-ms",
+            "1000",
+        ])
+        .args(["--ramp-rate", "1000", "--duration", "120", "--quiet"])
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The default objectives include missed/duplicate/out-of-order events = 0 and
+    // answers_without_outcome = 0.
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+
+    eprintln!("{stdout}"); // the storm's summary, for `--nocapture`
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
+    let c = &r["counters"];
+    let d = &r["delivery"];
+    let n = |k: &str| {
+        c[k].as_u64()
+            .unwrap_or_else(|| panic!("counter {k}: {stdout}"))
+    };
+    let players = 200u64;
+    assert_eq!(r["stopped_by"], "completed", "{stdout}");
+    assert_eq!(n("players_joined"), players, "{stdout}");
+    // The storm happened, and everyone it hit is back.
+    assert!(n("disconnects") > 0, "nobody lost a socket: {stdout}");
+    assert_eq!(n("reconnects_ok"), n("disconnects"), "{stdout}");
+    assert_eq!(n("reconnects_failed"), 0, "{stdout}");
+    assert_eq!(n("players_finished"), players, "{stdout}");
+    assert_eq!(n("players_unfinished"), 0, "{stdout}");
+    assert_eq!(n("question_receipts"), players * 3, "{stdout}");
+    assert_eq!(n("reveal_receipts"), players * 3, "{stdout}");
+    assert_eq!(n("result_receipts"), players * 3, "{stdout}");
+    assert_eq!(d["missing_question_receipts"], 0, "{stdout}");
+    assert_eq!(n("missed_events"), 0, "{stdout}");
+    assert_eq!(n("duplicate_events"), 0, "{stdout}");
+    assert_eq!(n("out_of_order_events"), 0, "{stdout}");
+    assert_eq!(n("decode_errors"), 0, "{stdout}");
+    // Every answer has exactly one outcome: an ack, `already_answered` to its resend, or another error
+    // (e.g. late_answer after a long reconnect) — never silence.
+    assert_eq!(n("answers_without_outcome"), 0, "{stdout}");
+    assert_eq!(
+        n("answers_sent"),
+        n("answer_acks") + n("answers_already_answered") + n("answer_errors"),
+        "{stdout}"
+    );
+    assert!(
+        n("answers_already_answered") <= n("answers_resent"),
+        "{stdout}"
+    );
+    // The answers in flight at the kill were sent again (the second of paused writes makes sure some were).
+    assert!(
+        n("answers_resent") > 0,
+        "no answer was in flight at the kill: {stdout}"
+    );
+    assert!(n("answer_acks") > 0, "{stdout}");
 }
