@@ -48,6 +48,8 @@ export class Ringside {
   handle(env, resolveConnect) {
     if (env.event === 'session:ack') {
       this.offset = env.data.serverTime - Date.now();
+      this.clock = [];
+      this.syncPings = 4; // the first pings come every 0.5 s: the offset is settled before a question shows
       this.backoff = 500;
       this.onStatus('connected');
       this.ping();
@@ -55,8 +57,11 @@ export class Ringside {
       return;
     }
     if (env.event === 'pong') {
+      // The offset of the round trip with the least delay among the last 8: a delayed pong skews the midpoint by
+      // up to half its round trip, and questions are drawn at showAt by this clock (docs/protocol.md §7.3).
       const t3 = Date.now();
-      this.offset = env.data.serverTime - (env.data.t + t3) / 2;
+      this.clock = [...(this.clock || []), { rtt: t3 - env.data.t, offset: env.data.serverTime - (env.data.t + t3) / 2 }].slice(-8);
+      this.offset = this.clock.reduce((a, b) => (b.rtt < a.rtt ? b : a)).offset;
     }
     if (env.seq !== undefined) {
       if (env.seq <= this.lastSeq) return; // already seen (replay after reconnect)
@@ -88,7 +93,7 @@ export class Ringside {
   ping() {
     this.send('ping', { t: Date.now() });
     clearTimeout(this.pingTimer);
-    this.pingTimer = setTimeout(() => this.ping(), 5000);
+    this.pingTimer = setTimeout(() => this.ping(), this.syncPings-- > 0 ? 500 : 5000);
   }
 
   serverNow() { return Date.now() + this.offset; }

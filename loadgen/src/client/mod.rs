@@ -246,6 +246,11 @@ enum ConnectErr {
     Failed,
 }
 
+/// After `session:ack` the first pings go this often, this many of them: the clock offset (from the
+/// lowest-RTT `pong`) is settled before the first question (fair start: display at `showAt`).
+const SYNC_PING_EVERY: Duration = Duration::from_millis(500);
+const SYNC_PINGS: u8 = 4;
+
 /// A sealed `game:question:show` (docs/protocol.md §7.3) until its key opens it.
 #[derive(Debug)]
 struct SealedShow {
@@ -426,6 +431,8 @@ struct Client {
     /// Server clock minus this machine's clock, µs, from the `pong` with the shortest round trip.
     offset_us: i64,
     best_rtt_us: u64,
+    /// Pings left of the fast ones after `session:ack` (clock sync).
+    sync_pings: u8,
     answer_at: Option<(Instant, u32, u32)>,
     ping_every: Option<Duration>,
     next_ping: Option<Instant>,
@@ -492,6 +499,7 @@ impl Client {
             sealed: None,
             offset_us: 0,
             best_rtt_us: u64::MAX,
+            sync_pings: 0,
             answer_at: None,
             ping_every: None,
             next_ping: None,

@@ -236,7 +236,11 @@ impl Client {
         if let Some(at) = self.next_ping {
             if at <= now {
                 self.ping();
-                self.next_ping = self.ping_every.map(|e| now + e);
+                let fast = self.sync_pings > 0;
+                self.sync_pings = self.sync_pings.saturating_sub(1);
+                self.next_ping = self
+                    .ping_every
+                    .map(|e| now + if fast { e.min(SYNC_PING_EVERY) } else { e });
             }
         }
         if let Some(req) = self.req {

@@ -226,7 +226,9 @@ impl Client {
             self.ping_every = ms.filter(|m| *m > 0).map(Duration::from_millis);
         }
         if let Some(every) = self.ping_every {
-            self.next_ping = Some(self.now + every);
+            // the first pings come faster, so the clock offset is known before the first question
+            self.sync_pings = SYNC_PINGS;
+            self.next_ping = Some(self.now + every.min(SYNC_PING_EVERY));
         }
         self.policy = self.reconnect_policy(body);
         if self.lost_at.is_some() {
