@@ -758,8 +758,20 @@ impl Client {
         if matches!(self.role, Role::Player { slow: false, .. }) && !self.is_done() {
             self.stats().counters.players_unfinished += 1;
         }
-        if self.answer_req.take().is_some() {
-            self.stats().counters.answers_without_outcome += 1;
+        if let Some(a) = self.answer_req.take() {
+            let why = format!(
+                "no_outcome:at_end:{}:q{}:resent{}",
+                match self.stage {
+                    Stage::Done(Outcome::Finished) => "finished",
+                    Stage::Done(_) => "failed",
+                    _ => "playing",
+                },
+                a.q,
+                a.resent
+            );
+            let mut st = self.stats();
+            st.counters.answers_without_outcome += 1;
+            st.error_code(&why);
         }
         self.classify_gaps();
         if self.stream.is_some() {

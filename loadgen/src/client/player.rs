@@ -691,9 +691,10 @@ impl Client {
         self.answer_retry_at = None;
         let room = self.room();
         let mut st = self.stats();
-        if before.is_some() {
+        if let Some(b) = before {
             // The previous answer's outcome never came, and this player stops waiting for it.
             st.counters.answers_without_outcome += 1;
+            st.error_code(&format!("no_outcome:replaced:q{}:resent{}", b.q, b.resent));
         }
         st.counters.answers_sent += 1;
         st.question(room, q).answers += 1;
