@@ -59,8 +59,8 @@ local VIOLATIONS_KICK = 5       -- limits::VIOLATIONS_BEFORE_KICK
 local MAX_EXTEND_S = 120        -- limits::MAX_EXTEND_SECONDS
 local RESULTS_MAX = 1000        -- playerIds per `results` call
 local RESULTS_KEEP = 3          -- `results` of the last scored question and of this many before it
-local SCORE_STEP = 1000         -- players scored per call at most (a reveal, then `score` timer fires)
-local SCORE_SCAN = 500          -- ZSCAN COUNT of one scoring step
+local SCORE_STEP = 500          -- players scored per call at most (a reveal, then `score` timer fires)
+local SCORE_SCAN = 250          -- ZSCAN COUNT of one scoring step
 local NO_ANSWER = 'x'           -- a:<pid> of a player refused ANSWER_EVENTS times without an answer
 local TIMER_KEEP_MS = 3600000   -- timer stream entries older than this are trimmed (MINID)
 local MAX_OPEN_MS = 1800000     -- a question's remaining time may not exceed this (extend): every schedule
@@ -408,76 +408,81 @@ local function show_question(R, q, now, showAt)
   touch(R, ROOM_TTL, q)
 end
 
--- The leaderboard as it was when question q had been scored, for `results` (kept while q >= the last
--- scored question minus RESULTS_KEEP): `P:lb:<q>`, frozen from then on. `P:lb` is the live one.
+-- The leaderboard after question q, kept for `results` of q once a later question is scored (RESULTS_KEEP
+-- of them): `P:lb:<q>` is what `P:lb` was when question q+1 had been scored. `P:lb` is the live one.
 local function lb_after(R, q)
   return R.P .. ':lb:' .. int(q)
 end
 
--- A join or a leave while a question is being scored: also into the two leaderboards being built
--- (`P:lbn`, the next `P:lb`, and `P:lb:<q>`), so both hold exactly the room when scoring ends.
--- cmd: 'ZADD' (a join, at 0) or 'ZREM'.
+-- A join or a leave while a question is being scored: also into the leaderboard being built (`P:lbn`, the
+-- next `P:lb`), so that it holds exactly the room when scoring ends. cmd: 'ZADD' (a join, at 0) or 'ZREM'.
 local function lb_scoring_also(R, cmd, pid)
-  local sq = redis.call('HGET', R.P, 'sq')
-  if not sq then return end
-  for _, k in ipairs({ R.P .. ':lbn', lb_after(R, tonumber(sq)) }) do
-    if cmd == 'ZADD' then redis.call('ZADD', k, 'NX', 0, pid) else redis.call('ZREM', k, pid) end
+  if redis.call('HEXISTS', R.P, 'sq') == 0 then return end
+  if cmd == 'ZADD' then
+    redis.call('ZADD', R.P .. ':lbn', 'NX', 0, pid)
+  else
+    redis.call('ZREM', R.P .. ':lbn', pid)
   end
 end
 
 -- One call's share of scoring question q: walks `P:lb` (the totals after question q-1, unchanged while
--- q is scored) with ZSCAN from the cursor `scur`, and writes every visited player's new total into
--- `P:lbn` (the next `P:lb`) and `P:lb:<q>` (kept for `results`), each answer of q as
--- "idx:ms:points:streak" (the streak from the player's record of q-1). Stops after SCORE_STEP players.
--- Idempotent per player (ZSCAN may return one twice): a scored record is read back, never scored again,
--- and the new total is recomputed from the unchanged `P:lb`. Returns true when the walk is complete.
+-- q is scored) with ZSCAN from the cursor `scur`, writes every visited player's new total into `P:lbn`
+-- (the next `P:lb`) and each answer of q as "idx:ms:points:streak" (the streak from the player's record
+-- of q-1). Stops after SCORE_STEP players. Idempotent per player
+-- (ZSCAN may return one twice): a scored record is read back, never scored again, and the new total is
+-- recomputed from the unchanged `P:lb`. Returns true when the walk is complete.
+-- Per player this makes as few Lua strings as it can (Redis's Lua hashes every string it makes): numbers
+-- go to redis.call as numbers, an unscored record is parsed with one pattern.
 local function score_step(R, q)
   local sc, qc, base, tlim, maxb, smult, sthr, pen = unpack(redis.call('HMGET', R.P, unpack(SCORE_FIELDS)))
   qc, base, tlim, maxb = tonumber(qc), tonumber(base), tonumber(tlim), tonumber(maxb)
   smult, sthr, pen = tonumber(smult), tonumber(sthr), tonumber(pen)
   local lb, lbn, qk = R.P .. ':lb', R.P .. ':lbn', qkey(R, q)
+  local prevk = q > 0 and qkey(R, q - 1)
   local cursor, done = sc or '0', 0
-  local dist = {} -- answers per option scored in this call (each answer is scored once)
   repeat
     local res = redis.call('ZSCAN', lb, cursor, 'COUNT', SCORE_SCAN)
     cursor = res[1]
     local rows = res[2]
     local n = #rows / 2
     if n > 0 then
-      local ids, af = {}, {}
-      for k = 1, n do
-        ids[k] = rows[2 * k - 1]
-        af[k] = 'a:' .. ids[k]
-      end
+      local af = {}
+      for k = 1, n do af[k] = 'a:' .. rows[2 * k - 1] end
       local recs = redis.call('HMGET', qk, unpack(af))
-      -- the previous question's records, for the streaks of this question's correct answers
-      local prev = {}
-      if q > 0 then
-        local want, at = {}, {}
-        for k = 1, n do
-          local a, _, pts = split_answer(recs[k])
-          if a == qc and not pts then
-            want[#want + 1] = af[k]
-            at[#at + 1] = k
+      -- unscored records "idx:ms:remainingMs", and the previous question's records of the right ones
+      local idx, msv, remv, want, at = {}, {}, {}, {}, {}
+      for k = 1, n do
+        local v = recs[k]
+        if v then
+          local a, ms, rem = string.match(v, '^(%d+):(%d+):(%-?%d+)$')
+          if a then
+            a = tonumber(a)
+            idx[k], msv[k], remv[k] = a, ms, tonumber(rem)
+            if a == qc and prevk then
+              want[#want + 1] = af[k]
+              at[#at + 1] = k
+            end
           end
         end
-        if #want > 0 then
-          local got = redis.call('HMGET', qkey(R, q - 1), unpack(want))
-          for j, k in ipairs(at) do prev[k] = got[j] end
-        end
+      end
+      local prev = {}
+      if #want > 0 then
+        local got = redis.call('HMGET', prevk, unpack(want))
+        for j, k in ipairs(at) do prev[k] = got[j] end
       end
       local zadd, hset = { 'ZADD', lbn }, { 'HSET', qk }
       for k = 1, n do
-        local total = tonumber(rows[2 * k])
-        local a, ms, pts = split_answer(recs[k])
-        if a and not pts then
-          local rem = tonumber(string.match(recs[k], '(%-?%d+)$'))
+        local pts = 0
+        local a = idx[k]
+        if a then
           local streak = 0
           if a == qc then
+            local rem = remv[k]
             local bonus = 0
             if rem > 0 then bonus = math.floor(maxb * rem / tlim) end
-            if bonus < 0 then bonus = 0 elseif bonus > maxb then bonus = maxb end
-            streak = streak_of(prev[k]) + 1
+            if bonus > maxb then bonus = maxb end
+            streak = 1
+            if prev[k] then streak = streak_of(prev[k]) + 1 end
             local mult = 1
             if streak >= sthr then mult = smult end
             pts = math.floor((base + bonus) * mult)
@@ -485,48 +490,41 @@ local function score_step(R, q)
             pts = -pen
           end
           hset[#hset + 1] = af[k]
-          hset[#hset + 1] = int(a) .. ':' .. int(ms) .. ':' .. int(pts) .. ':' .. int(streak)
-          dist[a] = (dist[a] or 0) + 1
+          -- whole numbers far below 1e14: Lua writes them without exponent
+          hset[#hset + 1] = a .. ':' .. msv[k] .. ':' .. pts .. ':' .. streak
+        elseif recs[k] then
+          -- already scored (a second visit) or NO_ANSWER
+          local _, _, p = split_answer(recs[k])
+          pts = p or 0
         end
-        zadd[#zadd + 1] = int(total + (pts or 0))
-        zadd[#zadd + 1] = ids[k]
+        zadd[#zadd + 1] = tonumber(rows[2 * k]) + pts
+        zadd[#zadd + 1] = rows[2 * k - 1]
       end
-      redis.call(unpack(zadd))
-      zadd[2] = lb_after(R, q)
       redis.call(unpack(zadd))
       if #hset > 2 then redis.call(unpack(hset)) end
       done = done + n
     end
   until cursor == '0' or done >= SCORE_STEP
-  for a, c in pairs(dist) do redis.call('HINCRBY', qk, 'd' .. int(a), c) end
   if cursor ~= '0' then redis.call('HSET', R.P, 'scur', cursor) end
   return cursor == '0'
 end
 
--- Question q is scored: `P:lbn` becomes `P:lb` (the old one is freed in the background), the kept
--- leaderboard of q - RESULTS_KEEP - 1 goes; publishes the top-N leaderboard and schedules the next
+-- Question q is scored: `P:lbn` becomes `P:lb`, the old `P:lb` the kept leaderboard after q-1 (that of
+-- q-1-RESULTS_KEEP is freed in the background); publishes the top-N leaderboard and schedules the next
 -- question (revealPauseMs after the reveal).
 local function finish_scoring(R, q, gen, now)
   local lb, lbn = R.P .. ':lb', R.P .. ':lbn'
-  redis.call('UNLINK', lb)
+  if q > 0 and redis.call('EXISTS', lb) == 1 then
+    -- the totals after q-1, kept for `results` of q-1 (the key takes P:lb's expiry along)
+    redis.call('UNLINK', lb_after(R, q - 1))
+    redis.call('RENAME', lb, lb_after(R, q - 1))
+  else
+    redis.call('UNLINK', lb)
+  end
   if redis.call('EXISTS', lbn) == 1 then redis.call('RENAME', lbn, lb) end
-  if q - RESULTS_KEEP - 1 >= 0 then redis.call('UNLINK', lb_after(R, q - RESULTS_KEEP - 1)) end
-  redis.call('EXPIRE', lb_after(R, q), ROOM_TTL)
+  if q - 1 - RESULTS_KEEP >= 0 then redis.call('UNLINK', lb_after(R, q - 1 - RESULTS_KEEP)) end
   redis.call('HDEL', R.P, 'sq', 'scur')
   redis.call('HSET', R.P, 'lsq', int(q))
-  -- the reveal: the distribution was counted by the scoring walk (and at leaves)
-  local i = int(q)
-  local z = hm(R.Q, { 'c' .. i, 'e' .. i, 'no' .. i })
-  local fields = { 'n', 'np', 'skip' }
-  for k = 0, tonumber(z['no' .. i]) - 1 do fields[#fields + 1] = 'd' .. int(k) end
-  local counts = redis.call('HMGET', qkey(R, q), unpack(fields))
-  local dist = {}
-  for k = 4, #counts do dist[#dist + 1] = int(tonumber(counts[k]) or 0) end
-  local m = { kv('qIndex', i), kv('correctIndex', z['c' .. i]), kv('distribution', arr(dist)),
-    kv('answeredCount', int(tonumber(counts[1]) or 0)), kv('totalCount', int(tonumber(counts[2]) or 0)) }
-  if z['e' .. i] and z['e' .. i] ~= '' then m[#m + 1] = kv('explanationText', z['e' .. i]) end
-  m[#m + 1] = kv('skipped', jbool(counts[3] == '1'))
-  emit(R, 'game:question:reveal', obj(m))
   local r = hm(R.P, { 'np', 'revAt', 's_rp' })
   local top = top_json(R, q)
   redis.call('HSET', R.P, 'lbj', top)
@@ -536,9 +534,9 @@ local function finish_scoring(R, q, gen, now)
   touch(R, ROOM_TTL, q)
 end
 
--- Closes the current question (answers are refused from here on) and scores its answers (score_step): a
--- room of up to SCORE_STEP players in this call, which then publishes the reveal and the top-N
--- leaderboard and schedules the next question (finish_scoring); a bigger room
+-- Closes the current question: publishes the reveal (the distribution is counted as answers come in),
+-- then scores the answers (score_step): a room of up to SCORE_STEP players in this call, which then
+-- publishes the top-N leaderboard and schedules the next question (finish_scoring); a bigger room
 -- continues in `score` timer fires (the engine fires the entry again at once while the reply says
 -- why "more"), so no call holds Redis for more than a few ms.
 local function reveal(R, now, skipped)
@@ -547,11 +545,22 @@ local function reveal(R, now, skipped)
   local i = int(q)
   local gen = redis.call('HINCRBY', R.P, 'gen', 1)
   redis.call('HSET', R.P, 'state', 'REVEAL', 'revAt', int(now), 'paused', '0', 'sq', i, 'scur', '0')
-  -- the room's size at the reveal (totalCount of the reveal, totalPlayers of `results`) and whether
-  -- the host skipped, for the reveal event that scoring publishes
+  local z = hm(R.Q, { 'c' .. i, 'e' .. i, 'no' .. i })
+  local nopt = tonumber(z['no' .. i])
+  local fields = { 'n' }
+  for k = 0, nopt - 1 do fields[#fields + 1] = 'd' .. int(k) end
+  local counts = redis.call('HMGET', qkey(R, q), unpack(fields))
+  local dist = {}
+  for k = 2, #counts do dist[#dist + 1] = int(tonumber(counts[k]) or 0) end
   local np = tonumber(redis.call('HGET', R.P, 'np')) or 0
-  redis.call('HSET', qkey(R, q), 'np', int(np), 'skip', skipped and '1' or '0')
-  redis.call('UNLINK', R.P .. ':lbn', lb_after(R, q))
+  local m = { kv('qIndex', i), kv('correctIndex', z['c' .. i]), kv('distribution', arr(dist)),
+    kv('answeredCount', int(tonumber(counts[1]) or 0)), kv('totalCount', int(np)) }
+  if z['e' .. i] and z['e' .. i] ~= '' then m[#m + 1] = kv('explanationText', z['e' .. i]) end
+  m[#m + 1] = kv('skipped', jbool(skipped))
+  emit(R, 'game:question:reveal', obj(m))
+  -- the room's size at the reveal: `results` answers totalPlayers with it
+  redis.call('HSET', qkey(R, q), 'np', int(np))
+  redis.call('UNLINK', R.P .. ':lbn')
   if score_step(R, q) then
     finish_scoring(R, q, gen, now)
   else
@@ -625,14 +634,6 @@ local function remove_player(R, pid, reason, kicked_by, now)
   redis.call('HDEL', R.P .. ':sess', pid)
   redis.call('HDEL', R.P .. ':secret', pid)
   redis.call('HDEL', R.P .. ':viol', pid)
-  -- a leaver's answer to a question not scored yet still counts in its distribution (the scoring walk
-  -- visits the players in the room)
-  local st, cq = unpack(redis.call('HMGET', R.P, 'state', 'cur'))
-  if st == 'ACTIVE' or st == 'REVEAL' then
-    local qk = R.P .. ':q:' .. cq
-    local a, _, pts = split_answer(redis.call('HGET', qk, 'a:' .. pid))
-    if a and not pts then redis.call('HINCRBY', qk, 'd' .. int(a), 1) end
-  end
   redis.call('ZREM', R.P .. ':lb', pid)
   lb_scoring_also(R, 'ZREM', pid)
   redis.call('LREM', R.P .. ':recent', 0, pj)
@@ -987,8 +988,8 @@ end
 --         already_answered, rate_limited, bad_payload.
 -- The hot path records the answer and nothing else: one HMGET of the room, TIME, the HSETNX lock of
 -- a:<pid> = "idx:serverMs:remainingMs" (one answer per player per question), the membership check, and
--- the answered counter. Points, streaks and the per-option counts are computed at the reveal from the
--- stored record (score_step). If every player has now answered, the question is revealed in this same
+-- the answered and per-option counters (the reveal publishes the distribution at once). Points and
+-- streaks are computed at the reveal from the stored record (score_step). If every player has now answered, the question is revealed in this same
 -- call. Anything else (not open, another question, late, out of range, a second answer, a non-member)
 -- goes to answer_refused, which makes the checks in their documented order. answer_fast (registered as
 -- `answer_submit`) runs the same path without the refusal machinery.
@@ -1014,6 +1015,7 @@ local function answer_submit(keys, args)
           redis.call('HDEL', qk, a)
           require_player(R, pid)
         end
+        redis.call('HINCRBY', qk, 'd' .. ai, 1)
         if redis.call('HINCRBY', qk, 'n', 1) >= (tonumber(np) or 0) then reveal(R, now, false) end
         return '{"received":true,"qIndex":' .. cur .. ',"serverTime":' .. int(now) .. '}'
       end
@@ -1049,6 +1051,7 @@ local function answer_fast(keys, args)
       local rem = paused and tonumber(prem) or (endsAt - now)
       if redis.call('HSETNX', qk, a, ai .. ':' .. now .. ':' .. rem) == 1 then
         if redis.call('HEXISTS', P .. ':players', pid) == 1 then
+          redis.call('HINCRBY', qk, 'd' .. ai, 1)
           if redis.call('HINCRBY', qk, 'n', 1) >= (tonumber(np) or 0) then
             local r = checked_reveal(keys, { now })
             if type(r) == 'table' then return r end -- an error reply
@@ -1295,8 +1298,10 @@ end
 -- results (no-writes)
 -- KEYS: room[, timers]
 -- ARGV: qIndex, playerId, playerId, ... (1..1000 ids)
--- Reply: JSON array aligned with the ids: an AnswerResult per player (total and rank as they were after
---        question qIndex, totalPlayers as at its reveal), or null for an id that was not a player then.
+-- Reply: JSON array aligned with the ids: an AnswerResult per player (points, total and streak after
+--        question qIndex; rank among the room as it is now for the last scored question, as it was when
+--        the next question had been scored for an earlier one; totalPlayers as at its reveal), or null
+--        for an id that was not in that leaderboard.
 --        For the last scored question (its game:leaderboard is out) and the RESULTS_KEEP questions
 --        before it, whatever is open now: the edge fetches them when the leaderboard arrives.
 -- Errors: room_not_found, wrong_state (not revealed and scored yet), wrong_question (more than
@@ -1308,13 +1313,14 @@ local function results(keys, args)
   if nids < 1 or nids > RESULTS_MAX then fail('bad_payload', 'results takes 1..' .. RESULTS_MAX .. ' playerIds') end
   local r = hm(R.P, { 'state', 'np', 'lsq' })
   require_room(r)
-  -- the last scored question; each scored question's leaderboard is kept in P:lb:<q> (lb_after)
+  -- the last scored question's totals are P:lb; earlier ones are kept in P:lb:<q> (lb_after)
   local scored = tonumber(r.lsq) or -1
   if q > scored then fail('wrong_state', 'question ' .. int(q) .. ' is not revealed yet') end
   if q < scored - RESULTS_KEEP then
     fail('wrong_question', 'results of question ' .. int(q) .. ' are no longer available')
   end
-  local lb = lb_after(R, q)
+  local lb = R.P .. ':lb'
+  if q < scored then lb = lb_after(R, q) end
   local ids, afields = {}, { 'np' }
   for k = 2, #args do
     ids[#ids + 1] = args[k]
