@@ -474,6 +474,22 @@ impl Rooms {
         }
     }
 
+    /// The personal results of the leaderboards a member got in a replay instead of live (a catch-up
+    /// from the room log, a reconnect's missed events): fetched and sent as after a live one (`results`
+    /// keeps the last four scored questions). `player` `None` (the host): nothing.
+    pub fn results_after_replay(
+        self: &Rc<Self>,
+        code: &Arc<str>,
+        conn_id: u64,
+        player: Option<&Rc<str>>,
+        boards: Vec<u32>,
+    ) {
+        let Some(p) = player else { return };
+        for q in boards {
+            self.deliver_results(code.clone(), q, vec![(conn_id, p.clone())]);
+        }
+    }
+
     /// Fetches each local player's own result of question `q` (batched FCALLs) and sends it to them alone.
     fn deliver_results(self: &Rc<Self>, code: Arc<str>, q: u32, players: Vec<(u64, Rc<str>)>) {
         let this = self.clone();
@@ -556,6 +572,8 @@ impl Rooms {
                     Err(_) => return,
                 };
                 let first = entries.first().and_then(|(id, _)| seq_of(id));
+                // the leaderboards in the replay: their personal results follow, as after a live one
+                let mut boards = Vec::new();
                 let missed = if first.is_some_and(|s| s != from + 1) {
                     Missed::Gap
                 } else {
@@ -569,6 +587,9 @@ impl Rooms {
                                 let f =
                                     super::hub::room_frame(code.clone(), json.as_bytes()).ok()?;
                                 show = show_mark(&f).or(show);
+                                if let ServerEvent::Leaderboard(l) = &f.event {
+                                    boards.push(l.q_index);
+                                }
                                 Some((seq, f.frame(m.codec).clone(), class_of(&f.event)))
                             })
                             .collect();
@@ -588,6 +609,7 @@ impl Rooms {
                         {
                             m.last_seq = seq;
                         }
+                        this.results_after_replay(&code, conn_id, player.as_ref(), boards);
                     }
                     Ok(CaughtUp::Snapshot(state)) => {
                         let mut rooms = this.rooms.borrow_mut();

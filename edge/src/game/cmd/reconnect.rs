@@ -54,6 +54,8 @@ pub fn attempt(
             },
         };
         let sealed = cx.st.borrow().sealed;
+        // the leaderboards replayed: their personal results follow once the socket is a member
+        let mut boards = Vec::new();
         let (reply, seen) = match back.recovery {
             Recovery::Events(events) => {
                 // Replayed as they were published (all reliable), then the `ok` (one more frame).
@@ -63,6 +65,9 @@ pub fn attempt(
                     .filter_map(|raw| room_frame(code.clone(), raw.as_bytes()).ok())
                     .map(|f| {
                         show = show_mark(&f).or(show);
+                        if let ServerEvent::Leaderboard(l) = &f.event {
+                            boards.push(l.q_index);
+                        }
                         (f.seq, f.frame(cx.codec).clone(), FrameClass::Reliable)
                     })
                     .collect();
@@ -80,6 +85,7 @@ pub fn attempt(
                 {
                     CaughtUp::Replayed { .. } => (cx.ok(), back.seq),
                     CaughtUp::Snapshot(state) => {
+                        boards.clear();
                         let seq = state.seq;
                         (ServerEvent::ReconnectState(state), seq)
                     }
@@ -93,7 +99,9 @@ pub fn attempt(
         };
         // Nothing is written between here and the reply (the catch-up, if any, is its own task).
         cx.rooms
-            .add_member(&code, &cx.conn, cx.codec, player, seen, sealed);
+            .add_member(&code, &cx.conn, cx.codec, player.clone(), seen, sealed);
+        cx.rooms
+            .results_after_replay(&code, cx.conn.id(), player.as_ref(), boards);
         Ok(reply)
     })
 }
