@@ -210,6 +210,12 @@ mod tests {
                 r#"{"fired":false,"why":"early","retryInMs":0}"#,
                 FireResult::NotYet { retry_in_ms: 1 },
             ),
+            // a scoring step with more to do: the same entry again at once
+            (
+                r#"{"fired":true,"kind":"score","q":2,"why":"more","retryInMs":0}"#,
+                FireResult::NotYet { retry_in_ms: 1 },
+            ),
+            (r#"{"fired":true,"kind":"score","q":2}"#, FireResult::Fired),
         ];
         for (json, want) in cases {
             assert_eq!(parse_reply(&bulk(json)), Ok(want), "{json}");
