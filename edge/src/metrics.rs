@@ -32,6 +32,14 @@ pub struct GameSeries {
     pub answer_waits_total: AtomicU64,
     /// Of those, the ones no replica confirmed in time (their answers got `unavailable`).
     pub answer_waits_failed_total: AtomicU64,
+    /// Fair start: questions a worker sealed (or held back) ahead of their `showAt`.
+    pub seals_total: AtomicU64,
+    /// Their keys' leads over `showAt`, summed, ms (divided by `seals_total`: the mean head start).
+    pub seal_lead_ms_total: AtomicU64,
+    /// The lead of the last question sealed on this process, ms.
+    pub seal_lead_ms: AtomicI64,
+    /// `game:question:key` frames sent.
+    pub seal_keys_total: AtomicU64,
     /// `error` replies sent, by code (index in `ErrorCode::ALL`).
     refusals: [AtomicU64; ErrorCode::ALL.len()],
 }
@@ -44,6 +52,10 @@ pub static GAME: GameSeries = GameSeries {
     answers_total: AtomicU64::new(0),
     answer_waits_total: AtomicU64::new(0),
     answer_waits_failed_total: AtomicU64::new(0),
+    seals_total: AtomicU64::new(0),
+    seal_lead_ms_total: AtomicU64::new(0),
+    seal_lead_ms: AtomicI64::new(0),
+    seal_keys_total: AtomicU64::new(0),
     refusals: [const { AtomicU64::new(0) }; ErrorCode::ALL.len()],
 };
 
@@ -94,6 +106,14 @@ impl GameSeries {
             "# HELP ringside_edge_answer_waits_total WAIT 1 sent to confirm answers on a replica (one per group).\n# TYPE ringside_edge_answer_waits_total counter\nringside_edge_answer_waits_total {}\n# HELP ringside_edge_answer_waits_failed_total WAITs no replica confirmed in time (their answers got unavailable).\n# TYPE ringside_edge_answer_waits_failed_total counter\nringside_edge_answer_waits_failed_total {}",
             self.answer_waits_total.load(Relaxed),
             self.answer_waits_failed_total.load(Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP ringside_edge_seals_total Questions sealed or held back ahead of their showAt (fair start).\n# TYPE ringside_edge_seals_total counter\nringside_edge_seals_total {}\n# HELP ringside_edge_seal_lead_ms_total Sum of their keys' leads over showAt, ms (/ seals_total: the mean head start).\n# TYPE ringside_edge_seal_lead_ms_total counter\nringside_edge_seal_lead_ms_total {}\n# HELP ringside_edge_seal_lead_ms The key's lead over showAt of the last question sealed here, ms.\n# TYPE ringside_edge_seal_lead_ms gauge\nringside_edge_seal_lead_ms {}\n# HELP ringside_edge_seal_keys_total game:question:key frames sent.\n# TYPE ringside_edge_seal_keys_total counter\nringside_edge_seal_keys_total {}",
+            self.seals_total.load(Relaxed),
+            self.seal_lead_ms_total.load(Relaxed),
+            self.seal_lead_ms.load(Relaxed),
+            self.seal_keys_total.load(Relaxed)
         );
         let _ = writeln!(
             s,
@@ -303,6 +323,9 @@ mod tests {
             "ringside_edge_hosts ",
             "ringside_edge_sendq_bytes ",
             "ringside_edge_answers_total ",
+            "ringside_edge_seals_total ",
+            "ringside_edge_seal_lead_ms ",
+            "ringside_edge_seal_keys_total ",
             "ringside_edge_refusals_total{code=\"bad_hash\"} ",
         ] {
             assert!(t.contains(series), "{series} in {t}");

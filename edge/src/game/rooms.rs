@@ -281,6 +281,9 @@ impl Rooms {
                 if let Some(at) = seal::wants_seal(show, lead, seal::now_ms()) {
                     room.seal = Some(QuestionSeal::new(&frame, show, at));
                     key_at = Some(at);
+                    GAME.seals_total.fetch_add(1, Relaxed);
+                    GAME.seal_lead_ms_total.fetch_add(lead, Relaxed);
+                    GAME.seal_lead_ms.store(lead as i64, Relaxed);
                 }
             }
             let held = room
@@ -382,12 +385,14 @@ impl Rooms {
             s.key_sent = true;
             let sealing = seal::enabled();
             let mut clear: Option<Arc<RoomFrame>> = None;
+            let mut keys = 0u64;
             for (id, m) in members.iter_mut() {
                 if m.last_seq >= seq {
                     if m.sealed && sealing {
                         let _ = m
                             .conn
                             .send(s.key_frame(m.codec).clone(), FrameClass::Reliable);
+                        keys += 1;
                     }
                 } else if !m.syncing && m.last_seq + 1 == seq {
                     let f = clear.get_or_insert_with(|| s.clear.clone());
@@ -398,6 +403,7 @@ impl Rooms {
                     }
                 }
             }
+            GAME.seal_keys_total.fetch_add(keys, Relaxed);
         }
         for id in behind {
             self.catch_up(code.clone(), id);

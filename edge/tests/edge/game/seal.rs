@@ -207,6 +207,16 @@ async fn a_sealed_question_is_readable_only_from_its_key_time_and_answers_count_
         assert_eq!(show.show_at, Some(show_at), "{who}: one showAt");
     }
 
+    // The edge counts what it sealed and the keys it sent (/metrics; process-wide in this test binary).
+    let g = &ringside_edge::metrics::GAME;
+    use std::sync::atomic::Ordering::Relaxed;
+    assert!(g.seals_total.load(Relaxed) >= 1);
+    assert!(
+        g.seal_keys_total.load(Relaxed) >= 3,
+        "keys to a, b and the host"
+    );
+    assert!(g.seal_lead_ms_total.load(Relaxed) >= LEAD_MS);
+
     // No frame of any socket carries the key or the question's text before the key time.
     let key_time = show_at - LEAD_MS;
     let keys = [&key_a.key, &key_b.key, &key_h.key];
