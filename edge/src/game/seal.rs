@@ -152,10 +152,11 @@ pub struct QuestionSeal {
     key_msgpack: Bytes,
 }
 
-/// Why a question is not sealed: sealing is off, or its `showAt` is too close (the clear show then goes
-/// out at once, as before).
+/// The key time of a show that arrived before it (`showAt − lead`); `None` when its `showAt` is too
+/// close (or absent): the clear show then goes out at once, as before. With sealing off (`--seal false`)
+/// a question is still held back to its key time, only never sealed: everyone gets it in clear then.
 pub fn wants_seal(show: &QuestionShow, lead_ms: u64, now: u64) -> Option<u64> {
-    if !ENABLED.load(Relaxed) || show.sealed.is_some() {
+    if show.sealed.is_some() {
         return None;
     }
     let key_at = show.show_at?.checked_sub(lead_ms)?;
@@ -401,6 +402,31 @@ mod tests {
         assert_eq!(opened.question, show().question);
         assert_eq!(opened.answers, show().answers);
         assert_eq!(key.show_at, sealed.show_at.unwrap());
+    }
+
+    #[test]
+    fn a_show_is_held_to_its_key_time_only_when_that_is_still_ahead() {
+        let s = show(); // showAt 1_795_500_003_000
+        assert_eq!(
+            wants_seal(&s, 300, 1_795_500_000_000),
+            Some(1_795_500_002_700)
+        );
+        assert_eq!(
+            wants_seal(&s, 300, 1_795_500_002_700),
+            None,
+            "key time now: clear at once"
+        );
+        let old = QuestionShow {
+            show_at: None,
+            ..show()
+        };
+        assert_eq!(
+            wants_seal(&old, 300, 0),
+            None,
+            "no showAt: shown on arrival"
+        );
+        let sealed = seal_show(&[1; 32], "K7QP2M", &s);
+        assert_eq!(wants_seal(&sealed, 300, 0), None, "never sealed twice");
     }
 
     #[test]
