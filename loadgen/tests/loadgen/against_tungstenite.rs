@@ -7,6 +7,9 @@
 //! report must show that the client handled what the server sent: a text message, a WebSocket ping, and
 //! a message fragmented over two frames.
 //!
+//! A server that answers its first upgrades with `503` + `Retry-After` (an edge past an admission
+//! threshold) checks that the client waits and tries again, and counts the refusals apart.
+//!
 //! The SLO tests run the same scenario with an objective nothing can meet (`connect_p99_ms=0`: every
 //! connect takes more than 0 ms) and one nothing can miss (a minute), and check the exit code.
 
@@ -23,6 +26,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Debug, Default)]
 struct Seen {
+    /// Upgrades still to refuse with `503` + `Retry-After: 1`.
+    refuse: usize,
+    refused: usize,
     upgrades: usize,
     offered_json: usize,
     pongs_echoed: usize,
@@ -39,11 +45,35 @@ const JOINED_PART_2: &str = r#""name":"Ada","avatar":1}],"joinedCount":1,"totalC
 #[allow(clippy::result_large_err)] // the callback's error type is tungstenite's
 async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
     loop {
-        let Ok((tcp, _)) = listener.accept().await else {
+        let Ok((mut tcp, _)) = listener.accept().await else {
             return;
         };
         let seen = seen.clone();
         tokio::spawn(async move {
+            let refuse = {
+                let mut s = seen.lock().unwrap();
+                let r = s.refuse > 0;
+                s.refuse = s.refuse.saturating_sub(1);
+                r
+            };
+            if refuse {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                // Read the whole request first (closing with unread bytes would reset the socket).
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let busy = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                if tcp.write_all(busy.as_bytes()).await.is_ok() {
+                    seen.lock().unwrap().refused += 1;
+                }
+                let _ = tcp.shutdown().await;
+                return;
+            }
             let seen2 = seen.clone();
             let cb = move |req: &Request, mut resp: Response| {
                 let offered = req
@@ -123,7 +153,15 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
 
 /// Starts the server on a runtime of its own thread; returns its address and what it saw.
 fn start_server() -> (SocketAddr, Arc<Mutex<Seen>>) {
-    let seen = Arc::new(Mutex::new(Seen::default()));
+    start_server_refusing(0)
+}
+
+/// The server, answering its first `refuse` upgrades with `503` + `Retry-After: 1`.
+fn start_server_refusing(refuse: usize) -> (SocketAddr, Arc<Mutex<Seen>>) {
+    let seen = Arc::new(Mutex::new(Seen {
+        refuse,
+        ..Seen::default()
+    }));
     let (tx, rx) = std::sync::mpsc::channel();
     let s = seen.clone();
     std::thread::spawn(move || {
@@ -233,6 +271,27 @@ fn the_client_speaks_rfc_6455_with_an_independent_server() {
         std::fs::read_to_string(dir.path().join("report.html")).unwrap(),
         html
     );
+}
+
+#[test]
+fn an_upgrade_refused_with_503_is_tried_again_after_its_retry_after() {
+    let (addr, seen) = start_server_refusing(3);
+    let dir = tempfile::tempdir().unwrap();
+    let out = loadgen(addr, 5, dir.path(), &["--connect-retries", "0"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let c = &report(dir.path())["counters"];
+    // Every socket got in, though 3 upgrades were refused and no connect retry was allowed: a refusal
+    // is waited out (its Retry-After), not counted as a failure or a retry.
+    assert_eq!(c["sockets_connected"], 5, "{stdout}");
+    assert_eq!(c["upgrade_refused"], 3, "{stdout}");
+    assert_eq!(c["sockets_attempted"], 8, "{stdout}");
+    assert_eq!(c["upgrade_failed"], 0, "{stdout}");
+    assert_eq!(c["connect_retries"], 0, "{stdout}");
+    assert_eq!(c["connect_gave_up"], 0, "{stdout}");
+    assert!(stdout.contains("admission: 3 upgrades refused"), "{stdout}");
+    let s = seen.lock().unwrap();
+    assert_eq!((s.refused, s.upgrades), (3, 5), "{s:?}");
 }
 
 #[test]
