@@ -1030,33 +1030,56 @@ end
 -- canonical form, goes to answer_submit (wrapped by `api`), which checks everything again and refuses with
 -- the documented error.
 local checked_answer, checked_reveal -- api(answer_submit), api(reveal of the room): set at registration
-local function answer_fast(keys, args)
-  local P, pid, qs = keys[1], args[1], args[2]
-  local ai = tonumber(args[3])
-  if type(P) ~= 'string' or type(pid) ~= 'string' or type(qs) ~= 'string' or not ai or ai < 0
-    or ai ~= math.floor(ai) or #pid > 64 or not string.find(pid, '^[%w_%-]+$') then
-    return checked_answer(keys, args)
+-- Per room key P (checked once): the room's derived key names, so the hot path builds no key strings.
+-- A library-level cache (Redis keeps the library's Lua state between calls), emptied past ROOM_CACHE_MAX.
+local ROOM_CACHE_MAX = 20000
+local room_cache, room_cache_n = {}, 0
+local function room_keys(P, T)
+  local c = room_cache[P]
+  if c then
+    if c.T == T then return c end
+    return nil
   end
   local tag = string.match(P, '^room:({p%d%d+}):[A-Z0-9]+$')
-  if not tag or keys[2] ~= 'timers:' .. tag then return checked_answer(keys, args) end
+  if not tag or T ~= 'timers:' .. tag then return nil end
+  if room_cache_n >= ROOM_CACHE_MAX then room_cache, room_cache_n = {}, 0 end
+  c = { T = T, players = P .. ':players', q = {} }
+  room_cache[P] = c
+  room_cache_n = room_cache_n + 1
+  return c
+end
+
+local function answer_fast(keys, args)
+  local P, pid, qs, as = keys[1], args[1], args[2], args[3]
+  if type(P) ~= 'string' or type(pid) ~= 'string' or type(qs) ~= 'string' or type(as) ~= 'string'
+    or #pid > 64 or #as > 6 or not string.find(pid, '^[%w_%-]+$')
+    or not (as == '0' or string.find(as, '^[1-9]%d*$')) then
+    return checked_answer(keys, args)
+  end
+  local c = room_keys(P, keys[2])
+  if not c then return checked_answer(keys, args) end
   local state, cur, endsAt, paused, prem, np, qno, qstart = unpack(redis.call('HMGET', P, unpack(SUBMIT_FIELDS)))
-  if state == 'ACTIVE' and qs == cur and ai < tonumber(qno) then
+  if state == 'ACTIVE' and qs == cur and tonumber(as) < tonumber(qno) then
     local now = now_ms()
     endsAt = tonumber(endsAt)
     paused = paused == '1'
     if now >= (tonumber(qstart) or 0) and (paused or now <= endsAt + GRACE_MS) then
-      local qk = P .. ':q:' .. cur
+      local qk = c.q[cur]
+      if not qk then
+        qk = P .. ':q:' .. cur
+        c.q[cur] = qk
+      end
       local a = 'a:' .. pid
-      -- epoch ms and remaining ms are whole numbers far below 1e14: Lua writes them without exponent
-      local rem = paused and tonumber(prem) or (endsAt - now)
-      if redis.call('HSETNX', qk, a, ai .. ':' .. now .. ':' .. rem) == 1 then
-        if redis.call('HEXISTS', P .. ':players', pid) == 1 then
-          redis.call('HINCRBY', qk, 'd' .. ai, 1)
+      local ns = int(now)
+      local rem = paused and prem or int(endsAt - now)
+      if redis.call('HSETNX', qk, a, as .. ':' .. ns .. ':' .. rem) == 1 then
+        if redis.call('HEXISTS', c.players, pid) == 1 then
+          redis.call('HINCRBY', qk, 'd' .. as, 1)
           if redis.call('HINCRBY', qk, 'n', 1) >= (tonumber(np) or 0) then
             local r = checked_reveal(keys, { now })
             if type(r) == 'table' then return r end -- an error reply
           end
-          return '{"received":true,"qIndex":' .. cur .. ',"serverTime":' .. now .. '}'
+          return '{"received":true,"qIndex":' .. cur .. ',"serverTime":' .. ns .. '}'
         end
         redis.call('HDEL', qk, a)
       end
