@@ -21,6 +21,11 @@ pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// its ack again).
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Internal retries of one cluster request (redirects, reconnects, a slot-map refresh), 10–200 ms
+/// apart: a failover is followed within a few hundred ms of the promotion, and a request to a slot
+/// whose primary is gone fails fast (`unavailable`, the caller or client resends) instead of queueing.
+pub const CLUSTER_RETRIES: u32 = 3;
+
 /// A connection to a standalone Redis or to a Redis Cluster. Cloning is cheap and shares the connection.
 #[derive(Clone)]
 pub enum Redis {
@@ -50,6 +55,9 @@ impl Redis {
             let client = redis::cluster::ClusterClient::builder(urls.to_vec())
                 .connection_timeout(CONNECTION_TIMEOUT)
                 .response_timeout(RESPONSE_TIMEOUT)
+                .retries(CLUSTER_RETRIES)
+                .min_retry_wait(10)
+                .max_retry_wait(200)
                 .build()?;
             Ok(Redis::Cluster(client.get_async_connection().await?))
         } else {

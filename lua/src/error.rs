@@ -40,7 +40,18 @@ impl GameError {
             GameError::Redis(e)
                 if matches!(
                     e.code(),
-                    Some("CLUSTERDOWN" | "TRYAGAIN" | "LOADING" | "MASTERDOWN")
+                    // MOVED/ASK/READONLY that outlive the client's retries: the cluster is failing
+                    // over (a replica still redirects to its dead primary, or a demoted primary
+                    // refuses writes) — transient, the client resends.
+                    Some(
+                        "CLUSTERDOWN"
+                            | "TRYAGAIN"
+                            | "LOADING"
+                            | "MASTERDOWN"
+                            | "MOVED"
+                            | "ASK"
+                            | "READONLY"
+                    )
                 ) =>
             {
                 ErrorCode::Unavailable

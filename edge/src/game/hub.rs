@@ -293,13 +293,58 @@ async fn confirmer_for(flags: &DurabilityFlags, redis: &mut Redis) -> anyhow::Re
     })
 }
 
+/// How often the hub checks that every primary answers through its cluster connection.
+const HEALTH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long that check may take before the connection counts as stuck.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Cluster only: `PING`s every primary through `redis`; if one fails or the check hangs (after a
+/// failover the cluster client can be left routing a slot to its dead primary, every request timing
+/// out), connects afresh from the seeds — a new slot map from the nodes alive now — and hands the new
+/// connection back on `fresh`.
+async fn check_or_reconnect(
+    mut redis: Redis,
+    urls: Vec<String>,
+    fresh: mpsc::UnboundedSender<Redis>,
+) {
+    let ping = redis::cmd("PING");
+    let healthy = match tokio::time::timeout(HEALTH_TIMEOUT, redis.on_every_primary(&ping)).await {
+        Ok(Ok(nodes)) => nodes.iter().all(|(_, r)| r.is_ok()),
+        _ => false,
+    };
+    if healthy {
+        return;
+    }
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        Redis::connect(&urls, true),
+    )
+    .await
+    {
+        Ok(Ok(new)) => {
+            tracing::warn!(
+                "a primary did not answer: reconnected to the cluster with a fresh slot map"
+            );
+            let _ = fresh.send(new);
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "a primary did not answer; reconnecting failed"),
+        Err(_) => tracing::warn!("a primary did not answer; reconnecting timed out"),
+    }
+}
+
 async fn run(
     cfg: RedisConfig,
     redis: Redis,
     mut rx: mpsc::UnboundedReceiver<HubCmd>,
     workers: Vec<mpsc::UnboundedSender<WorkerMsg>>,
 ) {
-    let game = Game::new(redis.clone());
+    let mut redis = redis;
+    let mut game = Game::new(redis.clone());
+    // Topology refresh (cluster): a periodic check, and a fresh connection when it fails.
+    let (fresh_tx, mut fresh_rx) = mpsc::unbounded_channel::<Redis>();
+    let mut health = tokio::time::interval(HEALTH_EVERY);
+    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut check: Option<tokio::task::JoinHandle<()>> = None;
     let (sub_tx, sub_rx) = mpsc::unbounded_channel();
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
     let seeds = cfg.urls.iter().map(|u| pubsub::addr_of_url(u)).collect();
@@ -319,6 +364,15 @@ async fn run(
     loop {
         tokio::select! {
             _ = collect.tick() => crate::sys::allocator_collect_light(),
+            _ = health.tick(), if cfg.cluster => {
+                if check.as_ref().is_none_or(|c| c.is_finished()) {
+                    check = Some(tokio::spawn(check_or_reconnect(redis.clone(), cfg.urls.clone(), fresh_tx.clone())));
+                }
+            }
+            Some(new) = fresh_rx.recv() => {
+                redis = new;
+                game = Game::new(redis.clone());
+            }
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { return };
                 match cmd {

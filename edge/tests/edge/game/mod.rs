@@ -31,6 +31,7 @@ mod admission;
 mod bad_input;
 mod delivery;
 mod errors;
+mod failover;
 mod full_game;
 mod host_lobby;
 mod ownership;
