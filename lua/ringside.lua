@@ -1071,7 +1071,7 @@ local function answer_fast(keys, args)
       end
       local a = 'a:' .. pid
       local ns = int(now)
-      local rem = paused and prem or int(endsAt - now)
+      local rem = paused and (prem or '0') or int(endsAt - now)
       if redis.call('HSETNX', qk, a, as .. ':' .. ns .. ':' .. rem) == 1 then
         if redis.call('HEXISTS', c.players, pid) == 1 then
           redis.call('HINCRBY', qk, 'd' .. as, 1)
