@@ -247,6 +247,11 @@ pub async fn play_joined(
         }
         // every player answered: revealed early; otherwise the host closes the question
         let _ = game.skip(code, host_token, None).await;
+        // a room over one scoring step (500 players) is scored by `score` fires before the next
+        // question is scheduled
+        if ids.len() > 500 {
+            fire_latest(game, code, "score").await;
+        }
         fire_latest(game, code, "next_question").await;
     }
 }
