@@ -98,17 +98,25 @@ async fn show_of(c: &mut Client, q: u32) -> QuestionShow {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn primary_killed_mid_question_loses_no_acked_answer_and_the_game_finishes() {
+/// A replicated cluster (3 primaries, 1 replica each) with the library and [`FAILOVER_QUIZ`] loaded,
+/// the engine, and an edge whose answers ack with `durability`.
+async fn replicated_stack(
+    durability: AnswerDurability,
+) -> (
+    RedisCluster,
+    Redis,
+    ringside_engine::Engine,
+    ringside_edge::ServerHandle,
+) {
     let cluster = RedisCluster::start_replicated(3).expect("replicated cluster starts");
     let urls = cluster.urls();
     let mut conn = Redis::connect(&urls, true).await.unwrap();
     ringside_lua::ensure_loaded(&mut conn).await.unwrap();
-    let game = Game::new(conn.clone());
-    game.store_quiz(&Quiz::from_json(FAILOVER_QUIZ).unwrap())
+    Game::new(conn.clone())
+        .store_quiz(&Quiz::from_json(FAILOVER_QUIZ).unwrap())
         .await
         .unwrap();
-    let _engine = start_engine(urls.clone(), true).await;
+    let engine = start_engine(urls.clone(), true).await;
     let mut cfg = Config::echo("127.0.0.1:0".parse().unwrap());
     cfg.echo = false;
     cfg.threads = 2;
@@ -121,7 +129,7 @@ async fn primary_killed_mid_question_loses_no_acked_answer_and_the_game_finishes
                 urls,
                 cluster: true,
                 durability: DurabilityFlags {
-                    answer_durability: AnswerDurability::Replica,
+                    answer_durability: durability,
                     answer_wait_timeout_ms: 500,
                 },
             },
@@ -136,6 +144,13 @@ async fn primary_killed_mid_question_loses_no_acked_answer_and_the_game_finishes
     )
     .expect("game layer connects");
     let edge = common::start_with(cfg, Arc::new(factory));
+    (cluster, conn, engine, edge)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_killed_mid_question_loses_no_acked_answer_and_the_game_finishes() {
+    let (cluster, mut conn, _engine, edge) = replicated_stack(AnswerDurability::Replica).await;
+    let game = Game::new(conn.clone());
     let addr = edge.local_addr();
 
     let mut host = Client::connect(addr, Codec::Json).await;
@@ -364,3 +379,169 @@ async fn primary_killed_mid_question_loses_no_acked_answer_and_the_game_finishes
 }
 
 type StreamLog = Vec<(String, Vec<(String, String)>)>;
+
+/// CPU seconds (user + system) of this process's threads whose name starts with `prefix`.
+fn thread_cpu_secs(prefix: &str) -> f64 {
+    let tick = 100.0; // USER_HZ on Linux
+    let mut total = 0.0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let (utime, stime): (f64, f64) = (fields[11].parse().unwrap(), fields[12].parse().unwrap());
+        total += (utime + stime) / tick;
+    }
+    total
+}
+
+/// `INFO` section `section` of one node as (field, value) pairs.
+fn info_of(node: &ringside_testkit::RedisServer, section: &str) -> String {
+    redis::cmd("INFO")
+        .arg(section)
+        .query(&mut node.sync_conn().unwrap())
+        .unwrap()
+}
+
+/// `calls` and `usec` of `cmdstat_<cmd>` in `INFO commandstats`.
+fn cmdstat(info: &str, cmd: &str) -> (u64, u64) {
+    let Some(line) = info
+        .lines()
+        .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))
+    else {
+        return (0, 0);
+    };
+    let field = |name: &str| -> u64 {
+        line.split([':', ','])
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("calls"), field("usec"))
+}
+
+fn used_cpu(info: &str) -> f64 {
+    ["used_cpu_sys:", "used_cpu_user:"]
+        .iter()
+        .filter_map(|f| info.lines().find_map(|l| l.strip_prefix(f)))
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// The cost of an ack that waits for a replica (perf/lua.md "Answer durability"): the same burst of
+/// answers through the edge with `--answer-durability primary` and `replica`, on the replicated
+/// cluster, in the order primary, replica, replica, primary (the first run also warms up). Prints ack latency, answers/s, the hub thread's CPU per answer, and Redis-side
+/// `FCALL`/`WAIT` figures. Run: `cargo test -p ringside-edge --test edge failover::answer_ack_cost
+/// -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement (perf/lua.md), not a check"]
+async fn answer_ack_cost() {
+    const N: usize = 500;
+    for durability in [
+        AnswerDurability::Primary,
+        AnswerDurability::Replica,
+        AnswerDurability::Replica,
+        AnswerDurability::Primary,
+    ] {
+        let (cluster, _conn, _engine, edge) = replicated_stack(durability).await;
+        let addr = edge.local_addr();
+        let mut host = Client::connect(addr, Codec::Json).await;
+        let code = match host
+            .request(ClientEvent::RoomCreate(RoomCreate {
+                quiz_id: "failover-test".into(),
+                host_name: None,
+                settings: settings(),
+            }))
+            .await
+        {
+            ServerEvent::RoomCreated(c) => c.game_code,
+            other => panic!("room:create → {other:?}"),
+        };
+        let mut seated = Vec::new();
+        for chunk in (0..N).collect::<Vec<_>>().chunks(50) {
+            let joins = chunk.iter().map(|&i| {
+                let code = code.clone();
+                async move {
+                    let mut c = Client::connect(addr, Codec::Json).await;
+                    let ack = join(&mut c, &code, &format!("p{i}")).await;
+                    (c, ack)
+                }
+            });
+            seated.extend(futures_util::future::join_all(joins).await);
+        }
+        let primary = cluster
+            .primary_of_key(&ringside_protocol::keys::room(&code))
+            .unwrap();
+        let node = &cluster.nodes()[primary];
+        let (go_tx, go_rx) = tokio::sync::watch::channel(false);
+        let mut tasks = Vec::new();
+        for (mut c, ack) in seated {
+            let mut go_rx = go_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let show = show_of(&mut c, 0).await;
+                go_rx.wait_for(|g| *g).await.unwrap();
+                let wait = show.show_at.unwrap_or(0).saturating_sub(now_ms()) + 100;
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                let sent = Instant::now();
+                let out = answer_until_outcome(&mut c, &ack, 0, CORRECT[0]).await;
+                assert!(out.acked && out.unavailable == 0, "{out:?}");
+                (sent, out.at.unwrap())
+            }));
+        }
+        match host
+            .request(ClientEvent::GameStart(GameRef {
+                game_code: code.clone(),
+            }))
+            .await
+        {
+            ServerEvent::Ok(_) => {}
+            other => panic!("game:start → {other:?}"),
+        }
+        show_of(&mut host, 0).await;
+        let (stats0, cpu0) = (info_of(node, "commandstats"), info_of(node, "cpu"));
+        let hub0 = thread_cpu_secs("ringside-redis");
+        go_tx.send(true).unwrap();
+        let mut lat = Vec::new();
+        let (mut first, mut last) = (None::<Instant>, None::<Instant>);
+        for t in tasks {
+            let (sent, at) = t.await.unwrap();
+            lat.push(at - sent);
+            first = Some(first.map_or(sent, |f| f.min(sent)));
+            last = Some(last.map_or(at, |l| l.max(at)));
+        }
+        let hub = thread_cpu_secs("ringside-redis") - hub0;
+        let (stats1, cpu1) = (info_of(node, "commandstats"), info_of(node, "cpu"));
+        lat.sort();
+        let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+        let span = (last.unwrap() - first.unwrap()).as_secs_f64();
+        let (fc0, fu0) = cmdstat(&stats0, "fcall");
+        let (fc1, fu1) = cmdstat(&stats1, "fcall");
+        let (wc0, wu0) = cmdstat(&stats0, "wait");
+        let (wc1, wu1) = cmdstat(&stats1, "wait");
+        eprintln!(
+            "answer-ack-cost durability={durability:?} answers={N} ack p50={:?} p99={:?} max={:?} \
+             burst={:.0} answers/s hub_thread_cpu={:.3}s ({:.0} answers/s per hub core) \
+             primary: fcall calls={} usec/call={:.1} wait calls={} ({:.1} answers/WAIT) \
+             redis_cpu={:.3}s",
+            pct(0.5),
+            pct(0.99),
+            lat[lat.len() - 1],
+            N as f64 / span,
+            hub,
+            N as f64 / hub.max(1e-3),
+            fc1 - fc0,
+            (fu1 - fu0) as f64 / (fc1 - fc0).max(1) as f64,
+            wc1 - wc0,
+            N as f64 / (wc1 - wc0).max(1) as f64,
+            used_cpu(&cpu1) - used_cpu(&cpu0),
+        );
+        let _ = wu1 - wu0;
+        drop(edge);
+    }
+}
