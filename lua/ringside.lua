@@ -954,6 +954,13 @@ local function answer_refused(R, pid, qi, ai, state, cur, endsAt, paused, qno, q
   -- layer 5: at most ANSWER_EVENTS answer events per player per question
   local seen = redis.call('HMGET', qk, 'a:' .. pid, 'r:' .. pid)
   local answered = seen[1] and seen[1] ~= NO_ANSWER
+  -- a resend of the recorded answer (same question and option, after `unavailable`: the edge acks only
+  -- once a replica has the answer) is not another answer event; it still writes (x:<pid>), so that the
+  -- edge's WAIT after it covers the recorded answer too
+  if answered and qi == cur and tonumber(string.match(seen[1], '^(%d+):')) == ai then
+    redis.call('HINCRBY', qk, 'x:' .. pid, 1)
+    fail('already_answered', 'the first answer stands')
+  end
   local events = (answered and 1 or 0) + (tonumber(seen[2]) or 0)
   if events >= ANSWER_EVENTS then
     local r = redis.call('HINCRBY', qk, 'r:' .. pid, 1)

@@ -14,6 +14,7 @@ on_both_backends!(
     two_hundred_concurrent_submissions_store_exactly_one_answer,
     late_past_and_future_answers_are_refused_with_their_codes,
     the_third_answer_event_is_rate_limited_and_five_violations_kick,
+    resending_the_recorded_answer_is_already_answered_and_never_a_violation,
     progress_is_published_at_most_once_per_second_slot_and_only_on_change,
 );
 
@@ -136,6 +137,41 @@ async fn late_past_and_future_answers_are_refused_with_their_codes(backend: Back
     );
     // nothing was stored for the refused answers
     assert_eq!(hget(&env, &code, ":q:0", "n").await.as_deref(), Some("0"));
+}
+
+/// An edge that acks only once a replica has the answer (`--answer-durability replica`) answers
+/// `unavailable` when none confirmed in time, and the client resends the same answer: however often,
+/// that is `already_answered` (the first answer stands), never an answer event, a violation or a kick;
+/// another option is still counted.
+async fn resending_the_recorded_answer_is_already_answered_and_never_a_violation(backend: Backend) {
+    let env = env(backend).await;
+    let q = quiz(&unique("resend"), 1, 60_000);
+    let created = room(&env, &q, &settings()).await;
+    let code = created.game_code.clone();
+    let players = join_n(&env, &code, 2).await;
+    let p = &players[0];
+    open_first_question(&env, &code, &created.host_token).await;
+    env.game
+        .answer_submit(&code, &p.player_id, 0, 1)
+        .await
+        .expect("first answer");
+    for _ in 0..8 {
+        assert_eq!(
+            refusal(env.game.answer_submit(&code, &p.player_id, 0, 1).await),
+            ErrorCode::AlreadyAnswered
+        );
+    }
+    assert_eq!(hget(&env, &code, ":viol", &p.player_id).await, None);
+    assert_eq!(hget(&env, &code, ":q:0", "n").await.as_deref(), Some("1"));
+    // another option is a second answer event, then a violation
+    assert_eq!(
+        refusal(env.game.answer_submit(&code, &p.player_id, 0, 2).await),
+        ErrorCode::AlreadyAnswered
+    );
+    assert_eq!(
+        refusal(env.game.answer_submit(&code, &p.player_id, 0, 2).await),
+        ErrorCode::RateLimited
+    );
 }
 
 async fn the_third_answer_event_is_rate_limited_and_five_violations_kick(backend: Backend) {
