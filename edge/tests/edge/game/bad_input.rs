@@ -95,7 +95,18 @@ async fn bad_input_is_refused_with_its_code_and_others_are_unaffected() {
         bad.request(a.clone()).await,
         ServerEvent::AnswerAck(_)
     ));
+    // Resending the recorded answer (as after `unavailable`) is `already_answered`, not an answer event
+    // (docs/durability.md); another option is, and layer 5 refuses it.
     let r = bad.send(a).await;
+    expect_error(bad.reply(r).await, ErrorCode::AlreadyAnswered);
+    let other = ClientEvent::AnswerSubmit(AnswerSubmit {
+        game_code: code.clone(),
+        q_index: 0,
+        answer_idx: 1,
+        client_time: 0.0,
+        answer_hash: answer_hash(&bad_ack.answer_secret, &code, &bad_ack.player_id, 0, 1),
+    });
+    let r = bad.send(other).await;
     expect_error(bad.reply(r).await, ErrorCode::RateLimited);
     // The good player sees the same question and answers normally.
     let seen = good
