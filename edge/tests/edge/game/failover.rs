@@ -148,7 +148,7 @@ async fn replicated_stack(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "passes alone (4 of 4 runs) but failed 1 of 1 inside the whole game suite: after the failover \
+#[ignore = "passes alone (3 of 3 runs) but failed 1 of 1 inside the whole game suite: after the failover \
             redis-rs 1.8's cluster client can leave a slot's requests hanging (each 10 s, then again) \
             past the hub's reconnect — see docs/durability.md; run it alone: cargo test -p \
             ringside-edge --test edge failover::primary_killed -- --ignored"]
