@@ -35,6 +35,8 @@
 //! | `--addr-table-size` | `RINGSIDE_EDGE_ADDR_TABLE_SIZE` | 65536 addresses remembered per process |
 //! | `--redis` (repeatable, comma list) | `RINGSIDE_REDIS` | `redis://127.0.0.1:6379/` |
 //! | `--cluster` | `RINGSIDE_REDIS_CLUSTER` | off: the `--redis` URLs are Redis Cluster nodes when on |
+//! | `--answer-durability` | `RINGSIDE_ANSWER_DURABILITY` | `auto`: an answer is acked after `WAIT 1` (a replica has it) when the deployment has a replica at start, else on the primary's reply; `replica` / `primary` force it (docs/durability.md) |
+//! | `--answer-wait-timeout-ms` | `RINGSIDE_ANSWER_WAIT_TIMEOUT_MS` | 500: longer without a replica's confirmation → `unavailable` |
 //! | `--share-base` | `RINGSIDE_EDGE_SHARE_BASE` | `http(s)://<listen>` |
 //!
 //! With `--processes N`, the launcher sets `RINGSIDE_EDGE_CHILD_INDEX=i` (0..N) for child *i*; that index is the
