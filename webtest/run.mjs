@@ -611,6 +611,15 @@ try {
     await visible(host, 's-reveal');
   }
   say('game over');
+  {
+    // The pages run on 127.0.0.1 (a secure context), so they asked for sealed questions (/ws?sealed=1) and
+    // drew every question above only after opening it with its game:question:key (fair start).
+    const text = await (await fetch(`${BASE}/metrics`)).text();
+    const keys = text.split('\n').filter((l) => l.startsWith('ringside_edge_seal_keys_total'))
+      .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+    check(keys > 0, `the pages played sealed questions (${keys} game:question:key frames sent)`);
+    say(`fair start: ${keys} game:question:key frames sent to the pages since the edge's restart`);
+  }
 
   // ── podium ───────────────────────────────────────────────────────────────────────────────────────
   await visible(host, 's-end');
