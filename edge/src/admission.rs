@@ -121,35 +121,35 @@ pub struct AdmissionLimits {
     #[arg(
         long = "admission-max-loop-lag-ms",
         env = "RINGSIDE_EDGE_ADMISSION_MAX_LOOP_LAG_MS",
-        default_value_t = 250
+        default_value_t = AdmissionLimits::DEFAULT.max_loop_lag_ms
     )]
     pub max_loop_lag_ms: u64,
     /// Refuse new work while a worker's send queues hold this many bytes in all. 0: off.
     #[arg(
         long = "admission-max-queued-bytes",
         env = "RINGSIDE_EDGE_ADMISSION_MAX_QUEUED_BYTES",
-        default_value_t = 64 << 20
+        default_value_t = AdmissionLimits::DEFAULT.max_queued_bytes
     )]
     pub max_queued_bytes: u64,
     /// Refuse new work while this many Redis calls of the process are in flight. 0: off.
     #[arg(
         long = "admission-max-redis-in-flight",
         env = "RINGSIDE_EDGE_ADMISSION_MAX_REDIS_IN_FLIGHT",
-        default_value_t = 10_000
+        default_value_t = AdmissionLimits::DEFAULT.max_redis_in_flight
     )]
     pub max_redis_in_flight: u64,
     /// Refuse new work while recent Redis calls take this many ms on average. 0: off.
     #[arg(
         long = "admission-max-redis-latency-ms",
         env = "RINGSIDE_EDGE_ADMISSION_MAX_REDIS_LATENCY_MS",
-        default_value_t = 500
+        default_value_t = AdmissionLimits::DEFAULT.max_redis_latency_ms
     )]
     pub max_redis_latency_ms: u64,
     /// Refuse new work past this percentage of the open-file limit (RLIMIT_NOFILE). 0: off.
     #[arg(
         long = "admission-max-fds-percent",
         env = "RINGSIDE_EDGE_ADMISSION_MAX_FDS_PERCENT",
-        default_value_t = 90
+        default_value_t = AdmissionLimits::DEFAULT.max_fds_percent
     )]
     pub max_fds_percent: u64,
     /// The least `retryAfterMs` / `Retry-After` of a refusal; a random share of it up to as much
@@ -157,49 +157,52 @@ pub struct AdmissionLimits {
     #[arg(
         long = "admission-retry-after-ms",
         env = "RINGSIDE_EDGE_ADMISSION_RETRY_AFTER_MS",
-        default_value_t = 2000
+        default_value_t = AdmissionLimits::DEFAULT.retry_after_ms
     )]
     pub retry_after_ms: u64,
     /// `session:ack`'s reconnect policy: the delay before a client's first reconnect, in ms.
     #[arg(
         long = "reconnect-delay-ms",
         env = "RINGSIDE_EDGE_RECONNECT_DELAY_MS",
-        default_value_t = 250
+        default_value_t = AdmissionLimits::DEFAULT.reconnect_delay_ms
     )]
     pub reconnect_delay_ms: u64,
     /// `session:ack`'s reconnect policy: the jitter window of an idle edge, in ms.
     #[arg(
         long = "reconnect-jitter-ms",
         env = "RINGSIDE_EDGE_RECONNECT_JITTER_MS",
-        default_value_t = 1000
+        default_value_t = AdmissionLimits::DEFAULT.reconnect_jitter_ms
     )]
     pub reconnect_jitter_ms: u64,
     /// `session:ack`'s reconnect policy: the jitter window of an edge at a threshold, in ms.
     #[arg(
         long = "reconnect-jitter-max-ms",
         env = "RINGSIDE_EDGE_RECONNECT_JITTER_MAX_MS",
-        default_value_t = 4000
+        default_value_t = AdmissionLimits::DEFAULT.reconnect_jitter_max_ms
     )]
     pub reconnect_jitter_max_ms: u64,
 }
 
 impl Default for AdmissionLimits {
     fn default() -> Self {
-        AdmissionLimits {
-            max_loop_lag_ms: 250,
-            max_queued_bytes: 64 << 20,
-            max_redis_in_flight: 10_000,
-            max_redis_latency_ms: 500,
-            max_fds_percent: 90,
-            retry_after_ms: 2000,
-            reconnect_delay_ms: 250,
-            reconnect_jitter_ms: 1000,
-            reconnect_jitter_max_ms: 4000,
-        }
+        AdmissionLimits::DEFAULT
     }
 }
 
 impl AdmissionLimits {
+    /// The flags' defaults (and [`Default`]'s), in one place.
+    pub const DEFAULT: AdmissionLimits = AdmissionLimits {
+        max_loop_lag_ms: 250,
+        max_queued_bytes: 64 << 20,
+        max_redis_in_flight: 10_000,
+        max_redis_latency_ms: 500,
+        max_fds_percent: 90,
+        retry_after_ms: 2000,
+        reconnect_delay_ms: 250,
+        reconnect_jitter_ms: 1000,
+        reconnect_jitter_max_ms: 4000,
+    };
+
     /// Every threshold off (echo benchmarks); the reconnect policy keeps its defaults.
     pub fn off() -> Self {
         AdmissionLimits {
