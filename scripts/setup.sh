@@ -64,8 +64,15 @@ fi
 
 # The browser test (webtest/): Debian's Chromium (driven by playwright-core, which downloads no browser), node
 # and npm, and webtest's pinned npm packages.
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  install "the browser test's Chromium, ChromeDriver, node or npm" "" chromium chromium-driver nodejs npm
+# Only what is missing: a machine whose node comes from elsewhere (NodeSource's nodejs bundles npm and
+# conflicts with Debian's npm package) must not be asked to install Debian's npm beside it.
+browser_pkgs=()
+command -v chromium >/dev/null 2>&1 || browser_pkgs+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || browser_pkgs+=(chromium-driver)
+command -v node >/dev/null 2>&1 || browser_pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || browser_pkgs+=(npm)
+if [ "${#browser_pkgs[@]}" -gt 0 ]; then
+  install "the browser test's Chromium, ChromeDriver, node or npm" "" "${browser_pkgs[@]}"
 fi
 webtest="$(dirname "$0")/../webtest"
 if [ ! -f "$webtest/node_modules/.package-lock.json" ] || [ "$webtest/package-lock.json" -nt "$webtest/node_modules/.package-lock.json" ]; then
