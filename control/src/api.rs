@@ -43,7 +43,9 @@ use crate::{catalog, csv};
 pub struct AppState {
     pub pool: Pool,
     pub game: Game,
-    pub limiter: FailureLimiter,
+    /// Failed authentications per source address: shared with the ops endpoint (`ops.rs`), so a wrong
+    /// API key and a wrong ops token draw on the same budget.
+    pub limiter: Arc<FailureLimiter>,
     /// Base URL of the pages for join links; `None`: from the request.
     pub public_url: Option<String>,
     pub max_body: usize,

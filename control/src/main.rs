@@ -147,16 +147,21 @@ async fn serve(cli: &Cli, args: ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let limiter = Arc::new(FailureLimiter::new(
+        args.auth_failures_burst,
+        args.auth_failures_per_minute,
+    ));
     let ops = ringside_control::ops::OpsState::new(
         game.clone(),
         ops_token,
+        limiter.clone(),
         args.ops_scrape.clone(),
         &cli.redis,
     );
     let state = Arc::new(api::AppState {
         pool,
         game,
-        limiter: FailureLimiter::new(args.auth_failures_burst, args.auth_failures_per_minute),
+        limiter,
         public_url: args.public_url.clone(),
         max_body: args.max_body_bytes,
     });

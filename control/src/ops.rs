@@ -18,10 +18,11 @@
 //! open ops pages cost Redis one refresh.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -35,7 +36,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Mutex;
 
-use crate::auth::constant_time_eq;
+use crate::api::client_ip;
+use crate::auth::{constant_time_eq, FailureLimiter};
 use crate::error::ApiError;
 
 /// Rooms per page at most.
@@ -97,6 +99,8 @@ type Cached = (Instant, (u32, u32), Value);
 pub struct OpsState {
     game: Game,
     token: Option<String>,
+    /// Wrong tokens count against the source address like wrong API keys (429 `rate_limited` past the budget).
+    limiter: Arc<FailureLimiter>,
     targets: Vec<Target>,
     /// The Redis nodes to probe, each with its connection once made.
     nodes: Vec<(String, Mutex<Option<redis::aio::MultiplexedConnection>>)>,
@@ -104,16 +108,19 @@ pub struct OpsState {
 }
 
 impl OpsState {
-    /// `token`: the ops token (`None`: the endpoint is off); `redis_urls`: the nodes to probe.
+    /// `token`: the ops token (`None`: the endpoint is off); `limiter`: the API's failed-authentication
+    /// budget (shared); `redis_urls`: the nodes to probe.
     pub fn new(
         game: Game,
         token: Option<String>,
+        limiter: Arc<FailureLimiter>,
         targets: Vec<Target>,
         redis_urls: &[String],
     ) -> Arc<OpsState> {
         Arc::new(OpsState {
             game,
             token: token.filter(|t| !t.is_empty()),
+            limiter,
             targets,
             nodes: redis_urls
                 .iter()
@@ -141,16 +148,29 @@ fn default_limit() -> u32 {
     25
 }
 
-async fn ops(State(st): State<Arc<OpsState>>, headers: HeaderMap, q: Query<Page>) -> Response {
+async fn ops(
+    State(st): State<Arc<OpsState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    q: Query<Page>,
+) -> Response {
     let Some(token) = &st.token else {
         return ApiError::NotFound.into_response();
     };
+    let ip = client_ip(&headers, peer);
+    if let Err(wait) = st.limiter.check(ip) {
+        return ApiError::RateLimited {
+            retry_after_ms: wait.as_millis() as u64 + 1,
+        }
+        .into_response();
+    }
     let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        st.limiter.failed(ip);
         return ApiError::Unauthorized.into_response();
     }
     let limit = q.limit.clamp(1, MAX_LIMIT);

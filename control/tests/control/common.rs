@@ -69,7 +69,7 @@ pub async fn stack(opts: Options) -> Stack {
     let state = Arc::new(api::AppState {
         pool: pool.clone(),
         game: game.clone(),
-        limiter: FailureLimiter::new(opts.auth_failures_burst, 30),
+        limiter: Arc::new(FailureLimiter::new(opts.auth_failures_burst, 30)),
         public_url: None,
         max_body: opts.max_body,
     });

@@ -3,6 +3,7 @@
 //! the list when its game ends.
 
 use crate::common::{play_joined, quiz};
+use ringside_control::auth::FailureLimiter;
 use ringside_control::ops::{self, OpsState};
 use ringside_lua::{ensure_loaded, Game, Redis};
 use ringside_protocol::events::RoomSettings;
@@ -29,6 +30,14 @@ impl Ops {
 }
 
 async fn serve(token: Option<&str>, targets: Vec<ops::Target>) -> Ops {
+    serve_with(token, targets, FailureLimiter::new(20, 30)).await
+}
+
+async fn serve_with(
+    token: Option<&str>,
+    targets: Vec<ops::Target>,
+    limiter: FailureLimiter,
+) -> Ops {
     let redis = RedisServer::start().expect("start redis");
     let mut conn = Redis::connect(&[redis.url()], false).await.expect("redis");
     ensure_loaded(&mut conn).await.expect("load the library");
@@ -36,12 +45,19 @@ async fn serve(token: Option<&str>, targets: Vec<ops::Target>) -> Ops {
     let state = OpsState::new(
         game.clone(),
         token.map(str::to_string),
+        std::sync::Arc::new(limiter),
         targets,
         &[redis.url()],
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, ops::router(state)).await });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            ops::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
     Ops {
         _redis: redis,
         game,
@@ -197,4 +213,30 @@ async fn ops_with_ten_thousand_rooms() {
             times[2], times[4]
         );
     }
+}
+
+#[tokio::test]
+async fn wrong_ops_tokens_are_rate_limited_per_address() {
+    // a budget of 3 failures, refilled at 1 per minute: the 4th guess is refused without being checked
+    let o = serve_with(Some("ops-secret"), vec![], FailureLimiter::new(3, 1)).await;
+    assert_eq!(o.get("", Some("ops-secret")).await.0, 200);
+    for guess in ["a", "b", "c"] {
+        assert_eq!(o.get("", Some(guess)).await.0, 401, "guess {guess}");
+    }
+    let (status, v) = o.get("", Some("d")).await;
+    assert_eq!(status, 429, "{v}");
+    assert_eq!(v["error"]["code"], "rate_limited", "{v}");
+    assert!(v["error"]["retryAfterMs"].as_u64().unwrap() > 0, "{v}");
+    // the budget is the address's, so the right token waits too (a guesser cannot probe around it)
+    assert_eq!(o.get("", Some("ops-secret")).await.0, 429);
+    // another source address (the edge forwards the player's address from loopback) is not affected
+    let r = o
+        .http
+        .get(format!("{}/api/ops", o.base))
+        .bearer_auth("ops-secret")
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
 }
