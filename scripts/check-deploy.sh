@@ -12,7 +12,7 @@ if command -v systemd-analyze >/dev/null; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
   mkdir -p "$tmp/bin"
-  for b in ringside-edge ringside-engine ringside-quiz; do printf '#!/bin/sh\n' >"$tmp/bin/$b"; chmod +x "$tmp/bin/$b"; done
+  for b in ringside-edge ringside-engine ringside-quiz ringside-control; do printf '#!/bin/sh\n' >"$tmp/bin/$b"; chmod +x "$tmp/bin/$b"; done
   for u in deploy/systemd/*.service; do sed "s#/usr/local/bin/#$tmp/bin/#g" "$u" >"$tmp/$(basename "$u")"; done
   # verify prints problems and exits non-zero on errors in the units it loads.
   out=$(cd "$tmp" && systemd-analyze verify ./*.service 2>&1 || true)
