@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::admission::AdmissionLimits;
-use crate::config::{parse_duration, Config, Driver, TlsFiles};
+use crate::config::{parse_duration, parse_upstream, Config, Driver, TlsFiles};
 use crate::game::{GameConfig, GameFlags};
 use crate::sendq::SendQueueLimits;
 use crate::ws::frame::Limits;
@@ -37,8 +37,9 @@ pub struct Cli {
     #[arg(long, env = "RINGSIDE_EDGE_WEB_ROOT", default_value = "web")]
     pub web_root: PathBuf,
     /// The control plane's HTTP address: requests under `/api/` are forwarded there, so the pages
-    /// reach the API from their own origin. Unset: `/api/` answers 404.
-    #[arg(long, env = "RINGSIDE_EDGE_API_UPSTREAM")]
+    /// reach the API from their own origin. `HOST:PORT`; a name is resolved once at start. Unset: `/api/`
+    /// answers 404.
+    #[arg(long, env = "RINGSIDE_EDGE_API_UPSTREAM", value_parser = parse_upstream)]
     pub api_upstream: Option<SocketAddr>,
     /// Allowed Origin values (comma list). Empty: any.
     #[arg(long, env = "RINGSIDE_EDGE_ALLOWED_ORIGINS", value_delimiter = ',')]
@@ -215,6 +216,18 @@ mod tests {
                 "{metrics}"
             );
         }
+    }
+
+    #[test]
+    fn api_upstream_takes_an_address_or_a_name() {
+        let c = |v: &str| Cli::try_parse_from(["ringside-edge", "--api-upstream", v]);
+        assert_eq!(
+            c("127.0.0.1:9200").unwrap().api_upstream,
+            Some("127.0.0.1:9200".parse().unwrap())
+        );
+        let named = c("localhost:9200").unwrap().api_upstream.unwrap();
+        assert!(named.ip().is_loopback() && named.port() == 9200, "{named}");
+        assert!(c("localhost").is_err(), "no port");
     }
 
     #[test]

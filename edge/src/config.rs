@@ -295,6 +295,19 @@ pub struct ConfigError {
     pub why: String,
 }
 
+/// Parses `HOST:PORT` (an address, or a name resolved once at start: e.g. a Kubernetes Service, whose
+/// cluster IP is stable) into the first address it resolves to.
+pub fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    s.to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {s:?}: {e} (use HOST:PORT)"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
+}
+
 /// Parses `25s`, `500ms`, `2m` or a plain number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
