@@ -49,7 +49,7 @@ OUT=$(cd "$OUT" && pwd)
 RUN=$(mktemp -d /tmp/ringside-peers-run.XXXXXX)
 # Copies of the binaries: a rebuild in the tree during a run changes nothing.
 mkdir -p "$RUN/bin"
-for b in ringside-edge ringside-engine ringside-quiz; do cp "$ROOT/target/release/$b" "$RUN/bin/"; done
+for b in ringside-edge ringside-engine ringside-quiz; do cp -p "$ROOT/target/release/$b" "$RUN/bin/"; done
 for b in peers-client peers-floor; do cp "$PEERS/target/release/$b" "$RUN/bin/"; done
 CLIENT=("$RUN/bin/peers-client" --players "$PLAYERS" --questions "$QUESTIONS"
   --time-ms "$TIME_MS" --pause-ms "$PAUSE_MS" --countdown-ms "$COUNTDOWN_MS" --lead-ms "$LEAD_MS"
@@ -60,6 +60,7 @@ SCHED=(--players "$PLAYERS" --questions "$QUESTIONS" --time-ms "$TIME_MS" --grac
 meta() { # name → $OUT/<name>.meta.txt: when, where, what
   { echo "utc_start $(date -u +%FT%TZ)"; echo "loadavg $(cat /proc/loadavg)"
     echo "git $(git -C "$ROOT" rev-parse HEAD)$(git -C "$ROOT" diff --quiet HEAD -- edge engine lua protocol || echo ' (edge/engine/lua/protocol with uncommitted changes)')"
+    echo "edge binary built $(date -u -r "$RUN/bin/ringside-edge" +%FT%TZ) sha256 $(sha256sum "$RUN/bin/ringside-edge" | cut -c1-12)"
     echo "players $PLAYERS questions $QUESTIONS time_ms $TIME_MS pause_ms $PAUSE_MS"; } > "$OUT/$1.meta.txt"
 }
 meta_end() { echo "utc_end $(date -u +%FT%TZ)"; echo "loadavg_end $(cat /proc/loadavg)"; } >> "$OUT/$1.meta.txt"
