@@ -63,6 +63,7 @@ left() { echo $((DEADLINE - $(date +%s))); }
 PACK=${PACK:-$REPO/perf/device/pack}
 [ -x "$PACK/bin/ringside-edge" ] || { say "no package at $PACK (run perf/device/pack.sh and carry perf/device/pack)"; exit 1; }
 if [ -e /tmp/ringside-pack ] && [ ! -L /tmp/ringside-pack ]; then say "/tmp/ringside-pack exists and is not a link"; exit 1; fi
+chmod +x "$PACK"/bin/* "$PACK/ld.so" 2>/dev/null   # in case the copy lost the modes
 ln -sfn "$(cd "$PACK" && pwd)" /tmp/ringside-pack
 B=/tmp/ringside-pack/bin
 # Only the pack's binaries get the pack's glibc; a system binary (taskset, env) starts them.
@@ -125,9 +126,12 @@ WS="ws://127.0.0.1:$EDGE_PORT/ws"
   echo "nofile hard $HARD"; echo "ip_local_port_range $PLO $PHI ($PER_SRC used per source address)"
   for k in net/ipv4/tcp_tw_reuse net/core/somaxconn net/ipv4/tcp_max_syn_backlog net/ipv4/tcp_mem \
            net/ipv4/tcp_rmem net/ipv4/tcp_wmem fs/file-max fs/nr_open kernel/io_uring_disabled \
-           net/ipv4/tcp_congestion_control; do
+           net/ipv4/tcp_congestion_control net/netfilter/nf_conntrack_max net/netfilter/nf_conntrack_count \
+           net/ipv4/tcp_max_orphans vm/max_map_count kernel/pid_max kernel/threads-max; do
     [ -r "/proc/sys/$k" ] && echo "$k $(cat "/proc/sys/$k")"
   done
+  fmax=$(cat /proc/sys/fs/file-max 2>/dev/null || echo 0)
+  [ "$fmax" -lt $((SOCKETS * 21 / 10)) ] && echo "WARNING: fs.file-max $fmax < 2.1 x sockets (both ends of each connection are on this machine)"
   echo "thp $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
   echo "taskset ${HAVE_TASKSET:-missing: nothing pinned}"
   echo "cpus edge=$EDGE_CPUS redis=$REDIS_CPUS engine+loadgen=$OTHER_CPUS"
@@ -207,8 +211,9 @@ IFS=, read -r -a ECPU <<< "$EDGE_CPUS"
 i=0
 for p in $EDGE_PIDS; do
   c=${ECPU[$((i % ${#ECPU[@]}))]}
+  before=$(cat /proc/"$p"/task/*/status 2>/dev/null | awk '/^Cpus_allowed_list/ { printf "%s ", $2 }')
   [ -n "$HAVE_TASKSET" ] && taskset -a -p -c "$c" "$p" >/dev/null
-  echo "$p $c" >> "$OUTDIR/logs/edge-pins.txt"; i=$((i + 1))
+  echo "pid $p -> cpu $c (threads' CPUs before: $before)" >> "$OUTDIR/logs/edge-pins.txt"; i=$((i + 1))
 done
 EDGE_CSV=$(echo $EDGE_PIDS | tr ' ' ',')
 say "stack up: redis $REDIS_PID, engine $ENGINE_PID, edge launcher $EDGE_PID children $EDGE_PIDS"

@@ -101,6 +101,8 @@ if [ -f "$D/fanout/lg/report.json" ]; then
   firsts=$(awk '$1 ~ /^questions\[[0-9]+\]\.first_after_start_ms$/ { printf "%s%.0f", sep, $2; sep = ", " }' "$F/report.flat")
   lasts=$(awk '$1 ~ /^questions\[[0-9]+\]\.last_after_start_ms$/ { printf "%s%.0f", sep, $2; sep = ", " }' "$F/report.flat")
   gi=$(awk '$1 ~ /^cpu\[[0-9]+\]\.name$/ && $2 == "game" { split($1, b, "."); print b[1] }' "$F/report.flat")
+  rev="$(v "$F" latency_ms.reveal_delivery.p99_ms) ms"
+  [ "$(v "$F" latency_ms.reveal_delivery.count)" = 0 ] && rev="none after the deadline ($(v "$F" counters.reveals_before_deadline) came early: everyone had answered; reveal spread p99 $(v "$F" latency_ms.reveal_spread.p99_ms) ms)"
   frames=$(awk '/^ringside_edge_frames_out_total/ { s += $NF } END { printf "%.0f", s }' "$F/edge-metrics.txt" 2>/dev/null)
   echo "## (b) Fan-out of one question to one room"
   echo
@@ -114,7 +116,7 @@ if [ -f "$D/fanout/lg/report.json" ]; then
   echo
   echo "| run | joined | question delivery p50 / p90 / p99 / max | spread per question | reveal delivery p99 | answer ack p50 / p99 | missed |"
   echo "|---|---|---|---|---|---|---|"
-  echo "| $(v "$F" plan.players) players, one room | $(fmt "$(v "$F" delivery.players_joined)") / $(fmt "$(v "$F" delivery.players)") | **$(v "$F" latency_ms.question_delivery.p50_ms) / $(v "$F" latency_ms.question_delivery.p90_ms) / $(v "$F" latency_ms.question_delivery.p99_ms) / $(v "$F" latency_ms.question_delivery.max_ms) ms** | $spreads ms | $(v "$F" latency_ms.reveal_delivery.p99_ms) ms | $(v "$F" latency_ms.answer_ack.p50_ms) / $(v "$F" latency_ms.answer_ack.p99_ms) ms | $(v "$F" counters.missed_events) of $(fmt "$(v "$F" counters.room_events)") room events |"
+  echo "| $(v "$F" plan.players) players, one room | $(fmt "$(v "$F" delivery.players_joined)") / $(fmt "$(v "$F" delivery.players)") | **$(v "$F" latency_ms.question_delivery.p50_ms) / $(v "$F" latency_ms.question_delivery.p90_ms) / $(v "$F" latency_ms.question_delivery.p99_ms) / $(v "$F" latency_ms.question_delivery.max_ms) ms** | $spreads ms | $rev | $(v "$F" latency_ms.answer_ack.p50_ms) / $(v "$F" latency_ms.answer_ack.p99_ms) ms | $(v "$F" counters.missed_events) of $(fmt "$(v "$F" counters.room_events)") room events |"
   echo
   echo "| first / last receipt after each question's start | display spread p99 | key lead p50 / min, keys late | game window | edge CPU in it | redis CPU | busy (softirq) of the CPUs the load generator sees | frames written (edge /metrics, all processes) |"
   echo "|---|---|---|---|---|---|---|---|"
