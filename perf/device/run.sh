@@ -311,6 +311,6 @@ sleep 1
 tail -c 200000 "$OUTDIR/logs/edge.log" > "$OUTDIR/logs/edge.tail.log" 2>/dev/null && mv "$OUTDIR/logs/edge.tail.log" "$OUTDIR/logs/edge.log"
 
 # ── figures ──
-"$REPO/perf/device/summary.sh" "$OUTDIR" > "$OUTDIR/summary.md" 2> "$OUTDIR/summary.err"
+bash "$REPO/perf/device/summary.sh" "$OUTDIR" > "$OUTDIR/summary.md" 2> "$OUTDIR/summary.err"
 cat "$OUTDIR/summary.md"
 say "done in $(($(date +%s) - T0)) s; outputs in $OUTDIR"
