@@ -151,9 +151,13 @@ pub fn start(config: Config, factory: Arc<dyn SessionFactory>) -> anyhow::Result
     let shared = Arc::new(ServerShared::new(config, policy, tls, admission));
     crate::http::spawn_metrics_listener(&shared)?; // --metrics-listen: this process's own port
     tracing::info!(%addr, threads = shared.config.threads, reuse_port = true, tls = shared.tls.is_some(), echo = shared.config.echo, "edge listening");
-    let ncpu = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    // Worker i of process p runs on the allowed CPUs in turn (sys::worker_cpu); without an affinity
+    // mask, on CPUs 0..available_parallelism.
+    let allowed = crate::sys::allowed_cpus().unwrap_or_else(|| {
+        (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
+    });
+    let process = shared.config.process_index.unwrap_or(0);
+    let nthreads = shared.config.threads;
     let mut threads = Vec::new();
     let mut drivers = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
@@ -162,7 +166,10 @@ pub fn start(config: Config, factory: Arc<dyn SessionFactory>) -> anyhow::Result
         let (tx, rx) = std::sync::mpsc::channel();
         let t = std::thread::Builder::new()
             .name(format!("edge-w{i}"))
-            .spawn(move || worker_main(i, i % ncpu, l, shared2, factory2, tx))?;
+            .spawn({
+                let cpu = crate::sys::worker_cpu(&allowed, process, nthreads, i);
+                move || worker_main(i, cpu, l, shared2, factory2, tx)
+            })?;
         match rx.recv() {
             Ok(Ok(d)) => drivers.push(d),
             Ok(Err(e)) => {

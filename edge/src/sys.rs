@@ -154,6 +154,34 @@ pub fn allocator_collect_light() {
     unsafe { mi_collect(false) }
 }
 
+/// The CPUs this process may run on (its affinity mask: what `taskset`, systemd's `CPUAffinity=` or a
+/// container's cpuset allow), in ascending order; `None` when the kernel does not say.
+pub fn allowed_cpus() -> Option<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity writes at most size_of::<cpu_set_t>() bytes.
+    let set = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        set
+    };
+    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: i < CPU_SETSIZE.
+        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+        .collect();
+    (!cpus.is_empty()).then_some(cpus)
+}
+
+/// The CPU that worker `worker` of edge process `process` (of `threads` workers each) is pinned to: the
+/// processes' workers take the allowed CPUs in turn, so `--processes 4 --threads 1` spreads over four
+/// CPUs instead of putting every process's only worker on the first, and a `taskset -c 1` is obeyed.
+pub fn worker_cpu(allowed: &[usize], process: usize, threads: usize, worker: usize) -> usize {
+    if allowed.is_empty() {
+        return worker;
+    }
+    allowed[(process * threads + worker) % allowed.len()]
+}
+
 /// The soft RLIMIT_NOFILE (`None`: unknown or unlimited).
 pub fn nofile_soft_limit() -> Option<u64> {
     let mut lim = libc::rlimit {
@@ -243,4 +271,28 @@ pub fn kill(pid: u32, sig: i32) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_of_several_processes_spread_over_the_allowed_cpus() {
+        let all = [0, 1, 2, 3];
+        // --processes 4 --threads 1: one CPU each (not all on CPU 0)
+        let one_each: Vec<usize> = (0..4).map(|p| worker_cpu(&all, p, 1, 0)).collect();
+        assert_eq!(one_each, [0, 1, 2, 3]);
+        // --processes 2 --threads 2
+        assert_eq!(
+            [(0, 0), (0, 1), (1, 0), (1, 1)].map(|(p, w)| worker_cpu(&all, p, 2, w)),
+            [0, 1, 2, 3]
+        );
+        // more workers than CPUs wrap around; a taskset mask is obeyed
+        assert_eq!(worker_cpu(&all, 5, 1, 0), 1);
+        assert_eq!(worker_cpu(&[1], 3, 1, 0), 1);
+        assert_eq!(worker_cpu(&[2, 5], 1, 1, 0), 5);
+        // this process's own mask is readable and not empty
+        assert!(!allowed_cpus().expect("sched_getaffinity").is_empty());
+    }
 }
