@@ -104,7 +104,8 @@ fi
 # Sockets per process: 70 % of the hard fd limit (the edge refuses upgrades past 90 % of it; SO_REUSEPORT
 # spreads unevenly), at least one process per edge core, a multiple of the edge cores.
 PER_PROC=$((HARD * 7 / 10))
-NEED=$SOCKETS; [ -n "$SKIP_HOLD" ] && NEED=0; [ $((PLAYERS + 1)) -gt "$NEED" ] && NEED=$((PLAYERS + 1))
+NEED=$SOCKETS; [ -n "$SKIP_HOLD" ] && NEED=0
+[ -z "$SKIP_FANOUT" ] && [ $((PLAYERS + 1)) -gt "$NEED" ] && NEED=$((PLAYERS + 1))
 EP=$(((NEED + PER_PROC - 1) / PER_PROC)); EP=$((((EP + E - 1) / E) * E))
 LG_MAX=$((HARD * 3 / 4)); [ "$LG_MAX" -gt 15000 ] && LG_MAX=15000
 PER_SRC=$(((PHI - PLO + 1) * 8 / 10))
