@@ -175,6 +175,7 @@ pub fn plan(scenario: Scenario, a: &RunArgs) -> anyhow::Result<Plan> {
         reconnect: !a.no_reconnect,
         reconnect_jitter_ms: a.reconnect_jitter_ms,
         reconnect_give_up_ms: a.reconnect_give_up_ms,
+        storm_after_q: (scenario == Scenario::ReconnectStorm).then_some(a.kill_at_question),
         sources,
         deadline_epoch_ms: now_ms + a.duration * 1000,
         base_epoch_ms: now_ms,

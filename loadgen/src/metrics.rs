@@ -35,6 +35,10 @@ pub enum Metric {
     AnswerAck,
     /// Each `game:question:show` receipt minus the question's server start (`endsAt - timeLimitMs`).
     QuestionDelivery,
+    /// reconnect-storm: [`Metric::QuestionDelivery`] of the questions after `--kill-at-question` to the
+    /// players that never lost their socket (the storm's unaffected players; a run without a kill
+    /// records the same set, its baseline).
+    QuestionDeliveryUnaffected,
     /// Per question (room, qIndex): last player's receipt minus the first one's.
     QuestionSpread,
     /// Each `game:question:reveal` receipt minus the deadline (`endsAt` + 500 ms grace); early reveals
@@ -54,16 +58,20 @@ pub enum Metric {
     KeyLead,
     /// Each `game:question:key` that arrived after its `showAt`: the arrival minus `showAt`.
     KeyLate,
+    /// How late the worker's own 10 ms timer fires: the load generator's event loop busy with other
+    /// sockets (every latency above includes up to this much of its own delay in reading).
+    LoopLag,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 14] = [
+    pub const ALL: [Metric; 16] = [
         Metric::Connect,
         Metric::SessionAck,
         Metric::RoomCreate,
         Metric::JoinAck,
         Metric::AnswerAck,
         Metric::QuestionDelivery,
+        Metric::QuestionDeliveryUnaffected,
         Metric::QuestionSpread,
         Metric::RevealDelivery,
         Metric::RevealSpread,
@@ -72,6 +80,7 @@ impl Metric {
         Metric::DisplaySpread,
         Metric::KeyLead,
         Metric::KeyLate,
+        Metric::LoopLag,
     ];
 
     pub fn name(self) -> &'static str {
@@ -82,6 +91,7 @@ impl Metric {
             Metric::JoinAck => "join_ack",
             Metric::AnswerAck => "answer_ack",
             Metric::QuestionDelivery => "question_delivery",
+            Metric::QuestionDeliveryUnaffected => "question_delivery_unaffected",
             Metric::QuestionSpread => "question_spread",
             Metric::RevealDelivery => "reveal_delivery",
             Metric::RevealSpread => "reveal_spread",
@@ -90,6 +100,7 @@ impl Metric {
             Metric::DisplaySpread => "display_spread",
             Metric::KeyLead => "key_lead",
             Metric::KeyLate => "key_late",
+            Metric::LoopLag => "loop_lag",
         }
     }
 
@@ -101,6 +112,9 @@ impl Metric {
             Metric::JoinAck => "room:join to room:join:ack",
             Metric::AnswerAck => "game:answer:submit to game:answer:ack",
             Metric::QuestionDelivery => "question start (endsAt - timeLimitMs) to each receipt",
+            Metric::QuestionDeliveryUnaffected => {
+                "the same, questions after the kill, players that kept their socket"
+            }
             Metric::QuestionSpread => "per question: first to last receipt",
             Metric::RevealDelivery => "deadline (endsAt + 500 ms) to each reveal receipt",
             Metric::RevealSpread => "per reveal: first to last receipt",
@@ -111,6 +125,7 @@ impl Metric {
             }
             Metric::KeyLead => "showAt minus each question key's arrival (keys in time)",
             Metric::KeyLate => "each late question key's arrival minus showAt",
+            Metric::LoopLag => "lateness of the worker's own 10 ms timer (its event loop busy)",
         }
     }
 

@@ -122,6 +122,10 @@ pub struct Plan {
     pub reconnect_jitter_ms: Option<u64>,
     /// A player gives up reconnecting after this long.
     pub reconnect_give_up_ms: u64,
+    /// reconnect-storm: the `--kill-at-question`; the questions after it are shown after the kill, and
+    /// their delivery to players that never lost their socket is `question_delivery_unaffected`.
+    #[serde(default)]
+    pub storm_after_q: Option<u32>,
     /// Source addresses for outgoing sockets (empty: the kernel's choice).
     pub sources: Vec<Ipv4Addr>,
     /// Epoch ms at which every worker stops, whatever happens.
@@ -289,6 +293,7 @@ pub(crate) mod tests {
             reconnect: true,
             reconnect_jitter_ms: Some(0),
             reconnect_give_up_ms: 1000,
+            storm_after_q: None,
             sources: vec![],
             deadline_epoch_ms: 0,
             base_epoch_ms: 0,

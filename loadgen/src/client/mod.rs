@@ -408,6 +408,9 @@ struct Client {
     next_rid: u32,
     req: Option<Req>,
     answer_req: Option<AnswerReq>,
+    /// The previous question's answer, still waiting for its reply when the next one was sent (a busy
+    /// edge can ack after the next question arrived): its reply still counts.
+    answer_prev: Option<AnswerReq>,
     /// When to send `answer_req` again after a retryable refusal.
     answer_retry_at: Option<Instant>,
     ping_req: Option<(u32, Instant)>,
@@ -441,6 +444,8 @@ struct Client {
     stage: Stage,
     /// When the socket was lost, while reconnecting.
     lost_at: Option<Instant>,
+    /// Whether this client ever lost its socket during the game (a reconnect-storm's affected player).
+    lost_once: bool,
     /// An end decided while handling the frames that came with the upgrade response.
     pending_end: Option<End>,
     join_attempts: u32,
@@ -483,6 +488,7 @@ impl Client {
             next_rid: 0,
             req: None,
             answer_req: None,
+            answer_prev: None,
             answer_retry_at: None,
             ping_req: None,
             code: None,
@@ -505,6 +511,7 @@ impl Client {
             next_ping: None,
             stage: Stage::Joining,
             lost_at: None,
+            lost_once: false,
             pending_end: None,
             join_attempts: 0,
             create_attempts: 0,
@@ -721,6 +728,7 @@ impl Client {
     async fn reconnect(&mut self) -> bool {
         let lost = Instant::now();
         self.lost_at = Some(lost);
+        self.lost_once = true;
         let give_up = lost + Duration::from_millis(self.ctx.plan.reconnect_give_up_ms);
         let mut attempt = 0u32;
         let mut refused: Option<u64> = None;
@@ -758,7 +766,10 @@ impl Client {
         if matches!(self.role, Role::Player { slow: false, .. }) && !self.is_done() {
             self.stats().counters.players_unfinished += 1;
         }
-        if let Some(a) = self.answer_req.take() {
+        for a in [self.answer_prev.take(), self.answer_req.take()]
+            .into_iter()
+            .flatten()
+        {
             let why = format!(
                 "no_outcome:at_end:{}:q{}:resent{}",
                 match self.stage {
@@ -816,6 +827,71 @@ mod tests {
             (1, 1, 1),
             "3 was a progress, 4 another event, 6 seen only in another room"
         );
+    }
+
+    #[test]
+    fn unaffected_delivery_counts_only_kept_sockets_and_questions_after_the_kill() {
+        use crate::metrics::Metric;
+        let (_tx, rx) = tokio::sync::watch::channel(Phase::Game);
+        let mut plan = crate::plan::tests::plan(1, 1, 2);
+        plan.storm_after_q = Some(1);
+        let ctx = Rc::new(Ctx::new(plan, 0, rx));
+        let player = |g| Role::Player {
+            g,
+            room: 0,
+            slow: false,
+        };
+        let mut kept = Client::new(ctx.clone(), player(0));
+        let mut lost = Client::new(ctx.clone(), player(1));
+        lost.lost_once = true;
+        for c in [&mut kept, &mut lost] {
+            for q in 0..3 {
+                c.show(q, 10_000 * u64::from(q + 1), 5_000, 0, None);
+            }
+        }
+        let st = ctx.stats.borrow();
+        assert_eq!(st.hists.get(Metric::QuestionDelivery).len(), 6);
+        assert_eq!(
+            st.hists.get(Metric::QuestionDeliveryUnaffected).len(),
+            1,
+            "question 2 to the player that kept its socket"
+        );
+    }
+
+    #[test]
+    fn a_late_ack_of_the_previous_answer_is_its_outcome() {
+        let (_tx, rx) = tokio::sync::watch::channel(Phase::Game);
+        let ctx = Rc::new(Ctx::new(crate::plan::tests::plan(1, 1, 1), 0, rx));
+        let mut c = Client::new(
+            ctx.clone(),
+            Role::Player {
+                g: 0,
+                room: 0,
+                slow: false,
+            },
+        );
+        c.code = Some("K7QP2M".into());
+        c.cur_q = Some((0, 0));
+        c.answer(0, 0);
+        let first = c.answer_req.expect("sent").rid;
+        // the next question arrives, and is answered, before the first answer's ack
+        c.cur_q = Some((1, 0));
+        c.answer(1, 0);
+        let mut ack = format!(
+            r#"{{"event":"game:answer:ack","rid":{first},"data":{{"qIndex":0,"accepted":true}}}}"#
+        )
+        .into_bytes();
+        let n = ack.len();
+        assert!(c.message(&mut ack, n).is_ok());
+        c.at_end();
+        let st = ctx.stats.borrow();
+        let n = &st.counters;
+        assert_eq!(n.answers_sent, 2);
+        assert_eq!(n.answer_acks, 1, "the first answer's late ack");
+        assert_eq!(n.answers_without_outcome, 1, "the second one, never acked");
+        assert!(st
+            .errors_by_code
+            .contains_key("no_outcome:at_end:playing:q1:resent0"));
     }
 
     #[test]

@@ -85,6 +85,30 @@ impl Client {
         self.stats().counters.answers_resent += 1;
     }
 
+    /// Sends [`Client::answer_prev`](super::Client) again after a reconnect, like
+    /// [`Client::resend_answer`] (its reply was lost with the old socket too).
+    pub(super) fn resend_prev_answer(&mut self) {
+        let (Some(a), Some(code)) = (self.answer_prev, self.code.clone()) else {
+            return;
+        };
+        let hash = auth::answer_hash(&self.secret, &code, &self.player_id, a.q, a.idx);
+        let ev = ClientEvent::AnswerSubmit(events::AnswerSubmit {
+            game_code: code.to_string(),
+            q_index: a.q,
+            answer_idx: a.idx,
+            client_time: a.client_time,
+            answer_hash: hash,
+        });
+        let rid = self.rid();
+        self.send(ev, Some(rid));
+        self.answer_prev = Some(AnswerReq {
+            rid,
+            resent: a.resent + 1,
+            ..a
+        });
+        self.stats().counters.answers_resent += 1;
+    }
+
     pub(super) fn send_reconnect(&mut self) {
         let Some(code) = self.code.clone() else {
             return;
@@ -124,6 +148,16 @@ impl Client {
         let retry_at = |c: &Client, ms: Option<u64>| {
             c.now + pace::after_refusal(ms.unwrap_or(500), 250, c.ctx.unit())
         };
+        if let Some(a) = self.answer_prev.filter(|a| Some(a.rid) == rid) {
+            // The previous question's answer: its reply is its outcome, whatever it says.
+            self.answer_prev = None;
+            if a.resent > 0 && code.as_str() == "already_answered" {
+                self.stats().counters.answers_already_answered += 1;
+            } else {
+                self.stats().counters.answer_errors += 1;
+            }
+            return Ok(());
+        }
         if let Some(a) = self.answer_req {
             if Some(a.rid) == rid {
                 if a.resent > 0 && code.as_str() == "already_answered" {

@@ -76,10 +76,16 @@ impl Client {
                 }
             }
             Kind::AnswerAck => {
-                if let Some(a) = self.answer_req {
+                let prev = self.answer_prev.filter(|a| Some(a.rid) == rid);
+                if prev.is_some() {
+                    self.answer_prev = None;
+                }
+                if let Some(a) = prev.or(self.answer_req) {
                     if Some(a.rid) == rid {
-                        self.answer_req = None;
-                        self.answer_retry_at = None;
+                        if prev.is_none() {
+                            self.answer_req = None;
+                            self.answer_retry_at = None;
+                        }
                         let mut st = self.stats();
                         st.counters.answer_acks += 1;
                         // A resent answer's wait includes the reconnect: not an ack latency.
@@ -256,7 +262,8 @@ impl Client {
 
     pub(super) fn reconnected(&mut self, snapshot: bool) {
         self.req = None;
-        // An answer whose reply was lost with the old socket: the session is back, send it again.
+        // Answers whose reply was lost with the old socket: the session is back, send them again.
+        self.resend_prev_answer();
         self.resend_answer();
         if let Some(lost) = self.lost_at.take() {
             let mut st = self.stats();
@@ -470,10 +477,11 @@ impl Client {
             st.max_q_shown = st.max_q_shown.max(i64::from(q));
             if counts {
                 st.counters.question_receipts += 1;
-                st.record(
-                    Metric::QuestionDelivery,
-                    now_us.saturating_sub(start_ms * 1000),
-                );
+                let delivery = now_us.saturating_sub(start_ms * 1000);
+                st.record(Metric::QuestionDelivery, delivery);
+                if !self.lost_once && self.ctx.plan.storm_after_q.is_some_and(|k| q > k) {
+                    st.record(Metric::QuestionDeliveryUnaffected, delivery);
+                }
                 let qs = st.question(room, q);
                 qs.start_us = start_ms * 1000;
                 qs.ends_us = ends_at * 1000;
@@ -690,11 +698,16 @@ impl Client {
         });
         self.answer_retry_at = None;
         let room = self.room();
+        // The previous answer's reply may still come (a busy edge acks late); one older than that
+        // has had a whole question's time: this player stops waiting for it.
+        let older = before.and_then(|b| self.answer_prev.replace(b));
         let mut st = self.stats();
-        if let Some(b) = before {
-            // The previous answer's outcome never came, and this player stops waiting for it.
+        if let Some(old) = older {
             st.counters.answers_without_outcome += 1;
-            st.error_code(&format!("no_outcome:replaced:q{}:resent{}", b.q, b.resent));
+            st.error_code(&format!(
+                "no_outcome:replaced:q{}:resent{}",
+                old.q, old.resent
+            ));
         }
         st.counters.answers_sent += 1;
         st.question(room, q).answers += 1;
