@@ -24,6 +24,8 @@
 # edge child's admission/reconnect counters at the end), redis-info.txt, rates.txt (reconnects, upgrades and
 # unaffected question receipts per second, from perf/raw/storm-rate.py).
 # BIN (default target/release) is copied to $WORK/bin first, so a rebuild during the run changes nothing.
+# DURATION (default 300 s) is the load generator's hard deadline: keep it below any `timeout` around this
+# script, so a run that hangs still writes its report and gets copied.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NAME=$1; MODE=$2; shift 2
@@ -101,7 +103,7 @@ REDIS_PID=$(cat "$WORK/redis.pid")
 } | tee "$WORK/uptime.txt"
 set +e
 $X taskset -c "$LOADGEN_CPUS" "$B/ringside-loadgen" reconnect-storm --url "ws://127.0.0.1:$EPORT$PATH_Q" \
-  --quiz lg-3 --quiet --duration 420 "${KILL[@]}" \
+  --quiz lg-3 --quiet --duration "${DURATION:-300}" "${KILL[@]}" \
   --watch-pid "edge=$(IFS=,; echo "${KIDS[*]}")" --watch-pid "redis=$REDIS_PID" --watch-pid "engine=$ENGINE" \
   --out "$WORK/lg" "$@" >"$WORK/loadgen.txt" 2>&1
 echo "loadgen exit $?" >>"$WORK/loadgen.txt"
