@@ -69,6 +69,10 @@ pub struct Cli {
     /// Hard limit of one socket's send queue in frames (close 4008 past it).
     #[arg(long, env = "RINGSIDE_EDGE_SENDQ_MAX_FRAMES")]
     pub sendq_max_frames: Option<usize>,
+    /// A fan-out wakes this many sockets' writers at a time; the event loop reaps readiness (answers,
+    /// pings) and Redis replies between two chunks. 0: all at once.
+    #[arg(long, env = "RINGSIDE_EDGE_FANOUT_WAKE_CHUNK", default_value_t = 256)]
+    pub fanout_wake_chunk: usize,
     /// PEM certificate chain: turns on wss.
     #[arg(long, env = "RINGSIDE_EDGE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -160,6 +164,7 @@ impl Cli {
             driver: self.driver,
             metrics_listen: self.metrics_listen,
             process_index: self.process_index,
+            fanout_wake_chunk: self.fanout_wake_chunk,
             admission: if self.echo {
                 base.admission
             } else {

@@ -37,6 +37,7 @@
 //! | `--cluster` | `RINGSIDE_REDIS_CLUSTER` | off: the `--redis` URLs are Redis Cluster nodes when on |
 //! | `--answer-durability` | `RINGSIDE_ANSWER_DURABILITY` | `auto`: an answer is acked after `WAIT 1` (a replica has it) when the deployment has a replica at start, else on the primary's reply; `replica` / `primary` force it (docs/durability.md) |
 //! | `--answer-wait-timeout-ms` | `RINGSIDE_ANSWER_WAIT_TIMEOUT_MS` | 500: longer without a replica's confirmation → `unavailable` |
+//! | `--fanout-wake-chunk` | `RINGSIDE_EDGE_FANOUT_WAKE_CHUNK` | 256 sockets' writers woken at a time by a fan-out, the event loop reaping readiness and Redis replies between chunks (0: all at once) |
 //! | `--share-base` | `RINGSIDE_EDGE_SHARE_BASE` | `http(s)://<listen>` |
 //!
 //! With `--processes N`, the launcher sets `RINGSIDE_EDGE_CHILD_INDEX=i` (0..N) for child *i*; that index is the
@@ -93,6 +94,10 @@ pub struct Config {
     /// Admission control's thresholds and `session:ack`'s reconnect policy
     /// (docs/admission.md).
     pub admission: AdmissionLimits,
+    /// A fan-out wakes its sockets' writers this many at a time, letting the event loop reap
+    /// readiness and Redis replies between two chunks (`worker::run_deferred_wakes`); 0 wakes
+    /// them all at once.
+    pub fanout_wake_chunk: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +131,7 @@ impl Default for Config {
             metrics_listen: None,
             process_index: None,
             admission: AdmissionLimits::default(),
+            fanout_wake_chunk: 256,
         }
     }
 }

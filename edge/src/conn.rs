@@ -470,6 +470,9 @@ impl WsConn {
         self.write_blocked = !done;
         self.handle.0.backed_up.set(!done);
         let m = &worker.shared.metrics;
+        if w.writes > 0 {
+            m.writes_total.fetch_add(w.writes as u64, Relaxed);
+        }
         if w.frames > 0 {
             m.frames_out_total.fetch_add(w.frames as u64, Relaxed);
         }
@@ -497,6 +500,12 @@ impl WsConn {
                     budget -= 1;
                     if budget == 0 {
                         break true;
+                    }
+                    if n < scratch.len() && matches!(self.transport, Transport::Plain) {
+                        // A short read emptied the kernel's buffer: the next readiness wait
+                        // (armed next) reports anything that arrives after it, so a second
+                        // `recv` here would only return EAGAIN (one syscall per read frame).
+                        break false;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,

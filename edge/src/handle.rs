@@ -136,6 +136,19 @@ impl ConnHandle {
     /// Queues an encoded server frame. Past the hard limit the socket is closed with 4008 and
     /// counted in `slow_consumer_closes_total`.
     pub fn send(&self, frame: Bytes, class: FrameClass) -> Result<(), SendError> {
+        self.push(frame, class, false)
+    }
+
+    /// [`send`](Self::send) for a fan-out: the socket's writer is woken in its turn among this
+    /// thread's other fan-out writers ([`crate::worker::defer_wake`]), so that a burst to every
+    /// socket of a room leaves the event loop free, between chunks, to read answers and write
+    /// replies. A later [`send`](Self::send) to the same socket wakes it at once (its frames go out
+    /// in queue order either way).
+    pub fn send_fanout(&self, frame: Bytes, class: FrameClass) -> Result<(), SendError> {
+        self.push(frame, class, true)
+    }
+
+    fn push(&self, frame: Bytes, class: FrameClass, deferred: bool) -> Result<(), SendError> {
         let s = &*self.0;
         if s.stage.get() != Stage::Open {
             return Err(SendError::Closed);
@@ -168,8 +181,16 @@ impl ConnHandle {
             }
         }
         drop(q);
-        if was_empty {
+        if !deferred {
+            // Also when frames were queued before: their writer may wait for a deferred wake.
             self.wake();
+        } else if was_empty {
+            // The waker stays in place, so a later direct send still wakes the task at once.
+            let w = s.waker.take();
+            if let Some(w) = w {
+                crate::worker::defer_wake(w.clone());
+                s.waker.set(Some(w));
+            }
         }
         Ok(())
     }

@@ -139,6 +139,8 @@ pub struct Metrics {
     pub frames_in_total: AtomicU64,
     pub frames_out_total: AtomicU64,
     pub bytes_out_total: AtomicU64,
+    /// `sendmsg` calls that wrote WebSocket frames (the send syscalls per delivered frame).
+    pub writes_total: AtomicU64,
     pub slow_consumer_closes_total: AtomicU64,
     pub dropped_superseded_frames_total: AtomicU64,
     protocol_closes: [AtomicU64; CLOSE_CODES.len() + 1],
@@ -223,6 +225,11 @@ impl Metrics {
             self.bytes_out_total.load(Relaxed),
         );
         counter(
+            "writes_total",
+            "Send syscalls that wrote WebSocket frames.",
+            self.writes_total.load(Relaxed),
+        );
+        counter(
             "slow_consumer_closes_total",
             "Sockets closed (4008) because their send queue passed the hard limit.",
             self.slow_consumer_closes_total.load(Relaxed),
@@ -267,9 +274,169 @@ impl Metrics {
             self.protocol_closes[CLOSE_CODES.len()].load(Relaxed)
         );
         GAME.render(&mut s);
+        LOOP_LAG.render(
+            &mut s,
+            "loop_lag_seconds",
+            "How late each worker's 10 ms timer fired (its event loop busy with other tasks).",
+        );
+        ANSWER_LATENCY.render(
+            &mut s,
+            "answer_seconds",
+            "game:answer:submit read to its reply queued (Redis round trip and the Redis thread included).",
+        );
+        ANSWER_BATCH.render(
+            &mut s,
+            "answer_batch_size",
+            "Answers per Redis call: the answers of one room that reached the Redis thread together.",
+        );
         s
     }
 }
+
+/// Upper bounds (µs) of [`Hist`]'s buckets; a last bucket takes the rest (`+Inf`).
+const HIST_BOUNDS_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+/// A process-wide latency histogram with fixed buckets, rendered as a Prometheus histogram (seconds).
+/// Recording is one relaxed add on one of 17 counters.
+#[derive(Debug)]
+pub struct Hist {
+    buckets: [AtomicU64; HIST_BOUNDS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Hist {
+    pub const fn new() -> Self {
+        Hist {
+            buckets: [const { AtomicU64::new(0) }; HIST_BOUNDS_US.len() + 1],
+            sum_us: AtomicU64::new(0),
+        }
+    }
+
+    pub fn record(&self, d: std::time::Duration) {
+        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
+        let i = HIST_BOUNDS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(HIST_BOUNDS_US.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+    }
+
+    /// Samples recorded.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Relaxed)).sum()
+    }
+
+    fn render(&self, s: &mut String, name: &str, help: &str) {
+        let _ = writeln!(
+            s,
+            "# HELP ringside_edge_{name} {help}\n# TYPE ringside_edge_{name} histogram"
+        );
+        let mut cum = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            cum += b.load(Relaxed);
+            match HIST_BOUNDS_US.get(i) {
+                Some(us) => {
+                    let le = *us as f64 / 1e6;
+                    let _ = writeln!(s, "ringside_edge_{name}_bucket{{le=\"{le}\"}} {cum}");
+                }
+                None => {
+                    let _ = writeln!(s, "ringside_edge_{name}_bucket{{le=\"+Inf\"}} {cum}");
+                }
+            }
+        }
+        let sum = self.sum_us.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(s, "ringside_edge_{name}_sum {sum}");
+        let _ = writeln!(s, "ringside_edge_{name}_count {cum}");
+    }
+}
+
+impl Default for Hist {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Lateness of every worker's 10 ms loop-lag timer ([`crate::worker::Worker::run_loop_clock`]).
+pub static LOOP_LAG: Hist = Hist::new();
+/// `game:answer:submit` read → its reply (ack or error) queued on the socket.
+pub static ANSWER_LATENCY: Hist = Hist::new();
+
+/// Upper bounds of [`SizeHist`]'s buckets; a last bucket takes the rest (`+Inf`).
+const SIZE_BOUNDS: [u64; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
+/// A process-wide histogram of counts (not durations), rendered as a Prometheus histogram.
+#[derive(Debug)]
+pub struct SizeHist {
+    buckets: [AtomicU64; SIZE_BOUNDS.len() + 1],
+    sum: AtomicU64,
+}
+
+impl SizeHist {
+    pub const fn new() -> Self {
+        SizeHist {
+            buckets: [const { AtomicU64::new(0) }; SIZE_BOUNDS.len() + 1],
+            sum: AtomicU64::new(0),
+        }
+    }
+
+    pub fn record(&self, n: u64) {
+        let i = SIZE_BOUNDS
+            .iter()
+            .position(|b| n <= *b)
+            .unwrap_or(SIZE_BOUNDS.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum.fetch_add(n, Relaxed);
+    }
+
+    /// The counts recorded, summed (for a batch histogram: the answers).
+    pub fn sum(&self) -> u64 {
+        self.sum.load(Relaxed)
+    }
+
+    /// Samples recorded in buckets up to `le` (Prometheus' cumulative bucket).
+    pub fn at_most(&self, le: u64) -> u64 {
+        SIZE_BOUNDS
+            .iter()
+            .zip(&self.buckets)
+            .take_while(|(b, _)| **b <= le)
+            .map(|(_, c)| c.load(Relaxed))
+            .sum()
+    }
+
+    fn render(&self, s: &mut String, name: &str, help: &str) {
+        let _ = writeln!(
+            s,
+            "# HELP ringside_edge_{name} {help}\n# TYPE ringside_edge_{name} histogram"
+        );
+        let mut cum = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            cum += b.load(Relaxed);
+            match SIZE_BOUNDS.get(i) {
+                Some(le) => {
+                    let _ = writeln!(s, "ringside_edge_{name}_bucket{{le=\"{le}\"}} {cum}");
+                }
+                None => {
+                    let _ = writeln!(s, "ringside_edge_{name}_bucket{{le=\"+Inf\"}} {cum}");
+                }
+            }
+        }
+        let _ = writeln!(s, "ringside_edge_{name}_sum {}", self.sum.load(Relaxed));
+        let _ = writeln!(s, "ringside_edge_{name}_count {cum}");
+    }
+}
+
+impl Default for SizeHist {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Answers per Redis call (`answer_batch`, or `answer_submit` for one), counted by the game layer.
+pub static ANSWER_BATCH: SizeHist = SizeHist::new();
 
 /// Adds `name="value"` (first) to the labels of every sample line of a Prometheus text exposition;
 /// `# HELP`/`# TYPE` lines and blank lines pass through. `value` must not need escaping.

@@ -273,10 +273,15 @@ async fn worker_loop(
     let sweeper = thread.clone();
     monoio::spawn(async move { sweeper.registry.run_sweeper(&sweeper.worker).await });
     monoio::spawn(thread.worker.clone().run_lag_timer());
+    monoio::spawn(thread.worker.clone().run_loop_clock());
+    monoio::spawn(crate::worker::run_deferred_wakes(
+        shared.config.fanout_wake_chunk,
+    ));
     accept_loop(&thread, &listener).await;
     drop(listener);
     let deadline = Instant::now() + shared.config.drain_timeout;
     thread.registry.drain(&thread.worker, deadline).await;
+    crate::worker::release_deferred_wakes();
     tracing::info!(worker = index, "worker stopped");
 }
 

@@ -28,6 +28,8 @@ pub enum Transport {
 pub struct Written {
     pub bytes: usize,
     pub frames: usize,
+    /// Send syscalls made.
+    pub writes: usize,
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -85,6 +87,7 @@ impl Transport {
                 }
                 let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
                 let n = q.io_slices(&mut iov);
+                w.writes += 1;
                 match sock.write_vectored(&iov[..n]) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(k) => {
@@ -114,6 +117,7 @@ impl Transport {
                     return Err(io::Error::other("tls buffer full but nothing to write"));
                 }
                 let mut s = sock;
+                w.writes += 1;
                 match tls.write_tls(&mut s) {
                     Ok(_) => {}
                     Err(e) if would_block(&e) => return Ok(false),

@@ -1,14 +1,20 @@
 //! Per-thread state of a worker: a coarse clock, the scratch read buffer shared by all of its
 //! sockets, connection ids, the count of connections in their preamble, and its admission gauges
-//! (event-loop lag, measured here by a 100 ms timer; queued bytes, summed by the sweep).
+//! (event-loop lag, measured here by a 100 ms timer; queued bytes, summed by the sweep), and the
+//! per-thread releaser of a fan-out's deferred wakes ([`run_deferred_wakes`]: a burst to every
+//! member of a room wakes their writers in chunks, so the loop reads answers and picks up Redis
+//! replies between two chunks instead of after the whole burst).
 //!
 //! The registry of the thread's sockets and the once-a-second sweep are in
 //! [`registry`](crate::registry), above the [`ConnHandle`](crate::handle::ConnHandle)s they hold; this
 //! module names no socket, so a handle can point back to its worker without an import circle.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use crate::admission::{LocalLoad, LAG_TICK};
@@ -106,6 +112,184 @@ impl Worker {
                 .lag_sample(now.saturating_duration_since(due).as_millis() as u64);
             self.shared.admission.publish(self.index, &self.load);
             due = now + LAG_TICK;
+        }
+    }
+
+    /// A 10 ms timer whose lateness goes into the `loop_lag_seconds` histogram: how long a task or
+    /// a readiness event on this thread can wait behind the others (a fan-out burst). Runs until the
+    /// worker stops.
+    pub async fn run_loop_clock(self: Rc<Self>) {
+        const TICK: std::time::Duration = std::time::Duration::from_millis(10);
+        let mut due = Instant::now() + TICK;
+        loop {
+            monoio::time::sleep_until(due.into()).await;
+            let now = Instant::now();
+            crate::metrics::LOOP_LAG.record(now.saturating_duration_since(due));
+            due = now + TICK;
+        }
+    }
+}
+
+/// Releases the socket-task wakes a fan-out deferred ([`defer_wake`]), `chunk` at a time, and lets
+/// the event loop park once between two chunks: readiness (a player's answer, a `ping`) and
+/// replies from the Redis thread are then served within one chunk's writes instead of waiting
+/// behind the whole burst. `chunk` 0: no deferral (every wake at once). Runs until the worker
+/// stops.
+pub async fn run_deferred_wakes(chunk: usize) {
+    if chunk == 0 {
+        return;
+    }
+    // An always-writable socket: waiting for it is an io_uring PollAdd that completes at once,
+    // so the next chunk is released only after the loop has reaped its completions (a park).
+    let Ok((a, b)) = std::os::unix::net::UnixStream::pair() else {
+        return;
+    };
+    let (Ok(a), Ok(_b)) = (
+        monoio::net::UnixStream::from_std(a),
+        monoio::net::UnixStream::from_std(b),
+    ) else {
+        return;
+    };
+    DEFERRED.with(|d| d.running.set(true));
+    loop {
+        std::future::poll_fn(|cx| {
+            DEFERRED.with(|d| {
+                if d.wakers.borrow().is_empty() {
+                    d.flusher.replace(Some(cx.waker().clone()));
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            })
+        })
+        .await;
+        let batch: Vec<Waker> = DEFERRED.with(|d| {
+            let mut w = d.wakers.borrow_mut();
+            let n = chunk.min(w.len());
+            w.drain(..n).collect()
+        });
+        for w in batch {
+            w.wake();
+        }
+        if a.writable(false).await.is_err() {
+            yield_once().await;
+        }
+    }
+}
+
+/// This thread's deferred wakes (see [`run_deferred_wakes`]).
+#[derive(Default)]
+struct Deferred {
+    /// A releaser runs on this thread (else [`defer_wake`] wakes at once).
+    running: Cell<bool>,
+    wakers: RefCell<VecDeque<Waker>>,
+    flusher: RefCell<Option<Waker>>,
+}
+
+thread_local! {
+    static DEFERRED: Deferred = Deferred::default();
+}
+
+/// Wakes `w` in its turn among this thread's deferred wakes (a fan-out's socket writers), or at
+/// once when no releaser runs on this thread.
+pub fn defer_wake(w: Waker) {
+    let queued = DEFERRED
+        .try_with(|d| {
+            if !d.running.get() {
+                return Err(w);
+            }
+            let was_empty = d.wakers.borrow().is_empty();
+            d.wakers.borrow_mut().push_back(w);
+            if was_empty {
+                if let Some(f) = d.flusher.borrow_mut().take() {
+                    f.wake();
+                }
+            }
+            Ok(())
+        })
+        .unwrap_or(Ok(()));
+    if let Err(w) = queued {
+        w.wake();
+    }
+}
+
+/// Wakes every deferred wake at once and stops deferring on this thread (the worker is stopping:
+/// nothing may wait for a releaser that is about to be dropped).
+pub fn release_deferred_wakes() {
+    let all: Vec<Waker> = DEFERRED
+        .try_with(|d| {
+            d.running.set(false);
+            d.flusher.borrow_mut().take();
+            d.wakers.borrow_mut().drain(..).collect()
+        })
+        .unwrap_or_default();
+    for w in all {
+        w.wake();
+    }
+}
+
+/// Completes after every wake deferred before it has been released and the woken tasks have run
+/// (a fan-out's writers): how the fan-out rate is measured. Without deferral, after one yield.
+pub fn after_deferred_wakes() -> impl Future<Output = ()> {
+    let mut queued = false;
+    std::future::poll_fn(move |cx| {
+        if queued {
+            return Poll::Ready(());
+        }
+        queued = true;
+        defer_wake(cx.waker().clone());
+        Poll::Pending
+    })
+}
+
+/// Yields once to the other tasks of this thread.
+fn yield_once() -> impl Future<Output = ()> {
+    let mut yielded = false;
+    std::future::poll_fn(move |cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every deferred wake is released (in chunks, or at once without a releaser), in the order
+    /// they were deferred.
+    #[test]
+    fn deferred_wakes_are_all_released_in_order() {
+        for chunk in [2, 0] {
+            let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+                .enable_timer()
+                .build()
+                .expect("runtime");
+            let order = rt.block_on(async move {
+                monoio::spawn(run_deferred_wakes(chunk));
+                let order = Rc::new(RefCell::new(Vec::new()));
+                for i in 0..5 {
+                    let o = order.clone();
+                    monoio::spawn(async move {
+                        after_deferred_wakes().await;
+                        o.borrow_mut().push(i);
+                    });
+                }
+                // Bounded: 2 s at most.
+                for _ in 0..2000 {
+                    if order.borrow().len() == 5 {
+                        break;
+                    }
+                    monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                order.take()
+            });
+            release_deferred_wakes();
+            assert_eq!(order, vec![0, 1, 2, 3, 4], "chunk {chunk}");
         }
     }
 }

@@ -126,6 +126,7 @@ async fn run(init: WorkerInit) -> anyhow::Result<()> {
     tokio::task::spawn_local(ramp(ctx.clone(), hosts, per_worker_rate, Instant::now()));
     let assigned = plan.players_of(worker).count() as u64;
 
+    tokio::task::spawn_local(loop_lag(ctx.clone()));
     let mut rooms_reported = false;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -238,5 +239,22 @@ async fn ramp(ctx: Rc<Ctx>, roles: Vec<Role>, rate: f64, start: Instant) {
             return;
         }
         tokio::task::spawn_local(client::run(ctx.clone(), role));
+    }
+}
+
+/// Records how late a 10 ms timer fires ([`Metric::LoopLag`](crate::metrics::Metric::LoopLag)): this
+/// worker's event loop busy with its other sockets. Ends at the stop.
+async fn loop_lag(ctx: Rc<Ctx>) {
+    const TICK: Duration = Duration::from_millis(10);
+    let mut due = Instant::now() + TICK;
+    // Bounded: ends when the phase becomes Stop.
+    while *ctx.phase.borrow() != Phase::Stop {
+        tokio::time::sleep_until(due.into()).await;
+        let now = Instant::now();
+        let late = now.saturating_duration_since(due).as_micros() as u64;
+        ctx.stats
+            .borrow_mut()
+            .record(crate::metrics::Metric::LoopLag, late.max(1));
+        due = now + TICK;
     }
 }

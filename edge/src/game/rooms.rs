@@ -313,7 +313,7 @@ impl Rooms {
                     Some(_) => continue,
                     None => frame.frame(m.codec),
                 };
-                let _ = m.conn.send(bytes.clone(), frame.class);
+                let _ = m.conn.send_fanout(bytes.clone(), frame.class);
                 sent += 1;
                 m.last_seq = frame.seq;
                 if let (Some(k), Some(p)) = (kicked, &m.player) {
@@ -355,14 +355,17 @@ impl Rooms {
         }
     }
 
-    /// Records how long a fan-out of `sent` frames took, once this worker's tasks (the sockets' writers
-    /// woken by it run first) come back to a task spawned after it.
+    /// Records how long a fan-out of `sent` frames took, once the sockets' writers it woke (in chunks,
+    /// `ConnHandle::send_fanout`) have all run.
     fn measure(self: &Rc<Self>, sent: usize, started: std::time::Instant) {
         if sent < 64 {
             return;
         }
         let this = self.clone();
-        monoio::spawn(async move { this.rate.observe(sent, started.elapsed()) });
+        monoio::spawn(async move {
+            crate::worker::after_deferred_wakes().await;
+            this.rate.observe(sent, started.elapsed())
+        });
     }
 
     /// The key time of the question shown at `seq`: `game:question:key` to the members that got it
