@@ -2,8 +2,10 @@
 //!
 //! Two kinds of connection, because a blocking `XREADGROUP` occupies its connection until it returns:
 //! - [`RedisTarget::command_conn`]: one shared, multiplexed connection for everything that does not
-//!   block (FCALL, XACK, leases). It reconnects by itself (`ConnectionManager`; the cluster client
-//!   follows MOVED/ASK and refreshes its slot map after a failover).
+//!   block (FCALL, XACK, leases). It reconnects by itself (`ConnectionManager`; on a cluster,
+//!   `ringside_lua::conn::nodes` — our own slot map and one connection per node, re-read after connection
+//!   errors and redirects: calls of a dead primary fail at once and the engine's backoff retries them
+//!   on the promoted replica).
 //! - [`RedisTarget::reader_conn`]: a dedicated connection per owned partition for its blocking
 //!   `XREADGROUP`, with a response timeout longer than the block time. The reader drops and rebuilds
 //!   it after any error.
@@ -63,20 +65,16 @@ impl RedisTarget {
         matches!(self, RedisTarget::Cluster(_))
     }
 
-    /// A fresh cluster client and its connection (for commands and for readers alike).
+    /// A fresh cluster router and its node connections (for commands and for readers alike; a
+    /// reader's blocking `XREADGROUP` holds its own router's connection to the node).
     async fn cluster_conn(
         urls: &[String],
         response_timeout: Duration,
     ) -> Result<Redis, RedisError> {
-        let client = ClusterClient::builder(urls.to_vec())
-            .connection_timeout(CONNECT_TIMEOUT)
-            .response_timeout(response_timeout)
-            // Few, quick internal retries (redirects, a reconnect); the engine's own backoff does the rest.
-            .retries(3)
-            .min_retry_wait(10)
-            .max_retry_wait(200)
-            .build()?;
-        Ok(Redis::Cluster(client.get_async_connection().await?))
+        Ok(Redis::Nodes(
+            ringside_lua::conn::nodes::Nodes::connect(urls, CONNECT_TIMEOUT, response_timeout)
+                .await?,
+        ))
     }
 
     /// The shared, self-reconnecting connection for non-blocking commands. Fails if Redis cannot be

@@ -1,17 +1,23 @@
 //! [`Redis`]: one async connection type for a standalone server and for Redis Cluster, so the edge, the
 //! engine, the tools and the tests run the same code on both.
 //!
-//! Standalone uses a [`ConnectionManager`] (reconnects by itself); cluster uses the cluster client, which
-//! routes each `FCALL` by its first key — every Ringside call names keys of one slot.
+//! Standalone uses a [`ConnectionManager`] (reconnects by itself). Cluster: [`Redis::connect`] uses
+//! redis-rs's cluster client, which routes each `FCALL` by its first key — every Ringside call names
+//! keys of one slot; [`Redis::connect_nodes`] uses Ringside's own routing ([`nodes`]: its own slot
+//! map, one connection per node, calls of a dead node failed at once), which is what the edge and the
+//! engine use, because redis-rs's client was seen hanging a slot's requests after a failover.
 //!
 //! [`Redis::connect`] uses the timeouts below. A caller that needs its own timeouts or retry settings
 //! builds the variant itself (the engine does, and wraps it with its own per-request bound).
 
+use nodes::Nodes;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use std::time::Duration;
+
+pub mod nodes;
 
 /// How long connecting to a node may take.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,6 +37,8 @@ pub const CLUSTER_RETRIES: u32 = 3;
 pub enum Redis {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    /// A cluster through [`Nodes`]: our slot map, one multiplexed connection per node.
+    Nodes(Nodes),
 }
 
 impl std::fmt::Debug for Redis {
@@ -38,6 +46,7 @@ impl std::fmt::Debug for Redis {
         f.write_str(match self {
             Redis::Single(_) => "Redis::Single",
             Redis::Cluster(_) => "Redis::Cluster",
+            Redis::Nodes(_) => "Redis::Nodes",
         })
     }
 }
@@ -71,8 +80,16 @@ impl Redis {
         }
     }
 
+    /// A cluster through [`Nodes`] (its own slot map and one connection per node), with the default
+    /// timeouts.
+    pub async fn connect_nodes(urls: &[String]) -> RedisResult<Redis> {
+        Ok(Redis::Nodes(
+            Nodes::connect(urls, CONNECTION_TIMEOUT, RESPONSE_TIMEOUT).await?,
+        ))
+    }
+
     pub fn is_cluster(&self) -> bool {
-        matches!(self, Redis::Cluster(_))
+        matches!(self, Redis::Cluster(_) | Redis::Nodes(_))
     }
 
     /// Runs `cmd` on every primary (the only server when standalone) and returns each node's answer,
@@ -88,6 +105,14 @@ impl Redis {
                     .await
                     .and_then(Value::extract_error);
                 Ok(vec![("standalone".to_string(), v)])
+            }
+            Redis::Nodes(n) => {
+                let mut out = Vec::new();
+                for addr in n.primaries() {
+                    let v = n.on_node(&addr, cmd).await.and_then(Value::extract_error);
+                    out.push((addr, v));
+                }
+                Ok(out)
             }
             Redis::Cluster(c) => {
                 let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
@@ -123,6 +148,7 @@ impl ConnectionLike for Redis {
         match self {
             Redis::Single(c) => c.req_packed_command(cmd),
             Redis::Cluster(c) => c.req_packed_command(cmd),
+            Redis::Nodes(n) => n.req_packed_command(cmd),
         }
     }
 
@@ -135,6 +161,7 @@ impl ConnectionLike for Redis {
         match self {
             Redis::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Redis::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Redis::Nodes(n) => n.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -142,6 +169,7 @@ impl ConnectionLike for Redis {
         match self {
             Redis::Single(c) => c.get_db(),
             Redis::Cluster(c) => c.get_db(),
+            Redis::Nodes(n) => n.get_db(),
         }
     }
 }

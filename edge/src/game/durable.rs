@@ -17,6 +17,7 @@
 //! `auto`: `replica` when the deployment has a replica at start, else `primary`) and
 //! `--answer-wait-timeout-ms` (`RINGSIDE_ANSWER_WAIT_TIMEOUT_MS`, default 500).
 
+use ringside_lua::conn::nodes::NodeConn;
 use ringside_lua::{GameError, Redis};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -114,7 +115,8 @@ struct Partition {
 pub struct Confirmer {
     /// `None`: acks go out on the primary's reply.
     wait_timeout_ms: Option<u64>,
-    partitions: Arc<Mutex<HashMap<u32, Partition>>>,
+    /// Per (room partition, node connection id: 0 when not known).
+    partitions: Arc<Mutex<HashMap<(u32, u64), Partition>>>,
 }
 
 impl Confirmer {
@@ -138,14 +140,58 @@ impl Confirmer {
         self.wait_timeout_ms.is_some()
     }
 
-    /// Resolves once a replica has every write this process made to `code`'s node so far (call it
-    /// after the answer's reply has arrived). Errs with an `unavailable` error when no replica
-    /// confirmed within the timeout or Redis failed.
+    /// With [`Redis::Nodes`] and acks that wait: the connection `code`'s calls go to now and the slot
+    /// map's generation ([`ringside_lua::conn::nodes::Nodes::route_of`]), taken before the answer's call and
+    /// handed to [`confirm_on`](Self::confirm_on). `None` otherwise (or when no primary serves the room).
+    pub async fn route(&self, redis: &Redis, code: &str) -> Option<(u64, NodeConn)> {
+        match redis {
+            Redis::Nodes(n) if self.is_on() => n
+                .route_of(ringside_protocol::keys::room(code).as_bytes())
+                .await
+                .ok(),
+            _ => None,
+        }
+    }
+
+    /// [`confirm_on`](Self::confirm_on) without a route taken before the call: for
+    /// [`Redis::Single`] and [`Redis::Cluster`] (with [`Redis::Nodes`] it refuses the answer).
     pub async fn confirm(&self, redis: &Redis, code: &str) -> Result<(), GameError> {
+        self.confirm_on(redis, code, None).await
+    }
+
+    /// Resolves once a replica has every write this process made to `code`'s node so far (call it
+    /// after the answer's reply has arrived). With [`Redis::Nodes`], `before` is [`route`](Self::route)
+    /// taken before the answer's call: the `WAIT` must run on the connection that ran the answer
+    /// (`WAIT` counts only that connection's writes), so when the slot map or the connection changed
+    /// meanwhile the answer is refused (`unavailable`, the client resends). Errs with an `unavailable`
+    /// error when no replica confirmed within the timeout or Redis failed.
+    pub async fn confirm_on(
+        &self,
+        redis: &Redis,
+        code: &str,
+        before: Option<(u64, NodeConn)>,
+    ) -> Result<(), GameError> {
         let Some(timeout_ms) = self.wait_timeout_ms else {
             return Ok(());
         };
-        let partition = ringside_protocol::keys::partition_of(code);
+        let node = match redis {
+            Redis::Nodes(_) => {
+                let after = self.route(redis, code).await;
+                match (before, after) {
+                    (Some((g0, n0)), Some((g1, n1))) if g0 == g1 && n0.id == n1.id => Some(n0),
+                    _ => {
+                        return Err(unavailable(
+                            "the room's node connection changed while the answer ran".into(),
+                        ))
+                    }
+                }
+            }
+            _ => None,
+        };
+        let partition = (
+            ringside_protocol::keys::partition_of(code),
+            node.as_ref().map_or(0, |n| n.id),
+        );
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut parts = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
@@ -156,7 +202,7 @@ impl Confirmer {
         if start {
             let me = self.clone();
             let route_key = ringside_protocol::keys::room(code);
-            tokio::spawn(me.flush(redis.clone(), partition, route_key, timeout_ms));
+            tokio::spawn(me.flush(redis.clone(), node, partition, route_key, timeout_ms));
         }
         match rx.await {
             Ok(Ok(())) => Ok(()),
@@ -167,7 +213,14 @@ impl Confirmer {
 
     /// Sends one `WAIT` for everything pending on `partition`, answers them, and goes on while more
     /// arrived meanwhile.
-    async fn flush(self, mut redis: Redis, partition: u32, route_key: String, timeout_ms: u64) {
+    async fn flush(
+        self,
+        mut redis: Redis,
+        node: Option<NodeConn>,
+        partition: (u32, u64),
+        route_key: String,
+        timeout_ms: u64,
+    ) {
         loop {
             let batch = {
                 let mut parts = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
@@ -179,7 +232,10 @@ impl Confirmer {
                 }
                 std::mem::take(&mut p.pending)
             };
-            let outcome = wait_one_replica(&mut redis, &route_key, timeout_ms).await;
+            let outcome = match &node {
+                Some(n) => wait_on_node(n, timeout_ms).await,
+                None => wait_one_replica(&mut redis, &route_key, timeout_ms).await,
+            };
             crate::metrics::GAME
                 .answer_waits_total
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -192,6 +248,30 @@ impl Confirmer {
                 let _ = w.send(outcome.clone());
             }
         }
+    }
+}
+
+/// `WAIT 1 timeout_ms` on `node`, the connection that ran the answers.
+async fn wait_on_node(node: &NodeConn, timeout_ms: u64) -> Result<(), String> {
+    use redis::aio::ConnectionLike;
+    let mut cmd = redis::cmd("WAIT");
+    cmd.arg(1).arg(timeout_ms);
+    let reply = node
+        .conn
+        .clone()
+        .req_packed_command(&cmd)
+        .await
+        .and_then(|v| redis::from_redis_value::<i64>(v).map_err(Into::into));
+    replicas_confirmed(reply, timeout_ms)
+}
+
+fn replicas_confirmed(reply: redis::RedisResult<i64>, timeout_ms: u64) -> Result<(), String> {
+    match reply {
+        Ok(n) if n >= 1 => Ok(()),
+        Ok(_) => Err(format!(
+            "no replica confirmed the answer within {timeout_ms} ms"
+        )),
+        Err(e) => Err(format!("WAIT failed: {e}")),
     }
 }
 
@@ -214,15 +294,9 @@ async fn wait_one_replica(
             .await
             .and_then(|v| redis::from_redis_value::<i64>(v).map_err(Into::into))
         }
-        Redis::Single(_) => cmd.query_async::<i64>(redis).await,
+        Redis::Single(_) | Redis::Nodes(_) => cmd.query_async::<i64>(redis).await,
     };
-    match reply {
-        Ok(n) if n >= 1 => Ok(()),
-        Ok(_) => Err(format!(
-            "no replica confirmed the answer within {timeout_ms} ms"
-        )),
-        Err(e) => Err(format!("WAIT failed: {e}")),
-    }
+    replicas_confirmed(reply, timeout_ms)
 }
 
 fn unavailable(why: String) -> GameError {
