@@ -1,5 +1,5 @@
 #!lua name=ringside
--- Ringside game logic as Redis Functions. Library version: 4 (see `version`, and VERSION in lua/src/lib.rs).
+-- Ringside game logic as Redis Functions. Library version: 5 (see `version`, and VERSION in lua/src/lib.rs).
 --
 -- Every authoritative transition of a quiz room runs here, atomically, in the room's hash slot.
 -- The edge and the engine only ever call these functions (lua/README.md has the full contract).
@@ -26,6 +26,10 @@
 --   P:lb           zset    playerId -> total score (every player, from join, starting at 0)
 --   P:recent       list    the last 50 joiners as PlayerInfo JSON, newest last
 --   P:pend         list    joiners not yet announced by room:player:joined, PlayerInfo JSON (newest first, max 20)
+--   P:conn         hash    presence: "e:<playerId>" -> connection epoch (absent = 0, the join's socket; +1 per
+--                          reconnect), "a:<playerId>" -> 1 while the player is away (socket dropped: player_away)
+--   P:presq        list    presence changes not yet announced by room:player:presence, "a:<pid>" (away) or
+--                          "b:<pid>" (back), newest first, max 20
 --   P:log          stream  room events, id "<seq>-0", field e = the envelope JSON; capped ~1000
 --   P:q:<i>        hash    question i: n answered, d<k> per option, a:<pid> "idx:ms:points:streak"
 --                          (streak = consecutive correct answers ending here, 0 when wrong),
@@ -35,7 +39,7 @@
 -- ended game: room, roomId, reason, ended — read by the control plane's results writer) and rooms:{pNN}
 -- (sorted set of the live rooms: code → created ms, for the ops view).
 
-local VERSION = 4
+local VERSION = 5
 local LOG_MAX = 1000            -- entries kept in P:log (approximate trim)
 local ROOM_TTL = 7200           -- s: a room with no transition for this long is abandoned
 local END_TTL = 300             -- s: reconnect window after game:end
@@ -71,7 +75,7 @@ local MAX_QUESTIONS = 100
 local MAX_OPTIONS = 8
 
 local FIXED = { '', ':quiz', ':players', ':names', ':sess', ':secret', ':viol', ':kicked',
-  ':lb', ':recent', ':pend', ':log' }
+  ':lb', ':recent', ':pend', ':log', ':conn', ':presq' }
 
 -- ───────────────────────────── helpers ─────────────────────────────
 
@@ -280,7 +284,9 @@ end
 -- The room fields answer_submit needs, in one HMGET (qno, the open question's option count, is copied
 -- from the quiz when the question opens, so the hot path reads one hash). Scoring needs more: it runs at
 -- the reveal (SCORE_FIELDS).
-local SUBMIT_FIELDS = { 'state', 'cur', 'endsAt', 'paused', 'prem', 'np', 'qno', 'qstart' }
+-- `aw`: away players without an answer to the open question (player_away): the question waits for the
+-- other np - aw only.
+local SUBMIT_FIELDS = { 'state', 'cur', 'endsAt', 'paused', 'prem', 'np', 'qno', 'qstart', 'aw' }
 local SCORE_FIELDS = { 'scur', 'qc', 'qbase', 'tlim', 's_bonus', 's_smult', 's_sthr', 's_pen' }
 
 -- A value longer than Redis's default hash-max-listpack-value (64 bytes), stored in the room hash so it is
@@ -388,7 +394,7 @@ end
 local function show_question(R, q, now, showAt)
   showAt = math.max(now, showAt or now)
   local i = int(q)
-  local s = hm(R.P, { 's_tpq', 's_base', 'nq' })
+  local s = hm(R.P, { 's_tpq', 's_base', 'nq', 'naway' })
   local z = hm(R.Q, { 'l' .. i, 'p' .. i, 'c' .. i, 'no' .. i })
   local tlim = tonumber(z['l' .. i])
   if s.s_tpq and s.s_tpq ~= '' then tlim = tonumber(s.s_tpq) end
@@ -399,7 +405,7 @@ local function show_question(R, q, now, showAt)
   local pev = every_ms(PROGRESS_EVERY_MS, PROGRESS_FRAMES_PER_S, redis.call('HGET', R.P, 'np'))
   redis.call('HSET', R.P, 'state', 'ACTIVE', 'cur', i, 'endsAt', int(endsAt), 'qstart', int(showAt),
     'tlim', int(tlim), 'paused', '0', 'prem', '0', 'pslot', '0', 'pans', '0', 'pev', int(pev),
-    'qc', z['c' .. i], 'qno', z['no' .. i], 'qbase', base, 'pgen', int(gen))
+    'qc', z['c' .. i], 'qno', z['no' .. i], 'qbase', base, 'pgen', int(gen), 'aw', int(tonumber(s.naway) or 0))
   redis.call('DEL', qkey(R, q))
   redis.call('HSET', qkey(R, q), 'n', 0, 'at', int(showAt))
   emit(R, 'game:question:show', show_json(R, q, endsAt, tlim, base, s.nq, showAt))
@@ -591,30 +597,92 @@ local function end_game(R, now, reason)
   live_remove(R)
 end
 
--- Announces the pending joiners (coalesced room:player:joined) and invalidates any scheduled flush.
+-- The room:player:presence of the pending presence changes (P:presq): each player once, in their latest
+-- state (away or back), newest first; awayCount and totalCount as they are now.
+local function presence_json(R)
+  local pend = redis.call('LRANGE', R.P .. ':presq', 0, JOIN_NAMES - 1)
+  redis.call('DEL', R.P .. ':presq')
+  local away, back, seen = {}, {}, {}
+  for _, v in ipairs(pend) do
+    local k, pid = string.sub(v, 1, 1), string.sub(v, 3)
+    if not seen[pid] then
+      seen[pid] = true
+      if k == 'a' then away[#away + 1] = js(pid) else back[#back + 1] = js(pid) end
+    end
+  end
+  local r = hm(R.P, { 'naway', 'np' })
+  return obj({ kv('away', arr(away)), kv('back', arr(back)), kv('awayCount', int(tonumber(r.naway) or 0)),
+    kv('totalCount', int(tonumber(r.np) or 0)) })
+end
+
+-- Announces the pending joiners (coalesced room:player:joined) and the pending presence changes
+-- (coalesced room:player:presence, same cadence), and invalidates any scheduled flush.
 local function flush_joins(R, now)
-  local pjn = tonumber(redis.call('HGET', R.P, 'pjn')) or 0
-  if pjn <= 0 then return false end
-  -- PlayerInfo JSON of current players (leavers are removed from the list), newest first
-  local pend = redis.call('LRANGE', R.P .. ':pend', 0, JOIN_NAMES - 1)
-  local items = {}
-  for k = #pend, 1, -1 do items[#items + 1] = pend[k] end -- oldest first, newest last
-  local np = tonumber(redis.call('HGET', R.P, 'np')) or 0
-  redis.call('DEL', R.P .. ':pend')
+  local f = hm(R.P, { 'pjn', 'ppn' })
+  local pjn, ppn = tonumber(f.pjn) or 0, tonumber(f.ppn) or 0
+  if pjn <= 0 and ppn <= 0 then return false end
   redis.call('HINCRBY', R.P, 'fgen', 1)
-  redis.call('HSET', R.P, 'pjn', 0, 'lflush', int(now), 'pflush', 0)
-  emit(R, 'room:player:joined', obj({ kv('players', arr(items)), kv('joinedCount', int(pjn)),
-    kv('totalCount', int(np)) }))
+  redis.call('HSET', R.P, 'pjn', 0, 'ppn', 0, 'lflush', int(now), 'pflush', 0)
+  if pjn > 0 then
+    -- PlayerInfo JSON of current players (leavers are removed from the list), newest first
+    local pend = redis.call('LRANGE', R.P .. ':pend', 0, JOIN_NAMES - 1)
+    local items = {}
+    for k = #pend, 1, -1 do items[#items + 1] = pend[k] end -- oldest first, newest last
+    local np = tonumber(redis.call('HGET', R.P, 'np')) or 0
+    redis.call('DEL', R.P .. ':pend')
+    emit(R, 'room:player:joined', obj({ kv('players', arr(items)), kv('joinedCount', int(pjn)),
+      kv('totalCount', int(np)) }))
+  end
+  if ppn > 0 then emit(R, 'room:player:presence', presence_json(R)) end
   return true
 end
 
--- Reveals early when every player in the room has answered the open question.
+-- Queues a presence change of pid ('a' away, 'b' back) for the coalesced room:player:presence: announced
+-- now when the room's last announcement is old enough, else by the lobby_flush schedule (at most one
+-- announcement per room per JOIN_EVERY_MS, scaled with the room's size as joins are).
+local function note_presence(R, now, kind, pid)
+  redis.call('LPUSH', R.P .. ':presq', kind .. ':' .. pid)
+  redis.call('LTRIM', R.P .. ':presq', 0, JOIN_NAMES - 1)
+  redis.call('HINCRBY', R.P, 'ppn', 1)
+  local r = hm(R.P, { 'lflush', 'pflush', 'np' })
+  local last = tonumber(r.lflush) or 0
+  local every = every_ms(JOIN_EVERY_MS, JOIN_FRAMES_PER_S, r.np)
+  if now - last >= every then
+    flush_joins(R, now)
+  elseif r.pflush ~= '1' then
+    local fgen = redis.call('HINCRBY', R.P, 'fgen', 1)
+    redis.call('HSET', R.P, 'pflush', 1)
+    schedule(R, now, 'lobby_flush', 0, fgen, last + every)
+  end
+end
+
+-- Whether pid has a real answer to question q (NO_ANSWER is none).
+local function has_answer(R, q, pid)
+  local v = redis.call('HGET', qkey(R, q), 'a:' .. pid)
+  return v ~= false and v ~= nil and v ~= NO_ANSWER
+end
+
+-- Presence bookkeeping of an away player pid who is no longer away (back, or removed): the room's away
+-- count, and the open question's `aw` when they had not answered it.
+local function unmark_away(R, pid)
+  redis.call('HDEL', R.P .. ':conn', 'a:' .. pid)
+  redis.call('HINCRBY', R.P, 'naway', -1)
+  local r = hm(R.P, { 'state', 'cur' })
+  if r.state == 'ACTIVE' and not has_answer(R, tonumber(r.cur), pid) then
+    redis.call('HINCRBY', R.P, 'aw', -1)
+  end
+end
+
+-- Reveals early when every connected player (every player who is not away: player_away) has answered the
+-- open question: n answers >= np - aw (aw: away players without an answer). Not when nobody is connected
+-- (everyone away): the question then runs its time, so that a room whose network blips does not race
+-- through its questions.
 local function maybe_early_reveal(R, now)
-  local r = hm(R.P, { 'state', 'np', 'cur' })
+  local r = hm(R.P, { 'state', 'np', 'cur', 'naway', 'aw' })
   if r.state ~= 'ACTIVE' then return end
   local np = tonumber(r.np) or 0
   local n = tonumber(redis.call('HGET', qkey(R, tonumber(r.cur)), 'n')) or 0
-  if np > 0 and n >= np then reveal(R, now, false) end
+  if np - (tonumber(r.naway) or 0) > 0 and n >= np - (tonumber(r.aw) or 0) then reveal(R, now, false) end
 end
 
 -- Removes a player (leave, host kick, anti-cheat kick) and publishes room:player:left.
@@ -634,6 +702,8 @@ local function remove_player(R, pid, reason, kicked_by, now)
   redis.call('HDEL', R.P .. ':sess', pid)
   redis.call('HDEL', R.P .. ':secret', pid)
   redis.call('HDEL', R.P .. ':viol', pid)
+  if redis.call('HEXISTS', R.P .. ':conn', 'a:' .. pid) == 1 then unmark_away(R, pid) end
+  redis.call('HDEL', R.P .. ':conn', 'e:' .. pid)
   redis.call('ZREM', R.P .. ':lb', pid)
   lb_scoring_also(R, 'ZREM', pid)
   redis.call('LREM', R.P .. ':recent', 0, pj)
@@ -940,8 +1010,23 @@ end
 
 -- Every answer that the fast path of answer_submit did not store: the checks in their documented order
 -- (layers 5, 6, 4, 3 and the option range), each with its error and its counted refusal.
+-- A resend of the answer recorded for question qi (same option) is already_answered, whatever happened
+-- since: the question may have closed (everyone answered while this player was still resending after
+-- `unavailable` — the edge acks only once a replica has the answer) or the next one opened. Not
+-- late_answer or wrong_question (the answer stands and counts) and not an answer event; it still writes
+-- (x:<pid>), so that the edge's WAIT after it covers the recorded answer too.
+local function refuse_resend(R, pid, qi, ai)
+  local qk = qkey(R, qi)
+  local rec = redis.call('HGET', qk, 'a:' .. pid)
+  if rec and rec ~= NO_ANSWER and tonumber(string.match(rec, '^(%d+):')) == ai then
+    redis.call('HINCRBY', qk, 'x:' .. pid, 1)
+    fail('already_answered', 'the first answer stands')
+  end
+end
+
 local function answer_refused(R, pid, qi, ai, state, cur, endsAt, paused, qno, qstart)
   require_player(R, pid)
+  if cur and (qi < cur or (qi == cur and state ~= 'ACTIVE')) then refuse_resend(R, pid, qi, ai) end
   if state ~= 'ACTIVE' then
     if (state == 'REVEAL' or state == 'ENDED') and qi == cur then fail('late_answer', 'the question is closed') end
     if qi ~= cur then fail('wrong_question', 'question ' .. int(qi) .. ' is not open') end
@@ -1006,7 +1091,7 @@ local function answer_submit(keys, args)
   local qi = arg_int(args[2], 'qIndex', 0, 1000000)
   local ai = arg_int(args[3], 'answerIdx', 0, 1000000)
   -- one HMGET, unpacked by position (the hot path: building a keyed table costs ~2 us)
-  local state, cur, endsAt, paused, prem, np, qno, qstart =
+  local state, cur, endsAt, paused, prem, np, qno, qstart, aw =
     unpack(redis.call('HMGET', R.P, unpack(SUBMIT_FIELDS)))
   if not state then fail('room_not_found', 'no live room has this game code') end
   cur, endsAt, qno, paused = tonumber(cur), tonumber(endsAt), tonumber(qno), paused == '1'
@@ -1023,7 +1108,7 @@ local function answer_submit(keys, args)
           require_player(R, pid)
         end
         redis.call('HINCRBY', qk, 'd' .. ai, 1)
-        if redis.call('HINCRBY', qk, 'n', 1) >= (tonumber(np) or 0) then reveal(R, now, false) end
+        if redis.call('HINCRBY', qk, 'n', 1) >= (tonumber(np) or 0) - (tonumber(aw) or 0) then reveal(R, now, false) end
         return '{"received":true,"qIndex":' .. cur .. ',"serverTime":' .. int(now) .. '}'
       end
     end
@@ -1065,7 +1150,7 @@ local function answer_fast(keys, args)
   end
   local c = room_keys(P, keys[2])
   if not c then return checked_answer(keys, args) end
-  local state, cur, endsAt, paused, prem, np, qno, qstart = unpack(redis.call('HMGET', P, unpack(SUBMIT_FIELDS)))
+  local state, cur, endsAt, paused, prem, np, qno, qstart, aw = unpack(redis.call('HMGET', P, unpack(SUBMIT_FIELDS)))
   if state == 'ACTIVE' and qs == cur and tonumber(as) < tonumber(qno) then
     local now = now_ms()
     endsAt = tonumber(endsAt)
@@ -1082,7 +1167,7 @@ local function answer_fast(keys, args)
       if redis.call('HSETNX', qk, a, as .. ':' .. ns .. ':' .. rem) == 1 then
         if redis.call('HEXISTS', c.players, pid) == 1 then
           redis.call('HINCRBY', qk, 'd' .. as, 1)
-          if redis.call('HINCRBY', qk, 'n', 1) >= (tonumber(np) or 0) then
+          if redis.call('HINCRBY', qk, 'n', 1) >= (tonumber(np) or 0) - (tonumber(aw) or 0) then
             local r = checked_reveal(keys, { now })
             if type(r) == 'table' then return r end -- an error reply
           end
@@ -1099,6 +1184,108 @@ end
 local function reveal_when_all_answered(keys, args)
   reveal(room_of(keys, true), args[1], false)
   return ''
+end
+
+-- answer_batch
+-- KEYS: room, timers
+-- ARGV: playerId, qIndex, answerIdx, playerId, qIndex, answerIdx, ...   (1..ANSWER_BATCH_MAX triples, the
+--       answers of one room that reached an edge together, in arrival order; HMACs verified by the edge)
+-- Reply: an array with one element per answer, in ARGV order: what `answer_submit` would have replied to
+--        that answer called at that point — its AnswerAck JSON string, or its error reply
+--        "<code> <detail>" (room_not_found, unauthorized, kicked, wrong_state, wrong_question, too_early,
+--        late_answer, already_answered, rate_limited, bad_payload) as an error element of the array.
+-- Error (the whole call, nothing written): bad_payload when ARGV is not 1..ANSWER_BATCH_MAX triples.
+-- The fixed part of an answer is paid once per batch: one HMGET of the room, one TIME (every answer the
+-- batch accepts has the same serverTime), one HMGET of the question's answered count and the players'
+-- a:<pid> fields, one HMGET of their membership; then the accepted records go in with one HSET and the
+-- counters with one HINCRBY per option and one for `n`. An answer that the batch cannot accept as it
+-- stands (a refusal, a second answer of the same player, a non-member, a non-canonical argument) is
+-- written out up to there, then goes through answer_submit's checked path alone, and the batch reads the
+-- room again after it. When the answered count reaches the room's size the question is revealed at that
+-- answer, as answer_submit would: the answers after it are refused (late_answer).
+local ANSWER_BATCH_MAX = 256
+
+local function answer_batch(keys, args)
+  local n = #args
+  if n == 0 or n % 3 ~= 0 or n > 3 * ANSWER_BATCH_MAX then
+    return redis.error_reply('bad_payload ARGV must be 1..' .. ANSWER_BATCH_MAX
+      .. ' (playerId, qIndex, answerIdx) triples')
+  end
+  local P = keys[1]
+  local c = type(P) == 'string' and room_keys(P, keys[2])
+  local out = {}
+  -- the room as read for the answers from `base` on (nil: read it before the next answer)
+  local base, open, cur, qno, np, cnt, qk, now, ns, rem, ack, seen, member
+  local recs, k, dist, taken = {}, 0, {}, {}
+  local function flush()
+    if k > 0 then
+      redis.call('HSET', qk, unpack(recs, 1, 2 * k))
+      for o, m in pairs(dist) do redis.call('HINCRBY', qk, 'd' .. o, m) end
+      redis.call('HINCRBY', qk, 'n', k)
+      recs, k, dist = {}, 0, {}
+    end
+  end
+  for i = 1, n, 3 do
+    local pid, qs, as = args[i], args[i + 1], args[i + 2]
+    local reply
+    if c and #pid <= 64 and #as <= 6 and string.find(pid, '^[%w_%-]+$')
+      and (as == '0' or string.find(as, '^[1-9]%d*$')) then
+      if not base then
+        base, open, taken = i, false, {}
+        local state, endsAt, paused, prem, qstart, aw
+        state, cur, endsAt, paused, prem, np, qno, qstart, aw = unpack(redis.call('HMGET', P, unpack(SUBMIT_FIELDS)))
+        if state == 'ACTIVE' then
+          now = now_ms()
+          endsAt, paused = tonumber(endsAt), paused == '1'
+          if now >= (tonumber(qstart) or 0) and (paused or now <= endsAt + GRACE_MS) then
+            -- everyone answered: every player but those away (answer_fast's early reveal)
+            open, qno, np = true, tonumber(qno), (tonumber(np) or 0) - (tonumber(aw) or 0)
+            qk = c.q[cur]
+            if not qk then
+              qk = P .. ':q:' .. cur
+              c.q[cur] = qk
+            end
+            ns = int(now)
+            rem = paused and (prem or '0') or int(endsAt - now)
+            ack = '{"received":true,"qIndex":' .. cur .. ',"serverTime":' .. ns .. '}'
+            local af, pf = { 'n' }, {}
+            for j = i, n, 3 do
+              af[#af + 1] = 'a:' .. args[j]
+              pf[#pf + 1] = args[j]
+            end
+            seen = redis.call('HMGET', qk, unpack(af))
+            member = redis.call('HMGET', c.players, unpack(pf))
+            cnt = tonumber(seen[1]) or 0
+          end
+        end
+      end
+      local j = (i - base) / 3 + 1 -- this answer's place in seen (after `n`) and member
+      if open and qs == cur and tonumber(as) < qno and not seen[j + 1] and member[j] and not taken[pid] then
+        taken[pid] = true
+        recs[2 * k + 1], recs[2 * k + 2] = 'a:' .. pid, as .. ':' .. ns .. ':' .. rem
+        k = k + 1
+        dist[as] = (dist[as] or 0) + 1
+        cnt = cnt + 1
+        reply = ack
+        if cnt >= np then
+          flush()
+          local r = checked_reveal(keys, { now })
+          if type(r) == 'table' then reply = r end -- an error reply
+          base = nil
+        end
+      end
+    end
+    if not reply then
+      flush()
+      local ok, r = pcall(checked_answer, keys, { pid, qs, as })
+      if not ok then r = { err = type(r) == 'table' and r.err or tostring(r) } end
+      reply = r
+      base = nil
+    end
+    out[#out + 1] = reply
+  end
+  flush()
+  return out
 end
 
 -- ───────────────────────────── host controls ─────────────────────────────
@@ -1567,20 +1754,24 @@ local function snapshot(keys, args)
   return s
 end
 
--- reconnect (no-writes)
--- KEYS: room[, timers]
+-- reconnect
+-- KEYS: room, timers
 -- ARGV: playerId (or "host"), sessionToken (the host's hostToken), lastSeq (or "" for a snapshot)
--- Reply: {"playerId","host":bool,"answerSecret"?,"seq","events":[envelope, ...]} with the missed room events
---        after lastSeq (raw envelope JSON, in seq order) when they are all still in the log, else
---        {"playerId","host","answerSecret"?,"seq","state":ReconnectState}.
+-- Reply: {"playerId","host":bool,"answerSecret"?,"epoch"?,"seq","events":[envelope, ...]} with the missed
+--        room events after lastSeq (raw envelope JSON, in seq order) when they are all still in the log, else
+--        {"playerId","host","answerSecret"?,"epoch"?,"seq","state":ReconnectState}.
+-- A player's reconnect writes presence: the player's connection epoch goes up by one (`epoch` in the reply:
+-- the edge passes it to player_away when this socket closes, so that the close of an older socket changes
+-- nothing), and a player marked away is back (counted again for "everyone answered" from now on, announced
+-- by room:player:presence). The host's reconnect writes nothing.
 -- Errors: room_not_found, kicked, unauthorized.
 local function reconnect(keys, args)
-  local R = room_of(keys, false)
+  local R = room_of(keys, true)
   local pid, token, last = args[1] or '', args[2] or '', args[3] or ''
-  local r = hm(R.P, { 'state', 'host', 'seq' })
+  local r = hm(R.P, { 'state', 'host' })
   require_room(r)
   local is_host = pid == 'host'
-  local secret
+  local secret, epoch
   if is_host then
     if token == '' or r.host ~= token then fail('unauthorized', 'wrong hostToken') end
   else
@@ -1589,10 +1780,17 @@ local function reconnect(keys, args)
     local sess = redis.call('HGET', R.P .. ':sess', pid)
     if not sess or sess ~= token then fail('unauthorized', 'unknown player or wrong sessionToken') end
     secret = redis.call('HGET', R.P .. ':secret', pid)
+    -- presence first, so that a room:player:presence it publishes is inside `seq` (replayed or in the state)
+    epoch = redis.call('HINCRBY', R.P .. ':conn', 'e:' .. pid, 1)
+    if redis.call('HEXISTS', R.P .. ':conn', 'a:' .. pid) == 1 then
+      unmark_away(R, pid)
+      if r.state ~= 'ENDED' then note_presence(R, now_ms(), 'b', pid) end
+    end
   end
-  local seq = tonumber(r.seq)
+  local seq = tonumber(redis.call('HGET', R.P, 'seq'))
   local head = { kv('playerId', js(pid)), kv('host', jbool(is_host)) }
   if secret then head[#head + 1] = kv('answerSecret', js(secret)) end
+  if epoch then head[#head + 1] = kv('epoch', int(epoch)) end
   head[#head + 1] = kv('seq', int(seq))
   if last ~= '' then
     local ls = arg_int(last, 'lastSeq', 0, 1e15)
@@ -1613,6 +1811,34 @@ local function reconnect(keys, args)
   local s = state_json(R, is_host and 'host' or pid, now_ms())
   head[#head + 1] = kv('state', s)
   return obj(head)
+end
+
+-- player_away
+-- KEYS: room, timers
+-- ARGV: playerId, epoch (the connection epoch of the socket that closed: 0 for the socket of room_join,
+--       else the `epoch` of the reconnect that opened it)
+-- Reply: {"away":true} when the player is now away: kept in the room (place, score, name; they may
+--        reconnect), but "everyone answered" no longer waits for them — if every other connected player
+--        has answered the open question, it is revealed in this call; announced by room:player:presence.
+--        {"away":false} when nothing changed: the player is not in the room (left, kicked), is already
+--        away, holds a newer connection (a reconnect, possibly to another edge, came before this close
+--        was processed), or the game is over. Errors: room_not_found, bad_payload.
+local function player_away(keys, args)
+  local R = room_of(keys, true)
+  local pid = arg_id(args[1], 'playerId', 1, 64)
+  local ep = arg_int(args[2], 'epoch', 0, 4294967295)
+  local r = hm(R.P, { 'state', 'cur' })
+  require_room(r)
+  if r.state == 'ENDED' or redis.call('HEXISTS', R.P .. ':players', pid) == 0 then return '{"away":false}' end
+  local c = redis.call('HMGET', R.P .. ':conn', 'e:' .. pid, 'a:' .. pid)
+  if (tonumber(c[1]) or 0) ~= ep or c[2] then return '{"away":false}' end
+  local now = now_ms()
+  redis.call('HSET', R.P .. ':conn', 'a:' .. pid, 1)
+  redis.call('HINCRBY', R.P, 'naway', 1)
+  if r.state == 'ACTIVE' and not has_answer(R, tonumber(r.cur), pid) then redis.call('HINCRBY', R.P, 'aw', 1) end
+  note_presence(R, now, 'a', pid)
+  maybe_early_reveal(R, now)
+  return '{"away":true}'
 end
 
 -- room_players (no-writes): the host's paged list of the room's players (the host page's lobby after a
@@ -1711,6 +1937,7 @@ register('game_start', game_start)
 checked_answer = api(answer_submit)
 checked_reveal = api(reveal_when_all_answered)
 register('answer_submit', answer_fast, false, 'raw')
+register('answer_batch', answer_batch, false, 'raw')
 register('host_pause', host_pause)
 register('host_resume', host_resume)
 register('host_skip', host_skip)
@@ -1718,7 +1945,8 @@ register('host_extend', host_extend)
 register('timer_fire', timer_fire)
 register('results', results, true)
 register('snapshot', snapshot, true)
-register('reconnect', reconnect, true)
+register('reconnect', reconnect)
+register('player_away', player_away)
 register('game_export', game_export, true)
 register('results_hold', results_hold)
 register('room_players', room_players, true)

@@ -28,6 +28,7 @@ pub enum Function {
     RoomKick,
     GameStart,
     AnswerSubmit,
+    AnswerBatch,
     HostPause,
     HostResume,
     HostSkip,
@@ -40,10 +41,11 @@ pub enum Function {
     ResultsHold,
     RoomPlayers,
     RoomsList,
+    PlayerAway,
 }
 
 impl Function {
-    pub const ALL: [Function; 19] = [
+    pub const ALL: [Function; 21] = [
         Function::Version,
         Function::RoomCreate,
         Function::RoomJoin,
@@ -51,6 +53,7 @@ impl Function {
         Function::RoomKick,
         Function::GameStart,
         Function::AnswerSubmit,
+        Function::AnswerBatch,
         Function::HostPause,
         Function::HostResume,
         Function::HostSkip,
@@ -63,6 +66,7 @@ impl Function {
         Function::ResultsHold,
         Function::RoomPlayers,
         Function::RoomsList,
+        Function::PlayerAway,
     ];
 
     /// The registered name (`FCALL <name> ...`).
@@ -75,6 +79,7 @@ impl Function {
             Function::RoomKick => "room_kick",
             Function::GameStart => "game_start",
             Function::AnswerSubmit => "answer_submit",
+            Function::AnswerBatch => "answer_batch",
             Function::HostPause => "host_pause",
             Function::HostResume => "host_resume",
             Function::HostSkip => "host_skip",
@@ -87,6 +92,7 @@ impl Function {
             Function::ResultsHold => "results_hold",
             Function::RoomPlayers => "room_players",
             Function::RoomsList => "rooms_list",
+            Function::PlayerAway => "player_away",
         }
     }
 
@@ -97,7 +103,6 @@ impl Function {
             Function::Version
                 | Function::Results
                 | Function::Snapshot
-                | Function::Reconnect
                 | Function::GameExport
                 | Function::RoomPlayers
                 | Function::RoomsList
@@ -119,6 +124,17 @@ pub fn fcall_cmd<A: redis::ToRedisArgs>(function: Function, code: &str, args: &[
     cmd
 }
 
+/// Answers per `answer_batch` call at most (`ANSWER_BATCH_MAX` in `lua/ringside.lua`).
+pub const ANSWER_BATCH_MAX: usize = 256;
+
+/// One answer of an [`Game::answer_batch`] call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchedAnswer<'a> {
+    pub player_id: &'a str,
+    pub q_index: u32,
+    pub answer_idx: u32,
+}
+
 /// How a player got their state back after `reconnect`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Recovery {
@@ -138,6 +154,9 @@ pub struct Reconnected {
     pub host: bool,
     /// The player's answer HMAC key, for the edge to verify answers on the new socket (absent for the host).
     pub answer_secret: Option<String>,
+    /// The player's connection epoch after this reconnect (0 for the host): pass it to
+    /// [`Game::player_away`] when this socket closes.
+    pub epoch: u32,
     /// The room's latest seq.
     pub seq: u64,
     pub recovery: Recovery,
@@ -150,6 +169,8 @@ struct ReconnectReply {
     host: bool,
     #[serde(default)]
     answer_secret: Option<String>,
+    #[serde(default)]
+    epoch: u32,
     seq: u64,
     #[serde(default)]
     events: Option<Vec<Box<serde_json::value::RawValue>>>,
@@ -435,6 +456,69 @@ impl Game {
             .await
     }
 
+    /// Records the answers of one room that arrived together, in order, in one `answer_batch` call
+    /// (at most [`ANSWER_BATCH_MAX`]): one result per answer, each what [`answer_submit`](Self::answer_submit)
+    /// would have returned for it. The outer error is the call's (Redis failed, or a malformed batch).
+    pub async fn answer_batch(
+        &self,
+        code: &str,
+        answers: &[BatchedAnswer<'_>],
+    ) -> Result<Vec<Result<AnswerAck, GameError>>, GameError> {
+        if !is_game_code(code) {
+            return Err(GameError::refused(
+                ErrorCode::BadPayload,
+                "gameCode must be 6 characters of the code alphabet",
+            ));
+        }
+        if answers.is_empty() || answers.len() > ANSWER_BATCH_MAX {
+            return Err(GameError::refused(
+                ErrorCode::BadPayload,
+                format!("a batch holds 1..{ANSWER_BATCH_MAX} answers"),
+            ));
+        }
+        let mut args: Vec<String> = Vec::with_capacity(3 * answers.len());
+        for a in answers {
+            args.push(a.player_id.to_string());
+            args.push(a.q_index.to_string());
+            args.push(a.answer_idx.to_string());
+        }
+        let cmd = fcall_cmd(Function::AnswerBatch, code, &args);
+        let mut conn = self.conn.clone();
+        let reply = redis::aio::ConnectionLike::req_packed_command(&mut conn, &cmd)
+            .await
+            .map_err(GameError::from_redis)?;
+        let bad = |detail: String| GameError::BadReply {
+            function: Function::AnswerBatch.name(),
+            detail,
+        };
+        let items = match reply {
+            redis::Value::Array(items) => items,
+            redis::Value::ServerError(e) => {
+                return Err(GameError::from_redis(redis::RedisError::from(e)))
+            }
+            other => return Err(bad(format!("not an array: {other:?}"))),
+        };
+        if items.len() != answers.len() {
+            return Err(bad(format!(
+                "{} replies for {} answers",
+                items.len(),
+                answers.len()
+            )));
+        }
+        Ok(items
+            .into_iter()
+            .map(|v| match v {
+                redis::Value::ServerError(e) => {
+                    Err(GameError::from_redis(redis::RedisError::from(e)))
+                }
+                v => match redis::from_redis_value::<String>(v) {
+                    Ok(raw) => decode(Function::AnswerBatch, &raw),
+                    Err(e) => Err(bad(e.to_string())),
+                },
+            })
+            .collect())
+    }
+
     pub async fn pause(&self, code: &str, host_token: &str) -> Result<(), GameError> {
         self.call_ok(Function::HostPause, code, &[host_token]).await
     }
@@ -670,9 +754,32 @@ impl Game {
             player_id: r.player_id,
             host: r.host,
             answer_secret: r.answer_secret,
+            epoch: r.epoch,
             seq: r.seq,
             recovery,
         })
+    }
+
+    /// The socket of `player_id` with connection `epoch` (0: the socket of its join; else the
+    /// [`Reconnected::epoch`] of the reconnect that opened it) has closed: the player is away — kept in
+    /// the room, but "everyone answered" no longer waits for them (an early reveal may happen in this
+    /// call). `Ok(false)`: nothing changed (not in the room, already away, a newer connection, or the
+    /// game is over).
+    pub async fn player_away(
+        &self,
+        code: &str,
+        player_id: &str,
+        epoch: u32,
+    ) -> Result<bool, GameError> {
+        #[derive(Deserialize)]
+        struct Away {
+            away: bool,
+        }
+        let epoch = epoch.to_string();
+        let r: Away = self
+            .call_json(Function::PlayerAway, code, &[player_id, &epoch])
+            .await?;
+        Ok(r.away)
     }
 }
 

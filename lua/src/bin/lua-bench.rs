@@ -6,6 +6,8 @@
 //! lua-bench --redis redis://127.0.0.1:7390/ reveal --players 1000,10000,100000
 //! ```
 //! `submit`: `answer_submit` throughput and latency (pipelined, then one call at a time per client).
+//! `batch`: `answer_batch` at batch sizes 1, 8, 32, 128 (answers per call), then `answer_submit` (batch
+//! size "1 as answer_submit") in a fresh room each, with the Redis main-thread CPU per answer.
 //! `reveal`: for rooms of N players who all answered: the reveal (`host_skip`, which scores the first
 //! 1000 players), the rest of the scoring (`score` timer fires, one after the other), reveal-to-last-result
 //! with one client, and the personal results (`results`) in batches of 500 and 1000. Server-side CPU per call comes from `INFO commandstats`
@@ -49,6 +51,18 @@ enum Mode {
     Submit {
         #[arg(long, default_value_t = 100_000)]
         players: usize,
+        #[arg(long, default_value_t = 64)]
+        pipeline: usize,
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+    },
+    /// answer_batch: Redis CPU per answer at each batch size (answers per call), against answer_submit
+    /// in the same run. Each client keeps about `pipeline` answers in flight (at least one call).
+    Batch {
+        #[arg(long, default_value_t = 100_000)]
+        players: usize,
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32,128")]
+        sizes: Vec<usize>,
         #[arg(long, default_value_t = 64)]
         pipeline: usize,
         #[arg(long, default_value_t = 4)]
@@ -268,6 +282,91 @@ async fn submit_all(
     depth: usize,
     clients: usize,
 ) -> Result<(Histogram<u64>, Duration, usize)> {
+    submit_batched(redis, code, ids, depth, clients, None).await
+}
+
+/// The option of player `i`'s answer: 1/3 wrong, 2/3 correct.
+fn answer_of(i: usize) -> &'static str {
+    if i.is_multiple_of(3) {
+        "0"
+    } else {
+        "1"
+    }
+}
+
+/// Submits answers for `ids` with `clients` concurrent tasks: `batch` None: one `answer_submit` per
+/// answer, pipelines of `depth` calls; Some(b): `answer_batch` calls of b answers, pipelines of
+/// max(1, depth / b) calls. The histogram: client latency per pipeline; errors: refused answers.
+async fn submit_batched(
+    redis: &Redis,
+    code: &str,
+    ids: Vec<usize>,
+    depth: usize,
+    clients: usize,
+    batch: Option<usize>,
+) -> Result<(Histogram<u64>, Duration, usize)> {
+    let Some(b) = batch else {
+        return submit_each(redis, code, ids, depth, clients).await;
+    };
+    let b = b.max(1);
+    let calls_per_pipe = (depth / b).max(1);
+    let per = ids.len().div_ceil(clients.max(1));
+    let mut tasks = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    for part in ids.chunks(per.max(1)) {
+        let (mut conn, code, part) = (redis.clone(), code.to_string(), part.to_vec());
+        tasks.spawn(async move {
+            let mut h = hist();
+            let mut errors = 0usize;
+            for group in part.chunks(b * calls_per_pipe) {
+                let mut pipe = redis::pipe();
+                for call in group.chunks(b) {
+                    let mut args: Vec<String> = Vec::with_capacity(3 * call.len());
+                    for &i in call {
+                        args.push(pid(i));
+                        args.push("0".into());
+                        args.push(answer_of(i).into());
+                    }
+                    pipe.add_command(fcall_cmd(Function::AnswerBatch, &code, &args));
+                }
+                let n = group.len().div_ceil(b);
+                let t = Instant::now();
+                let replies =
+                    redis::aio::ConnectionLike::req_packed_commands(&mut conn, &pipe, 0, n).await?;
+                h.record(us(t.elapsed())).ok();
+                for r in replies {
+                    match r {
+                        redis::Value::Array(items) => {
+                            errors += items
+                                .iter()
+                                .filter(|v| matches!(v, redis::Value::ServerError(_)))
+                                .count()
+                        }
+                        other => bail!("answer_batch replied {other:?}"),
+                    }
+                }
+            }
+            anyhow::Ok((h, errors))
+        });
+    }
+    let mut total = hist();
+    let mut errors = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (h, e) = r??;
+        total.add(h)?;
+        errors += e;
+    }
+    Ok((total, started.elapsed(), errors))
+}
+
+/// [`submit_batched`] with one `answer_submit` per answer.
+async fn submit_each(
+    redis: &Redis,
+    code: &str,
+    ids: Vec<usize>,
+    depth: usize,
+    clients: usize,
+) -> Result<(Histogram<u64>, Duration, usize)> {
     let per = ids.len().div_ceil(clients.max(1));
     let mut tasks = tokio::task::JoinSet::new();
     let started = Instant::now();
@@ -280,11 +379,10 @@ async fn submit_all(
                 let cmds: Vec<redis::Cmd> = chunk
                     .iter()
                     .map(|&i| {
-                        let answer = if i % 3 == 0 { "0" } else { "1" };
                         fcall_cmd(
                             Function::AnswerSubmit,
                             &code,
-                            &[pid(i).as_str(), "0", answer],
+                            &[pid(i).as_str(), "0", answer_of(i)],
                         )
                     })
                     .collect();
@@ -382,6 +480,68 @@ async fn submit(
         drop_room(&mut conn, &code).await?;
     }
     let _ = cli;
+    Ok(())
+}
+
+/// `batch` mode: for each batch size, a fresh room of `players` + 1 (one never answers, so no early
+/// reveal) answered by `answer_batch` calls of that size; then the same by `answer_submit`.
+async fn batch(
+    redis: Redis,
+    players: usize,
+    sizes: &[usize],
+    depth: usize,
+    clients: usize,
+    rec: &mut Recorder,
+) -> Result<()> {
+    let game = Game::new(redis.clone());
+    let mut conn = redis.clone();
+    println!(
+        "## answer_batch, one room of {players} players (+1 who never answers) per batch size"
+    );
+    let mut runs: Vec<Option<usize>> = sizes.iter().map(|&b| Some(b.max(1))).collect();
+    runs.push(None);
+    for b in runs {
+        let (code, _host) = room_with_players(&game, &mut conn, players + 1).await?;
+        reset_stats(&mut conn).await?;
+        let cpu0 = main_thread_cpu(&mut conn).await?;
+        let (h, wall, errors) =
+            submit_batched(&redis, &code, (0..players).collect(), depth, clients, b).await?;
+        let cpu = main_thread_cpu(&mut conn).await? - cpu0;
+        let (calls, usec) = fcall_stats(&mut conn).await?;
+        let label = match b {
+            Some(b) => format!("answer_batch of {b}"),
+            None => "answer_submit (one per call)".to_string(),
+        };
+        let stored: Option<String> = redis::cmd("HGET")
+            .arg(format!("{}:q:0", keys::room(&code)))
+            .arg("n")
+            .query_async(&mut conn)
+            .await?;
+        println!(
+            "  {label}: {players} answers in {:.2} s = {:.0} answers/s; refused {errors}; stored {}",
+            wall.as_secs_f64(),
+            players as f64 / wall.as_secs_f64(),
+            stored.unwrap_or_default()
+        );
+        println!(
+            "    server: {calls} FCALLs, {:.0} µs inside per FCALL (commandstats) = {:.2} µs per answer; \
+             {:.2} µs of main-thread CPU per answer incl. I/O => one Redis core saturates at ~{:.0} answers/s",
+            usec as f64 / calls.max(1) as f64,
+            usec as f64 / players as f64,
+            cpu * 1e6 / players as f64,
+            players as f64 / cpu
+        );
+        println!("    client latency per pipeline: {}", pct(&h));
+        rec.add(
+            &format!(
+                "batch-{}",
+                b.map_or("submit".to_string(), |b| b.to_string())
+            ),
+            &h,
+            wall,
+        );
+        drop_room(&mut conn, &code).await?;
+    }
     Ok(())
 }
 
@@ -545,6 +705,23 @@ async fn main() -> Result<()> {
             )
             .await?;
             "lua-submit.hlog"
+        }
+        Mode::Batch {
+            players,
+            sizes,
+            pipeline,
+            clients,
+        } => {
+            batch(
+                redis,
+                *players,
+                sizes,
+                (*pipeline).max(1),
+                (*clients).max(1),
+                &mut rec,
+            )
+            .await?;
+            "lua-batch.hlog"
         }
         Mode::Reveal { players } => {
             reveal(redis, players, &mut rec).await?;

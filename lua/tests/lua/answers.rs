@@ -3,7 +3,9 @@
 //! progress broadcast.
 
 use crate::common::*;
-use ringside_lua::TimerKind;
+use ringside_lua::game::BatchedAnswer;
+use ringside_lua::{GameError, TimerKind};
+use ringside_protocol::events::AnswerAck;
 use ringside_protocol::events::ServerEvent;
 use ringside_protocol::ErrorCode;
 use ringside_testkit::Backend;
@@ -15,8 +17,219 @@ on_both_backends!(
     late_past_and_future_answers_are_refused_with_their_codes,
     the_third_answer_event_is_rate_limited_and_five_violations_kick,
     resending_the_recorded_answer_is_already_answered_and_never_a_violation,
+    a_resend_after_the_question_closed_or_the_next_opened_is_already_answered,
     progress_is_published_at_most_once_per_second_slot_and_only_on_change,
+    a_batch_replies_to_each_answer_what_answer_submit_would_one_by_one,
+    a_batch_acks_its_accepted_answers_with_one_server_time_and_counts_them,
+    a_malformed_batch_is_refused_whole_and_writes_nothing,
 );
+
+/// (player index or None for a stranger, qIndex, answerIdx) — a sequence with every kind of answer: two
+/// accepted, a resend of the recorded option, a second answer, a stranger, another question, an option
+/// out of range, a rate-limited third event, then the answers that make everyone answered (the early
+/// reveal in the middle of the batch) and answers after it.
+const MIXED: [(Option<usize>, u32, u32); 16] = [
+    (Some(0), 0, 1),
+    (Some(1), 0, 0),
+    (Some(0), 0, 1),
+    (Some(0), 0, 2),
+    (None, 0, 0),
+    (Some(2), 1, 0),
+    (Some(3), 0, 9),
+    (Some(3), 0, 3),
+    (Some(2), 0, 2),
+    (Some(0), 0, 0),
+    (Some(4), 0, 1),
+    (Some(4), 0, 1),
+    (Some(5), 0, 1),
+    (Some(1), 0, 2),
+    (Some(4), 0, 3),
+    (Some(2), 0, 1),
+];
+
+/// What one answer got: the ack's qIndex, or the refusal's code.
+fn outcome(r: &Result<AnswerAck, GameError>) -> Result<u32, ErrorCode> {
+    match r {
+        Ok(a) => Ok(a.q_index),
+        Err(e) => Err(e.code()),
+    }
+}
+
+/// What a room kept of question 0: each player's stored option, n and the per-option counters.
+async fn question_state(env: &Env, code: &str, ids: &[String]) -> Vec<Option<String>> {
+    let mut out = vec![hget(env, code, "", "state").await];
+    for f in ["n", "d0", "d1", "d2", "d3"] {
+        out.push(hget(env, code, ":q:0", f).await);
+    }
+    for id in ids {
+        let a = hget(env, code, ":q:0", &format!("a:{id}")).await;
+        out.push(a.map(|v| v.split(':').next().unwrap().to_string()));
+    }
+    out
+}
+
+/// `answer_batch` is answer_submit called once per answer in order: the same ack or refusal for each
+/// (including the early reveal when the last player answers, and late_answer after it), and the same
+/// stored answers and counters, against a twin room answered one call at a time.
+async fn a_batch_replies_to_each_answer_what_answer_submit_would_one_by_one(backend: Backend) {
+    let env = env(backend).await;
+    let q = quiz(&unique("batch"), 2, 60_000);
+    let mut rooms = Vec::new();
+    for _ in 0..2 {
+        let created = room(&env, &q, &settings()).await;
+        let code = created.game_code.clone();
+        let ids: Vec<String> = join_n(&env, &code, 6)
+            .await
+            .into_iter()
+            .map(|p| p.player_id)
+            .collect();
+        open_first_question(&env, &code, &created.host_token).await;
+        rooms.push((code, ids));
+    }
+    let pid = |ids: &[String], who: Option<usize>| match who {
+        Some(i) => ids[i].clone(),
+        None => "stranger_0123456789".to_string(),
+    };
+    // room 0: one answer_submit per answer
+    let (code, ids) = &rooms[0];
+    let mut one_by_one = Vec::new();
+    for (who, qi, ai) in MIXED {
+        let r = env.game.answer_submit(code, &pid(ids, who), qi, ai).await;
+        one_by_one.push(outcome(&r));
+    }
+    // room 1: all of them in one answer_batch
+    let (code_b, ids_b) = &rooms[1];
+    let owned: Vec<String> = MIXED.iter().map(|(w, _, _)| pid(ids_b, *w)).collect();
+    let batch: Vec<BatchedAnswer> = MIXED
+        .iter()
+        .zip(&owned)
+        .map(|((_, qi, ai), p)| BatchedAnswer {
+            player_id: p,
+            q_index: *qi,
+            answer_idx: *ai,
+        })
+        .collect();
+    let replies = env.game.answer_batch(code_b, &batch).await.expect("batch");
+    let batched: Vec<_> = replies.iter().map(outcome).collect();
+    assert_eq!(batched, one_by_one);
+    // the sequence exercises what it says: acks, the refusals, the reveal at the last player
+    assert_eq!(batched[0], Ok(0));
+    assert_eq!(batched[2], Err(ErrorCode::AlreadyAnswered));
+    assert_eq!(batched[4], Err(ErrorCode::Unauthorized));
+    assert_eq!(batched[5], Err(ErrorCode::WrongQuestion));
+    assert_eq!(batched[6], Err(ErrorCode::BadPayload));
+    assert_eq!(batched[9], Err(ErrorCode::RateLimited));
+    assert_eq!(batched[12], Ok(0));
+    assert_eq!(batched[13], Err(ErrorCode::LateAnswer));
+    assert_eq!(
+        question_state(&env, code, ids).await,
+        question_state(&env, code_b, ids_b).await
+    );
+    assert_eq!(
+        hget(&env, code_b, "", "state").await.as_deref(),
+        Some("REVEAL")
+    );
+    let reveals = log(&env, code_b)
+        .await
+        .into_iter()
+        .filter(|(_, _, e)| matches!(e, ServerEvent::QuestionReveal(_)))
+        .count();
+    assert_eq!(reveals, 1);
+}
+
+/// The answers a batch accepts share one serverTime (one TIME per batch) and are each stored once and
+/// counted once; a player twice in one batch is acked once.
+async fn a_batch_acks_its_accepted_answers_with_one_server_time_and_counts_them(backend: Backend) {
+    let env = env(backend).await;
+    let q = quiz(&unique("batch-time"), 1, 60_000);
+    let created = room(&env, &q, &settings()).await;
+    let code = created.game_code.clone();
+    let ids: Vec<String> = join_n(&env, &code, 41) // one never answers: no early reveal
+        .await
+        .into_iter()
+        .map(|p| p.player_id)
+        .collect();
+    open_first_question(&env, &code, &created.host_token).await;
+    let mut batch: Vec<BatchedAnswer> = ids[..40]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| BatchedAnswer {
+            player_id: id,
+            q_index: 0,
+            answer_idx: (i % 4) as u32,
+        })
+        .collect();
+    batch.push(BatchedAnswer {
+        player_id: &ids[7],
+        q_index: 0,
+        answer_idx: 0,
+    });
+    let replies = env.game.answer_batch(&code, &batch).await.expect("batch");
+    assert_eq!(replies.len(), 41);
+    let acks: Vec<&AnswerAck> = replies[..40]
+        .iter()
+        .map(|r| r.as_ref().expect("ack"))
+        .collect();
+    assert!(acks.iter().all(|a| a.received && a.q_index == 0));
+    assert!(acks.iter().all(|a| a.server_time == acks[0].server_time));
+    assert_eq!(
+        replies[40].as_ref().map_err(|e| e.code()).err(),
+        Some(ErrorCode::AlreadyAnswered)
+    );
+    assert_eq!(hget(&env, &code, ":q:0", "n").await.as_deref(), Some("40"));
+    for d in 0..4 {
+        assert_eq!(
+            hget(&env, &code, ":q:0", &format!("d{d}")).await.as_deref(),
+            Some("10")
+        );
+    }
+    assert_eq!(
+        answered_at(&env, &code, 0, &ids[0]).await,
+        acks[0].server_time
+    );
+    assert_eq!(
+        hget(&env, &code, "", "state").await.as_deref(),
+        Some("ACTIVE")
+    );
+}
+
+/// An empty batch, one past ANSWER_BATCH_MAX or not whole triples: refused whole, nothing stored.
+async fn a_malformed_batch_is_refused_whole_and_writes_nothing(backend: Backend) {
+    let env = env(backend).await;
+    let q = quiz(&unique("batch-bad"), 1, 60_000);
+    let created = room(&env, &q, &settings()).await;
+    let code = created.game_code.clone();
+    let players = join_n(&env, &code, 2).await;
+    open_first_question(&env, &code, &created.host_token).await;
+    assert_eq!(
+        refusal(env.game.answer_batch(&code, &[]).await),
+        ErrorCode::BadPayload
+    );
+    let one = BatchedAnswer {
+        player_id: &players[0].player_id,
+        q_index: 0,
+        answer_idx: 1,
+    };
+    let too_many = vec![one; ringside_lua::game::ANSWER_BATCH_MAX + 1];
+    assert_eq!(
+        refusal(env.game.answer_batch(&code, &too_many).await),
+        ErrorCode::BadPayload
+    );
+    // not whole triples (only a raw FCALL can send that)
+    let mut conn = env.conn.clone();
+    let err = ringside_lua::game::fcall_cmd(
+        ringside_lua::Function::AnswerBatch,
+        &code,
+        &[players[0].player_id.as_str(), "0"],
+    )
+    .query_async::<redis::Value>(&mut conn)
+    .await
+    .expect_err("two arguments");
+    assert_eq!(err.code(), Some("bad_payload"));
+    let a = format!("a:{}", players[0].player_id);
+    assert_eq!(hget(&env, &code, ":q:0", &a).await, None);
+    assert_eq!(hget(&env, &code, ":q:0", "n").await.as_deref(), Some("0"));
+}
 
 async fn two_hundred_concurrent_submissions_store_exactly_one_answer(backend: Backend) {
     let env = env(backend).await;
@@ -172,6 +385,63 @@ async fn resending_the_recorded_answer_is_already_answered_and_never_a_violation
         refusal(env.game.answer_submit(&code, &p.player_id, 0, 2).await),
         ErrorCode::RateLimited
     );
+}
+
+/// A player resending after `unavailable` whose answer was recorded meanwhile may resend after the
+/// question closed (everyone else answered: the early reveal) or after the next one opened (seen in the
+/// failover test): the resend of the recorded option is `already_answered` (the answer stands), not
+/// `late_answer` or `wrong_question`, and never an answer event — so never a violation or a kick.
+async fn a_resend_after_the_question_closed_or_the_next_opened_is_already_answered(
+    backend: Backend,
+) {
+    let env = env(backend).await;
+    let q = quiz(&unique("resend-closed"), 2, 60_000);
+    let created = room(&env, &q, &settings()).await;
+    let code = created.game_code.clone();
+    let players = join_n(&env, &code, 2).await;
+    let (a, b) = (&players[0].player_id, &players[1].player_id);
+    open_first_question(&env, &code, &created.host_token).await;
+    env.game
+        .answer_submit(&code, a, 0, 1)
+        .await
+        .expect("a answers");
+    env.game
+        .answer_submit(&code, b, 0, 2)
+        .await
+        .expect("b answers: everyone answered");
+    assert_eq!(
+        hget(&env, &code, "", "state").await.as_deref(),
+        Some("REVEAL")
+    );
+    for _ in 0..6 {
+        assert_eq!(
+            refusal(env.game.answer_submit(&code, a, 0, 1).await),
+            ErrorCode::AlreadyAnswered
+        );
+    }
+    // another option than the recorded one is late
+    assert_eq!(
+        refusal(env.game.answer_submit(&code, a, 0, 0).await),
+        ErrorCode::LateAnswer
+    );
+    assert!(
+        fire_latest(&env, &code, TimerKind::NextQuestion)
+            .await
+            .fired
+    );
+    for _ in 0..6 {
+        assert_eq!(
+            refusal(env.game.answer_submit(&code, b, 0, 2).await),
+            ErrorCode::AlreadyAnswered
+        );
+    }
+    assert_eq!(hget(&env, &code, ":viol", a).await, None);
+    assert_eq!(hget(&env, &code, ":viol", b).await, None);
+    assert_eq!(hget(&env, &code, ":q:1", &format!("r:{b}")).await, None);
+    env.game
+        .answer_submit(&code, b, 1, 0)
+        .await
+        .expect("the open question still takes b's answer");
 }
 
 async fn the_third_answer_event_is_rate_limited_and_five_violations_kick(backend: Backend) {
