@@ -107,6 +107,8 @@ pub struct HubHandle {
     confirmer: Confirmer,
     /// Calls in flight and their latency, read by the transport's admission control.
     gauge: Arc<UpstreamGauge>,
+    /// The answers of a room coalesced into `answer_batch` calls ([`super::answers`]).
+    answers: super::answers::Batcher,
 }
 
 /// The hub is gone (the process is shutting down).
@@ -171,11 +173,14 @@ impl HubHandle {
         let confirmer = self.confirmer.clone();
         let res = self
             .call(move |game, redis| async move {
+                // Where the room's calls go before the answer runs: its `WAIT` must run on the
+                // connection that ran it ([`durable::Confirmer::confirm_on`]).
+                let before = confirmer.route(&redis, &code).await;
                 let out = f(game).await;
                 match out {
                     Err(GameError::Redis(_)) => out,
                     _ if !confirmer.is_on() => out,
-                    _ => match confirmer.confirm(&redis, &code).await {
+                    _ => match confirmer.confirm_on(&redis, &code, before).await {
                         Ok(()) => out,
                         Err(e) => Err(e),
                     },
@@ -187,6 +192,12 @@ impl HubHandle {
             Ok(Err(e)) => Err(CallError::Game(e)),
             Err(HubGone) => Err(CallError::ShuttingDown),
         }
+    }
+
+    /// The answer batcher of this Redis thread: [`submit`](super::answers::Batcher::submit) inside
+    /// [`answer`](Self::answer)'s closure.
+    pub fn answers(&self) -> super::answers::Batcher {
+        self.answers.clone()
     }
 
     /// Whether answers wait for a replica before their ack.
@@ -236,7 +247,13 @@ pub fn start(
                 }
             };
             rt.block_on(async move {
-                let mut redis = match Redis::connect(&cfg.urls, cfg.cluster).await {
+                // A cluster through our own slot map and node connections (`ringside_lua::conn::nodes`).
+                let connected = if cfg.cluster {
+                    Redis::connect_nodes(&cfg.urls).await
+                } else {
+                    Redis::connect(&cfg.urls, false).await
+                };
+                let mut redis = match connected {
                     Ok(r) => r,
                     Err(e) => {
                         let _ = ready_tx.send(Err(anyhow::anyhow!(
@@ -268,6 +285,7 @@ pub fn start(
         tx,
         confirmer,
         gauge: UpstreamGauge::new(),
+        answers: super::answers::Batcher::new(),
     })
 }
 
@@ -293,42 +311,17 @@ async fn confirmer_for(flags: &DurabilityFlags, redis: &mut Redis) -> anyhow::Re
     })
 }
 
-/// How often the hub checks that every primary answers through its cluster connection.
+/// How often the hub re-reads the cluster's slot map (besides after errors): finds a promotion even
+/// when no call failed.
 const HEALTH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
-/// How long that check may take before the connection counts as stuck.
-const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Cluster only: `PING`s every primary through `redis`; if one fails or the check hangs (after a
-/// failover the cluster client can be left routing a slot to its dead primary, every request timing
-/// out), connects afresh from the seeds — a new slot map from the nodes alive now — and hands the new
-/// connection back on `fresh`.
-async fn check_or_reconnect(
-    mut redis: Redis,
-    urls: Vec<String>,
-    fresh: mpsc::UnboundedSender<Redis>,
-) {
-    let ping = redis::cmd("PING");
-    let healthy = match tokio::time::timeout(HEALTH_TIMEOUT, redis.on_every_primary(&ping)).await {
-        Ok(Ok(nodes)) => nodes.iter().all(|(_, r)| r.is_ok()),
-        _ => false,
-    };
-    if healthy {
-        return;
-    }
-    match tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        Redis::connect(&urls, true),
-    )
-    .await
-    {
-        Ok(Ok(new)) => {
-            tracing::warn!(
-                "a primary did not answer: reconnected to the cluster with a fresh slot map"
-            );
-            let _ = fresh.send(new);
+/// Cluster only: re-reads the slot map (`ringside_lua::conn::nodes`). Calls of a dead node fail by
+/// themselves (its socket closes) and start a refresh; this one is the periodic backstop.
+async fn refresh_slots(redis: Redis) {
+    if let Redis::Nodes(nodes) = redis {
+        if let Err(e) = nodes.refresh().await {
+            tracing::warn!(error = %e, "cannot read the cluster's slot map");
         }
-        Ok(Err(e)) => tracing::warn!(error = %e, "a primary did not answer; reconnecting failed"),
-        Err(_) => tracing::warn!("a primary did not answer; reconnecting timed out"),
     }
 }
 
@@ -338,10 +331,8 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<HubCmd>,
     workers: Vec<mpsc::UnboundedSender<WorkerMsg>>,
 ) {
-    let mut redis = redis;
-    let mut game = Game::new(redis.clone());
-    // Topology refresh (cluster): a periodic check, and a fresh connection when it fails.
-    let (fresh_tx, mut fresh_rx) = mpsc::unbounded_channel::<Redis>();
+    let game = Game::new(redis.clone());
+    // Topology refresh (cluster): a periodic re-read of the slot map.
     let mut health = tokio::time::interval(HEALTH_EVERY);
     health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut check: Option<tokio::task::JoinHandle<()>> = None;
@@ -366,12 +357,8 @@ async fn run(
             _ = collect.tick() => crate::sys::allocator_collect_light(),
             _ = health.tick(), if cfg.cluster => {
                 if check.as_ref().is_none_or(|c| c.is_finished()) {
-                    check = Some(tokio::spawn(check_or_reconnect(redis.clone(), cfg.urls.clone(), fresh_tx.clone())));
+                    check = Some(tokio::spawn(refresh_slots(redis.clone())));
                 }
-            }
-            Some(new) = fresh_rx.recv() => {
-                redis = new;
-                game = Game::new(redis.clone());
             }
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { return };

@@ -13,6 +13,7 @@
 //!   catch-up from the room log ([`Rooms::replay_or_snapshot`]), personal results after a reveal, kicks.
 //! - [`hub`]: the Redis thread (tokio): FCALLs, one sharded subscription per room per process, encode once.
 //! - [`durable`]: an answer's ack only once a replica has it (`WAIT 1`, grouped per partition).
+//! - [`answers`]: the answers of a room that arrive together go to Redis in one `answer_batch` call.
 //! - [`pubsub`], [`resp`]: the sharded pub/sub subscriber.
 //! - [`seal`]: fair start — a question sealed ahead of its `showAt`, its key sent just in time.
 //! - [`address_limits`]: joins and failed room-code lookups per source address, shared by the workers.
@@ -21,6 +22,7 @@
 //! ([`crate::cli`]); nothing outside `game` (but `cli`) imports this module.
 
 pub mod address_limits;
+pub mod answers;
 pub mod cmd;
 pub mod durable;
 pub mod hub;

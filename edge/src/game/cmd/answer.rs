@@ -1,5 +1,6 @@
 //! `game:answer:submit`: only a player of the room, with an `answerHash` that verifies against the
-//! player's answer secret, reaches `answer_submit`; whether the answer counts is Redis's decision.
+//! player's answer secret, reaches `answer_submit` (with the other answers of its room that reached the
+//! Redis thread together: `answer_batch`, [`crate::game::answers`]); whether it counts is Redis's decision.
 
 use super::{Applied, Cx, Error, Seat};
 use crate::metrics::GAME;
@@ -22,11 +23,14 @@ pub fn submit(
         ));
     }
     let hub = cx.rooms.hub.clone();
+    let batcher = hub.answers();
     Ok(async move {
         let pid = id.to_string();
         let ack = hub
             .answer(code.clone(), move |game| async move {
-                game.answer_submit(&code, &pid, a.q_index, a.answer_idx)
+                // with the other answers of the room that reached the Redis thread in this turn
+                batcher
+                    .submit(game, code, pid, a.q_index, a.answer_idx)
                     .await
             })
             .await?;

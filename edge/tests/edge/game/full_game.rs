@@ -142,3 +142,78 @@ async fn a_full_game_through_the_edge_on_epoll() {
 async fn a_full_game_over_wss_in_both_subprotocols() {
     full_game_on(stack_with(Backend::Standalone, true, |_| {}).await).await;
 }
+
+/// Many players of one room answer at the same moment: the edge hands their answers to Redis together
+/// (`answer_batch`, edge/src/game/answers.rs), and each player gets exactly its own reply — one ack for
+/// the answer, then `already_answered` for a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_answers_of_one_room_are_each_acked_once() {
+    const PLAYERS: usize = 40;
+    let s = stack(Backend::Standalone).await;
+    let addr = s.edge.local_addr();
+    let mut host = Client::connect(addr, Codec::Json).await;
+    let code = create_room(&mut host).await;
+    let mut players = Vec::new();
+    for i in 0..PLAYERS {
+        let codec = if i % 2 == 0 {
+            Codec::Json
+        } else {
+            Codec::Msgpack
+        };
+        let mut c = Client::connect(addr, codec).await;
+        let ack = join(&mut c, &code, &format!("p{i}")).await;
+        players.push((c, ack));
+    }
+    match host
+        .request(ClientEvent::GameStart(GameRef {
+            game_code: code.clone(),
+        }))
+        .await
+    {
+        ServerEvent::Ok(_) => {}
+        other => panic!("game:start → {other:?}"),
+    }
+    for (c, _) in players.iter_mut() {
+        c.until(|e| match e {
+            ServerEvent::QuestionShow(s) => Some(s.q_index),
+            _ => None,
+        })
+        .await;
+    }
+    let batched_before = ringside_edge::metrics::ANSWER_BATCH.sum();
+    // all but the last player answer at once (the last keeps the question open: no early reveal)
+    let answerers = PLAYERS - 1;
+    for round in 0..2u32 {
+        let mut rids = Vec::new();
+        for (i, (c, ack)) in players.iter_mut().take(answerers).enumerate() {
+            let answer = (i as u32 + round) % 4;
+            let hash = answer_hash(&ack.answer_secret, &code, &ack.player_id, 0, answer);
+            rids.push(
+                c.send(ClientEvent::AnswerSubmit(AnswerSubmit {
+                    game_code: code.clone(),
+                    q_index: 0,
+                    answer_idx: answer,
+                    client_time: 0.0,
+                    answer_hash: hash,
+                }))
+                .await,
+            );
+        }
+        for ((c, _), rid) in players.iter_mut().zip(rids) {
+            match (round, c.reply(rid).await.event) {
+                (0, ServerEvent::AnswerAck(a)) => assert!(a.received && a.q_index == 0),
+                (1, ServerEvent::Error(e)) => assert_eq!(e.code, ErrorCode::AlreadyAnswered),
+                (r, other) => panic!("answer round {r} → {other:?}"),
+            }
+        }
+    }
+    // every answer went through the batcher (the metric is process-wide: other tests add to it)
+    assert!(ringside_edge::metrics::ANSWER_BATCH.sum() >= batched_before + 2 * answerers as u64);
+    // nothing more arrives for anyone: no second ack, no reveal (one player has not answered)
+    for (c, _) in players.iter_mut().take(answerers) {
+        assert!(c.backlog.iter().all(|e| !matches!(
+            e.event,
+            ServerEvent::AnswerAck(_) | ServerEvent::QuestionReveal(_)
+        )));
+    }
+}
