@@ -42,8 +42,14 @@ struct Outcome {
 }
 
 /// Sends answer `idx` to question `q` until it gets an ack or `already_answered`, resending after
-/// `unavailable` (and `too_early`, `rate_limited`), as a client does.
-async fn answer_until_outcome(c: &mut Client, ack: &RoomJoinAck, q: u32, idx: u32) -> Outcome {
+/// `unavailable` (and `too_early`, `rate_limited`), as a client does. Any other reply is an `Err`
+/// with what the player saw (the test then prints the room's state and log before it fails).
+async fn answer_until_outcome(
+    c: &mut Client,
+    ack: &RoomJoinAck,
+    q: u32,
+    idx: u32,
+) -> Result<Outcome, String> {
     let hash = answer_hash(&ack.answer_secret, &ack.game_code, &ack.player_id, q, idx);
     let mut out = Outcome::default();
     let deadline = Instant::now() + OUTCOME_WITHIN;
@@ -65,11 +71,11 @@ async fn answer_until_outcome(c: &mut Client, ack: &RoomJoinAck, q: u32, idx: u3
                 assert_eq!(a.q_index, q);
                 out.acked = true;
                 out.at = Some(Instant::now());
-                return out;
+                return Ok(out);
             }
             ServerEvent::Error(e) if e.code == ErrorCode::AlreadyAnswered => {
                 out.at = Some(Instant::now());
-                return out;
+                return Ok(out);
             }
             ServerEvent::Error(e) if e.code == ErrorCode::Unavailable => {
                 out.unavailable += 1;
@@ -81,11 +87,13 @@ async fn answer_until_outcome(c: &mut Client, ack: &RoomJoinAck, q: u32, idx: u3
             {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            other => panic!(
-                "{}: answer q{q} at {} ms → {other:?} after {out:?}",
-                ack.player_id,
-                now_ms()
-            ),
+            other => {
+                return Err(format!(
+                    "{}: answer q{q} at {} ms → {other:?} after {out:?}",
+                    ack.player_id,
+                    now_ms()
+                ))
+            }
         }
     }
 }
@@ -110,7 +118,9 @@ async fn replicated_stack(
 ) {
     let cluster = RedisCluster::start_replicated(3).expect("replicated cluster starts");
     let urls = cluster.urls();
-    let mut conn = Redis::connect(&urls, true).await.unwrap();
+    // Our own slot map (as the edge and the engine use): this connection reads the results after the
+    // failover.
+    let mut conn = Redis::connect_nodes(&urls).await.unwrap();
     ringside_lua::ensure_loaded(&mut conn).await.unwrap();
     Game::new(conn.clone())
         .store_quiz(&Quiz::from_json(FAILOVER_QUIZ).unwrap())
@@ -148,10 +158,6 @@ async fn replicated_stack(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "passes alone (3 of 3 runs) but failed 1 of 1 inside the whole game suite: after the failover \
-            redis-rs 1.8's cluster client can leave a slot's requests hanging (each 10 s, then again) \
-            past the hub's reconnect — see docs/durability.md; run it alone: cargo test -p \
-            ringside-edge --test edge failover::primary_killed -- --ignored"]
 async fn primary_killed_mid_question_loses_no_acked_answer_and_the_game_finishes() {
     let (cluster, mut conn, _engine, edge) = replicated_stack(AnswerDurability::Replica).await;
     let game = Game::new(conn.clone());
@@ -202,12 +208,12 @@ async fn primary_killed_mid_question_loses_no_acked_answer_and_the_game_finishes
             let wait = (at / 1000).saturating_sub(now_ms());
             tokio::time::sleep(Duration::from_millis(wait)).await;
             let sent = Instant::now();
-            let q0 = answer_until_outcome(&mut c, &ack, 0, CORRECT[0]).await;
+            let q0 = answer_until_outcome(&mut c, &ack, 0, CORRECT[0]).await?;
             show_of(&mut c, 1).await;
-            let q1 = answer_until_outcome(&mut c, &ack, 1, CORRECT[1]).await;
+            let q1 = answer_until_outcome(&mut c, &ack, 1, CORRECT[1]).await?;
             c.until(|e| matches!(e, ServerEvent::GameEnd(_)).then_some(()))
                 .await;
-            (ack.player_id.clone(), sent, q0, q1)
+            Ok::<_, String>((ack.player_id.clone(), sent, q0, q1))
         }));
     }
 
@@ -238,6 +244,7 @@ async fn primary_killed_mid_question_loses_no_acked_answer_and_the_game_finishes
             .await;
         host
     });
+    let kill_at_ms = kill_at.clone();
     let (cluster, primary, killed_at, failover, rejoined) =
         tokio::task::spawn_blocking(move || {
             let mut cluster = cluster;
@@ -266,12 +273,24 @@ async fn primary_killed_mid_question_loses_no_acked_answer_and_the_game_finishes
         .unwrap();
 
     let mut results = Vec::new();
+    let mut failed = Vec::new();
     for t in tasks {
-        results.push(
-            tokio::time::timeout(Duration::from_secs(300), t)
-                .await
-                .expect("every player finishes the game")
-                .expect("player task"),
+        match tokio::time::timeout(Duration::from_secs(300), t)
+            .await
+            .expect("every player finishes the game")
+        {
+            Ok(Ok(r)) => results.push(r),
+            Ok(Err(e)) => failed.push(e),
+            Err(panicked) => failed.push(format!("player task: {panicked}")),
+        }
+    }
+    if !failed.is_empty() {
+        let state = room_state(&mut conn, &code).await;
+        panic!(
+            "{} players got an unexpected answer reply (killed at {} ms); the first: {}\n{state}",
+            failed.len(),
+            kill_at_ms.load(Relaxed),
+            failed[0]
         );
     }
     let mut host = host_reader.await.unwrap();
@@ -384,6 +403,63 @@ async fn primary_killed_mid_question_loses_no_acked_answer_and_the_game_finishes
 
 type StreamLog = Vec<(String, Vec<(String, String)>)>;
 
+/// The room hash (without per-player fields), its question hashes' counters, and the room log, for a
+/// failure message.
+async fn room_state(conn: &mut Redis, code: &str) -> String {
+    let room_key = ringside_protocol::keys::room(code);
+    let mut out = String::new();
+    let room: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+        .arg(&room_key)
+        .query_async(conn)
+        .await
+        .unwrap_or_default();
+    out.push_str(&format!("room {room_key}:"));
+    for (k, v) in &room {
+        if v.len() < 80 {
+            let v = String::from_utf8_lossy(v);
+            out.push_str(&format!(" {k}={v}"));
+        }
+    }
+    for q in 0..2 {
+        let qk = format!("{room_key}:q:{q}");
+        let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(&qk)
+            .query_async(conn)
+            .await
+            .unwrap_or_default();
+        let count = |p: &str| fields.iter().filter(|(k, _)| k.starts_with(p)).count();
+        let small: Vec<String> = fields
+            .iter()
+            .filter(|(k, _)| !k.contains(':'))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        out.push_str(&format!(
+            "\n{qk}: {} a: {} x: {} r: {}",
+            small.join(" "),
+            count("a:"),
+            count("x:"),
+            count("r:")
+        ));
+    }
+    let log: StreamLog = redis::cmd("XRANGE")
+        .arg(ringside_protocol::keys::room_log(code))
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .unwrap_or_default();
+    for (id, fields) in &log {
+        let e = fields
+            .iter()
+            .find(|(k, _)| k == "e")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("?");
+        let e: String = e.chars().take(200).collect();
+        out.push_str(&format!("\nlog {id}: {e}"));
+    }
+    out
+}
+
 /// CPU seconds (user + system) of this process's threads whose name starts with `prefix`.
 fn thread_cpu_secs(prefix: &str) -> f64 {
     let tick = 100.0; // USER_HZ on Linux
@@ -493,7 +569,9 @@ async fn answer_ack_cost() {
                 let wait = show.show_at.unwrap_or(0).saturating_sub(now_ms()) + 100;
                 tokio::time::sleep(Duration::from_millis(wait)).await;
                 let sent = Instant::now();
-                let out = answer_until_outcome(&mut c, &ack, 0, CORRECT[0]).await;
+                let out = answer_until_outcome(&mut c, &ack, 0, CORRECT[0])
+                    .await
+                    .unwrap();
                 assert!(out.acked && out.unavailable == 0, "{out:?}");
                 (sent, out.at.unwrap())
             }));
