@@ -249,6 +249,13 @@ function onEvent(env) {
     case 'room:player:left':
       m.players = m.players.filter((p) => p.id !== d.playerId);
       m.totalCount = d.totalCount;
+      if (m.away) delete m.away[d.playerId];
+      break;
+    case 'room:player:presence': // docs/protocol.md: dropped players keep their place; the question does not wait
+      m.away = m.away || {};
+      for (const id of d.away || []) m.away[id] = true;
+      for (const id of d.back || []) delete m.away[id];
+      m.awayCount = d.awayCount; m.totalCount = d.totalCount;
       break;
     case 'game:countdown':
       m.view = 'countdown'; m.startsAt = d.startsAt; break;
@@ -464,8 +471,9 @@ function renderLobby() {
       + `<button type="button" class="kick" data-kick="${esc(p.id)}" aria-label="Remove ${esc(p.name)}" title="Remove ${esc(p.name)}">×</button>`;
     list.appendChild(li);
   }
+  for (const li of list.children) li.classList.toggle('away', !!(m.away && m.away[li.dataset.id]));
   const more = m.totalCount - shown.length;
-  $('p-more').textContent = more > 0 ? `and ${fmt(more)} more` : '';
+  $('p-more').textContent = (more > 0 ? `and ${fmt(more)} more` : '') + (m.awayCount > 0 ? ` (${fmt(m.awayCount)} away)` : '');
   $('start').disabled = m.totalCount === 0;
   show('s-lobby');
 }
@@ -495,7 +503,7 @@ function renderQuestion() {
     img.removeAttribute('src');
   }
   $('q-answered').textContent = m.answered;
-  $('q-answers').textContent = `${m.answered} of ${m.totalCount} answered`;
+  $('q-answers').textContent = `${m.answered} of ${m.totalCount} answered` + (m.awayCount > 0 ? `, ${fmt(m.awayCount)} away` : '');
   $('pause').hidden = m.paused;
   $('resume').hidden = !m.paused;
   $('extend').disabled = m.paused;

@@ -104,6 +104,9 @@ events! {
         "room:player:joined" => PlayerJoined(PlayerJoined),
         /// Room event: a player left, disconnected or was kicked.
         "room:player:left" => PlayerLeft(PlayerLeft),
+        /// Room event: players whose socket dropped (away) or who came back since the last such event
+        /// (coalesced, at most one per second per room).
+        "room:player:presence" => PlayerPresence(PlayerPresence),
         /// Room event: the game starts at `startsAt`.
         "game:countdown" => Countdown(Countdown),
         /// Room event: a question, without its correct answer.
@@ -617,6 +620,21 @@ string_enum! {
 pub struct PlayerLeft {
     pub player_id: String,
     pub reason: LeaveReason,
+    pub total_count: u32,
+}
+
+/// Presence changes since the previous `room:player:presence`: each player in their latest state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlayerPresence {
+    /// Players now away: their socket dropped; they keep their place and may come back (at most 20).
+    #[serde(default)]
+    pub away: Vec<String>,
+    /// Players back on a new socket (at most 20).
+    #[serde(default)]
+    pub back: Vec<String>,
+    /// Players away now, in the whole room.
+    pub away_count: u32,
     pub total_count: u32,
 }
 

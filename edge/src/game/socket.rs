@@ -2,7 +2,7 @@
 //! the event to its command (module [`cmd`](super::cmd), one file per family, where the table of events
 //! and checks lives). The reply (or an `error` with a documented code) goes to this socket only.
 
-use super::cmd::{answer, host, lobby, reconnect, Cx};
+use super::cmd::{answer, host, lobby, reconnect, report_away, Cx};
 use super::rooms::{encode, send_error, send_refusal, Rooms};
 use super::state::{Role, State};
 use crate::conn::{CloseInfo, ConnHandle};
@@ -181,11 +181,20 @@ impl Session for GameSession {
         }
     }
 
+    /// The socket is gone: it leaves its room's local members, and a player's is reported to the room
+    /// (`player_away` with this socket's connection epoch, on the Redis thread; nothing waits for it): they
+    /// keep their place, but "everyone answered" stops waiting for them until they reconnect. The room
+    /// ignores the report when the player is already back on a newer connection (a reconnect, perhaps to
+    /// another edge, processed before this close). A process that dies makes no report (ARCHITECTURE.md).
     fn on_close(&mut self, conn: &ConnHandle, _info: &CloseInfo) {
         let role = std::mem::replace(&mut self.st.borrow_mut().role, Role::None);
         match role {
-            Role::Host { code, .. } | Role::Player { code, .. } => {
-                self.rooms.remove_member(&code, conn.id())
+            Role::Host { code, .. } => self.rooms.remove_member(&code, conn.id()),
+            Role::Player {
+                code, id, epoch, ..
+            } => {
+                self.rooms.remove_member(&code, conn.id());
+                report_away(&self.rooms, code, &id, epoch);
             }
             Role::None | Role::Pending => {}
         }

@@ -21,6 +21,9 @@ pub enum Role {
         code: Arc<str>,
         id: Rc<str>,
         secret: Rc<str>,
+        /// The connection epoch of this socket's session (0 after `room:join`, else what `reconnect`
+        /// answered): passed to `player_away` when the socket closes.
+        epoch: u32,
     },
 }
 

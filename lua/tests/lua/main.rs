@@ -15,6 +15,7 @@ mod host_controls;
 mod loader;
 mod ops;
 mod points;
+mod presence;
 mod reconnect;
 mod results;
 mod reveal;

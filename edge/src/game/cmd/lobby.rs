@@ -2,7 +2,7 @@
 //! Create and join are refused on a socket that already has a session; join also passes the per-address
 //! limits, and a join answered `room_not_found` charges its address's failed-lookup bucket.
 
-use super::{Applied, Cx, Error, Seat};
+use super::{report_away, Applied, Cx, Error, Seat};
 use crate::game::address_limits::Refusal;
 use crate::game::state::{JoinIds, Role};
 use ringside_lua::GameError;
@@ -134,7 +134,13 @@ pub fn join(cx: &Cx, j: RoomJoin) -> Applied<impl Future<Output = Result<ServerE
                 code: code.clone(),
                 id: id.clone(),
                 secret: ack.answer_secret.as_str().into(),
+                // a joined player's first socket: epoch 0 (reconnects count up from it)
+                epoch: 0,
             };
+        }
+        // A socket that closed while the join was in flight made no away report (it had no seat yet).
+        if !cx.conn.is_open() {
+            report_away(&cx.rooms, code.clone(), &id, 0);
         }
         // Nothing is written before the reply: the member's catch-up, if any, runs as its own task.
         let sealed = cx.st.borrow().sealed;

@@ -14,6 +14,7 @@
 //! | `game:answer:submit` | [`answer`] | player of that room, HMAC | `answer_submit` → `answer_submit` |
 //! | `room:kick`, `game:start`, `host:*` | [`host`] | host of that room | `kick`/`start`/`pause`/`resume`/`skip`/`extend` |
 //! | `room:players` | [`host`] | host of that room | `players` → `room_players` |
+//! | (a player's socket closes) | [`report_away`] from `on_close` ([`super::socket`]) | the socket's seat and connection epoch | `player_away` → `player_away` (nothing waits for it) |
 //!
 //! Adding a client event: ARCHITECTURE.md, "Adding a client event".
 
@@ -107,10 +108,15 @@ impl Cx {
         match applied {
             Err(e) => self.fail(e),
             Ok(fut) => {
+                // Read → reply queued, for answers (`ringside_edge_answer_seconds`).
+                let timed = (self.name == "game:answer:submit").then(std::time::Instant::now);
                 monoio::spawn(async move {
                     match fut.await {
                         Ok(reply) => self.reply(reply),
                         Err(e) => self.fail(e),
+                    }
+                    if let Some(t) = timed {
+                        crate::metrics::ANSWER_LATENCY.record(t.elapsed());
                     }
                 });
             }
@@ -179,7 +185,9 @@ impl Cx {
     /// This socket's seat when it is a player of `game_code`.
     pub fn player_of(&self, game_code: &str) -> Result<Seat, Error> {
         match &self.st.borrow().role {
-            Role::Player { code, id, secret } if **code == *game_code => Ok(Seat {
+            Role::Player {
+                code, id, secret, ..
+            } if **code == *game_code => Ok(Seat {
                 code: code.clone(),
                 id: id.clone(),
                 secret: secret.clone(),
@@ -198,4 +206,23 @@ impl Cx {
             self.st.borrow_mut().role = Role::None;
         }
     }
+}
+
+/// Reports player `id`'s socket of connection `epoch` gone (`player_away`), as a task on this thread:
+/// nothing waits for it, and its failure (Redis down, the process exiting) is only logged — the player
+/// then counts as connected until they reconnect, as before presence existed.
+pub fn report_away(rooms: &Rooms, code: Arc<str>, id: &str, epoch: u32) {
+    let hub = rooms.hub.clone();
+    let id = id.to_string();
+    monoio::spawn(async move {
+        let c = code.clone();
+        let res = hub
+            .game(move |game| async move { game.player_away(&c, &id, epoch).await })
+            .await;
+        if let Err(CallError::Game(e)) = res {
+            if !e.is_refusal() {
+                tracing::warn!(room = %code, error = %e, "player_away failed");
+            }
+        }
+    });
 }

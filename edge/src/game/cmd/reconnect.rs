@@ -6,7 +6,7 @@
 //! ([`Rooms::gate_snapshot`](crate::game::rooms::Rooms::gate_snapshot)).
 
 use super::lobby::{address_allows, note_miss, Lookup};
-use super::{Applied, Cx, Error};
+use super::{report_away, Applied, Cx, Error};
 use crate::game::hub::room_frame;
 use crate::game::rooms::{show_mark, CaughtUp, Missed};
 use crate::game::state::Role;
@@ -47,12 +47,17 @@ pub fn attempt(
                 code: code.clone(),
                 id: id.clone(),
                 secret: secret.as_str().into(),
+                epoch: back.epoch,
             },
             _ => Role::Host {
                 code: code.clone(),
                 token,
             },
         };
+        // A socket that closed while the reconnect was in flight made no away report (no seat yet).
+        if let (false, Some(id)) = (cx.conn.is_open(), &player) {
+            report_away(&cx.rooms, code.clone(), id, back.epoch);
+        }
         let sealed = cx.st.borrow().sealed;
         // the leaderboards replayed: their personal results follow once the socket is a member
         let mut boards = Vec::new();

@@ -35,6 +35,7 @@ mod failover;
 mod full_game;
 mod host_lobby;
 mod ownership;
+mod presence;
 mod reconnect;
 mod results;
 mod seal;
