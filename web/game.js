@@ -32,8 +32,8 @@ export class GameClient extends Ringside {
   }
 
   // Sealed questions where AES-GCM is at hand; elsewhere the edge sends each question in clear at its key time.
-  url() {
-    return super.url() + (canOpenSealed() ? '?sealed=1' : '');
+  params() {
+    return canOpenSealed() ? ['sealed=1', ...super.params()] : super.params();
   }
 
   handle(env, resolveConnect) {
@@ -131,12 +131,12 @@ export class GameClient extends Ringside {
 
   // Opens the socket; with a session (restored from storage), resumes it.
   start() {
-    this.connect().then(() => { if (this.session) this.resume(); });
+    (this.session ? this.resumingConnect() : this.connect()).then(() => { if (this.session) this.resume(); });
   }
 
   // Called by ringside.js after a drop, for a socket that held a session.
   async reconnect() {
-    await this.connect();
+    await this.resumingConnect();
     if (this.session) await this.resume();
   }
 

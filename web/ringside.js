@@ -15,7 +15,13 @@ export class Ringside {
 
   url() {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    return `${proto}//${location.host}/ws`;
+    const q = this.params();
+    return `${proto}//${location.host}/ws` + (q.length ? `?${q.join('&')}` : '');
+  }
+
+  // The upgrade's query: resume=1 when this socket replaces a lost one (the edge admits it before new players).
+  params() {
+    return this.resuming ? ['resume=1'] : [];
   }
 
   connect() {
@@ -39,10 +45,16 @@ export class Ringside {
   }
 
   async reconnect() {
-    await this.connect();
+    await this.resumingConnect();
     const s = this.session;
     this.request('reconnect:attempt', { gameCode: s.gameCode, playerId: s.playerId, sessionToken: s.sessionToken, lastSeq: this.lastSeq })
       .catch((e) => this.onStatus(`reconnect failed: ${e.code}`));
+  }
+
+  // connect() for a socket that replaces a lost one: its URL says resume=1 (read while the socket is made).
+  resumingConnect() {
+    this.resuming = true;
+    try { return this.connect(); } finally { this.resuming = false; }
   }
 
   handle(env, resolveConnect) {

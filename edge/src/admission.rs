@@ -87,15 +87,24 @@ pub enum Work {
     Upgrade,
     /// A `room:join` or `room:create` (`error overloaded` + `retryAfterMs`).
     Join,
+    /// An upgrade that says it resumes a session (`/ws?resume=1`, a client coming back after losing its
+    /// socket): refused only past [`RESUME_FACTOR`] times a threshold (or at the descriptor limit), so a
+    /// reconnect storm's players get back before new players while the edge is busy. Claiming it gains a
+    /// new player nothing more than a socket: its `room:join` is still a [`Work::Join`].
+    Resume,
 }
 
+/// A resuming upgrade is refused only past this many times a gauge's threshold.
+pub const RESUME_FACTOR: u64 = 2;
+
 impl Work {
-    pub const ALL: [Work; 2] = [Work::Upgrade, Work::Join];
+    pub const ALL: [Work; 3] = [Work::Upgrade, Work::Join, Work::Resume];
 
     pub fn label(self) -> &'static str {
         match self {
             Work::Upgrade => "upgrade",
             Work::Join => "join",
+            Work::Resume => "resume",
         }
     }
 }
@@ -432,8 +441,14 @@ impl Admission {
 
     /// The first threshold passed, if any (the order of [`Reason::ALL`]).
     pub fn over(&self, local: &LocalLoad) -> Option<Reason> {
+        self.over_by(local, 1)
+    }
+
+    /// Which gauge is past `factor` times its threshold (the descriptor limit is never scaled: past it
+    /// the edge cannot answer its probes), if any.
+    fn over_by(&self, local: &LocalLoad, factor: u64) -> Option<Reason> {
         let l = &self.limits;
-        let past = |v: u64, max: u64| max > 0 && v >= max;
+        let past = |v: u64, max: u64| max > 0 && v >= max.saturating_mul(factor);
         if past(local.lag_ms(), l.max_loop_lag_ms) {
             return Some(Reason::LoopLag);
         }
@@ -459,7 +474,12 @@ impl Admission {
 
     /// Admits `what`, or refuses it and counts the refusal.
     pub fn admit(&self, what: Work, local: &LocalLoad) -> Result<(), Refusal> {
-        let Some(reason) = self.over(local) else {
+        let factor = if what == Work::Resume {
+            RESUME_FACTOR
+        } else {
+            1
+        };
+        let Some(reason) = self.over_by(local, factor) else {
             return Ok(());
         };
         self.refusals[reason.index()][what as usize].fetch_add(1, Relaxed);
@@ -515,7 +535,7 @@ impl Admission {
         use std::fmt::Write as _;
         let _ = writeln!(
             s,
-            "# HELP ringside_edge_admission_refusals_total New work refused by admission control, by reason and what (upgrade: HTTP 503; join: error overloaded).\n# TYPE ringside_edge_admission_refusals_total counter"
+            "# HELP ringside_edge_admission_refusals_total New work refused by admission control, by reason and what (upgrade, resume: HTTP 503; join: error overloaded).\n# TYPE ringside_edge_admission_refusals_total counter"
         );
         for r in Reason::ALL {
             for w in Work::ALL {
@@ -629,6 +649,42 @@ mod tests {
         drop(calls);
         assert_eq!(up.in_flight(), 0);
         assert_eq!(a.over(&local), None);
+    }
+
+    #[test]
+    fn a_resuming_upgrade_is_refused_only_past_twice_a_threshold() {
+        let a = admission(
+            AdmissionLimits {
+                max_loop_lag_ms: 100,
+                max_queued_bytes: 1000,
+                ..AdmissionLimits::default()
+            },
+            None,
+        );
+        let local = LocalLoad::default();
+        local.set_queued_bytes(1500);
+        assert_eq!(
+            a.admit(Work::Upgrade, &local).unwrap_err().reason,
+            Reason::SendQueue
+        );
+        assert_eq!(
+            a.admit(Work::Resume, &local),
+            Ok(()),
+            "1.5x: a resume passes"
+        );
+        local.set_queued_bytes(2000);
+        let r = a.admit(Work::Resume, &local).unwrap_err();
+        assert_eq!(r.reason, Reason::SendQueue);
+        assert_eq!(a.refusals(Reason::SendQueue, Work::Resume), 1);
+        // the descriptor limit is not scaled
+        local.set_queued_bytes(0);
+        for _ in 0..900 {
+            a.socket(1);
+        }
+        assert_eq!(
+            a.admit(Work::Resume, &local).unwrap_err().reason,
+            Reason::Fds
+        );
     }
 
     #[test]

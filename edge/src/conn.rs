@@ -311,7 +311,14 @@ async fn preamble(thread: &Thread, stream: &TcpStream) -> Result<Option<Upgraded
                 u
             }
         };
-        if let Err(r) = shared.admission.admit(Work::Upgrade, &worker.load) {
+        // A client coming back after losing its socket says so (`/ws?resume=1`): admitted up to twice
+        // the thresholds (admission::Work::Resume).
+        let work = if up.query_param("resume") == Some("1") {
+            Work::Resume
+        } else {
+            Work::Upgrade
+        };
+        if let Err(r) = shared.admission.admit(work, &worker.load) {
             let body = format!(
                 "overloaded ({}): retry after {} s\n",
                 r.reason.describe(),

@@ -685,7 +685,7 @@ impl Client {
         // Bounded: each pass ends in a connect, a refusal (at most UPGRADE_REFUSALS) or a failure (at
         // most connect_retries + 1).
         loop {
-            let wait = match self.connect().await {
+            let wait = match self.connect(false).await {
                 Ok(()) => return true,
                 Err(ConnectErr::Refused(ms)) => {
                     refusals += 1;
@@ -752,7 +752,7 @@ impl Client {
                 return false;
             }
             self.stats().counters.reconnect_attempts += 1;
-            match self.connect().await {
+            match self.connect(true).await {
                 Ok(()) => return true,
                 Err(ConnectErr::Refused(ms)) => refused = Some(ms),
                 Err(ConnectErr::Failed) => {}

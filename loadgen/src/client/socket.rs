@@ -8,7 +8,8 @@ use super::*;
 impl Client {
     /// Opens a socket and upgrades it; frames that came with the upgrade response are processed. An
     /// upgrade answered `503` (admission control) is `Refused` with its `Retry-After` (1 s if it named none).
-    pub(super) async fn connect(&mut self) -> Result<(), ConnectErr> {
+    /// `resume`: the socket replaces a lost one (`/ws?resume=1`: the edge admits it before new players).
+    pub(super) async fn connect(&mut self, resume: bool) -> Result<(), ConnectErr> {
         self.stats().counters.sockets_attempted += 1;
         self.connect_started = Instant::now();
         let plan = &self.ctx.plan;
@@ -49,10 +50,15 @@ impl Client {
             Some(self.codec.protocol())
         };
         self.out.clear();
+        let path = if resume {
+            resume_path(&plan.path)
+        } else {
+            plan.path.clone()
+        };
         wsframe::write_upgrade_request(
             &mut self.out,
             &plan.host_header,
-            &plan.path,
+            &path,
             &key,
             Some(self.codec.protocol()),
         );
@@ -396,6 +402,12 @@ impl Client {
     }
 }
 
+/// `path` with `resume=1` added to its query (docs/admission.md: a resuming upgrade).
+fn resume_path(path: &str) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{sep}resume=1")
+}
+
 /// Sends the upgrade request and reads until the response is complete; frames after it stay in `buf`.
 pub(super) async fn upgrade(
     stream: &TcpStream,
@@ -446,5 +458,14 @@ pub(super) fn io_kind(e: &std::io::Error) -> String {
         Some(libc::ECONNRESET) => "reset".into(),
         Some(libc::ETIMEDOUT) => "timeout".into(),
         _ => format!("{:?}", e.kind()).to_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_resuming_upgrade_adds_resume_to_the_query() {
+        assert_eq!(super::resume_path("/ws"), "/ws?resume=1");
+        assert_eq!(super::resume_path("/ws?sealed=1"), "/ws?sealed=1&resume=1");
     }
 }

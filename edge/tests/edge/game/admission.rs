@@ -179,6 +179,24 @@ async fn past_a_threshold_new_upgrades_and_joins_are_refused_and_members_keep_pl
         Err(e) => panic!("upgrade → {e}"),
     }
 
+    // A client replacing a lost socket says so and is admitted up to twice the threshold (1 call in flight
+    // of a limit of 1 refuses new upgrades, not resuming ones).
+    let mut req = format!("ws://{addr}/ws?resume=1")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "ringside.v1.json".parse().unwrap(),
+    );
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    match tokio_tungstenite::client_async(req, tcp).await {
+        Ok((ws, resp)) => {
+            assert_eq!(resp.status(), 101);
+            drop(ws);
+        }
+        Err(e) => panic!("a resuming upgrade at 1x the threshold → {e}"),
+    }
+
     // A new join on a socket without a session: overloaded with retryAfterMs.
     match newcomer
         .request(ClientEvent::RoomJoin(RoomJoin {
