@@ -662,6 +662,18 @@ local function has_answer(R, q, pid)
   return v ~= false and v ~= nil and v ~= NO_ANSWER
 end
 
+-- An answer just recorded for pid while the room counts `aw` > 0 away players without an answer: when pid
+-- is one of them (the answer reached Redis after the edge reported the socket's close — the two travel
+-- apart), pid now has an answer, so `aw` drops by one. Returns the room's `aw` after. Costs nothing while
+-- nobody is away (the callers read `aw` with the room anyway).
+local function answered_while_away(P, pid, aw)
+  if aw > 0 and redis.call('HEXISTS', P .. ':conn', 'a:' .. pid) == 1 then
+    redis.call('HINCRBY', P, 'aw', -1)
+    return aw - 1
+  end
+  return aw
+end
+
 -- Presence bookkeeping of an away player pid who is no longer away (back, or removed): the room's away
 -- count, and the open question's `aw` when they had not answered it.
 local function unmark_away(R, pid)
@@ -1108,7 +1120,8 @@ local function answer_submit(keys, args)
           require_player(R, pid)
         end
         redis.call('HINCRBY', qk, 'd' .. ai, 1)
-        if redis.call('HINCRBY', qk, 'n', 1) >= (tonumber(np) or 0) - (tonumber(aw) or 0) then reveal(R, now, false) end
+        aw = answered_while_away(R.P, pid, tonumber(aw) or 0)
+        if redis.call('HINCRBY', qk, 'n', 1) >= (tonumber(np) or 0) - aw then reveal(R, now, false) end
         return '{"received":true,"qIndex":' .. cur .. ',"serverTime":' .. int(now) .. '}'
       end
     end
@@ -1167,7 +1180,8 @@ local function answer_fast(keys, args)
       if redis.call('HSETNX', qk, a, as .. ':' .. ns .. ':' .. rem) == 1 then
         if redis.call('HEXISTS', c.players, pid) == 1 then
           redis.call('HINCRBY', qk, 'd' .. as, 1)
-          if redis.call('HINCRBY', qk, 'n', 1) >= (tonumber(np) or 0) - (tonumber(aw) or 0) then
+          aw = answered_while_away(P, pid, tonumber(aw) or 0)
+          if redis.call('HINCRBY', qk, 'n', 1) >= (tonumber(np) or 0) - aw then
             local r = checked_reveal(keys, { now })
             if type(r) == 'table' then return r end -- an error reply
           end
@@ -1215,7 +1229,7 @@ local function answer_batch(keys, args)
   local c = type(P) == 'string' and room_keys(P, keys[2])
   local out = {}
   -- the room as read for the answers from `base` on (nil: read it before the next answer)
-  local base, open, cur, qno, np, cnt, qk, now, ns, rem, ack, seen, member
+  local base, open, cur, qno, np, cnt, qk, now, ns, rem, ack, seen, member, awb
   local recs, k, dist, taken = {}, 0, {}, {}
   local function flush()
     if k > 0 then
@@ -1239,7 +1253,8 @@ local function answer_batch(keys, args)
           endsAt, paused = tonumber(endsAt), paused == '1'
           if now >= (tonumber(qstart) or 0) and (paused or now <= endsAt + GRACE_MS) then
             -- everyone answered: every player but those away (answer_fast's early reveal)
-            open, qno, np = true, tonumber(qno), (tonumber(np) or 0) - (tonumber(aw) or 0)
+            awb = tonumber(aw) or 0
+            open, qno, np = true, tonumber(qno), (tonumber(np) or 0) - awb
             qk = c.q[cur]
             if not qk then
               qk = P .. ':q:' .. cur
@@ -1267,6 +1282,11 @@ local function answer_batch(keys, args)
         dist[as] = (dist[as] or 0) + 1
         cnt = cnt + 1
         reply = ack
+        -- an away player's answer (answered_while_away): one fewer away without an answer
+        if awb > 0 then
+          local left = answered_while_away(P, pid, awb)
+          np, awb = np + (awb - left), left
+        end
         if cnt >= np then
           flush()
           local r = checked_reveal(keys, { now })

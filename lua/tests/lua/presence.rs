@@ -5,6 +5,7 @@
 //! (`room:player:presence`).
 
 use crate::common::*;
+use ringside_lua::game::BatchedAnswer;
 use ringside_lua::TimerKind;
 use ringside_protocol::events::{PlayerPresence, QuestionReveal, ServerEvent};
 use ringside_testkit::Backend;
@@ -15,6 +16,7 @@ on_both_backends!(
     a_close_older_than_the_reconnect_changes_nothing,
     kicks_and_leaves_of_away_players_keep_the_count,
     nobody_connected_runs_the_question_to_its_end,
+    an_answer_that_arrives_after_its_players_away_report_counts_once,
 );
 
 /// The room's state field.
@@ -323,4 +325,80 @@ async fn nobody_connected_runs_the_question_to_its_end(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(state(&env, &code).await, "REVEAL");
+}
+
+/// The edge sends an answer and, when the socket closes right after, the away report — on different paths,
+/// so Redis may see the report first. The answer must then take the player out of "away without an answer"
+/// (`aw`); else the player would count twice and the question reveal before everyone connected answered.
+/// Through `answer_submit` and through `answer_batch`.
+async fn an_answer_that_arrives_after_its_players_away_report_counts_once(backend: Backend) {
+    let env = env(backend).await;
+    let q = quiz(&unique("late"), 3, 60_000);
+    for batched in [false, true] {
+        let created = room(&env, &q, &settings()).await;
+        let (code, host) = (created.game_code.clone(), created.host_token.clone());
+        let p = join_n(&env, &code, 3).await;
+        open_first_question(&env, &code, &host).await;
+
+        assert!(env
+            .game
+            .player_away(&code, &p[0].player_id, 0)
+            .await
+            .unwrap());
+        assert_eq!(hget(&env, &code, "", "aw").await.as_deref(), Some("1"));
+        // p0's answer, sent before its socket closed, arrives after the report
+        if batched {
+            let r = env
+                .game
+                .answer_batch(
+                    &code,
+                    &[BatchedAnswer {
+                        player_id: &p[0].player_id,
+                        q_index: 0,
+                        answer_idx: correct(0) as u32,
+                    }],
+                )
+                .await
+                .unwrap();
+            assert!(r[0].is_ok(), "{r:?}");
+        } else {
+            env.game
+                .answer_submit(&code, &p[0].player_id, 0, correct(0) as u32)
+                .await
+                .unwrap();
+        }
+        assert_eq!(hget(&env, &code, "", "aw").await.as_deref(), Some("0"));
+        // 1 answer of 3 players, p0 away but answered: the two connected players have not answered
+        assert_eq!(state(&env, &code).await, "ACTIVE", "batched {batched}");
+        env.game
+            .answer_submit(&code, &p[1].player_id, 0, wrong(0) as u32)
+            .await
+            .unwrap();
+        assert_eq!(state(&env, &code).await, "ACTIVE", "batched {batched}");
+        // the last connected player answers: revealed, with 3 answers
+        if batched {
+            let r = env
+                .game
+                .answer_batch(
+                    &code,
+                    &[BatchedAnswer {
+                        player_id: &p[2].player_id,
+                        q_index: 0,
+                        answer_idx: wrong(0) as u32,
+                    }],
+                )
+                .await
+                .unwrap();
+            assert!(r[0].is_ok(), "{r:?}");
+        } else {
+            env.game
+                .answer_submit(&code, &p[2].player_id, 0, wrong(0) as u32)
+                .await
+                .unwrap();
+        }
+        assert_eq!(state(&env, &code).await, "REVEAL", "batched {batched}");
+        let r = reveals(&env, &code).await;
+        assert_eq!(r.len(), 1, "batched {batched}");
+        assert_eq!(r[0].answered_count, 3, "batched {batched}: {r:?}");
+    }
 }
