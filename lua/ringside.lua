@@ -637,12 +637,23 @@ local function flush_joins(R, now)
   return true
 end
 
+-- A room key made after the room's last `touch` (P:conn, P:presq: a report in the lobby, a reconnect after the
+-- game ended) gets the room hash's expiry, so it never outlives the room.
+local function expire_with_room(R, suffix)
+  local k = R.P .. suffix
+  if redis.call('PTTL', k) == -1 then
+    local t = redis.call('PTTL', R.P)
+    if t > 0 then redis.call('PEXPIRE', k, t) end
+  end
+end
+
 -- Queues a presence change of pid ('a' away, 'b' back) for the coalesced room:player:presence: announced
 -- now when the room's last announcement is old enough, else by the lobby_flush schedule (at most one
 -- announcement per room per JOIN_EVERY_MS, scaled with the room's size as joins are).
 local function note_presence(R, now, kind, pid)
   redis.call('LPUSH', R.P .. ':presq', kind .. ':' .. pid)
   redis.call('LTRIM', R.P .. ':presq', 0, JOIN_NAMES - 1)
+  expire_with_room(R, ':presq')
   redis.call('HINCRBY', R.P, 'ppn', 1)
   local r = hm(R.P, { 'lflush', 'pflush', 'np' })
   local last = tonumber(r.lflush) or 0
@@ -1802,6 +1813,7 @@ local function reconnect(keys, args)
     secret = redis.call('HGET', R.P .. ':secret', pid)
     -- presence first, so that a room:player:presence it publishes is inside `seq` (replayed or in the state)
     epoch = redis.call('HINCRBY', R.P .. ':conn', 'e:' .. pid, 1)
+    expire_with_room(R, ':conn')
     if redis.call('HEXISTS', R.P .. ':conn', 'a:' .. pid) == 1 then
       unmark_away(R, pid)
       if r.state ~= 'ENDED' then note_presence(R, now_ms(), 'b', pid) end
@@ -1854,6 +1866,7 @@ local function player_away(keys, args)
   if (tonumber(c[1]) or 0) ~= ep or c[2] then return '{"away":false}' end
   local now = now_ms()
   redis.call('HSET', R.P .. ':conn', 'a:' .. pid, 1)
+  expire_with_room(R, ':conn')
   redis.call('HINCRBY', R.P, 'naway', 1)
   if r.state == 'ACTIVE' and not has_answer(R, tonumber(r.cur), pid) then redis.call('HINCRBY', R.P, 'aw', 1) end
   note_presence(R, now, 'a', pid)

@@ -188,10 +188,13 @@ impl Confirmer {
             }
             _ => None,
         };
-        let partition = (
-            ringside_protocol::keys::partition_of(code),
-            node.as_ref().map_or(0, |n| n.id),
-        );
+        // One group per connection: a WAIT covers every earlier write of its connection, whatever the
+        // room partition (on our own node connections several partitions share one; a WAIT per partition
+        // would block that connection once per partition). Without them, per partition (its node).
+        let partition = match &node {
+            Some(n) => (u32::MAX, n.id),
+            None => (ringside_protocol::keys::partition_of(code), 0),
+        };
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut parts = self.partitions.lock().unwrap_or_else(|p| p.into_inner());

@@ -16,7 +16,12 @@ use ringside_protocol::{limits, ClientEvent, CloseCode, Codec, DecodeError, Enve
 use std::cell::RefCell;
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// A closed socket's away report waits for its answers in flight in steps of this, at most
+/// `AWAY_WAIT_STEPS` (12 s: past the Redis response timeout, so every answer has its reply by then).
+const AWAY_WAIT_STEP: Duration = Duration::from_millis(5);
+const AWAY_WAIT_STEPS: u32 = 2400;
 
 /// See the module docs.
 pub struct GameSession {
@@ -68,6 +73,7 @@ impl GameSession {
             refilled: Instant::now(),
             strikes: 0,
             sealed,
+            answers_in_flight: 0,
         };
         GameSession {
             rooms,
@@ -194,7 +200,21 @@ impl Session for GameSession {
                 code, id, epoch, ..
             } => {
                 self.rooms.remove_member(&code, conn.id());
-                report_away(&self.rooms, code, &id, epoch);
+                if self.st.borrow().answers_in_flight == 0 {
+                    report_away(&self.rooms, code, &id, epoch);
+                } else {
+                    // after the answers it sent (bounded: a reply comes within the Redis response timeout)
+                    let (st, rooms) = (self.st.clone(), self.rooms.clone());
+                    monoio::spawn(async move {
+                        for _ in 0..AWAY_WAIT_STEPS {
+                            if st.borrow().answers_in_flight == 0 {
+                                break;
+                            }
+                            monoio::time::sleep(AWAY_WAIT_STEP).await;
+                        }
+                        report_away(&rooms, code, &id, epoch);
+                    });
+                }
             }
             Role::None | Role::Pending => {}
         }

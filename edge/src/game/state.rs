@@ -82,6 +82,10 @@ pub struct State {
     pub strikes: u32,
     /// The client opens sealed questions (`/ws?sealed=1`, game/seal.rs).
     pub sealed: bool,
+    /// Answers of this socket sent to Redis and not yet replied to: the close's `player_away` waits for
+    /// them (socket.rs `on_close`), so that Redis never sees the away report before an answer the player
+    /// sent just before closing (it would count them away without an answer and could reveal early).
+    pub answers_in_flight: u16,
 }
 
 #[cfg(test)]

@@ -76,6 +76,9 @@ struct Shared {
     state: Mutex<State>,
     /// Serializes refreshes (the periodic one and those errors start).
     refresh_lock: tokio::sync::Mutex<()>,
+    /// Refreshes completed: a caller that waited for `refresh_lock` while another refresh ran uses that
+    /// one's map instead of reading every node again (a failover fails many calls at once).
+    refreshes: AtomicU64,
 }
 
 struct State {
@@ -133,6 +136,7 @@ impl Nodes {
                     last_refresh: None,
                 }),
                 refresh_lock: tokio::sync::Mutex::new(()),
+                refreshes: AtomicU64::new(0),
             }),
         };
         nodes.refresh().await?;
@@ -143,10 +147,38 @@ impl Nodes {
         self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Re-reads the slot map from every known node now. Errs only when no node answered.
+    /// Re-reads the slot map now: from the primaries (whose connections stay open) when every one of them
+    /// answers, else from every known node (replicas too). A caller that waited while another refresh ran
+    /// takes that one's result. Errs only when no node answered.
     pub async fn refresh(&self) -> RedisResult<()> {
+        let seen = self.shared.refreshes.load(Ordering::Acquire);
         let _one = self.shared.refresh_lock.lock().await;
-        let addrs: Vec<String> = self.state().known.iter().cloned().collect();
+        if self.shared.refreshes.load(Ordering::Acquire) != seen {
+            return Ok(());
+        }
+        let (primaries, known): (Vec<String>, Vec<String>) = {
+            let st = self.state();
+            (
+                st.primaries.iter().map(|a| a.to_string()).collect(),
+                st.known.iter().cloned().collect(),
+            )
+        };
+        let (mut texts, mut last_error) = if primaries.is_empty() {
+            (Vec::new(), String::from("no primary known"))
+        } else {
+            self.ask_cluster_nodes(primaries.clone()).await
+        };
+        if texts.len() < primaries.len() || texts.is_empty() {
+            (texts, last_error) = self.ask_cluster_nodes(known).await;
+        }
+        let result = self.apply_views(texts, last_error);
+        self.shared.refreshes.fetch_add(1, Ordering::AcqRel);
+        result
+    }
+
+    /// `CLUSTER NODES` of each of `addrs` at once (each within [`REFRESH_TIMEOUT`]): the views that came,
+    /// and the last error.
+    async fn ask_cluster_nodes(&self, addrs: Vec<String>) -> (Vec<(String, String)>, String) {
         let mut asks = tokio::task::JoinSet::new();
         for addr in addrs {
             let me = self.clone();
@@ -168,6 +200,11 @@ impl Nodes {
                 }
             }
         }
+        (texts, last_error)
+    }
+
+    /// Makes the views' merged slot map the current one.
+    fn apply_views(&self, texts: Vec<(String, String)>, last_error: String) -> RedisResult<()> {
         if texts.is_empty() {
             return Err(io_error(
                 std::io::ErrorKind::NotConnected,

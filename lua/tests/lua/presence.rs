@@ -346,6 +346,17 @@ async fn an_answer_that_arrives_after_its_players_away_report_counts_once(backen
             .await
             .unwrap());
         assert_eq!(hget(&env, &code, "", "aw").await.as_deref(), Some("1"));
+        // the presence keys made now expire with the room
+        for suffix in [":conn", ":presq"] {
+            let mut conn = env.conn.clone();
+            let ttl: i64 = redis::cmd("PTTL")
+                .arg(format!("{}{suffix}", ringside_protocol::keys::room(&code)))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            // -2: no such key (the change was announced at once and the queue emptied)
+            assert!(ttl > 0 || ttl == -2, "{suffix}: PTTL {ttl}");
+        }
         // p0's answer, sent before its socket closed, arrives after the report
         if batched {
             let r = env

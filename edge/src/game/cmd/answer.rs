@@ -24,7 +24,9 @@ pub fn submit(
     }
     let hub = cx.rooms.hub.clone();
     let batcher = hub.answers();
+    let in_flight = InFlight::new(cx.st.clone());
     Ok(async move {
+        let _in_flight = in_flight;
         let pid = id.to_string();
         let ack = hub
             .answer(code.clone(), move |game| async move {
@@ -37,4 +39,22 @@ pub fn submit(
         GAME.answers_total.fetch_add(1, Relaxed);
         Ok(ServerEvent::AnswerAck(ack))
     })
+}
+
+/// Counts an answer in the socket's `answers_in_flight` while its call runs (the close's away report
+/// waits for it: state.rs).
+struct InFlight(std::rc::Rc<std::cell::RefCell<crate::game::state::State>>);
+
+impl InFlight {
+    fn new(st: std::rc::Rc<std::cell::RefCell<crate::game::state::State>>) -> InFlight {
+        st.borrow_mut().answers_in_flight += 1;
+        InFlight(st)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut st = self.0.borrow_mut();
+        st.answers_in_flight = st.answers_in_flight.saturating_sub(1);
+    }
 }
