@@ -384,7 +384,7 @@ pub const fn ws_state_size() -> usize {
 }
 
 /// Yields once to let other tasks on this thread run.
-fn yield_now() -> impl Future<Output = ()> {
+pub(crate) fn yield_now() -> impl Future<Output = ()> {
     let mut yielded = false;
     std::future::poll_fn(move |cx| {
         if yielded {

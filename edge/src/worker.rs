@@ -172,7 +172,7 @@ pub async fn run_deferred_wakes(chunk: usize) {
             w.wake();
         }
         if a.writable(false).await.is_err() {
-            yield_once().await;
+            crate::conn::yield_now().await;
         }
     }
 }
@@ -239,20 +239,6 @@ pub fn after_deferred_wakes() -> impl Future<Output = ()> {
         queued = true;
         defer_wake(cx.waker().clone());
         Poll::Pending
-    })
-}
-
-/// Yields once to the other tasks of this thread.
-fn yield_once() -> impl Future<Output = ()> {
-    let mut yielded = false;
-    std::future::poll_fn(move |cx| {
-        if yielded {
-            Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
     })
 }
 

@@ -46,17 +46,8 @@ struct Node {
     pending: VecDeque<String>,
 }
 
-/// Parses `redis://host:port/...` into `host:port`.
-pub fn addr_of_url(url: &str) -> String {
-    let rest = url.split("://").nth(1).unwrap_or(url);
-    let rest = rest.rsplit('@').next().unwrap_or(rest);
-    let hostport = rest.split(['/', '?']).next().unwrap_or(rest);
-    if hostport.contains(':') {
-        hostport.to_string()
-    } else {
-        format!("{hostport}:6379")
-    }
-}
+/// Parses `redis://host:port/...` into `host:port` (the cluster router's parser).
+pub use ringside_lua::conn::nodes::addr_of_url;
 
 /// The subscriber task. `seeds` are node addresses (`host:port`); with `cluster` the slot map is read from
 /// them and refreshed on every MOVED, disconnect or slot migration.

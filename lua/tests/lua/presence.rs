@@ -358,26 +358,7 @@ async fn an_answer_that_arrives_after_its_players_away_report_counts_once(backen
             assert!(ttl > 0 || ttl == -2, "{suffix}: PTTL {ttl}");
         }
         // p0's answer, sent before its socket closed, arrives after the report
-        if batched {
-            let r = env
-                .game
-                .answer_batch(
-                    &code,
-                    &[BatchedAnswer {
-                        player_id: &p[0].player_id,
-                        q_index: 0,
-                        answer_idx: correct(0) as u32,
-                    }],
-                )
-                .await
-                .unwrap();
-            assert!(r[0].is_ok(), "{r:?}");
-        } else {
-            env.game
-                .answer_submit(&code, &p[0].player_id, 0, correct(0) as u32)
-                .await
-                .unwrap();
-        }
+        answer(&env, &code, &p[0].player_id, correct(0), batched).await;
         assert_eq!(hget(&env, &code, "", "aw").await.as_deref(), Some("0"));
         // 1 answer of 3 players, p0 away but answered: the two connected players have not answered
         assert_eq!(state(&env, &code).await, "ACTIVE", "batched {batched}");
@@ -387,29 +368,34 @@ async fn an_answer_that_arrives_after_its_players_away_report_counts_once(backen
             .unwrap();
         assert_eq!(state(&env, &code).await, "ACTIVE", "batched {batched}");
         // the last connected player answers: revealed, with 3 answers
-        if batched {
-            let r = env
-                .game
-                .answer_batch(
-                    &code,
-                    &[BatchedAnswer {
-                        player_id: &p[2].player_id,
-                        q_index: 0,
-                        answer_idx: wrong(0) as u32,
-                    }],
-                )
-                .await
-                .unwrap();
-            assert!(r[0].is_ok(), "{r:?}");
-        } else {
-            env.game
-                .answer_submit(&code, &p[2].player_id, 0, wrong(0) as u32)
-                .await
-                .unwrap();
-        }
+        answer(&env, &code, &p[2].player_id, wrong(0), batched).await;
         assert_eq!(state(&env, &code).await, "REVEAL", "batched {batched}");
         let r = reveals(&env, &code).await;
         assert_eq!(r.len(), 1, "batched {batched}");
         assert_eq!(r[0].answered_count, 3, "batched {batched}: {r:?}");
+    }
+}
+
+/// An accepted answer to question 0, through `answer_batch` (a batch of one) or `answer_submit`.
+async fn answer(env: &Env, code: &str, player_id: &str, idx: usize, batched: bool) {
+    if batched {
+        let r = env
+            .game
+            .answer_batch(
+                code,
+                &[BatchedAnswer {
+                    player_id,
+                    q_index: 0,
+                    answer_idx: idx as u32,
+                }],
+            )
+            .await
+            .unwrap();
+        assert!(r[0].is_ok(), "{r:?}");
+    } else {
+        env.game
+            .answer_submit(code, player_id, 0, idx as u32)
+            .await
+            .unwrap();
     }
 }
