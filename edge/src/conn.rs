@@ -159,7 +159,7 @@ pub fn serve(thread: Rc<Thread>, stream: TcpStream) -> impl Future<Output = ()> 
             }
             let want_read = !c.read_eof && !c.write_blocked;
             if want_read && read_more {
-                yield_now().await;
+                crate::worker::yield_now().await;
                 read_more = c.read_ready(worker, sock);
                 continue;
             }
@@ -381,20 +381,6 @@ struct WsConn {
 /// Size in bytes of the connection state owned by the task (for the ≤ 1 KiB idle budget).
 pub const fn ws_state_size() -> usize {
     std::mem::size_of::<WsConn>()
-}
-
-/// Yields once to let other tasks on this thread run.
-pub(crate) fn yield_now() -> impl Future<Output = ()> {
-    let mut yielded = false;
-    std::future::poll_fn(move |cx| {
-        if yielded {
-            Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    })
 }
 
 impl WsConn {

@@ -172,7 +172,7 @@ pub async fn run_deferred_wakes(chunk: usize) {
             w.wake();
         }
         if a.writable(false).await.is_err() {
-            crate::conn::yield_now().await;
+            yield_now().await;
         }
     }
 }
@@ -239,6 +239,20 @@ pub fn after_deferred_wakes() -> impl Future<Output = ()> {
         queued = true;
         defer_wake(cx.waker().clone());
         Poll::Pending
+    })
+}
+
+/// Yields once to let other tasks on this thread run.
+pub(crate) fn yield_now() -> impl Future<Output = ()> {
+    let mut yielded = false;
+    std::future::poll_fn(move |cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
     })
 }
 
