@@ -637,6 +637,20 @@ local function flush_joins(R, now)
   return true
 end
 
+-- Joins and presence changes are announced coalesced: now, when the room's last announcement (lflush) is
+-- older than the room's cadence, else once by a lobby_flush schedule (pflush: one is pending).
+local function announce_or_schedule(R, now, lflush, pflush, np)
+  local last = tonumber(lflush) or 0
+  local every = every_ms(JOIN_EVERY_MS, JOIN_FRAMES_PER_S, np)
+  if now - last >= every then
+    flush_joins(R, now)
+  elseif pflush ~= '1' then
+    local fgen = redis.call('HINCRBY', R.P, 'fgen', 1)
+    redis.call('HSET', R.P, 'pflush', 1)
+    schedule(R, now, 'lobby_flush', 0, fgen, last + every)
+  end
+end
+
 -- A room key made after the room's last `touch` (P:conn, P:presq: a report in the lobby, a reconnect after the
 -- game ended) gets the room hash's expiry, so it never outlives the room.
 local function expire_with_room(R, suffix)
@@ -656,15 +670,7 @@ local function note_presence(R, now, kind, pid)
   expire_with_room(R, ':presq')
   redis.call('HINCRBY', R.P, 'ppn', 1)
   local r = hm(R.P, { 'lflush', 'pflush', 'np' })
-  local last = tonumber(r.lflush) or 0
-  local every = every_ms(JOIN_EVERY_MS, JOIN_FRAMES_PER_S, r.np)
-  if now - last >= every then
-    flush_joins(R, now)
-  elseif r.pflush ~= '1' then
-    local fgen = redis.call('HINCRBY', R.P, 'fgen', 1)
-    redis.call('HSET', R.P, 'pflush', 1)
-    schedule(R, now, 'lobby_flush', 0, fgen, last + every)
-  end
+  announce_or_schedule(R, now, r.lflush, r.pflush, r.np)
 end
 
 -- Whether pid has a real answer to question q (NO_ANSWER is none).
@@ -946,15 +952,7 @@ local function room_join(keys, args)
   redis.call('LTRIM', R.P .. ':pend', 0, JOIN_NAMES - 1)
   redis.call('HINCRBY', R.P, 'pjn', 1)
   if np == 1 then touch(R, ROOM_TTL, -1) end
-  local last = tonumber(r.lflush) or 0
-  local join_every = every_ms(JOIN_EVERY_MS, JOIN_FRAMES_PER_S, np)
-  if now - last >= join_every then
-    flush_joins(R, now)
-  elseif r.pflush ~= '1' then
-    local fgen = redis.call('HINCRBY', R.P, 'fgen', 1)
-    redis.call('HSET', R.P, 'pflush', 1)
-    schedule(R, now, 'lobby_flush', 0, fgen, last + join_every)
-  end
+  announce_or_schedule(R, now, r.lflush, r.pflush, np)
 
   return join_ack(R, r, pid, sess, secret, np)
 end
