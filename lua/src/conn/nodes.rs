@@ -16,7 +16,7 @@
 //! - **The map is re-read** after a connection error, a timeout, `MOVED`, `CLUSTERDOWN`, `TRYAGAIN`,
 //!   `READONLY`, `MASTERDOWN` or `LOADING`, and a request for a slot no healthy primary serves fails at
 //!   once (`unavailable`). A `MOVED` is also followed at once (twice at most); `ASK` is followed with
-//!   `ASKING`. A call whose connection failed (not timed out) is sent once more, on a fresh map and
+//!   `ASKING` for a single command (a pipeline's `ASK` goes back to the caller). A call whose connection failed (not timed out) is sent once more, on a fresh map and
 //!   connection (every game function is safe to repeat): a connection that died since the last call
 //!   fails the next one without sending it. Nothing else is retried here; the caller (or the player's
 //!   client) decides. Owners may also call [`Nodes::refresh`] periodically (the edge does, every
@@ -24,8 +24,13 @@
 //!
 //! An answer's ack that waits for a replica (`WAIT 1`) must run on the very connection that ran the
 //! answer's `FCALL` (`WAIT` counts that connection's writes only): [`Nodes::route_of`] returns the
-//! connection a key's calls go to with the map's generation, which changes whenever the map does; the
-//! same generation and connection before and after a call means the call ran on that connection.
+//! connection a key's calls go to with a token of the map's generation and the slot's `ASK` count; the
+//! same token and connection before and after a call means the call ran on that connection (a call that
+//! followed an `ASK` ran on another node: the token changes, and the ack is refused).
+//!
+//! The addresses asked on refresh (`known`) are the seeds and the nodes the cluster listed at the last
+//! refresh: a node forgotten by the cluster is dropped. [`Nodes::dedicated`] makes a connection of the
+//! caller's own to a slot's primary, for a blocking read (the engine's partition readers).
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{
@@ -71,6 +76,10 @@ pub struct Nodes {
 struct Shared {
     /// `redis://` URL of the first seed, its host and port replaced per node.
     url_template: String,
+    /// The addresses given to [`Nodes::connect`]: always kept in `known`.
+    seeds: Vec<String>,
+    /// `CLIENT SETNAME` of every node connection, when given.
+    client_name: Option<String>,
     config: AsyncConnectionConfig,
     next_id: AtomicU64,
     state: Mutex<State>,
@@ -85,11 +94,15 @@ struct State {
     /// Per slot: index into `primaries`, or [`NONE`].
     slots: Vec<u16>,
     primaries: Vec<Arc<str>>,
-    /// Every node address seen (seeds, every line of every `CLUSTER NODES`), asked on refresh.
+    /// The seeds and every node address the last refresh's views listed (a node the cluster no longer
+    /// lists — forgotten, removed — is dropped), asked on refresh when a primary does not answer.
     known: BTreeSet<String>,
     conns: HashMap<Arc<str>, Arc<OnceCell<NodeConn>>>,
     /// Changes whenever the slot map does.
     gen: u64,
+    /// Per slot: `ASK` redirections followed for it (wrapping). Part of [`Nodes::route_of`]'s token: a
+    /// call that ran on another node after an `ASK` ran on a connection other than its route's.
+    asks: Vec<u32>,
     /// A refresh started by an error is running or queued.
     refresh_pending: bool,
     last_refresh: Option<Instant>,
@@ -112,6 +125,17 @@ impl Nodes {
         connect_timeout: Duration,
         response_timeout: Duration,
     ) -> RedisResult<Nodes> {
+        Self::connect_named(urls, connect_timeout, response_timeout, None).await
+    }
+
+    /// [`connect`](Self::connect), naming every node connection `client_name` (`CLIENT SETNAME`, seen
+    /// in `CLIENT LIST`) when given.
+    pub async fn connect_named(
+        urls: &[String],
+        connect_timeout: Duration,
+        response_timeout: Duration,
+        client_name: Option<&str>,
+    ) -> RedisResult<Nodes> {
         let Some(first) = urls.first() else {
             return Err(RedisError::from((
                 redis::ErrorKind::InvalidClientConfig,
@@ -122,6 +146,8 @@ impl Nodes {
         let nodes = Nodes {
             shared: Arc::new(Shared {
                 url_template: first.clone(),
+                seeds: seeds.clone(),
+                client_name: client_name.map(str::to_owned),
                 config: AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(connect_timeout))
                     .set_response_timeout(Some(response_timeout)),
@@ -132,6 +158,7 @@ impl Nodes {
                     known: seeds.into_iter().collect(),
                     conns: HashMap::new(),
                     gen: 0,
+                    asks: vec![0; SLOTS],
                     refresh_pending: false,
                     last_refresh: None,
                 }),
@@ -213,9 +240,17 @@ impl Nodes {
         }
         let map = SlotMap::merge(texts.iter().map(|(addr, t)| (addr.as_str(), t.as_str())));
         let mut st = self.state();
-        st.known.extend(map.seen.iter().cloned());
-        // Only connections to primaries stay open (a replica's, made to read its view, is closed again:
-        // a router per engine reader would otherwise hold one to every node).
+        // Known: the seeds and what the cluster lists now. A node every view has forgotten (`CLUSTER
+        // FORGET`, a node removed) is no longer asked; a failed node still listed is kept (it may come
+        // back as a replica).
+        st.known = self
+            .shared
+            .seeds
+            .iter()
+            .cloned()
+            .chain(map.seen.iter().cloned())
+            .collect();
+        // Only connections to primaries stay open (a replica's, made to read its view, is closed again).
         let primaries: Vec<Arc<str>> = map
             .primaries
             .iter()
@@ -284,9 +319,14 @@ impl Nodes {
             .get_or_try_init(|| async {
                 let url = url_with_addr(&self.shared.url_template, addr);
                 let client = redis::Client::open(url.as_str())?;
-                let conn = client
+                let mut conn = client
                     .get_multiplexed_async_connection_with_config(&self.shared.config)
                     .await?;
+                if let Some(name) = &self.shared.client_name {
+                    conn.req_packed_command(redis::cmd("CLIENT").arg("SETNAME").arg(name))
+                        .await
+                        .and_then(Value::extract_error)?;
+                }
                 Ok::<_, RedisError>(NodeConn {
                     id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
                     addr: Arc::from(addr),
@@ -361,15 +401,54 @@ impl Nodes {
         }
     }
 
-    /// The connection that calls for `key`'s slot go to now (made if there is none), with the slot
-    /// map's generation. Equal generations and connection ids before and after a call mean the call ran
-    /// on that connection.
+    /// The connection that calls for `key`'s slot go to now (made if there is none), with a token of
+    /// the slot map's generation and the `ASK` redirections followed for the slot. Equal tokens and
+    /// connection ids before and after a call mean the call ran on that connection: a `MOVED` changes
+    /// the map (so the token), and a call that followed an `ASK` to another node changes the slot's
+    /// count (so the token) — a `WAIT` on the route's connection would not cover it.
     pub async fn route_of(&self, key: &[u8]) -> RedisResult<(u64, NodeConn)> {
-        let slot = Some(key_slot(key));
-        let gen = self.state().gen;
-        let addr = self.primary_for(slot)?;
+        let slot = key_slot(key);
+        let token = {
+            let st = self.state();
+            (st.gen << 32) ^ u64::from(st.asks[slot as usize])
+        };
+        let addr = self.primary_for(Some(slot))?;
         let node = self.node(&addr).await?;
-        Ok((gen, node))
+        Ok((token, node))
+    }
+
+    /// Every node address this router asks on refresh: the seeds and the nodes the cluster listed at
+    /// the last refresh.
+    pub fn known(&self) -> Vec<String> {
+        self.state().known.iter().cloned().collect()
+    }
+
+    /// The address of the primary serving `key`'s slot in the current map (no connection made).
+    pub fn primary_of(&self, key: &[u8]) -> RedisResult<String> {
+        self.primary_for(Some(key_slot(key))).map(|a| a.to_string())
+    }
+
+    /// A new connection of its own (not shared, not kept here) to the primary serving `key`'s slot,
+    /// with `response_timeout`, and that primary's address: for a blocking command that would hold a
+    /// shared connection (the engine's partition readers). Redirects are the caller's: a `MOVED` or
+    /// `ASK` comes back as an error; call [`refresh`](Self::refresh) and connect again.
+    pub async fn dedicated(
+        &self,
+        key: &[u8],
+        response_timeout: Duration,
+    ) -> RedisResult<(String, MultiplexedConnection)> {
+        let addr = self.primary_of(key)?;
+        let url = url_with_addr(&self.shared.url_template, &addr);
+        let client = redis::Client::open(url.as_str())?;
+        let config = self
+            .shared
+            .config
+            .clone()
+            .set_response_timeout(Some(response_timeout));
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        Ok((addr, conn))
     }
 
     /// The addresses of every primary in the slot map now.
@@ -402,8 +481,14 @@ impl Nodes {
         self.refresh_soon();
     }
 
-    /// Routes `send` (one command or a pipeline) by `slot`, following `MOVED`/`ASK`.
-    async fn route<'a, T, F>(&self, slot: Option<u16>, mut send: F) -> RedisResult<T>
+    /// Routes `send` (one command or a pipeline) by `slot`, following `MOVED`, and `ASK` when
+    /// `follow_ask` (`send` then gets `true`: prefix the command with `ASKING`).
+    async fn route<'a, T, F>(
+        &self,
+        slot: Option<u16>,
+        follow_ask: bool,
+        mut send: F,
+    ) -> RedisResult<T>
     where
         F: FnMut(MultiplexedConnection, bool) -> RedisFuture<'a, T>,
         T: Redirect,
@@ -455,7 +540,7 @@ impl Nodes {
             };
             match reply.server_error() {
                 Some((code, detail)) => match code.as_str() {
-                    "MOVED" | "ASK" if redirects < REDIRECTS => {
+                    "MOVED" | "ASK" if redirects < REDIRECTS && (code == "MOVED" || follow_ask) => {
                         let mut it = detail.split_ascii_whitespace();
                         let (Some(s), Some(to)) =
                             (it.next().and_then(|s| s.parse::<u16>().ok()), it.next())
@@ -465,7 +550,13 @@ impl Nodes {
                         };
                         redirects += 1;
                         asking = code == "ASK";
-                        if !asking {
+                        if asking {
+                            // The call runs on `to`'s connection: route_of's token changes.
+                            let mut st = self.state();
+                            if let Some(n) = st.asks.get_mut(s as usize) {
+                                *n = n.wrapping_add(1);
+                            }
+                        } else {
                             self.set_slot(s, to);
                             self.refresh_soon();
                         }
@@ -540,7 +631,7 @@ impl ConnectionLike for Nodes {
                     )
                 });
             }
-            self.route(slot_of(cmd), |mut conn, asking| {
+            self.route(slot_of(cmd), true, |mut conn, asking| {
                 Box::pin(async move {
                     if asking {
                         let mut p = redis::pipe();
@@ -563,10 +654,13 @@ impl ConnectionLike for Nodes {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         let slot = pipeline.cmd_iter().find_map(slot_of);
-        // ASK is not followed for pipelines (no slot migrations in Ringside's deployments): a MOVED
-        // or ASK reply refreshes the map and goes back to the caller.
+        // ASK is not followed for pipelines: `ASKING` covers one command, and only the commands that
+        // got `ASK` may run on the importing node (the others' keys are still on the source). An
+        // `ASK` reply refreshes the map and goes back to the caller (those calls fail, `unavailable`);
+        // a `MOVED` (the whole slot moved) is followed with the whole pipeline (every call is safe to
+        // repeat).
         Box::pin(async move {
-            self.route(slot, |mut conn, _| {
+            self.route(slot, false, |mut conn, _| {
                 Box::pin(async move { conn.req_packed_commands(pipeline, offset, count).await })
             })
             .await

@@ -20,5 +20,6 @@ mod reconnect;
 mod results;
 mod reveal;
 mod rooms;
+mod router;
 mod scoring;
 mod timers;
