@@ -7,7 +7,8 @@
 //!    schedules, and our own from a previous life under the same instance id — with `XAUTOCLAIM …
 //!    0 0-0` until the cursor comes back to `0-0`. Claiming with min-idle 0 is safe because we hold
 //!    the lease: nobody else may fire this partition;
-//! 3. then, on a dedicated connection (a blocking read occupies it), loops on
+//! 3. then, on a dedicated connection to the partition's node (a blocking read occupies it; named
+//!    `ringside-engine-reader-pNN`, see `redis_conn`), loops on
 //!    `XREADGROUP … BLOCK <block> STREAMS timers:{pNN} >`, handing each batch to the scheduler. A blocking read per partition is what makes a schedule written 100 ms ahead fire on
 //!    time: the engine holds it one round trip after the `XADD` (see `perf/engine.md`).
 //!
@@ -66,12 +67,21 @@ pub async fn run(
     let claimed_ms = started.elapsed().as_millis() as u64;
     // 2. Read new schedules on a dedicated connection (a blocking read occupies it).
     let mut reread_own = false;
+    let name = crate::redis_conn::reader_conn_name(p);
+    let mut after_error = false;
     loop {
         let conn = reader
             .shared
             .target
-            .reader_conn(reader.shared.config.block)
+            .reader_conn(
+                &reader.conn(),
+                &reader.stream,
+                &name,
+                reader.shared.config.block,
+                after_error,
+            )
             .await;
+        after_error = true;
         let mut conn = match conn {
             Ok(c) => c,
             Err(e) => {

@@ -7,8 +7,12 @@
 //!   errors and redirects: calls of a dead primary fail at once and the engine's backoff retries them
 //!   on the promoted replica).
 //! - [`RedisTarget::reader_conn`]: a dedicated connection per owned partition for its blocking
-//!   `XREADGROUP`, with a response timeout longer than the block time. The reader drops and rebuilds
-//!   it after any error.
+//!   `XREADGROUP`, with a response timeout longer than the block time, named `ringside-engine-reader-pNN`
+//!   (`CLIENT LIST`). On a cluster it is one plain connection to the primary serving the partition's
+//!   slot, looked up in the command connection's slot map — not a router of its own — so an engine
+//!   holds one connection per owned partition plus one per primary (67 on a 3-primary cluster, not one
+//!   to every primary per reader). The reader drops and rebuilds it after any error; on a cluster the
+//!   slot map is re-read first (a failover, a `MOVED`), so the new connection goes to the new primary.
 //!
 //! Every command the engine sends names keys of one hash slot (the stream and the room share `{pNN}`),
 //! so the same code runs on both deployments.
@@ -35,6 +39,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 /// The engine-side bound on every request, past the client's own response timeout.
 const OUTER_MARGIN: Duration = Duration::from_secs(2);
+/// `CLIENT SETNAME` of the cluster command connection's node connections (readers: `ringside-engine-reader-pNN`).
+pub const COMMAND_CONN_NAME: &str = "ringside-engine";
 
 /// Where Redis is: one standalone server, or the seed nodes of a cluster.
 #[derive(Clone)]
@@ -65,15 +71,19 @@ impl RedisTarget {
         matches!(self, RedisTarget::Cluster(_))
     }
 
-    /// A fresh cluster router and its node connections (for commands and for readers alike; a
-    /// reader's blocking `XREADGROUP` holds its own router's connection to the node).
+    /// A fresh cluster router and its node connections (for commands).
     async fn cluster_conn(
         urls: &[String],
         response_timeout: Duration,
     ) -> Result<Redis, RedisError> {
         Ok(Redis::Nodes(
-            ringside_lua::conn::nodes::Nodes::connect(urls, CONNECT_TIMEOUT, response_timeout)
-                .await?,
+            ringside_lua::conn::nodes::Nodes::connect_named(
+                urls,
+                CONNECT_TIMEOUT,
+                response_timeout,
+                Some(COMMAND_CONN_NAME),
+            )
+            .await?,
         ))
     }
 
@@ -105,32 +115,62 @@ impl RedisTarget {
         })
     }
 
-    /// A dedicated connection for one partition's blocking reads of `block` at most.
-    pub async fn reader_conn(&self, block: Duration) -> Result<RedisConn, RedisError> {
+    /// A dedicated connection for one partition's blocking reads of `block` at most, for the timer
+    /// stream `stream`, named `name` (`CLIENT SETNAME`). On a cluster it goes to the primary serving
+    /// `stream`'s slot in `commands`' slot map (re-read first when `after_error`).
+    pub async fn reader_conn(
+        &self,
+        commands: &RedisConn,
+        stream: &str,
+        name: &str,
+        block: Duration,
+        after_error: bool,
+    ) -> Result<RedisConn, RedisError> {
         let timeout = block + COMMAND_TIMEOUT;
-        let inner = bounded(CONNECT_TIMEOUT * 3, async {
+        let mut conn = bounded(CONNECT_TIMEOUT * 3, async {
             match self {
                 RedisTarget::Standalone(client) => {
                     let config = AsyncConnectionConfig::new()
                         .set_connection_timeout(Some(CONNECT_TIMEOUT))
                         .set_response_timeout(Some(timeout));
-                    Ok(Inner::Reader(
-                        client
-                            .get_multiplexed_async_connection_with_config(&config)
-                            .await?,
-                    ))
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await
                 }
-                RedisTarget::Cluster(urls) => {
-                    Ok(Inner::Lua(Self::cluster_conn(urls, timeout).await?))
+                RedisTarget::Cluster(_) => {
+                    let Some(Redis::Nodes(nodes)) = commands.to_lua() else {
+                        return Err(RedisError::from((
+                            ErrorKind::InvalidClientConfig,
+                            "a cluster reader needs the cluster command connection",
+                        )));
+                    };
+                    if after_error {
+                        nodes.refresh().await?;
+                    }
+                    let (_addr, conn) = nodes.dedicated(stream.as_bytes(), timeout).await?;
+                    Ok(conn)
                 }
             }
         })
         .await?;
+        let _: () = bounded(
+            COMMAND_TIMEOUT,
+            redis::cmd("CLIENT")
+                .arg("SETNAME")
+                .arg(name)
+                .query_async(&mut conn),
+        )
+        .await?;
         Ok(RedisConn {
-            inner,
+            inner: Inner::Reader(conn),
             timeout: timeout + OUTER_MARGIN,
         })
     }
+}
+
+/// `CLIENT SETNAME` of partition `p`'s reader connection: `ringside-engine-reader-pNN`.
+pub fn reader_conn_name(p: u32) -> String {
+    format!("ringside-engine-reader-p{p:02}")
 }
 
 /// A connection to either deployment; `redis::AsyncCommands` and `cmd(..).query_async` work on it.
@@ -148,7 +188,7 @@ pub struct RedisConn {
 enum Inner {
     /// Standalone reconnecting by itself (`ConnectionManager`), or cluster.
     Lua(Redis),
-    /// Standalone, a plain multiplexed connection (readers rebuild it themselves).
+    /// A partition reader's own plain connection to one node (readers rebuild it themselves).
     Reader(MultiplexedConnection),
 }
 

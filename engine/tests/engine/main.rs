@@ -4,6 +4,7 @@
 
 mod common;
 
+mod connections;
 mod exactly_once;
 mod game_e2e;
 mod rebalance;
