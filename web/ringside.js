@@ -1,6 +1,16 @@
 // Ringside browser client: one WebSocket (subprotocol ringside.v1.json), request ids, clock sync,
 // per-room seq tracking and reconnect with the last seq. Shared by host.html and play.html.
 import { reconnectAdvice } from './close-codes.js';
+
+// docs/protocol.md session:ack / ping: ping every pingInterval ms (the server's value; this if absent), after
+// SYNC_PINGS quick pings SYNC_PING_EVERY_MS apart. The clock offset is taken from the pong with the smallest
+// error bound: half its round trip plus its age times DRIFT (a clock drifting 100 ppm against the server's),
+// so a stale sample stops winning over a fresh one whose round trip was a little longer (perf/edge.md, Pings).
+const PING_INTERVAL_DEFAULT_MS = 20000;
+const PING_INTERVAL_MIN_MS = 1000;
+const SYNC_PINGS = 4;
+const SYNC_PING_EVERY_MS = 500;
+const DRIFT = 100e-6;
 export class Ringside {
   constructor(onEvent, onStatus) {
     this.onEvent = onEvent;
@@ -8,6 +18,7 @@ export class Ringside {
     this.rid = 0;
     this.pending = new Map();
     this.offset = 0;        // server clock − local clock, ms
+    this.pingInterval = PING_INTERVAL_DEFAULT_MS; // session:ack's pingInterval
     this.lastSeq = 0;
     this.session = null;    // {gameCode, playerId, sessionToken} for reconnect
     this.backoff = 500;
@@ -61,7 +72,9 @@ export class Ringside {
     if (env.event === 'session:ack') {
       this.offset = env.data.serverTime - Date.now();
       this.clock = [];
-      this.syncPings = 4; // the first pings come every 0.5 s: the offset is settled before a question shows
+      const every = Number(env.data.pingInterval);
+      this.pingInterval = every > 0 ? Math.max(every, PING_INTERVAL_MIN_MS) : PING_INTERVAL_DEFAULT_MS;
+      this.syncPings = SYNC_PINGS; // the first pings come every 0.5 s: the offset is settled before a question shows
       this.backoff = 500;
       this.onStatus('connected');
       this.ping();
@@ -69,11 +82,12 @@ export class Ringside {
       return;
     }
     if (env.event === 'pong') {
-      // The offset of the round trip with the least delay among the last 8: a delayed pong skews the midpoint by
-      // up to half its round trip, and questions are drawn at showAt by this clock (docs/protocol.md §7.3).
+      // The offset of the sample with the smallest error bound among the last 8: a delayed pong skews the midpoint
+      // by up to half its round trip, an old one by the clocks' drift since, and questions are drawn at showAt by
+      // this clock (docs/protocol.md §7.3).
       const t3 = Date.now();
-      this.clock = [...(this.clock || []), { rtt: t3 - env.data.t, offset: env.data.serverTime - (env.data.t + t3) / 2 }].slice(-8);
-      this.offset = this.clock.reduce((a, b) => (b.rtt < a.rtt ? b : a)).offset;
+      this.clock = [...(this.clock || []), { at: t3, rtt: t3 - env.data.t, offset: env.data.serverTime - (env.data.t + t3) / 2 }].slice(-8);
+      this.offset = Ringside.bestClockSample(this.clock, t3).offset;
     }
     if (env.seq !== undefined) {
       if (env.seq <= this.lastSeq) return; // already seen (replay after reconnect)
@@ -105,7 +119,13 @@ export class Ringside {
   ping() {
     this.send('ping', { t: Date.now() });
     clearTimeout(this.pingTimer);
-    this.pingTimer = setTimeout(() => this.ping(), this.syncPings-- > 0 ? 500 : 5000);
+    this.pingTimer = setTimeout(() => this.ping(), this.syncPings-- > 0 ? SYNC_PING_EVERY_MS : this.pingInterval);
+  }
+
+  // The clock sample ({at, rtt, offset}) whose offset is the most trustworthy at local time `now`.
+  static bestClockSample(samples, now) {
+    const bound = (s) => s.rtt / 2 + (now - s.at) * DRIFT;
+    return samples.reduce((a, b) => (bound(b) < bound(a) ? b : a));
   }
 
   serverNow() { return Date.now() + this.offset; }

@@ -77,6 +77,18 @@ async function openIn(ctx, name, url) {
     page.errors.push(msg.text());
   });
   page.on('pageerror', (e) => page.errors.push(String(e)));
+  // Each socket's session:ack pingInterval and when the page sent its pings (checked at the end: the page follows it).
+  page.sockets = [];
+  page.on('websocket', (ws) => {
+    const sock = { every: 0, pings: [] };
+    page.sockets.push(sock);
+    ws.on('framereceived', (f) => {
+      if (typeof f.payload === 'string' && f.payload.includes('"session:ack"')) sock.every = JSON.parse(f.payload).data.pingInterval;
+    });
+    ws.on('framesent', (f) => {
+      if (typeof f.payload === 'string' && f.payload.startsWith('{"event":"ping"')) sock.pings.push(Date.now());
+    });
+  });
   page.on('request', (r) => {
     if (!r.url().startsWith(BASE) && !/^(data|blob):/.test(r.url()) && !QUIZ_IMAGES.has(r.url())) page.external.push(r.url());
   });
@@ -657,6 +669,20 @@ try {
   await revealReloadFlow();
   await apiFlow();
 
+  // The pages ping at session:ack's pingInterval after their 4 quick clock-sync pings (the first 5 pings 0.5 s
+  // apart); a timer fires late, never early, so no later gap is shorter than the interval (10 % for rounding).
+  let gaps = 0;
+  for (const p of pages) {
+    for (const sock of p.sockets || []) {
+      for (let i = 5; i < sock.pings.length; i++) {
+        const gap = sock.pings[i] - sock.pings[i - 1];
+        gaps += 1;
+        check(sock.every > 0 && gap >= 0.9 * sock.every, `${p.name} pings every pingInterval (${sock.every} ms): a gap of ${gap} ms`);
+      }
+    }
+  }
+  check(gaps > 0, 'some socket lived long enough to ping at its pingInterval');
+  say(`pings: ${gaps} gaps after the clock-sync pings, each at least session:ack's pingInterval`);
   for (const p of pages) {
     check(p.errors.length === 0, `no console errors on ${p.name}: ${p.errors.join(' | ')}`);
     check(p.external.length === 0, `no requests outside the page's origin from ${p.name}: ${p.external.join(' ')}`);

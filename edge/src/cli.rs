@@ -53,8 +53,14 @@ pub struct Cli {
     /// Largest HTTP request head in bytes (431 past it).
     #[arg(long, env = "RINGSIDE_EDGE_MAX_HEADER_BYTES", default_value_t = 8192)]
     pub max_header_bytes: usize,
+    /// A socket that sent no frame for this long gets a WebSocket ping (answered by the client's
+    /// WebSocket stack; the game layer never sees it).
     #[arg(long, env = "RINGSIDE_EDGE_PING_INTERVAL", default_value = "25s", value_parser = parse_duration)]
     pub ping_interval: Duration,
+    /// How often clients send the app `ping` (`session:ack`'s `pingInterval`; clock sync). Keep it
+    /// below --ping-interval, or pinging clients get the WebSocket ping as well.
+    #[arg(long, env = "RINGSIDE_EDGE_APP_PING_INTERVAL", default_value = "20s", value_parser = parse_duration)]
+    pub app_ping_interval: Duration,
     #[arg(long, env = "RINGSIDE_EDGE_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
     #[arg(long, env = "RINGSIDE_EDGE_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -146,6 +152,7 @@ impl Cli {
             },
             max_header_bytes: self.max_header_bytes,
             ping_interval: self.ping_interval,
+            app_ping_interval: self.app_ping_interval,
             idle_timeout: self.idle_timeout,
             drain_timeout: self.drain_timeout,
             handshake_timeout: self.handshake_timeout,
@@ -233,6 +240,21 @@ mod tests {
         let named = c("localhost:9200").unwrap().api_upstream.unwrap();
         assert!(named.ip().is_loopback() && named.port() == 9200, "{named}");
         assert!(c("localhost").is_err(), "no port");
+    }
+
+    #[test]
+    fn app_ping_interval_defaults_to_the_protocols_and_can_be_set() {
+        let cli = Cli::parse_from(["ringside-edge"]);
+        assert_eq!(
+            cli.to_config().app_ping_interval,
+            Duration::from_millis(u64::from(ringside_protocol::limits::PING_INTERVAL_MS))
+        );
+        assert_eq!(
+            Config::default().app_ping_interval,
+            cli.to_config().app_ping_interval
+        );
+        let cli = Cli::parse_from(["ringside-edge", "--app-ping-interval", "15s"]);
+        assert_eq!(cli.to_config().app_ping_interval, Duration::from_secs(15));
     }
 
     #[test]

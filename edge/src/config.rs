@@ -13,7 +13,8 @@
 //! | `--allowed-origins` | `RINGSIDE_EDGE_ALLOWED_ORIGINS` | any (comma list) |
 //! | `--max-frame` / `--max-message` | `RINGSIDE_EDGE_MAX_FRAME` / `_MAX_MESSAGE` | 64 KiB (32 MiB with `--echo`) |
 //! | `--max-header-bytes` | `RINGSIDE_EDGE_MAX_HEADER_BYTES` | 8192 |
-//! | `--ping-interval` | `RINGSIDE_EDGE_PING_INTERVAL` | 25s |
+//! | `--ping-interval` | `RINGSIDE_EDGE_PING_INTERVAL` | 25s: a WebSocket ping to a socket that sent no frame for this long (answered by the transport, `conn.rs`; the game layer never sees it) |
+//! | `--app-ping-interval` | `RINGSIDE_EDGE_APP_PING_INTERVAL` | 20s: `session:ack`'s `pingInterval`, how often clients send the app `ping` (clock sync; after 4 quick ones 0.5 s apart). 1s..=120s, shorter than `--idle-timeout`; keep it below `--ping-interval` or pinging clients get the WebSocket ping too. Why 20 s: perf/edge.md, "Pings" |
 //! | `--idle-timeout` | `RINGSIDE_EDGE_IDLE_TIMEOUT` | 60s |
 //! | `--drain-timeout` | `RINGSIDE_EDGE_DRAIN_TIMEOUT` | 10s |
 //! | `--handshake-timeout` | `RINGSIDE_EDGE_HANDSHAKE_TIMEOUT` | 10s |
@@ -78,7 +79,10 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     pub limits: Limits,
     pub max_header_bytes: usize,
+    /// A socket that sent nothing for this long gets a WebSocket ping (the sweep in `registry.rs`).
     pub ping_interval: Duration,
+    /// `session:ack`'s `pingInterval`: how often clients send the app `ping` (clock sync, keepalive).
+    pub app_ping_interval: Duration,
     pub idle_timeout: Duration,
     pub drain_timeout: Duration,
     pub handshake_timeout: Duration,
@@ -121,6 +125,9 @@ impl Default for Config {
             limits: Limits::GAME,
             max_header_bytes: 8192,
             ping_interval: Duration::from_secs(25),
+            app_ping_interval: Duration::from_millis(u64::from(
+                ringside_protocol::limits::PING_INTERVAL_MS,
+            )),
             idle_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
@@ -270,6 +277,27 @@ impl Config {
                 ),
             );
         }
+        let (lo, hi) = (
+            ringside_protocol::limits::PING_INTERVAL_MIN_MS,
+            ringside_protocol::limits::PING_INTERVAL_MAX_MS,
+        );
+        let app_ms = self.app_ping_interval.as_millis();
+        if app_ms < u128::from(lo) || app_ms > u128::from(hi) {
+            return bad(
+                "--app-ping-interval",
+                format!("must be {lo}ms..={hi}ms, got {:?}", self.app_ping_interval),
+            );
+        }
+        // Echo mode sends no `session:ack`, so the app interval means nothing there.
+        if !self.echo && self.app_ping_interval >= self.idle_timeout {
+            return bad(
+                "--app-ping-interval",
+                format!(
+                    "must be shorter than --idle-timeout ({:?}), got {:?}",
+                    self.idle_timeout, self.app_ping_interval
+                ),
+            );
+        }
         if let Err((flag, why)) = self.admission.validate() {
             return bad(flag, why);
         }
@@ -357,6 +385,18 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(c.validate().unwrap_err().flag, "--processes");
+        for (app, idle) in [(500, 60_000), (121_000, 180_000), (60_000, 60_000)] {
+            let c = Config {
+                app_ping_interval: Duration::from_millis(app),
+                idle_timeout: Duration::from_millis(idle),
+                ..Config::default()
+            };
+            assert_eq!(
+                c.validate().unwrap_err().flag,
+                "--app-ping-interval",
+                "{app} {idle}"
+            );
+        }
     }
 
     #[test]

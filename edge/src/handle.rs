@@ -219,6 +219,13 @@ impl ConnHandle {
         w.shared.admission.reconnect_policy(&w.load)
     }
 
+    /// `session:ack`'s `pingInterval` in ms: how often the client should send the app `ping`
+    /// (`--app-ping-interval`).
+    pub fn app_ping_interval_ms(&self) -> u32 {
+        let ms = self.0.worker.shared.config.app_ping_interval.as_millis();
+        u32::try_from(ms).unwrap_or(u32::MAX)
+    }
+
     /// Encodes and queues a reliable text frame.
     pub fn send_text(&self, text: &str) -> Result<(), SendError> {
         self.send(frame::encode_text(text), FrameClass::Reliable)

@@ -28,8 +28,20 @@ pub const VIOLATIONS_BEFORE_KICK: u32 = 5;
 pub const ANSWER_GRACE_MS: u64 = 500;
 /// Entries of `top N` lists in reveal, leaderboard and end events.
 pub const LEADERBOARD_TOP_N: usize = 10;
-/// Interval between client pings the server asks for, in ms.
-pub const PING_INTERVAL_MS: u32 = 5_000;
+/// Default interval between client `ping`s that `session:ack` asks for, in ms (the edge's
+/// `--app-ping-interval`). Chosen in perf/edge.md ("Pings"): short enough that a client clock drifting
+/// 100 ppm moves its offset ≤ 2 ms between two pings (the fair start's display spread goal is 10 ms), that a
+/// NAT or proxy idle timeout of 30 s never sees a silent socket, and that a pinging client never gets the
+/// edge's WebSocket keepalive ping (sent after 25 s without a frame); long enough that 100K idle players
+/// cost the edge ≤ 0.1 core.
+pub const PING_INTERVAL_MS: u32 = 20_000;
+/// Bounds of the interval an edge may announce, in ms.
+pub const PING_INTERVAL_MIN_MS: u32 = 1_000;
+pub const PING_INTERVAL_MAX_MS: u32 = 120_000;
+/// After `session:ack` a client sends this many `ping`s [`SYNC_PING_EVERY_MS`] apart before it follows
+/// `pingInterval`: its clock offset is settled before the first question is shown.
+pub const SYNC_PINGS: u32 = 4;
+pub const SYNC_PING_EVERY_MS: u32 = 500;
 /// Longest `host:extend:time` step, in seconds.
 pub const MAX_EXTEND_SECONDS: u32 = 120;
 /// Decoding depth limit for nested values (defends the decoders against deep nesting).

@@ -53,7 +53,7 @@ impl GameSession {
         let ack = ServerEvent::SessionAck(SessionAck {
             socket_id: format!("{:x}-{}-{:x}", std::process::id(), rooms.worker, conn.id()),
             server_time: now_ms(),
-            ping_interval: limits::PING_INTERVAL_MS,
+            ping_interval: conn.app_ping_interval_ms(),
             protocol: codec.protocol().to_string(),
             reconnect: Some({
                 let (delay_ms, jitter_ms) = conn.reconnect_policy();

@@ -107,8 +107,13 @@ pub struct RawWs {
 
 impl RawWs {
     pub async fn connect(addr: std::net::SocketAddr) -> RawWs {
+        RawWs::connect_with(addr, "").await
+    }
+
+    /// [`RawWs::connect`] with `extra` header lines (each ending in `\r\n`) in the upgrade.
+    pub async fn connect_with(addr: std::net::SocketAddr, extra: &str) -> RawWs {
         let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(upgrade_request("/ws", "").as_bytes())
+        s.write_all(upgrade_request("/ws", extra).as_bytes())
             .await
             .unwrap();
         let mut buf = Vec::new();

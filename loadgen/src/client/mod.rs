@@ -248,8 +248,12 @@ enum ConnectErr {
 
 /// After `session:ack` the first pings go this often, this many of them: the clock offset (from the
 /// lowest-RTT `pong`) is settled before the first question (fair start: display at `showAt`).
-const SYNC_PING_EVERY: Duration = Duration::from_millis(500);
-const SYNC_PINGS: u8 = 4;
+const SYNC_PING_EVERY: Duration =
+    Duration::from_millis(ringside_protocol::limits::SYNC_PING_EVERY_MS as u64);
+const SYNC_PINGS: u8 = ringside_protocol::limits::SYNC_PINGS as u8;
+/// How fast a clock sample is assumed to go stale: a phone's clock may drift this much against the
+/// server's (perf/edge.md, "Pings"); web/ringside.js uses the same figure.
+const CLOCK_DRIFT_PPM: u64 = 100;
 
 /// A sealed `game:question:show` (docs/protocol.md §7.3) until its key opens it.
 #[derive(Debug)]
@@ -431,9 +435,12 @@ struct Client {
     cur_q: Option<(u32, u64)>,
     /// A sealed question waiting for its `game:question:key` (fair start).
     sealed: Option<Box<SealedShow>>,
-    /// Server clock minus this machine's clock, µs, from the `pong` with the shortest round trip.
+    /// Server clock minus this machine's clock, µs, from the `pong` with the smallest error bound (half
+    /// its round trip plus its age × [`CLOCK_DRIFT_PPM`]).
     offset_us: i64,
-    best_rtt_us: u64,
+    /// That `pong`'s round trip (µs) and when it came (this machine's epoch seconds).
+    best_rtt_us: u32,
+    best_at_s: u32,
     /// Pings left of the fast ones after `session:ack` (clock sync).
     sync_pings: u8,
     answer_at: Option<(Instant, u32, u32)>,
@@ -504,7 +511,8 @@ impl Client {
             cur_q: None,
             sealed: None,
             offset_us: 0,
-            best_rtt_us: u64::MAX,
+            best_rtt_us: u32::MAX,
+            best_at_s: 0,
             sync_pings: 0,
             answer_at: None,
             ping_every: None,

@@ -224,13 +224,15 @@ impl Client {
             st.counters.session_acks += 1;
             st.record(Metric::SessionAck, took);
         }
-        if self.ping_every.is_none() {
-            let ms = self.ctx.plan.ping_interval_ms.or_else(|| {
-                let d = scan::data(self.fmt, body).ok().flatten()?;
-                scan::field(self.fmt, d, "pingInterval").and_then(|v| scan::as_u64(self.fmt, v))
-            });
-            self.ping_every = ms.filter(|m| *m > 0).map(Duration::from_millis);
-        }
+        // Every session:ack says it again: a reconnect may land on an edge with another setting.
+        let ms = self.ctx.plan.ping_interval_ms.or_else(|| {
+            let d = scan::data(self.fmt, body).ok().flatten()?;
+            scan::field(self.fmt, d, "pingInterval")
+                .and_then(|v| scan::as_u64(self.fmt, v))
+                .filter(|m| *m > 0)
+                .map(|m| m.max(u64::from(ringside_protocol::limits::PING_INTERVAL_MIN_MS)))
+        });
+        self.ping_every = ms.filter(|m| *m > 0).map(Duration::from_millis);
         if let Some(every) = self.ping_every {
             // the first pings come faster, so the clock offset is known before the first question
             self.sync_pings = SYNC_PINGS;
@@ -441,8 +443,13 @@ impl Client {
             .and_then(|d| scan::field(fmt, d, "serverTime"))
             .and_then(|v| scan::as_u64(fmt, v));
         if let Some(ms) = server_ms {
-            if rtt_us <= self.best_rtt_us {
-                self.best_rtt_us = rtt_us;
+            // Error bounds in µs: half the round trip, plus the kept sample's drift since it came.
+            let now_s = (self.now_us / 1_000_000) as u32;
+            let age_s = u64::from(now_s.saturating_sub(self.best_at_s));
+            let kept = (u64::from(self.best_rtt_us) / 2).saturating_add(age_s * CLOCK_DRIFT_PPM);
+            if rtt_us / 2 <= kept {
+                self.best_rtt_us = u32::try_from(rtt_us).unwrap_or(u32::MAX);
+                self.best_at_s = now_s;
                 let mid = self.now_us.saturating_sub(rtt_us / 2);
                 self.offset_us = (ms * 1000) as i64 - mid as i64;
             }

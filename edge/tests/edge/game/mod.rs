@@ -34,6 +34,7 @@ mod errors;
 mod failover;
 mod full_game;
 mod host_lobby;
+mod keepalive;
 mod ownership;
 mod presence;
 mod reconnect;
