@@ -1,5 +1,5 @@
 #!lua name=ringside
--- Ringside game logic as Redis Functions. Library version: 5 (see `version`, and VERSION in lua/src/lib.rs).
+-- Ringside game logic as Redis Functions. Library version: 6 (see `version`, and VERSION in lua/src/lib.rs).
 --
 -- Every authoritative transition of a quiz room runs here, atomically, in the room's hash slot.
 -- The edge and the engine only ever call these functions (lua/README.md has the full contract).
@@ -39,7 +39,7 @@
 -- ended game: room, roomId, reason, ended — read by the control plane's results writer) and rooms:{pNN}
 -- (sorted set of the live rooms: code → created ms, for the ops view).
 
-local VERSION = 5
+local VERSION = 6
 local LOG_MAX = 1000            -- entries kept in P:log (approximate trim)
 local ROOM_TTL = 7200           -- s: a room with no transition for this long is abandoned
 local END_TTL = 300             -- s: reconnect window after game:end
@@ -289,6 +289,22 @@ end
 local SUBMIT_FIELDS = { 'state', 'cur', 'endsAt', 'paused', 'prem', 'np', 'qno', 'qstart', 'aw' }
 local SCORE_FIELDS = { 'scur', 'qc', 'qbase', 'tlim', 's_bonus', 's_smult', 's_sthr', 's_pen' }
 
+-- The open question as answer_submit's hot path reads it: one room field `qopen`,
+-- "<cur>:<qno>:<qstart>:<endsAt>" while the question runs, "<cur>:<qno>:<qstart>:p<prem>" while it is
+-- paused, absent when no question is open. It packs room fields that change only at question
+-- transitions, so the hot path reads 3 fields instead of 9 and parses this one once per room and value
+-- (answer_fast's cache). Those fields stay the truth (every other path reads them); this copy is
+-- rewritten from them by every transition that changes them: show, pause, resume, extend, reveal, end.
+local function set_qopen(R)
+  local r = hm(R.P, { 'state', 'cur', 'qno', 'qstart', 'endsAt', 'paused', 'prem' })
+  if r.state == 'ACTIVE' then
+    redis.call('HSET', R.P, 'qopen', r.cur .. ':' .. r.qno .. ':' .. r.qstart .. ':'
+      .. (r.paused == '1' and 'p' .. r.prem or r.endsAt))
+  else
+    redis.call('HDEL', R.P, 'qopen')
+  end
+end
+
 -- A value longer than Redis's default hash-max-listpack-value (64 bytes), stored in the room hash so it is
 -- a real hash table: HMGET of a dozen fields of a ~40-field listpack costs a linear scan per field
 -- (measured on Redis 7.0.15: that HMGET took 12 us as a listpack, 5 us as a hash table).
@@ -406,6 +422,7 @@ local function show_question(R, q, now, showAt)
   redis.call('HSET', R.P, 'state', 'ACTIVE', 'cur', i, 'endsAt', int(endsAt), 'qstart', int(showAt),
     'tlim', int(tlim), 'paused', '0', 'prem', '0', 'pslot', '0', 'pans', '0', 'pev', int(pev),
     'qc', z['c' .. i], 'qno', z['no' .. i], 'qbase', base, 'pgen', int(gen), 'aw', int(tonumber(s.naway) or 0))
+  set_qopen(R)
   redis.call('DEL', qkey(R, q))
   redis.call('HSET', qkey(R, q), 'n', 0, 'at', int(showAt))
   emit(R, 'game:question:show', show_json(R, q, endsAt, tlim, base, s.nq, showAt))
@@ -551,6 +568,7 @@ local function reveal(R, now, skipped)
   local i = int(q)
   local gen = redis.call('HINCRBY', R.P, 'gen', 1)
   redis.call('HSET', R.P, 'state', 'REVEAL', 'revAt', int(now), 'paused', '0', 'sq', i, 'scur', '0')
+  set_qopen(R)
   local z = hm(R.Q, { 'c' .. i, 'e' .. i, 'no' .. i })
   local nopt = tonumber(z['no' .. i])
   local fields = { 'n' }
@@ -583,6 +601,7 @@ local function end_game(R, now, reason)
   local q = tonumber(r.cur)
   local gen = redis.call('HINCRBY', R.P, 'gen', 1)
   redis.call('HSET', R.P, 'state', 'ENDED', 'ended', int(now), 'endReason', reason)
+  set_qopen(R)
   local np = tonumber(redis.call('HGET', R.P, 'np')) or 0
   emit(R, 'game:end', obj({ kv('roomId', js(r.rid)), kv('finalRankings', top_json(R, q)),
     kv('totalPlayers', int(np)) }))
@@ -1130,7 +1149,7 @@ local function answer_submit(keys, args)
         end
         redis.call('HINCRBY', qk, 'd' .. ai, 1)
         aw = answered_while_away(R.P, pid, tonumber(aw) or 0)
-        if redis.call('HINCRBY', qk, 'n', 1) >= (tonumber(np) or 0) - aw then reveal(R, now, false) end
+        if redis.call('HINCRBY', qk, 'n', 1) >= (tonumber(np) or 0) - aw then maybe_early_reveal(R, now) end
         return '{"received":true,"qIndex":' .. cur .. ',"serverTime":' .. int(now) .. '}'
       end
     end
@@ -1157,44 +1176,62 @@ local function room_keys(P, T)
   local tag = string.match(P, '^room:({p%d%d+}):[A-Z0-9]+$')
   if not tag or T ~= 'timers:' .. tag then return nil end
   if room_cache_n >= ROOM_CACHE_MAX then room_cache, room_cache_n = {}, 0 end
-  c = { T = T, players = P .. ':players', q = {} }
+  c = { P = P, T = T, players = P .. ':players', q = {} }
   room_cache[P] = c
   room_cache_n = room_cache_n + 1
   return c
 end
 
+-- answerIdx strings in canonical form (the only ones the hot path takes; 0..MAX_OPTIONS-1) -> the option
+-- and its counter. Literal tables: the library's body runs where `string` is not yet reachable.
+local OPTION = { ['0'] = 0, ['1'] = 1, ['2'] = 2, ['3'] = 3, ['4'] = 4, ['5'] = 5, ['6'] = 6, ['7'] = 7 }
+local OPTION_COUNTER = { ['0'] = 'd0', ['1'] = 'd1', ['2'] = 'd2', ['3'] = 'd3', ['4'] = 'd4', ['5'] = 'd5',
+  ['6'] = 'd6', ['7'] = 'd7' }
+
+-- The open question of cache entry c as of the room field `qopen` (set_qopen), parsed once per value.
+-- False when the value does not parse (then the checked path decides).
+local function open_of(c, qopen)
+  if c.qopen == qopen then return true end
+  local cur, qno, qstart, p, v = string.match(qopen, '^(%d+):(%d+):(%d+):(p?)(%d+)$')
+  if not cur then return false end
+  c.qopen, c.cur, c.qno, c.qstart = qopen, cur, tonumber(qno), tonumber(qstart)
+  c.qk = c.P .. ':q:' .. cur
+  c.ack = '{"received":true,"qIndex":' .. cur .. ',"serverTime":'
+  if p == 'p' then
+    c.prem, c.deadline = v, math.huge -- paused: no running deadline, the frozen remaining time
+  else
+    c.prem, c.endsAt, c.deadline = nil, tonumber(v), tonumber(v) + GRACE_MS
+  end
+  return true
+end
+
+-- Per answer: HMGET of 3 room fields, TIME, the HSETNX lock (which stores the record), the membership
+-- HEXISTS and the option and answered counters; the strings it makes are the record, the lock's field
+-- name, the time and the reply. The player id needs no pattern check here: only a member's answer stays
+-- (a member's id passed arg_id at its join), anyone else's is taken back and refused by the checked path.
 local function answer_fast(keys, args)
   local P, pid, qs, as = keys[1], args[1], args[2], args[3]
-  if type(P) ~= 'string' or type(pid) ~= 'string' or type(qs) ~= 'string' or type(as) ~= 'string'
-    or #pid > 64 or #as > 6 or not string.find(pid, '^[%w_%-]+$')
-    or not (as == '0' or string.find(as, '^[1-9]%d*$')) then
+  local ai = OPTION[as]
+  if not ai or type(P) ~= 'string' or type(pid) ~= 'string' or #pid > 64 then
     return checked_answer(keys, args)
   end
   local c = room_keys(P, keys[2])
   if not c then return checked_answer(keys, args) end
-  local state, cur, endsAt, paused, prem, np, qno, qstart, aw = unpack(redis.call('HMGET', P, unpack(SUBMIT_FIELDS)))
-  if state == 'ACTIVE' and qs == cur and tonumber(as) < tonumber(qno) then
+  local qopen, np, aw = unpack(redis.call('HMGET', P, 'qopen', 'np', 'aw'))
+  if qopen and open_of(c, qopen) and qs == c.cur and ai < c.qno then
     local now = now_ms()
-    endsAt = tonumber(endsAt)
-    paused = paused == '1'
-    if now >= (tonumber(qstart) or 0) and (paused or now <= endsAt + GRACE_MS) then
-      local qk = c.q[cur]
-      if not qk then
-        qk = P .. ':q:' .. cur
-        c.q[cur] = qk
-      end
-      local a = 'a:' .. pid
-      local ns = int(now)
-      local rem = paused and (prem or '0') or int(endsAt - now)
-      if redis.call('HSETNX', qk, a, as .. ':' .. ns .. ':' .. rem) == 1 then
+    if now >= c.qstart and now <= c.deadline then
+      local qk, a, ns = c.qk, 'a:' .. pid, int(now)
+      if redis.call('HSETNX', qk, a, as .. ':' .. ns .. ':' .. (c.prem or int(c.endsAt - now))) == 1 then
         if redis.call('HEXISTS', c.players, pid) == 1 then
-          redis.call('HINCRBY', qk, 'd' .. as, 1)
-          aw = answered_while_away(P, pid, tonumber(aw) or 0)
+          redis.call('HINCRBY', qk, OPTION_COUNTER[as], 1)
+          aw = tonumber(aw) or 0
+          if aw > 0 then aw = answered_while_away(P, pid, aw) end
           if redis.call('HINCRBY', qk, 'n', 1) >= (tonumber(np) or 0) - aw then
             local r = checked_reveal(keys, { now })
             if type(r) == 'table' then return r end -- an error reply
           end
-          return '{"received":true,"qIndex":' .. cur .. ',"serverTime":' .. ns .. '}'
+          return c.ack .. ns .. '}'
         end
         redis.call('HDEL', qk, a)
       end
@@ -1203,9 +1240,11 @@ local function answer_fast(keys, args)
   return checked_answer(keys, args)
 end
 
--- The early reveal of answer_fast (every player has answered), as a function `api` can wrap.
+-- The early reveal of answer_fast and answer_batch (the answered count has reached the players who are
+-- not away), as a function `api` can wrap: maybe_early_reveal checks it again, with its guard that someone
+-- is connected.
 local function reveal_when_all_answered(keys, args)
-  reveal(room_of(keys, true), args[1], false)
+  maybe_early_reveal(room_of(keys, true), args[1])
   return ''
 end
 
@@ -1224,7 +1263,7 @@ end
 -- counters with one HINCRBY per option and one for `n`. An answer that the batch cannot accept as it
 -- stands (a refusal, a second answer of the same player, a non-member, a non-canonical argument) is
 -- written out up to there, then goes through answer_submit's checked path alone, and the batch reads the
--- room again after it. When the answered count reaches the room's size the question is revealed at that
+-- room (3 reads, not the players' fields: those are read once per batch) again after it. When the answered count reaches the room's size the question is revealed at that
 -- answer, as answer_submit would: the answers after it are refused (late_answer).
 local ANSWER_BATCH_MAX = 256
 
@@ -1237,9 +1276,15 @@ local function answer_batch(keys, args)
   local P = keys[1]
   local c = type(P) == 'string' and room_keys(P, keys[2])
   local out = {}
-  -- the room as read for the answers from `base` on (nil: read it before the next answer)
-  local base, open, cur, qno, np, cnt, qk, now, ns, rem, ack, seen, member, awb
-  local recs, k, dist, taken = {}, 0, {}, {}
+  -- Read once per batch, for the answers from `from` on: whether each player already has a record of the
+  -- open question (seen) and is a member (member). Still true of every player the batch has not handled
+  -- yet (`handled`) after an answer went through the checked path: that path writes only its own
+  -- player's fields. So the batch reads each field once, however many answers take the checked path.
+  local seen, member, from, seen_qk
+  local handled = {}
+  -- the room as read for the next answers (fresh false: read it again before the next one)
+  local fresh, open, cur, qno, np, cnt, qk, now, ns, rem, ack, awb
+  local recs, k, dist = {}, 0, {}
   local function flush()
     if k > 0 then
       redis.call('HSET', qk, unpack(recs, 1, 2 * k))
@@ -1253,8 +1298,8 @@ local function answer_batch(keys, args)
     local reply
     if c and #pid <= 64 and #as <= 6 and string.find(pid, '^[%w_%-]+$')
       and (as == '0' or string.find(as, '^[1-9]%d*$')) then
-      if not base then
-        base, open, taken = i, false, {}
+      if not fresh then
+        fresh, open = true, false
         local state, endsAt, paused, prem, qstart, aw
         state, cur, endsAt, paused, prem, np, qno, qstart, aw = unpack(redis.call('HMGET', P, unpack(SUBMIT_FIELDS)))
         if state == 'ACTIVE' then
@@ -1272,20 +1317,24 @@ local function answer_batch(keys, args)
             ns = int(now)
             rem = paused and (prem or '0') or int(endsAt - now)
             ack = '{"received":true,"qIndex":' .. cur .. ',"serverTime":' .. ns .. '}'
-            local af, pf = { 'n' }, {}
-            for j = i, n, 3 do
-              af[#af + 1] = 'a:' .. args[j]
-              pf[#pf + 1] = args[j]
+            if seen_qk ~= qk then
+              local af, pf = { 'n' }, {}
+              for j = i, n, 3 do
+                af[#af + 1] = 'a:' .. args[j]
+                pf[#pf + 1] = args[j]
+              end
+              seen = redis.call('HMGET', qk, unpack(af))
+              member = redis.call('HMGET', c.players, unpack(pf))
+              from, seen_qk, cnt = i, qk, tonumber(seen[1]) or 0
+            else
+              cnt = tonumber(redis.call('HGET', qk, 'n')) or 0
             end
-            seen = redis.call('HMGET', qk, unpack(af))
-            member = redis.call('HMGET', c.players, unpack(pf))
-            cnt = tonumber(seen[1]) or 0
           end
         end
       end
-      local j = (i - base) / 3 + 1 -- this answer's place in seen (after `n`) and member
-      if open and qs == cur and tonumber(as) < qno and not seen[j + 1] and member[j] and not taken[pid] then
-        taken[pid] = true
+      local j = open and (i - from) / 3 + 1 -- this answer's place in member (in seen after `n`)
+      if open and qs == cur and tonumber(as) < qno and not handled[pid] and not seen[j + 1] and member[j] then
+        handled[pid] = true
         recs[2 * k + 1], recs[2 * k + 2] = 'a:' .. pid, as .. ':' .. ns .. ':' .. rem
         k = k + 1
         dist[as] = (dist[as] or 0) + 1
@@ -1300,7 +1349,7 @@ local function answer_batch(keys, args)
           flush()
           local r = checked_reveal(keys, { now })
           if type(r) == 'table' then reply = r end -- an error reply
-          base = nil
+          fresh = false
         end
       end
     end
@@ -1309,7 +1358,8 @@ local function answer_batch(keys, args)
       local ok, r = pcall(checked_answer, keys, { pid, qs, as })
       if not ok then r = { err = type(r) == 'table' and r.err or tostring(r) } end
       reply = r
-      base = nil
+      if type(pid) == 'string' then handled[pid] = true end
+      fresh = false
     end
     out[#out + 1] = reply
   end
@@ -1341,6 +1391,7 @@ local function host_pause(keys, args)
   local rem = math.max(0, tonumber(r.endsAt) - now)
   redis.call('HINCRBY', R.P, 'gen', 1)
   redis.call('HSET', R.P, 'paused', 1, 'prem', int(rem), 'pausedAt', int(now))
+  set_qopen(R)
   emit(R, 'game:paused', obj({ kv('qIndex', r.cur), kv('remainingMs', int(rem)), kv('pausedAt', int(now)) }))
   return ok_reply('host:pause')
 end
@@ -1362,6 +1413,7 @@ local function host_resume(keys, args)
   local pev = tonumber(redis.call('HGET', R.P, 'pev')) or PROGRESS_EVERY_MS
   local tick = qstart + (math.floor((now - qstart) / pev) + 1) * pev
   redis.call('HSET', R.P, 'paused', 0, 'prem', 0, 'endsAt', int(endsAt), 'pgen', int(gen))
+  set_qopen(R)
   emit(R, 'game:resumed', obj({ kv('qIndex', r.cur), kv('endsAt', int(endsAt)) }))
   schedule(R, now, 'question_end', tonumber(r.cur), gen, endsAt + GRACE_MS)
   schedule(R, now, 'progress', tonumber(r.cur), gen, tick, pev)
@@ -1404,6 +1456,7 @@ local function host_extend(keys, args)
     redis.call('HSET', R.P, 'endsAt', int(endsAt))
     schedule(R, now, 'question_end', tonumber(r.cur), gen, endsAt + GRACE_MS)
   end
+  set_qopen(R)
   emit(R, 'game:time:extended', obj({ kv('qIndex', r.cur), kv('endsAt', int(endsAt)), kv('addSeconds', int(add)) }))
   return ok_reply('host:extend:time')
 end

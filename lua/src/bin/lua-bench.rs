@@ -57,7 +57,8 @@ enum Mode {
         clients: usize,
     },
     /// answer_batch: Redis CPU per answer at each batch size (answers per call), against answer_submit
-    /// in the same run. Each client keeps about `pipeline` answers in flight (at least one call).
+    /// in the same run (size 0: answer_submit at that place, e.g. `--sizes 0` for answer_submit alone).
+    /// Each client keeps about `pipeline` answers in flight (at least one call).
     Batch {
         #[arg(long, default_value_t = 100_000)]
         players: usize,
@@ -498,8 +499,11 @@ async fn batch(
     println!(
         "## answer_batch, one room of {players} players (+1 who never answers) per batch size"
     );
-    let mut runs: Vec<Option<usize>> = sizes.iter().map(|&b| Some(b.max(1))).collect();
-    runs.push(None);
+    // a size of 0 is answer_submit (one answer per call) at that place; without one it runs last
+    let mut runs: Vec<Option<usize>> = sizes.iter().map(|&b| (b > 0).then_some(b)).collect();
+    if !sizes.contains(&0) {
+        runs.push(None);
+    }
     for b in runs {
         let (code, _host) = room_with_players(&game, &mut conn, players + 1).await?;
         reset_stats(&mut conn).await?;

@@ -10,6 +10,8 @@ use ringside_protocol::events::ServerEvent;
 use ringside_protocol::ErrorCode;
 use ringside_testkit::Backend;
 use std::collections::HashMap;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 on_both_backends!(
@@ -22,6 +24,7 @@ on_both_backends!(
     a_batch_replies_to_each_answer_what_answer_submit_would_one_by_one,
     a_batch_acks_its_accepted_answers_with_one_server_time_and_counts_them,
     a_malformed_batch_is_refused_whole_and_writes_nothing,
+    a_batch_of_mostly_resends_reads_each_players_fields_once,
 );
 
 /// (player index or None for a stranger, qIndex, answerIdx) — a sequence with every kind of answer: two
@@ -554,4 +557,129 @@ async fn progress_is_published_at_most_once_per_second_slot_and_only_on_change(b
         .unwrap();
     let stop = env.game.fire(&tick).await.unwrap();
     assert!(!stop.should_continue());
+}
+
+/// The commands the node of room `code` runs while `during` runs, as MONITOR lines that name the room's
+/// key prefix (the functions' own calls included). On the cluster: the node of the room's slot.
+async fn monitored<F: std::future::Future>(
+    env: &Env,
+    code: &str,
+    during: F,
+) -> (F::Output, Vec<String>) {
+    let prefix = ringside_protocol::keys::room(code);
+    let url = match env.backend {
+        Backend::Standalone => env.urls[0].clone(),
+        Backend::Cluster => node_of(env, &prefix),
+    };
+    let addr = url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut mon = BufReader::new(TcpStream::connect(&addr).await.expect("monitor connect"));
+    mon.get_mut().write_all(b"MONITOR\r\n").await.unwrap();
+    let mut line = String::new();
+    mon.read_line(&mut line).await.unwrap();
+    assert_eq!(line.trim_end(), "+OK");
+    let out = during.await;
+    // a marker after the call: every line of the call comes before it
+    let marker = format!("end-of-{code}");
+    let mut plain = TcpStream::connect(&addr).await.unwrap();
+    plain
+        .write_all(format!("*2\r\n$4\r\nECHO\r\n${}\r\n{marker}\r\n", marker.len()).as_bytes())
+        .await
+        .unwrap();
+    let mut lines = Vec::new();
+    loop {
+        line.clear();
+        assert!(
+            mon.read_line(&mut line).await.unwrap() > 0,
+            "monitor closed"
+        );
+        if line.contains(&marker) {
+            break;
+        }
+        if line.contains(&prefix) {
+            lines.push(line.trim_end().to_string());
+        }
+    }
+    (out, lines)
+}
+
+/// The number of fields `HMGET` read from keys of the room ending in one of `suffixes`, in MONITOR lines.
+fn hmget_fields(lines: &[String], prefix: &str, suffixes: &[&str]) -> usize {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let args: Vec<&str> = l.split('"').skip(1).step_by(2).collect();
+            (args.len() >= 2
+                && args[0].eq_ignore_ascii_case("HMGET")
+                && suffixes.iter().any(|s| args[1] == format!("{prefix}{s}")))
+            .then(|| args.len() - 2)
+        })
+        .sum()
+}
+
+/// A batch whose answers are mostly resends (an edge resending after `unavailable`) takes each resend
+/// through the checked path (already_answered) and still reads each player's answer and membership
+/// fields once: linear in the batch (it read the rest of the batch again after every refusal before).
+async fn a_batch_of_mostly_resends_reads_each_players_fields_once(backend: Backend) {
+    let env = env(backend).await;
+    let q = quiz(&unique("batch-resend"), 1, 60_000);
+    let created = room(&env, &q, &settings()).await;
+    let code = created.game_code.clone();
+    let ids: Vec<String> = join_n(&env, &code, 201) // one never answers: no early reveal
+        .await
+        .into_iter()
+        .map(|p| p.player_id)
+        .collect();
+    open_first_question(&env, &code, &created.host_token).await;
+    // 180 answers recorded; the batch resends them with 20 new ones among them
+    for (i, id) in ids[..180].iter().enumerate() {
+        env.game
+            .answer_submit(&code, id, 0, (i % 4) as u32)
+            .await
+            .expect("answer");
+    }
+    let batch: Vec<BatchedAnswer> = (0..200)
+        .map(|k| {
+            // every tenth answer is new (players 180..200), the others resend 0..180
+            let i = if k % 10 == 9 {
+                180 + k / 10
+            } else {
+                k - (k + 1) / 10
+            };
+            BatchedAnswer {
+                player_id: &ids[i],
+                q_index: 0,
+                answer_idx: (i % 4) as u32,
+            }
+        })
+        .collect();
+    let (replies, lines) = monitored(&env, &code, env.game.answer_batch(&code, &batch)).await;
+    let replies = replies.expect("batch");
+    for (k, r) in replies.iter().enumerate() {
+        if k % 10 == 9 {
+            assert!(r.is_ok(), "answer {k}: {r:?}");
+        } else {
+            assert_eq!(
+                r.as_ref().map_err(|e| e.code()).err(),
+                Some(ErrorCode::AlreadyAnswered),
+                "answer {k}"
+            );
+        }
+    }
+    assert_eq!(hget(&env, &code, ":q:0", "n").await.as_deref(), Some("200"));
+    assert_eq!(
+        hget(&env, &code, "", "state").await.as_deref(),
+        Some("ACTIVE")
+    );
+    // per answer: its a:<pid> and membership once in the batch's reads, 2 fields (a:<pid>, r:<pid>) in
+    // the checked path of a resend; the quadratic reading was ~100 per answer here
+    let prefix = ringside_protocol::keys::room(&code);
+    let fields = hmget_fields(&lines, &prefix, &[":q:0", ":players"]);
+    assert!(
+        fields <= 5 * batch.len(),
+        "{fields} fields read for {} answers",
+        batch.len()
+    );
 }

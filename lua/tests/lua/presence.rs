@@ -17,6 +17,7 @@ on_both_backends!(
     kicks_and_leaves_of_away_players_keep_the_count,
     nobody_connected_runs_the_question_to_its_end,
     an_answer_that_arrives_after_its_players_away_report_counts_once,
+    a_late_answer_of_an_away_player_reveals_nothing_while_nobody_is_connected,
 );
 
 /// The room's state field.
@@ -373,6 +374,44 @@ async fn an_answer_that_arrives_after_its_players_away_report_counts_once(backen
         let r = reveals(&env, &code).await;
         assert_eq!(r.len(), 1, "batched {batched}");
         assert_eq!(r[0].answered_count, 3, "batched {batched}: {r:?}");
+    }
+}
+
+/// Everyone is away and one of them had sent an answer that reaches Redis after the away reports: it
+/// counts (answered count 1 of 2, the answerer no longer "away without an answer"), but nobody is
+/// connected, so the question runs its time — the same guard as the away report's own early reveal
+/// (`nobody_connected_runs_the_question_to_its_end`). Through `answer_submit` and `answer_batch`.
+async fn a_late_answer_of_an_away_player_reveals_nothing_while_nobody_is_connected(
+    backend: Backend,
+) {
+    let env = env(backend).await;
+    let q = quiz(&unique("allaway"), 1, 60_000);
+    for batched in [false, true] {
+        let created = room(&env, &q, &settings()).await;
+        let (code, host) = (created.game_code.clone(), created.host_token.clone());
+        let p = join_n(&env, &code, 2).await;
+        open_first_question(&env, &code, &host).await;
+        for pl in &p {
+            assert!(env.game.player_away(&code, &pl.player_id, 0).await.unwrap());
+        }
+        answer(&env, &code, &p[0].player_id, correct(0), batched).await;
+        assert_eq!(hget(&env, &code, ":q:0", "n").await.as_deref(), Some("1"));
+        assert_eq!(hget(&env, &code, "", "aw").await.as_deref(), Some("1"));
+        assert_eq!(
+            state(&env, &code).await,
+            "ACTIVE",
+            "batched {batched}: nobody connected, the question runs its time"
+        );
+        // the other one comes back and answers: revealed, with both answers
+        env.game
+            .reconnect(&code, &p[1].player_id, &p[1].session_token, None)
+            .await
+            .unwrap();
+        answer(&env, &code, &p[1].player_id, wrong(0), batched).await;
+        assert_eq!(state(&env, &code).await, "REVEAL", "batched {batched}");
+        let r = reveals(&env, &code).await;
+        assert_eq!(r.len(), 1, "batched {batched}");
+        assert_eq!(r[0].answered_count, 2, "batched {batched}: {r:?}");
     }
 }
 
