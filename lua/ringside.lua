@@ -1207,7 +1207,8 @@ end
 
 -- Per answer: HMGET of 3 room fields, TIME, the HSETNX lock (which stores the record), the membership
 -- HEXISTS and the option and answered counters; the strings it makes are the record, the lock's field
--- name, the time and the reply. The player id needs no pattern check here: only a member's answer stays
+-- name, the time and the reply; increments go as strings (a Lua number argument is formatted with
+-- %.14g). The player id needs no pattern check here: only a member's answer stays
 -- (a member's id passed arg_id at its join), anyone else's is taken back and refused by the checked path.
 local function answer_fast(keys, args)
   local P, pid, qs, as = keys[1], args[1], args[2], args[3]
@@ -1224,10 +1225,10 @@ local function answer_fast(keys, args)
       local qk, a, ns = c.qk, 'a:' .. pid, int(now)
       if redis.call('HSETNX', qk, a, as .. ':' .. ns .. ':' .. (c.prem or int(c.endsAt - now))) == 1 then
         if redis.call('HEXISTS', c.players, pid) == 1 then
-          redis.call('HINCRBY', qk, OPTION_COUNTER[as], 1)
+          redis.call('HINCRBY', qk, OPTION_COUNTER[as], '1')
           aw = tonumber(aw) or 0
           if aw > 0 then aw = answered_while_away(P, pid, aw) end
-          if redis.call('HINCRBY', qk, 'n', 1) >= (tonumber(np) or 0) - aw then
+          if redis.call('HINCRBY', qk, 'n', '1') >= (tonumber(np) or 0) - aw then
             local r = checked_reveal(keys, { now })
             if type(r) == 'table' then return r end -- an error reply
           end
