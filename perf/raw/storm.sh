@@ -49,6 +49,18 @@ ip netns add "$NS" 2>/dev/null || true
 ip -n "$NS" link set lo up
 $X sysctl -q -w net.ipv4.ip_local_port_range="10000 65000" net.ipv4.tcp_tw_reuse=2 \
   net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535
+# RFS=1: receive each packet on the CPU of the process that reads it (RFS) instead of all on RPS_MASK's:
+# the edge's and Redis's own receive paths (answers, pings, edge<->Redis calls) then run on the server's CPU
+# as on a real host, and only the clients' receive side runs on the load generator's CPU. Without it every
+# edge<->Redis round trip is received twice on the load generator's CPU (saturated at 30K+ players).
+OLD_RFS=$(cat /proc/sys/net/core/rps_sock_flow_entries)
+if [ "${RFS:-0}" = 1 ]; then
+  RPS_MASK=3
+  echo 32768 > /proc/sys/net/core/rps_sock_flow_entries
+  $X sh -c "echo 32768 > /sys/class/net/lo/queues/rx-0/rps_flow_cnt"
+else
+  $X sh -c "echo 0 > /sys/class/net/lo/queues/rx-0/rps_flow_cnt"
+fi
 $X sh -c "echo $RPS_MASK > /sys/class/net/lo/queues/rx-0/rps_cpus"
 for p in $RPORT $EPORT; do
   if $X ss -Htln "sport = :$p" | grep -q .; then echo "port $p is taken in $NS" >&2; exit 1; fi
@@ -63,6 +75,7 @@ cleanup() {
   [ -n "${ENGINE:-}" ] && kill "$ENGINE" 2>/dev/null
   sleep 1
   $X redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true
+  echo "$OLD_RFS" > /proc/sys/net/core/rps_sock_flow_entries
 }
 trap cleanup EXIT
 for _ in $(seq 50); do $X redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
@@ -93,14 +106,20 @@ case "$MODE" in
   kill3) KILL=(--kill-pid "${KIDS[0]}" --kill-pid "${KIDS[1]}" --kill-pid "${KIDS[2]}") ;;
 esac
 REDIS_PID=$(cat "$WORK/redis.pid")
+[ -n "${REDIS_NICE:-}" ] && renice -n "$REDIS_NICE" -p "$REDIS_PID" >/dev/null
 
 {
   echo "binaries: ${BUILD_COMMIT:-?} (BUILD_COMMIT), copied from $BIN at $(date -u +%FT%TZ)"
-  echo "server cpus $SERVER_CPUS (edge ${KIDS[*]}, redis $REDIS_PID, engine $ENGINE), loadgen cpus $LOADGEN_CPUS, rps mask $RPS_MASK, netns $NS"
-  echo "kill: ${KILL[*]}"
+  echo "server cpus $SERVER_CPUS (edge ${KIDS[*]}, redis $REDIS_PID, engine $ENGINE), loadgen cpus $LOADGEN_CPUS, rps mask $RPS_MASK, rfs ${RFS:-0}, netns $NS"
+  echo "kill: ${KILL[*]}; redis nice ${REDIS_NICE:-0}"
   echo "edge child ${KIDS[0]} threads' CPUs: $(grep -h Cpus_allowed_list /proc/"${KIDS[0]}"/task/*/status | awk '{print $2}' | sort | uniq -c | tr '\n' ' ')"
   echo "uptime before: $(uptime)"
 } | tee "$WORK/uptime.txt"
+# PROBE=1: Redis's own round trip every second during the run (is a slow ack Redis's queue or the edge's?)
+if [ "${PROBE:-0}" = 1 ]; then
+  $X taskset -c "$LOADGEN_CPUS" python3 perf/raw/redis-probe.py "$RPORT" "${DURATION:-300}" >"$WORK/redis-latency.txt" 2>&1 &
+  PROBER=$!
+fi
 set +e
 $X taskset -c "$LOADGEN_CPUS" "$B/ringside-loadgen" reconnect-storm --url "ws://127.0.0.1:$EPORT$PATH_Q" \
   --quiz lg-3 --quiet --duration "${DURATION:-300}" "${KILL[@]}" \
@@ -109,13 +128,15 @@ $X taskset -c "$LOADGEN_CPUS" "$B/ringside-loadgen" reconnect-storm --url "ws://
 echo "loadgen exit $?" >>"$WORK/loadgen.txt"
 set -e
 echo "uptime after: $(uptime)" | tee -a "$WORK/uptime.txt"
+[ -n "${PROBER:-}" ] && kill "$PROBER" 2>/dev/null
 for i in $(seq 0 $((PROCS - 1))); do
   $X curl -s "http://127.0.0.1:$((MPORT + i))/metrics" 2>/dev/null \
-    | grep -E '^ringside_edge_(admission|connections_open|reconnect|refusals|upgrades|accept)' >"$WORK/metrics-$i.txt" || true
+    | grep -E '^ringside_edge_(admission|connections_open|reconnect|refusals|upgrades|accept|answer_seconds|loop_lag|redis_latency|redis_in_flight|answer_batch)' >"$WORK/metrics-$i.txt" || true
 done
 $X redis-cli -p "$RPORT" info stats >"$WORK/redis-info.txt" 2>&1 || true
 
 rm -rf "$DEST"; mkdir -p "$DEST"
+[ -f "$WORK/redis-latency.txt" ] && gzip -c "$WORK/redis-latency.txt" >"$DEST/redis-latency.txt.gz"
 cp "$WORK/loadgen.txt" "$WORK/uptime.txt" "$WORK/redis-info.txt" "$WORK"/metrics-*.txt "$DEST/"
 gzip -c "$WORK/lg/report.json" >"$DEST/report.json.gz" 2>/dev/null || true
 gzip -c "$WORK/lg/total.hlog" >"$DEST/total.hlog.gz" 2>/dev/null || true
