@@ -13,13 +13,13 @@ NS=${NS:-ringside-idle}
 export BIN=${BIN:-/tmp/pingbench/bin} RUN=/tmp/edgebench/run-rfs PROCS=${PROCS:-7} EDGE_CPUS=1 OTHER_CPUS=0
 X="ip netns exec $NS"
 OLD=$(cat /proc/sys/net/core/rps_sock_flow_entries)
+trap 'echo "$OLD" > /proc/sys/net/core/rps_sock_flow_entries; $X perf/raw/edge-stack.sh stop || true' EXIT
 ip netns add "$NS" 2>/dev/null || true
 ip -n "$NS" link set lo up
 $X sysctl -q -w net.ipv4.ip_local_port_range="10000 65000" net.ipv4.tcp_tw_reuse=2 \
   net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535
 echo 32768 > /proc/sys/net/core/rps_sock_flow_entries
 $X sh -c "echo 32768 > /sys/class/net/lo/queues/rx-0/rps_flow_cnt; echo 3 > /sys/class/net/lo/queues/rx-0/rps_cpus"
-trap '$X perf/raw/edge-stack.sh stop; echo "$OLD" > /proc/sys/net/core/rps_sock_flow_entries' EXIT
 $X perf/raw/edge-stack.sh start
 $X taskset -c 0 perf/raw/edge-idle.sh "$NAME" 100000 connect --ramp-rate 4000 --hold-secs 60 "$@"
 cat "/tmp/edgebench/out/$NAME/loadgen.txt" "/tmp/edgebench/out/$NAME/uptime.txt" > "perf/raw/edge-$NAME-loadgen.txt"

@@ -54,6 +54,16 @@ $X sysctl -q -w net.ipv4.ip_local_port_range="10000 65000" net.ipv4.tcp_tw_reuse
 # as on a real host, and only the clients' receive side runs on the load generator's CPU. Without it every
 # edge<->Redis round trip is received twice on the load generator's CPU (saturated at 30K+ players).
 OLD_RFS=$(cat /proc/sys/net/core/rps_sock_flow_entries)
+cleanup() {
+  set +e
+  echo "$OLD_RFS" > /proc/sys/net/core/rps_sock_flow_entries
+  [ -n "${PINNER:-}" ] && kill "$PINNER" 2>/dev/null || true
+  [ -n "${EDGE:-}" ] && kill "$EDGE" 2>/dev/null || true
+  [ -n "${ENGINE:-}" ] && kill "$ENGINE" 2>/dev/null || true
+  sleep 1
+  $X redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 if [ "${RFS:-0}" = 1 ]; then
   RPS_MASK=3
   echo 32768 > /proc/sys/net/core/rps_sock_flow_entries
@@ -69,15 +79,6 @@ done
 SP="taskset -c $SERVER_CPUS"
 $X $SP redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
   --dir "$WORK" --logfile "$WORK/redis.log" --pidfile "$WORK/redis.pid"
-cleanup() {
-  [ -n "${PINNER:-}" ] && kill "$PINNER" 2>/dev/null
-  [ -n "${EDGE:-}" ] && kill "$EDGE" 2>/dev/null
-  [ -n "${ENGINE:-}" ] && kill "$ENGINE" 2>/dev/null
-  sleep 1
-  $X redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true
-  echo "$OLD_RFS" > /proc/sys/net/core/rps_sock_flow_entries
-}
-trap cleanup EXIT
 for _ in $(seq 50); do $X redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 REDIS=redis://127.0.0.1:$RPORT/
 $X "$B/ringside-quiz" import loadgen/quizzes/lg-3.json --redis "$REDIS" >"$WORK/quiz.log" 2>&1
@@ -128,7 +129,7 @@ $X taskset -c "$LOADGEN_CPUS" "$B/ringside-loadgen" reconnect-storm --url "ws://
 echo "loadgen exit $?" >>"$WORK/loadgen.txt"
 set -e
 echo "uptime after: $(uptime)" | tee -a "$WORK/uptime.txt"
-[ -n "${PROBER:-}" ] && kill "$PROBER" 2>/dev/null
+[ -n "${PROBER:-}" ] && { kill "$PROBER" 2>/dev/null || true; }
 for i in $(seq 0 $((PROCS - 1))); do
   $X curl -s "http://127.0.0.1:$((MPORT + i))/metrics" 2>/dev/null \
     | grep -E '^ringside_edge_(admission|connections_open|reconnect|refusals|upgrades|accept|answer_seconds|loop_lag|redis_latency|redis_in_flight|answer_batch)' >"$WORK/metrics-$i.txt" || true
