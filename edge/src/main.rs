@@ -53,6 +53,15 @@ fn main() -> ExitCode {
         eprintln!("ringside-edge: {e}");
         return ExitCode::from(2);
     }
+    if !cfg.echo && cfg.app_ping_interval >= cfg.ping_interval {
+        // Allowed (a short keepalive may be wanted), but every pinging client then gets a WebSocket ping
+        // too: twice the frames the app ping was meant to cost (perf/edge.md "Pings").
+        tracing::warn!(
+            app_ping_interval = ?cfg.app_ping_interval,
+            ping_interval = ?cfg.ping_interval,
+            "--app-ping-interval is not shorter than --ping-interval: clients get both pings"
+        );
+    }
     match sys::raise_nofile_limit() {
         Ok(l) => tracing::info!(
             soft_before = l.soft_before,

@@ -153,14 +153,19 @@ impl RedisTarget {
             }
         })
         .await?;
-        let _: () = bounded(
+        // The name is for operators (`CLIENT LIST`); an ACL user without `@connection` may refuse it,
+        // and the reader must work anyway.
+        let named: Result<(), _> = bounded(
             COMMAND_TIMEOUT,
             redis::cmd("CLIENT")
                 .arg("SETNAME")
                 .arg(name)
                 .query_async(&mut conn),
         )
-        .await?;
+        .await;
+        if let Err(e) = named {
+            tracing::warn!(name, error = %e, "CLIENT SETNAME refused; the reader's connection stays unnamed");
+        }
         Ok(RedisConn {
             inner: Inner::Reader(conn),
             timeout: timeout + OUTER_MARGIN,

@@ -233,6 +233,8 @@ impl Client {
                 .map(|m| m.max(u64::from(ringside_protocol::limits::PING_INTERVAL_MIN_MS)))
         });
         self.ping_every = ms.filter(|m| *m > 0).map(Duration::from_millis);
+        // A reconnect may land on an edge on another host (another clock): the next sample wins.
+        self.best_rtt_us = u32::MAX;
         if let Some(every) = self.ping_every {
             // the first pings come faster, so the clock offset is known before the first question
             self.sync_pings = SYNC_PINGS;

@@ -323,9 +323,15 @@ impl Nodes {
                     .get_multiplexed_async_connection_with_config(&self.shared.config)
                     .await?;
                 if let Some(name) = &self.shared.client_name {
-                    conn.req_packed_command(redis::cmd("CLIENT").arg("SETNAME").arg(name))
+                    // For operators only (`CLIENT LIST`): an ACL user without `@connection` may
+                    // refuse it, and the connection must work anyway.
+                    let named = conn
+                        .req_packed_command(redis::cmd("CLIENT").arg("SETNAME").arg(name))
                         .await
-                        .and_then(Value::extract_error)?;
+                        .and_then(Value::extract_error);
+                    if let Err(e) = named {
+                        tracing::warn!(%addr, name, error = %e, "CLIENT SETNAME refused; the connection stays unnamed");
+                    }
                 }
                 Ok::<_, RedisError>(NodeConn {
                     id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
@@ -600,9 +606,10 @@ impl Redirect for Value {
 
 impl Redirect for Vec<Value> {
     fn server_error(&self) -> Option<(String, String)> {
+        // the first reply that redirects: an ordinary error before it must not hide a MOVED or ASK
         self.iter()
-            .find_map(Redirect::server_error)
-            .filter(|(c, _)| {
+            .filter_map(Redirect::server_error)
+            .find(|(c, _)| {
                 matches!(
                     c.as_str(),
                     "MOVED" | "ASK" | "CLUSTERDOWN" | "TRYAGAIN" | "READONLY"
