@@ -19,9 +19,9 @@
 #   --ping-interval-ms MS (loadgen's app pings in (a); default: the server's pingInterval)
 #   --no-lead  (b) with countdown and reveal pause of 900 ms: questions go out at their start, not ahead of
 #              it (fair start's lead needs ≥ 1000 ms), as in perf/edge.md's runs before fair start
-# Writes DIR/summary.md (tables in perf/edge.md's format), DIR/env.txt, DIR/samples.csv (1 s samples of
-# the edge's memory and CPU, sockets, slab), DIR/{hold,fanout}/lg/report.json (loadgen's raw report and
-# hlogs), DIR/{hold,fanout}/loadgen.txt, DIR/logs/ and DIR/run.log.
+# Writes DIR/summary.md (tables in perf/edge.md's format), DIR/run.log and DIR/run-results.tar.gz: env.txt,
+# samples.csv (1 s samples of the edge's memory and CPU, sockets, slab), {hold,fanout}/lg/report.json (loadgen's
+# raw report and hlogs), {hold,fanout}/loadgen.txt, logs/ (the device returns ≤ 8 files, ≤ 2 folders down).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
@@ -52,7 +52,10 @@ done
 DEADLINE=$((T0 + BUDGET))
 OUTDIR=${OUTDIR:-/tmp/ringside-device-out}
 mkdir -p "$OUTDIR"
-OUTDIR=$(cd "$OUTDIR" && pwd)
+# The device returns at most 8 files from $OUT, none deeper than 2 folders: everything is written to a work
+# folder and packed at exit (cleanup) into FINAL: summary.md, run.log and run-results.tar.gz.
+FINAL=$(cd "$OUTDIR" && pwd)
+OUTDIR=$(mktemp -d /tmp/ringside-device-out.XXXXXX)
 RUN=$(mktemp -d /tmp/ringside-run.XXXXXX)
 mkdir -p "$OUTDIR/logs" "$OUTDIR/hold" "$OUTDIR/fanout"
 exec > >(tee -a "$OUTDIR/run.log") 2>&1
@@ -152,8 +155,7 @@ cleanup() {
   trap - EXIT INT TERM
   touch "$RUN/stop"
   local p all=
-  [ -f "$PIDS_FILE" ] || return 0
-  for p in $(tac "$PIDS_FILE"); do all="$all $p $(children_of "$p")"; done
+  [ -f "$PIDS_FILE" ] && for p in $(tac "$PIDS_FILE"); do all="$all $p $(children_of "$p")"; done
   for p in $all; do kill -TERM "$p" 2>/dev/null; done
   for _ in $(seq 50); do
     local alive=
@@ -164,6 +166,9 @@ cleanup() {
   for p in $all; do kill -KILL "$p" 2>/dev/null && say "killed $p"; done
   rm -f /tmp/ringside-pack
   rm -rf "$RUN"
+  [ -f "$OUTDIR/summary.md" ] && cp "$OUTDIR/summary.md" "$FINAL/"
+  cp "$OUTDIR/run.log" "$FINAL/run.log" 2>/dev/null
+  tar czf "$FINAL/run-results.tar.gz" -C "$OUTDIR" . 2>/dev/null && rm -rf "$OUTDIR"
 }
 trap cleanup EXIT
 trap 'say "signal: stopping"; exit 1' INT TERM
@@ -314,4 +319,4 @@ tail -c 200000 "$OUTDIR/logs/edge.log" > "$OUTDIR/logs/edge.tail.log" 2>/dev/nul
 # ── figures ──
 bash "$REPO/perf/device/summary.sh" "$OUTDIR" > "$OUTDIR/summary.md" 2> "$OUTDIR/summary.err"
 cat "$OUTDIR/summary.md"
-say "done in $(($(date +%s) - T0)) s; outputs in $OUTDIR"
+say "done in $(($(date +%s) - T0)) s; outputs in $FINAL (summary.md, run.log, run-results.tar.gz)"
