@@ -50,6 +50,9 @@ RUN=$(mktemp -d /tmp/ringside-peers-run.XXXXXX)
 # Copies of the binaries: a rebuild in the tree during a run changes nothing.
 mkdir -p "$RUN/bin"
 for b in ringside-edge ringside-engine ringside-quiz; do cp -p "$ROOT/target/release/$b" "$RUN/bin/"; done
+# PEERS_EDGE_BIN: another edge binary in Ringside's place (e.g. the counting-allocator probe,
+# edge/examples/mem_probe.rs: its per-size heap report goes to edge.log, kept as ringside.edge.log).
+[ -n "${PEERS_EDGE_BIN:-}" ] && cp -p "$PEERS_EDGE_BIN" "$RUN/bin/ringside-edge"
 for b in peers-client peers-floor; do cp "$PEERS/target/release/$b" "$RUN/bin/"; done
 CLIENT=("$RUN/bin/peers-client" --players "$PLAYERS" --questions "$QUESTIONS"
   --time-ms "$TIME_MS" --pause-ms "$PAUSE_MS" --countdown-ms "$COUNTDOWN_MS" --lead-ms "$LEAD_MS"
@@ -93,6 +96,7 @@ run_ringside() {
   meta_end ringside
   kill -TERM "$edge" "$engine" 2>/dev/null || true
   wait "$edge" "$engine" 2>/dev/null || true
+  [ -n "${PEERS_EDGE_BIN:-}" ] && cp "$RUN/edge.log" "$OUT/ringside.edge.log"
   kill -TERM "$(cat "$RUN/redis.pid")" 2>/dev/null || true
   sleep 0.5
 }

@@ -32,8 +32,8 @@ use std::task::Poll;
 
 use monoio::net::TcpStream;
 
-use crate::admission::{Admission, Work};
-use crate::handle::Stage;
+use crate::admission::Work;
+use crate::handle::{CloseReasons, Stage};
 use crate::http;
 use crate::registry::Registry;
 use crate::sendq::{FrameClass, SendQueue};
@@ -55,19 +55,49 @@ pub struct Thread {
     pub factory: Arc<dyn SessionFactory>,
 }
 
-/// Counts an accepted socket for the admission's descriptor estimate while its task runs.
-struct Counted<'a>(&'a Admission);
+/// Counts an accepted socket for the admission's descriptor estimate while its task runs. It owns
+/// the task's `Rc<Thread>` (the one word it needs), so the count adds nothing to the task's future.
+struct Counted(Rc<Thread>);
 
-impl<'a> Counted<'a> {
-    fn new(a: &'a Admission) -> Self {
-        a.socket(1);
-        Counted(a)
+impl Counted {
+    fn new(t: Rc<Thread>) -> Self {
+        t.worker.shared.admission.socket(1);
+        Counted(t)
     }
 }
 
-impl Drop for Counted<'_> {
+impl std::ops::Deref for Counted {
+    type Target = Thread;
+    fn deref(&self) -> &Thread {
+        &self.0
+    }
+}
+
+impl Drop for Counted {
     fn drop(&mut self) {
-        self.0.socket(-1);
+        self.0.worker.shared.admission.socket(-1);
+    }
+}
+
+/// The preamble under `--handshake-timeout`, boxed (its buffers are freed before the socket goes
+/// idle); `None`: answered plain HTTP, refused or failed.
+async fn handshake_phase(thread: &Thread, stream: &TcpStream) -> Option<WsConn> {
+    let worker = &thread.worker;
+    let timeout = worker.shared.config.handshake_timeout;
+    worker.preamble(1);
+    let pre = Box::pin(monoio::time::timeout(timeout, preamble(thread, stream))).await;
+    worker.preamble(-1);
+    match pre {
+        Ok(Ok(Some(up))) => Some(WsConn::start(thread, up)),
+        Ok(Ok(None)) => None,
+        Ok(Err(reason)) => {
+            worker.shared.metrics.handshake_failed(reason);
+            None
+        }
+        Err(_) => {
+            worker.shared.metrics.handshake_failed(FailReason::Timeout);
+            None
+        }
     }
 }
 
@@ -104,10 +134,15 @@ pub fn task_future_size() -> Option<usize> {
 pub fn serve(thread: Rc<Thread>, stream: TcpStream) -> impl Future<Output = ()> {
     // An async block, not an async fn: the captured socket is used in place instead of being
     // moved from the argument slot into a local (which would store it twice in the future).
+    //
+    // Every idle socket keeps this future (perf/vs-peers.md, "Memory per socket"), so no local that
+    // is only needed before the WebSocket loop may live across its awaits: the preamble's result is
+    // consumed inside `handshake_phase`, the socket count guard owns `thread`, and `worker` is read
+    // through `thread` at each use instead of being held as a reference in the state.
+    let thread = Counted::new(thread);
     async move {
-        let worker = &thread.worker;
-        let _counted = Counted::new(&worker.shared.admission);
-        worker
+        thread
+            .worker
             .shared
             .metrics
             .connections_accepted_total
@@ -119,21 +154,8 @@ pub fn serve(thread: Rc<Thread>, stream: TcpStream) -> impl Future<Output = ()> 
             }
             let _ = sock.set_nodelay();
         }
-        let timeout = worker.shared.config.handshake_timeout;
-        worker.preamble(1);
-        let pre = Box::pin(monoio::time::timeout(timeout, preamble(&thread, &stream))).await;
-        worker.preamble(-1);
-        let mut c = match pre {
-            Ok(Ok(Some(up))) => WsConn::start(&thread, up),
-            Ok(Ok(None)) => return,
-            Ok(Err(reason)) => {
-                worker.shared.metrics.handshake_failed(reason);
-                return;
-            }
-            Err(_) => {
-                worker.shared.metrics.handshake_failed(FailReason::Timeout);
-                return;
-            }
+        let Some(mut c) = handshake_phase(&thread, &stream).await else {
+            return;
         };
 
         // The WebSocket loop. One readiness wait is armed at a time: readable while we may read,
@@ -143,11 +165,11 @@ pub fn serve(thread: Rc<Thread>, stream: TcpStream) -> impl Future<Output = ()> 
         let mut armed_for_write = false;
         let mut read_more = false;
         let linger = loop {
-            c.apply_close_request(worker);
+            c.apply_close_request(&thread.worker);
             if c.handle.0.stage.get() == Stage::Aborted {
                 break false;
             }
-            if !c.write_blocked && c.flush(worker, sock).is_err() {
+            if !c.write_blocked && c.flush(&thread.worker, sock).is_err() {
                 break false;
             }
             if c.close_complete() {
@@ -160,7 +182,7 @@ pub fn serve(thread: Rc<Thread>, stream: TcpStream) -> impl Future<Output = ()> 
             let want_read = !c.read_eof && !c.write_blocked;
             if want_read && read_more {
                 crate::worker::yield_now().await;
-                read_more = c.read_ready(worker, sock);
+                read_more = c.read_ready(&thread.worker, sock);
                 continue;
             }
             let want = if c.write_blocked {
@@ -199,12 +221,12 @@ pub fn serve(thread: Rc<Thread>, stream: TcpStream) -> impl Future<Output = ()> 
             if armed_for_write {
                 c.write_blocked = false;
             } else {
-                read_more = c.read_ready(worker, sock);
+                read_more = c.read_ready(&thread.worker, sock);
             }
         };
         if linger {
             // Bounded by --close-timeout, and ended early by an abort (drain deadline).
-            let timeout = worker.shared.config.close_timeout;
+            let timeout = thread.worker.shared.config.close_timeout;
             let handle = &c.handle;
             let mut lf = Box::pin(transport::linger_close(&stream, &mut c.transport, timeout));
             std::future::poll_fn(|cx| {
@@ -419,7 +441,7 @@ impl WsConn {
     /// Turns a requested close into a queued close frame.
     fn apply_close_request(&mut self, worker: &Worker) {
         if let Stage::Requested { code, reason } = self.handle.0.stage.get() {
-            self.queue_close(worker, code, reason);
+            self.queue_close(worker, code, CloseReasons::get(reason));
         }
     }
 

@@ -26,10 +26,12 @@ use ringside_protocol::CloseCode;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stage {
     Open,
-    /// A close was requested (drain, idle, slow consumer, game layer); the task sends it.
+    /// A close was requested (drain, idle, slow consumer, game layer); the task sends it. The
+    /// reason is an index into this thread's [`CloseReasons`] (a `&str` here would make every
+    /// socket's shared state 16 bytes larger, perf/vs-peers.md).
     Requested {
         code: u16,
-        reason: &'static str,
+        reason: u16,
     },
     /// Our close frame is queued or written, at worker second `since`.
     Sent {
@@ -37,6 +39,38 @@ pub(crate) enum Stage {
     },
     /// Give up now (close timed out): drop the socket.
     Aborted,
+}
+
+/// The close reasons requested on this thread, interned: [`Stage::Requested`] keeps an index, not
+/// a `&'static str`. Every caller passes a literal, so the table holds one entry per distinct reason
+/// (a handful) and a lookup is a short scan, made once per requested close.
+pub(crate) struct CloseReasons;
+
+thread_local! {
+    static CLOSE_REASONS: std::cell::RefCell<Vec<&'static str>> = const {
+        std::cell::RefCell::new(Vec::new())
+    };
+}
+
+impl CloseReasons {
+    /// The index of `reason` (added when new).
+    pub(crate) fn intern(reason: &'static str) -> u16 {
+        CLOSE_REASONS.with(|t| {
+            let mut t = t.borrow_mut();
+            match t.iter().position(|r| *r == reason) {
+                Some(i) => i as u16,
+                None => {
+                    t.push(reason);
+                    (t.len() - 1) as u16
+                }
+            }
+        })
+    }
+
+    /// The reason interned as `index` on this thread ("" if unknown).
+    pub(crate) fn get(index: u16) -> &'static str {
+        CLOSE_REASONS.with(|t| t.borrow().get(index as usize).copied().unwrap_or(""))
+    }
 }
 
 /// State shared between a socket's task and its [`ConnHandle`]s.
@@ -174,7 +208,7 @@ impl ConnHandle {
                 drop(q);
                 s.stage.set(Stage::Requested {
                     code: CloseCode::SlowConsumer.code(),
-                    reason: "slow consumer",
+                    reason: CloseReasons::intern("slow consumer"),
                 });
                 self.wake();
                 return Err(SendError::SlowConsumer);
@@ -239,7 +273,10 @@ impl ConnHandle {
     /// Starts the close handshake with `code` (sent after frames already queued).
     pub fn close(&self, code: u16, reason: &'static str) {
         if self.0.stage.get() == Stage::Open {
-            self.0.stage.set(Stage::Requested { code, reason });
+            self.0.stage.set(Stage::Requested {
+                code,
+                reason: CloseReasons::intern(reason),
+            });
             self.wake();
         }
     }

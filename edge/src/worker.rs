@@ -166,7 +166,14 @@ pub async fn run_deferred_wakes(chunk: usize) {
         let batch: Vec<Waker> = DEFERRED.with(|d| {
             let mut w = d.wakers.borrow_mut();
             let n = chunk.min(w.len());
-            w.drain(..n).collect()
+            let batch = w.drain(..n).collect();
+            if w.is_empty() && w.capacity() > KEEP_DEFERRED_CAPACITY {
+                // The burst is released: a room's fan-out grew the queue to one entry per member
+                // (16 B each, 512 KiB for 19K members, perf/vs-peers.md); it is not kept until
+                // the next one.
+                *w = VecDeque::new();
+            }
+            batch
         });
         for w in batch {
             w.wake();
@@ -176,6 +183,9 @@ pub async fn run_deferred_wakes(chunk: usize) {
         }
     }
 }
+
+/// Capacity of the deferred-wake queue kept after a burst is released (larger: freed).
+const KEEP_DEFERRED_CAPACITY: usize = 1024;
 
 /// This thread's deferred wakes (see [`run_deferred_wakes`]).
 #[derive(Default)]
