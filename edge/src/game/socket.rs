@@ -4,7 +4,7 @@
 
 use super::cmd::{answer, host, lobby, reconnect, report_away, Cx};
 use super::rooms::{encode, send_error, send_refusal, Rooms};
-use super::state::{Role, State};
+use super::state::{PlayerSeat, Role, State};
 use crate::conn::{CloseInfo, ConnHandle};
 use crate::sendq::FrameClass;
 use crate::session::Session;
@@ -195,10 +195,11 @@ impl Session for GameSession {
     fn on_close(&mut self, conn: &ConnHandle, _info: &CloseInfo) {
         let role = std::mem::replace(&mut self.st.borrow_mut().role, Role::None);
         match role {
-            Role::Host { code, .. } => self.rooms.remove_member(&code, conn.id()),
-            Role::Player {
-                code, id, epoch, ..
-            } => {
+            Role::Host(h) => self.rooms.remove_member(&h.code, conn.id()),
+            Role::Player(p) => {
+                let PlayerSeat {
+                    code, id, epoch, ..
+                } = *p;
                 self.rooms.remove_member(&code, conn.id());
                 if self.st.borrow().answers_in_flight == 0 {
                     report_away(&self.rooms, code, &id, epoch);

@@ -8,23 +8,86 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Who this socket is in which room.
+/// Who this socket is in which room. A seat is boxed: every socket holds a [`State`], and an idle
+/// socket or one that is waiting for its join has no seat (perf/vs-peers.md, "Memory per socket").
 pub enum Role {
     None,
     /// A create, join or reconnect is in flight.
     Pending,
-    Host {
-        code: Arc<str>,
-        token: Rc<str>,
-    },
-    Player {
-        code: Arc<str>,
-        id: Rc<str>,
-        secret: Rc<str>,
-        /// The connection epoch of this socket's session (0 after `room:join`, else what `reconnect`
-        /// answered): passed to `player_away` when the socket closes.
-        epoch: u32,
-    },
+    Host(Box<HostSeat>),
+    Player(Box<PlayerSeat>),
+}
+
+/// A host's seat.
+pub struct HostSeat {
+    pub code: Arc<str>,
+    pub token: Rc<str>,
+}
+
+/// A player's seat.
+pub struct PlayerSeat {
+    pub code: Arc<str>,
+    pub id: Rc<str>,
+    /// The key of the answer HMAC.
+    pub secret: Secret,
+    /// The connection epoch of this socket's session (0 after `room:join`, else what `reconnect`
+    /// answered): passed to `player_away` when the socket closes.
+    pub epoch: u32,
+}
+
+/// A player's answer secret. The edge makes them as 64 lower-case hex digits (`random_hex(32)`), kept
+/// here as their 32 bytes inline (an `Rc<str>` was an 80-byte allocation per player); any other text
+/// (a secret Redis holds from elsewhere) is kept as it is. [`Secret::with_str`] gives back the text.
+#[derive(Clone)]
+pub enum Secret {
+    Hex([u8; 32]),
+    Other(Rc<str>),
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl Secret {
+    pub fn new(s: &str) -> Secret {
+        fn nibble(c: u8) -> Option<u8> {
+            match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                _ => None,
+            }
+        }
+        let b = s.as_bytes();
+        if b.len() == 64 {
+            let mut out = [0u8; 32];
+            let all = out.iter_mut().zip(b.chunks_exact(2)).all(|(o, pair)| {
+                match (nibble(pair[0]), nibble(pair[1])) {
+                    (Some(h), Some(l)) => {
+                        *o = (h << 4) | l;
+                        true
+                    }
+                    _ => false,
+                }
+            });
+            if all {
+                return Secret::Hex(out);
+            }
+        }
+        Secret::Other(s.into())
+    }
+
+    /// Runs `f` on the secret's text (rebuilt on the stack for the hex form: no allocation).
+    pub fn with_str<T>(&self, f: impl FnOnce(&str) -> T) -> T {
+        match self {
+            Secret::Hex(bytes) => {
+                let mut buf = [0u8; 64];
+                for (pair, b) in buf.chunks_exact_mut(2).zip(bytes) {
+                    pair[0] = HEX[(b >> 4) as usize];
+                    pair[1] = HEX[(b & 15) as usize];
+                }
+                f(std::str::from_utf8(&buf).expect("hex digits are ASCII"))
+            }
+            Secret::Other(s) => f(s),
+        }
+    }
 }
 
 /// The ids of this socket's last `room:join` attempt that got no ack. A retry to the same room with the
@@ -97,7 +160,30 @@ mod tests {
     #[test]
     fn session_state_stays_small() {
         let size = std::mem::size_of::<State>();
-        assert!(size <= 112, "State is {size} B");
+        assert!(size <= 64, "State is {size} B");
         assert_eq!(std::mem::size_of::<Option<Box<JoinIds>>>(), 8);
+        assert_eq!(std::mem::size_of::<Role>(), 16);
+        // a joined player's seat stays in mimalloc's 80-byte bin
+        assert!(std::mem::size_of::<PlayerSeat>() <= 80);
+    }
+
+    /// The secret's text comes back exactly, whether it was kept as bytes or as given.
+    #[test]
+    fn secret_round_trips() {
+        let hex = ringside_lua::game::random_hex(32);
+        for s in [
+            hex.as_str(),
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef",
+            "short",
+            "",
+            "zz23456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            let k = Secret::new(s);
+            assert_eq!(k.with_str(str::to_string), s);
+            let lower_hex =
+                s.len() == 64 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+            assert_eq!(matches!(k, Secret::Hex(_)), lower_hex, "{s}");
+        }
     }
 }

@@ -16,7 +16,9 @@ pub fn submit(
     a: AnswerSubmit,
 ) -> Applied<impl Future<Output = Result<ServerEvent, Error>>> {
     let Seat { code, id, secret } = cx.player_of(&a.game_code)?;
-    if !verify_answer_hash(&secret, &code, &id, a.q_index, a.answer_idx, &a.answer_hash) {
+    if !secret
+        .with_str(|k| verify_answer_hash(k, &code, &id, a.q_index, a.answer_idx, &a.answer_hash))
+    {
         return Err(Error::refused(
             ErrorCode::BadHash,
             "answerHash does not verify",

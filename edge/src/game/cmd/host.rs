@@ -20,8 +20,8 @@ impl<F: Future<Output = Result<ServerEvent, Error>>> Reply for F {}
 /// room, `unauthorized` for any other socket.
 fn host_token(cx: &Cx, game_code: &str) -> Result<String, Error> {
     match &cx.st.borrow().role {
-        Role::Host { code, token } if **code == *game_code => Ok(token.to_string()),
-        Role::Player { code, .. } if **code == *game_code => Err(Error::refused(
+        Role::Host(h) if *h.code == *game_code => Ok(h.token.to_string()),
+        Role::Player(p) if *p.code == *game_code => Err(Error::refused(
             ErrorCode::NotHost,
             "only the host may do this",
         )),

@@ -4,7 +4,7 @@
 
 use super::{report_away, Applied, Cx, Error, Seat};
 use crate::game::address_limits::Refusal;
-use crate::game::state::{JoinIds, Role};
+use crate::game::state::{HostSeat, JoinIds, PlayerSeat, Role, Secret};
 use ringside_lua::GameError;
 use ringside_protocol::events::{GameRef, RoomCreate, RoomJoin, ServerEvent};
 use ringside_protocol::ErrorCode;
@@ -80,10 +80,10 @@ pub fn create(cx: &Cx, c: RoomCreate) -> Applied<impl Future<Output = Result<Ser
             .map_err(Error::from)
             .inspect_err(|e| cx.forget_session_on(e))?;
         let code = cx.rooms.intern(&created.game_code);
-        cx.st.borrow_mut().role = Role::Host {
+        cx.st.borrow_mut().role = Role::Host(Box::new(HostSeat {
             code: code.clone(),
             token: created.host_token.as_str().into(),
-        };
+        }));
         let sealed = cx.st.borrow().sealed;
         cx.rooms
             .add_member(&code, &cx.conn, cx.codec, None, 0, sealed);
@@ -130,13 +130,13 @@ pub fn join(cx: &Cx, j: RoomJoin) -> Applied<impl Future<Output = Result<ServerE
         {
             let mut s = cx.st.borrow_mut();
             s.last_join = None;
-            s.role = Role::Player {
+            s.role = Role::Player(Box::new(PlayerSeat {
                 code: code.clone(),
                 id: id.clone(),
-                secret: ack.answer_secret.as_str().into(),
+                secret: Secret::new(&ack.answer_secret),
                 // a joined player's first socket: epoch 0 (reconnects count up from it)
                 epoch: 0,
-            };
+            }));
         }
         // A socket that closed while the join was in flight made no away report (it had no seat yet).
         if !cx.conn.is_open() {

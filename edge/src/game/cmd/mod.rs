@@ -25,7 +25,7 @@ pub mod reconnect;
 
 use super::hub::CallError;
 use super::rooms::{encode, send_error, send_refusal, Rooms};
-use super::state::{Role, State};
+use super::state::{Role, Secret, State};
 use crate::conn::ConnHandle;
 use crate::sendq::FrameClass;
 use ringside_lua::GameError;
@@ -57,7 +57,7 @@ pub struct Seat {
     pub code: Arc<str>,
     pub id: Rc<str>,
     /// The key of the answer HMAC.
-    pub secret: Rc<str>,
+    pub secret: Secret,
 }
 
 /// Why a client event got an `error` instead of its reply.
@@ -185,12 +185,10 @@ impl Cx {
     /// This socket's seat when it is a player of `game_code`.
     pub fn player_of(&self, game_code: &str) -> Result<Seat, Error> {
         match &self.st.borrow().role {
-            Role::Player {
-                code, id, secret, ..
-            } if **code == *game_code => Ok(Seat {
-                code: code.clone(),
-                id: id.clone(),
-                secret: secret.clone(),
+            Role::Player(p) if *p.code == *game_code => Ok(Seat {
+                code: p.code.clone(),
+                id: p.id.clone(),
+                secret: p.secret.clone(),
             }),
             _ => Err(Error::refused(
                 ErrorCode::Unauthorized,

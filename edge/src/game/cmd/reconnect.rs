@@ -9,7 +9,7 @@ use super::lobby::{address_allows, note_miss, Lookup};
 use super::{report_away, Applied, Cx, Error};
 use crate::game::hub::room_frame;
 use crate::game::rooms::{show_mark, CaughtUp, Missed};
-use crate::game::state::Role;
+use crate::game::state::{HostSeat, PlayerSeat, Role, Secret};
 use crate::sendq::FrameClass;
 use ringside_lua::Recovery;
 use ringside_protocol::events::{ReconnectAttempt, ServerEvent};
@@ -43,16 +43,16 @@ pub fn attempt(
             })?;
         let player: Option<Rc<str>> = (!back.host).then(|| back.player_id.as_str().into());
         cx.st.borrow_mut().role = match (&player, &back.answer_secret) {
-            (Some(id), Some(secret)) => Role::Player {
+            (Some(id), Some(secret)) => Role::Player(Box::new(PlayerSeat {
                 code: code.clone(),
                 id: id.clone(),
-                secret: secret.as_str().into(),
+                secret: Secret::new(secret),
                 epoch: back.epoch,
-            },
-            _ => Role::Host {
+            })),
+            _ => Role::Host(Box::new(HostSeat {
                 code: code.clone(),
                 token,
-            },
+            })),
         };
         // A socket that closed while the reconnect was in flight made no away report (no seat yet).
         if let (false, Some(id)) = (cx.conn.is_open(), &player) {
