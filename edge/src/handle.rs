@@ -347,3 +347,31 @@ impl ConnHandle {
 pub const fn shared_state_size() -> usize {
     std::mem::size_of::<ConnShared>()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every socket holds one `ConnShared` in an `Rc`: at ≤ 112 B its allocation stays in mimalloc's
+    /// 128 B bin (perf/vs-peers.md, "Memory per socket"), which needs `Stage` at 8 B.
+    #[test]
+    fn shared_state_stays_small() {
+        assert!(
+            shared_state_size() <= 112,
+            "ConnShared is {} B",
+            shared_state_size()
+        );
+        assert_eq!(std::mem::size_of::<Stage>(), 8);
+    }
+
+    /// A requested close keeps its reason's text.
+    #[test]
+    fn close_reasons_intern() {
+        let a = CloseReasons::intern("idle timeout");
+        let b = CloseReasons::intern("kicked");
+        assert_eq!(CloseReasons::intern("idle timeout"), a);
+        assert_ne!(a, b);
+        assert_eq!(CloseReasons::get(a), "idle timeout");
+        assert_eq!(CloseReasons::get(b), "kicked");
+    }
+}
