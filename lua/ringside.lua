@@ -290,15 +290,19 @@ local SUBMIT_FIELDS = { 'state', 'cur', 'endsAt', 'paused', 'prem', 'np', 'qno',
 local SCORE_FIELDS = { 'scur', 'qc', 'qbase', 'tlim', 's_bonus', 's_smult', 's_sthr', 's_pen' }
 
 -- The open question as answer_submit's hot path reads it: one room field `qopen`,
--- "<cur>:<qno>:<qstart>:<endsAt>" while the question runs, "<cur>:<qno>:<qstart>:p<prem>" while it is
--- paused, absent when no question is open. It packs room fields that change only at question
--- transitions, so the hot path reads 3 fields instead of 9 and parses this one once per room and value
+-- "<gen>:<cur>:<qno>:<qstart>:<endsAt>" while the question runs, "<gen>:<cur>:<qno>:<qstart>:p<prem>"
+-- while it is paused, absent when no question is open. It packs room fields that change only at question
+-- transitions, so the hot path reads 4 fields instead of 9 and parses this one once per room and value
 -- (answer_fast's cache). Those fields stay the truth (every other path reads them); this copy is
 -- rewritten from them by every transition that changes them: show, pause, resume, extend, reveal, end.
+-- <gen> is the room's `gen` when it was written (every transition bumps `gen` before calling this): the
+-- hot path trusts the copy only while `gen` still has that value. A transition that does not rewrite it
+-- (one made by a library older than v6, loaded for a while in the middle of a game) bumps `gen` too, so
+-- the stale copy is never used: those answers take the checked path, which reads the real fields.
 local function set_qopen(R)
-  local r = hm(R.P, { 'state', 'cur', 'qno', 'qstart', 'endsAt', 'paused', 'prem' })
+  local r = hm(R.P, { 'state', 'gen', 'cur', 'qno', 'qstart', 'endsAt', 'paused', 'prem' })
   if r.state == 'ACTIVE' then
-    redis.call('HSET', R.P, 'qopen', r.cur .. ':' .. r.qno .. ':' .. r.qstart .. ':'
+    redis.call('HSET', R.P, 'qopen', r.gen .. ':' .. r.cur .. ':' .. r.qno .. ':' .. r.qstart .. ':'
       .. (r.paused == '1' and 'p' .. r.prem or r.endsAt))
   else
     redis.call('HDEL', R.P, 'qopen')
@@ -1189,12 +1193,13 @@ local OPTION_COUNTER = { ['0'] = 'd0', ['1'] = 'd1', ['2'] = 'd2', ['3'] = 'd3',
   ['6'] = 'd6', ['7'] = 'd7' }
 
 -- The open question of cache entry c as of the room field `qopen` (set_qopen), parsed once per value.
--- False when the value does not parse (then the checked path decides).
+-- False when the value does not parse (then the checked path decides): so also a qopen written by
+-- another v6 build without <gen>, whose staleness could not be told.
 local function open_of(c, qopen)
   if c.qopen == qopen then return true end
-  local cur, qno, qstart, p, v = string.match(qopen, '^(%d+):(%d+):(%d+):(p?)(%d+)$')
-  if not cur then return false end
-  c.qopen, c.cur, c.qno, c.qstart = qopen, cur, tonumber(qno), tonumber(qstart)
+  local gen, cur, qno, qstart, p, v = string.match(qopen, '^(%d+):(%d+):(%d+):(%d+):(p?)(%d+)$')
+  if not gen then return false end
+  c.qopen, c.gen, c.cur, c.qno, c.qstart = qopen, gen, cur, tonumber(qno), tonumber(qstart)
   c.qk = c.P .. ':q:' .. cur
   c.ack = '{"received":true,"qIndex":' .. cur .. ',"serverTime":'
   if p == 'p' then
@@ -1205,7 +1210,8 @@ local function open_of(c, qopen)
   return true
 end
 
--- Per answer: HMGET of 3 room fields, TIME, the HSETNX lock (which stores the record), the membership
+-- Per answer: HMGET of 4 room fields (qopen is trusted only while the room's gen is the one it was
+-- written at: see set_qopen), TIME, the HSETNX lock (which stores the record), the membership
 -- HEXISTS and the option and answered counters; the strings it makes are the record, the lock's field
 -- name, the time and the reply; increments go as strings (a Lua number argument is formatted with
 -- %.14g). The player id needs no pattern check here: only a member's answer stays
@@ -1218,8 +1224,8 @@ local function answer_fast(keys, args)
   end
   local c = room_keys(P, keys[2])
   if not c then return checked_answer(keys, args) end
-  local qopen, np, aw = unpack(redis.call('HMGET', P, 'qopen', 'np', 'aw'))
-  if qopen and open_of(c, qopen) and qs == c.cur and ai < c.qno then
+  local qopen, np, aw, gen = unpack(redis.call('HMGET', P, 'qopen', 'np', 'aw', 'gen'))
+  if qopen and open_of(c, qopen) and gen == c.gen and qs == c.cur and ai < c.qno then
     local now = now_ms()
     if now >= c.qstart and now <= c.deadline then
       local qk, a, ns = c.qk, 'a:' .. pid, int(now)

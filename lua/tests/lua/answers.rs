@@ -25,6 +25,8 @@ on_both_backends!(
     a_batch_acks_its_accepted_answers_with_one_server_time_and_counts_them,
     a_malformed_batch_is_refused_whole_and_writes_nothing,
     a_batch_of_mostly_resends_reads_each_players_fields_once,
+    a_lone_answer_takes_the_fast_path_through_every_transition_of_a_question,
+    after_an_older_librarys_transitions_answers_to_the_stale_question_are_refused,
 );
 
 /// (player index or None for a stranger, qIndex, answerIdx) — a sequence with every kind of answer: two
@@ -682,4 +684,196 @@ async fn a_batch_of_mostly_resends_reads_each_players_fields_once(backend: Backe
         "{fields} fields read for {} answers",
         batch.len()
     );
+}
+
+/// The lone `answer_submit` calls in MONITOR lines that went through the checked path: its read of the
+/// room's real fields (`HMGET P state cur endsAt …`; the fast path reads `HMGET P qopen np aw gen`).
+fn checked_path_reads(lines: &[String], prefix: &str) -> usize {
+    lines
+        .iter()
+        .filter(|l| {
+            let args: Vec<&str> = l.split('"').skip(1).step_by(2).collect();
+            args.len() >= 3
+                && args[0].eq_ignore_ascii_case("HMGET")
+                && args[1] == prefix
+                && args[2] == "state"
+        })
+        .count()
+}
+
+/// One accepted lone answer, monitored: how many times it took the checked path.
+async fn checked_reads_of_an_answer(env: &Env, code: &str, pid: &str, q: u32) -> usize {
+    let prefix = ringside_protocol::keys::room(code);
+    let (ack, lines) = monitored(env, code, env.game.answer_submit(code, pid, q, 1)).await;
+    assert_eq!(ack.expect("answer accepted").q_index, q);
+    assert!(
+        lines.iter().any(|l| l.contains("\"qopen\"")),
+        "the answer read the room: {lines:?}"
+    );
+    checked_path_reads(&lines, &prefix)
+}
+
+/// Every transition of an open question (show, pause, extend while paused, resume, extend, the next
+/// show) leaves `qopen` matching the room's `gen`: an ordinary answer after each takes the fast path,
+/// never the checked one.
+async fn a_lone_answer_takes_the_fast_path_through_every_transition_of_a_question(
+    backend: Backend,
+) {
+    let env = env(backend).await;
+    let q = quiz(&unique("fast-path"), 2, 60_000);
+    let created = room(&env, &q, &settings()).await;
+    let (code, host) = (created.game_code.clone(), created.host_token.clone());
+    // one player never answers: no early reveal
+    let ids: Vec<String> = join_n(&env, &code, 7)
+        .await
+        .into_iter()
+        .map(|p| p.player_id)
+        .collect();
+    open_first_question(&env, &code, &host).await;
+    assert_eq!(checked_reads_of_an_answer(&env, &code, &ids[0], 0).await, 0);
+    env.game.pause(&code, &host).await.unwrap();
+    assert_eq!(checked_reads_of_an_answer(&env, &code, &ids[1], 0).await, 0);
+    env.game.extend(&code, &host, 5).await.unwrap();
+    assert_eq!(checked_reads_of_an_answer(&env, &code, &ids[2], 0).await, 0);
+    env.game.resume(&code, &host).await.unwrap();
+    assert_eq!(checked_reads_of_an_answer(&env, &code, &ids[3], 0).await, 0);
+    env.game.extend(&code, &host, 5).await.unwrap();
+    assert_eq!(checked_reads_of_an_answer(&env, &code, &ids[4], 0).await, 0);
+    env.game.skip(&code, &host, None).await.unwrap();
+    assert!(
+        fire_latest(&env, &code, TimerKind::NextQuestion)
+            .await
+            .fired
+    );
+    assert_eq!(checked_reads_of_an_answer(&env, &code, &ids[5], 1).await, 0);
+    // a refusal does take the checked path (the count sees it)
+    let prefix = ringside_protocol::keys::room(&code);
+    let (r, lines) = monitored(&env, &code, env.game.answer_submit(&code, &ids[5], 0, 1)).await;
+    assert_eq!(refusal(r), ErrorCode::WrongQuestion);
+    assert_eq!(checked_path_reads(&lines, &prefix), 1);
+}
+
+/// A raw command on the room's slot.
+async fn raw(env: &Env, cmd: &mut redis::Cmd) -> redis::Value {
+    let mut conn = env.conn.clone();
+    cmd.query_async(&mut conn).await.expect("raw command")
+}
+
+/// What a library older than v6 (which knows nothing of `qopen`) does to the room at its reveal of the
+/// open question: bumps `gen` and sets the real fields, leaves `qopen` as it was.
+async fn reveal_as_an_older_library(env: &Env, code: &str, q: u32) {
+    let p = ringside_protocol::keys::room(code);
+    let now = server_ms(env).await;
+    raw(env, redis::cmd("HINCRBY").arg(&p).arg("gen").arg(1)).await;
+    raw(
+        env,
+        redis::cmd("HSET")
+            .arg(&p)
+            .arg(&["state", "REVEAL", "paused", "0", "scur", "0"])
+            .arg("revAt")
+            .arg(now)
+            .arg("sq")
+            .arg(q),
+    )
+    .await;
+}
+
+/// ... and at its show of question q (a 60 s question of 4 options, open now).
+async fn show_as_an_older_library(env: &Env, code: &str, q: u32) {
+    let p = ringside_protocol::keys::room(code);
+    let now = server_ms(env).await;
+    let gen: u64 = match raw(env, redis::cmd("HINCRBY").arg(&p).arg("gen").arg(1)).await {
+        redis::Value::Int(g) => g as u64,
+        other => panic!("HINCRBY gen: {other:?}"),
+    };
+    raw(
+        env,
+        redis::cmd("HSET")
+            .arg(&p)
+            .arg(&["state", "ACTIVE", "paused", "0", "prem", "0", "qno", "4"])
+            .arg(&["tlim", "60000", "aw", "0"])
+            .arg("cur")
+            .arg(q)
+            .arg("qstart")
+            .arg(now)
+            .arg("endsAt")
+            .arg(now + 60_000)
+            .arg("qc")
+            .arg(correct(q as usize))
+            .arg("pgen")
+            .arg(gen),
+    )
+    .await;
+    let qk = format!("{p}:q:{q}");
+    raw(env, redis::cmd("DEL").arg(&qk)).await;
+    raw(
+        env,
+        redis::cmd("HSET")
+            .arg(&qk)
+            .arg("n")
+            .arg(0)
+            .arg("at")
+            .arg(now),
+    )
+    .await;
+}
+
+/// The library rolled back to v5 in the middle of a game and forward again: the v5 transitions (reveal
+/// of question 0, show of question 1) bump `gen` but leave the `qopen` that v6 wrote at question 0's
+/// show. Rolled forward, answer_submit must not trust it: an answer to question 0 is refused as the
+/// real fields say (late_answer at the reveal, wrong_question once question 1 is open), question 1 takes
+/// answers, and the next v6 transition puts the answers back on the fast path.
+async fn after_an_older_librarys_transitions_answers_to_the_stale_question_are_refused(
+    backend: Backend,
+) {
+    let env = env(backend).await;
+    let q = quiz(&unique("rollback"), 2, 60_000);
+    let created = room(&env, &q, &settings()).await;
+    let (code, host) = (created.game_code.clone(), created.host_token.clone());
+    // one player never answers: no early reveal
+    let ids: Vec<String> = join_n(&env, &code, 4)
+        .await
+        .into_iter()
+        .map(|p| p.player_id)
+        .collect();
+    let (a, b, c) = (&ids[0], &ids[1], &ids[2]);
+    open_first_question(&env, &code, &host).await;
+    let qopen = hget(&env, &code, "", "qopen").await;
+    assert!(qopen.is_some(), "v6 wrote qopen at the show");
+
+    reveal_as_an_older_library(&env, &code, 0).await;
+    assert_eq!(hget(&env, &code, "", "qopen").await, qopen, "left stale");
+    assert_eq!(
+        refusal(env.game.answer_submit(&code, a, 0, 1).await),
+        ErrorCode::LateAnswer,
+        "question 0 was revealed"
+    );
+
+    show_as_an_older_library(&env, &code, 1).await;
+    assert_eq!(hget(&env, &code, "", "qopen").await, qopen, "left stale");
+    assert_eq!(
+        refusal(env.game.answer_submit(&code, b, 0, 1).await),
+        ErrorCode::WrongQuestion,
+        "question 1 is open"
+    );
+    assert_eq!(hget(&env, &code, ":q:0", &format!("a:{a}")).await, None);
+    assert_eq!(hget(&env, &code, ":q:0", &format!("a:{b}")).await, None);
+    assert_eq!(hget(&env, &code, ":q:0", "n").await.as_deref(), Some("0"));
+    let ack = env
+        .game
+        .answer_submit(&code, a, 1, 1)
+        .await
+        .expect("question 1 takes answers");
+    assert_eq!(ack.q_index, 1);
+    assert_eq!(hget(&env, &code, ":q:1", "n").await.as_deref(), Some("1"));
+
+    // rolled forward: v6's next transition rewrites qopen, and answers are on the fast path again
+    env.game.pause(&code, &host).await.unwrap();
+    assert_ne!(hget(&env, &code, "", "qopen").await, qopen);
+    assert_eq!(checked_reads_of_an_answer(&env, &code, b, 1).await, 0);
+    assert_eq!(
+        refusal(env.game.answer_submit(&code, c, 0, 1).await),
+        ErrorCode::WrongQuestion
+    );
+    assert_eq!(hget(&env, &code, ":q:1", "n").await.as_deref(), Some("2"));
 }
