@@ -96,6 +96,7 @@ fn main() -> anyhow::Result<()> {
                     urls: vec![url],
                     cluster: false,
                     durability: Default::default(),
+                    answer_calls_in_flight: 1,
                 },
                 share_base: "http://bench".into(),
                 address_limits: Default::default(),

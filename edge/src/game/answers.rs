@@ -2,16 +2,21 @@
 //! (issue 16 #4): the call's fixed cost in Redis (the `FCALL`, the room's fields, the clock) is paid
 //! once per batch instead of once per answer.
 //!
-//! On the Redis thread, an answer joins its room's pending list; the first one of a list spawns the
-//! flush, which yields once (every answer already queued on the thread in this turn joins) and then
-//! sends the list — one `answer_submit` when it holds one answer, else `answer_batch` calls of at most
-//! [`ANSWER_BATCH_MAX`] answers, in arrival order. Answers arriving while a batch is in flight start the
-//! next one: batches of a room are pipelined like any calls, never waiting on each other. Each answer
-//! gets exactly its own reply (the ack or refusal `answer_submit` would have given it at that point);
-//! durability (`WAIT`, [`super::durable`]) follows per answer after its reply, as before.
+//! Group commit, per room: on the Redis thread an answer joins its room's pending list. When the room
+//! has fewer than `calls_in_flight` calls on their way (`--answer-calls-in-flight`, default 1), a call
+//! starts: it yields once (every answer already queued on the thread in this turn joins), then sends the
+//! whole list — one `answer_submit` for one answer, else `answer_batch` calls of at most
+//! [`ANSWER_BATCH_MAX`] answers, in arrival order. Answers that arrive while the room's calls are on
+//! their way wait for the next one, which leaves as soon as a call returns. So a lone answer leaves at
+//! once, and when the room's answers come faster than Redis's round trip the batches grow with the
+//! rate — the burst of a big room is recorded at `answer_batch`'s cost per answer, not
+//! `answer_submit`'s (perf/lua.md). `calls_in_flight` 0: no limit, every turn's list leaves at once
+//! (pipelined; the behaviour before the limit).
 //!
-//! Batch sizes are counted in the `ringside_edge_answer_batch_size` histogram (a call of one answer is
-//! a batch of 1).
+//! Each answer gets exactly its own reply (the ack or refusal `answer_submit` would have given it at
+//! that point); durability (`WAIT`, [`super::durable`]) follows per answer after its reply, outside the
+//! room's calls. Batch sizes are counted in the `ringside_edge_answer_batch_size` histogram (a call of
+//! one answer is a batch of 1).
 
 use crate::metrics::ANSWER_BATCH;
 use ringside_lua::game::{BatchedAnswer, ANSWER_BATCH_MAX};
@@ -30,18 +35,40 @@ struct Pending {
     reply: Reply,
 }
 
+/// One room's answers on this Redis thread: those waiting for a call, and the calls on their way.
+#[derive(Default)]
+struct Room {
+    pending: Vec<Pending>,
+    /// Calls started (a flush task) and not yet returned.
+    calls: usize,
+}
+
+type Rooms = Arc<Mutex<HashMap<Arc<str>, Room>>>;
+
 /// The pending answers per room, on the Redis thread. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Batcher {
-    rooms: Arc<Mutex<HashMap<Arc<str>, Vec<Pending>>>>,
+    rooms: Rooms,
+    /// Calls of one room on their way at once; 0: no limit.
+    calls_in_flight: usize,
+}
+
+impl Default for Batcher {
+    fn default() -> Batcher {
+        Batcher::new(1)
+    }
 }
 
 impl Batcher {
-    pub fn new() -> Batcher {
-        Batcher::default()
+    /// `calls_in_flight`: how many calls of one room may be on their way at once (0: no limit).
+    pub fn new(calls_in_flight: usize) -> Batcher {
+        Batcher {
+            rooms: Rooms::default(),
+            calls_in_flight,
+        }
     }
 
-    /// Records one answer through the next batch of its room; call it on the Redis thread (inside a
+    /// Records one answer through the next call of its room; call it on the Redis thread (inside a
     /// hub job). Resolves with this answer's own reply.
     pub async fn submit(
         &self,
@@ -52,18 +79,25 @@ impl Batcher {
         answer_idx: u32,
     ) -> Result<AnswerAck, GameError> {
         let (tx, rx) = oneshot::channel();
-        let first = {
-            let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-            let list = rooms.entry(code.clone()).or_default();
-            list.push(Pending {
+        let start = {
+            let mut rooms = lock(&self.rooms);
+            let room = rooms.entry(code.clone()).or_default();
+            room.pending.push(Pending {
                 player_id,
                 q_index,
                 answer_idx,
                 reply: tx,
             });
-            list.len() == 1
+            // a call that has not yet taken its list will take this answer too
+            let waiting = room.pending.len() > 1;
+            let room_for_one = self.calls_in_flight == 0 || room.calls < self.calls_in_flight;
+            let start = !waiting && room_for_one;
+            if start {
+                room.calls += 1;
+            }
+            start
         };
-        if first {
+        if start {
             tokio::spawn(self.clone().flush(game, code));
         }
         match rx.await {
@@ -72,21 +106,84 @@ impl Batcher {
         }
     }
 
-    /// Sends the room's pending answers once the answers queued in this turn of the thread joined.
+    /// One call slot of room `code`: once the answers queued in this turn joined, sends the pending
+    /// list and, when its calls return, the list that gathered meanwhile, until none is left.
     async fn flush(self, game: Game, code: Arc<str>) {
-        tokio::task::yield_now().await;
-        let mut list = {
-            let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-            rooms.remove(&code).unwrap_or_default()
+        // gives the slot back if this task is dropped before it ends
+        let mut slot = Slot {
+            rooms: self.rooms.clone(),
+            code: code.clone(),
+            held: true,
         };
-        while !list.is_empty() {
-            let rest = list.split_off(list.len().min(ANSWER_BATCH_MAX));
-            let chunk = std::mem::replace(&mut list, rest);
-            ANSWER_BATCH.record(chunk.len() as u64);
-            // one task per call: spawned in order, so sent in order, and pipelined
-            tokio::spawn(send(game.clone(), code.clone(), chunk));
+        tokio::task::yield_now().await;
+        loop {
+            let mut list = {
+                let mut rooms = lock(&self.rooms);
+                let room = rooms.entry(code.clone()).or_default();
+                if room.pending.is_empty() {
+                    // under the same lock as the check: an answer queued after it starts a call
+                    slot.give_back(&mut rooms);
+                    return;
+                }
+                std::mem::take(&mut room.pending)
+            };
+            let mut calls = Vec::new();
+            while !list.is_empty() {
+                let rest = list.split_off(list.len().min(ANSWER_BATCH_MAX));
+                let chunk = std::mem::replace(&mut list, rest);
+                ANSWER_BATCH.record(chunk.len() as u64);
+                // one task per call: spawned in order, so sent in order, and pipelined
+                calls.push(tokio::spawn(send(game.clone(), code.clone(), chunk)));
+            }
+            for call in calls {
+                let _ = call.await;
+            }
+            if self.calls_in_flight == 0 {
+                // no limit: the answers that came meanwhile started calls of their own
+                let mut rooms = lock(&self.rooms);
+                slot.give_back(&mut rooms);
+                return;
+            }
         }
     }
+}
+
+/// A room's call slot while a [`Batcher::flush`] holds it.
+struct Slot {
+    rooms: Rooms,
+    code: Arc<str>,
+    held: bool,
+}
+
+impl Slot {
+    /// Gives the slot back; the room's entry goes with its last call (nothing is pending then: every
+    /// pending answer has a call that will take it).
+    fn give_back(&mut self, rooms: &mut HashMap<Arc<str>, Room>) {
+        if !std::mem::take(&mut self.held) {
+            return;
+        }
+        if let Some(room) = rooms.get_mut(&self.code) {
+            room.calls = room.calls.saturating_sub(1);
+            if room.calls == 0 {
+                // after a dropped flush answers may be pending with no call left: dropping their
+                // replies answers them with `dropped` instead of leaving them waiting forever
+                rooms.remove(&self.code);
+            }
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.held {
+            let rooms = self.rooms.clone();
+            self.give_back(&mut lock(&rooms));
+        }
+    }
+}
+
+fn lock(rooms: &Rooms) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Room>> {
+    rooms.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// One call for `chunk` (1..=ANSWER_BATCH_MAX answers of room `code`), each answer's reply to its sender.

@@ -223,6 +223,9 @@ pub struct RedisConfig {
     pub cluster: bool,
     /// When an answer's ack may go out ([`super::durable`]).
     pub durability: DurabilityFlags,
+    /// Calls of one room's answers on their way at once (`--answer-calls-in-flight`; 0: no limit):
+    /// the answers that arrive meanwhile leave together in the next call ([`super::answers`]).
+    pub answer_calls_in_flight: usize,
 }
 
 /// Starts the Redis thread: connects, checks the Functions library version (refusing a mismatch), and
@@ -232,6 +235,7 @@ pub fn start(
     workers: Vec<mpsc::UnboundedSender<WorkerMsg>>,
 ) -> anyhow::Result<HubHandle> {
     let (tx, rx) = mpsc::unbounded_channel();
+    let answers = super::answers::Batcher::new(cfg.answer_calls_in_flight);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<Confirmer>>();
     std::thread::Builder::new()
         .name("ringside-redis".into())
@@ -285,7 +289,7 @@ pub fn start(
         tx,
         confirmer,
         gauge: UpstreamGauge::new(),
-        answers: super::answers::Batcher::new(),
+        answers,
     })
 }
 

@@ -11,6 +11,7 @@
 //! - [`state`]: who a socket is in which room ([`state::Role`]) and its retry ids.
 //! - [`rooms`]: [`Rooms`], per worker thread: the local members of each room, in-order fan-out by `seq`,
 //!   catch-up from the room log ([`Rooms::replay_or_snapshot`]), personal results after a reveal, kicks.
+//! - [`members`]: one room's local members, keyed by connection id (a compact table for big rooms).
 //! - [`hub`]: the Redis thread (tokio): FCALLs, one sharded subscription per room per process, encode once.
 //! - [`durable`]: an answer's ack only once a replica has it (`WAIT 1`, grouped per partition).
 //! - [`answers`]: the answers of a room that arrive together go to Redis in one `answer_batch` call.
@@ -26,6 +27,7 @@ pub mod answers;
 pub mod cmd;
 pub mod durable;
 pub mod hub;
+pub mod members;
 pub mod pubsub;
 pub mod resp;
 pub mod rooms;
@@ -85,6 +87,14 @@ pub struct GameFlags {
     /// When an answer's ack may go out: after a replica has it, or on the primary's reply.
     #[command(flatten)]
     pub durability: durable::DurabilityFlags,
+    /// Calls of one room's answers on their way to Redis at once per process; the answers that arrive
+    /// meanwhile leave together in the next call (group commit, game/answers.rs). 0: no limit.
+    #[arg(
+        long,
+        env = "RINGSIDE_EDGE_ANSWER_CALLS_IN_FLIGHT",
+        default_value_t = 1
+    )]
+    pub answer_calls_in_flight: usize,
 }
 
 impl GameFlags {
@@ -107,6 +117,7 @@ impl GameFlags {
                 urls: self.redis.clone(),
                 cluster: self.cluster,
                 durability: self.durability.clone(),
+                answer_calls_in_flight: self.answer_calls_in_flight,
             },
             share_base,
             address_limits: self.address_limits.clone(),

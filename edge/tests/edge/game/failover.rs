@@ -142,6 +142,7 @@ async fn replicated_stack(
                     answer_durability: durability,
                     answer_wait_timeout_ms: 500,
                 },
+                answer_calls_in_flight: 1,
             },
             share_base: "http://test".into(),
             address_limits: AddressLimits {

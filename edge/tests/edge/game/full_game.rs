@@ -217,3 +217,127 @@ async fn simultaneous_answers_of_one_room_are_each_acked_once() {
         )));
     }
 }
+
+/// Group commit (edge/src/game/answers.rs, `--answer-calls-in-flight 1`): while a room's answer call is
+/// on its way, the room's answers that reach the edge meanwhile — each in a turn of its own — wait and
+/// leave together in one `answer_batch` when it returns, instead of one `answer_submit` each. Redis is
+/// held with `CLIENT PAUSE WRITE` so that the first call is surely on its way; MONITOR shows the calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_arriving_during_a_call_of_their_room_leave_together_in_the_next() {
+    const PLAYERS: usize = 6;
+    let s = stack(Backend::Standalone).await;
+    let addr = s.edge.local_addr();
+    let mut host = Client::connect(addr, Codec::Json).await;
+    let code = create_room(&mut host).await;
+    let mut players = Vec::new();
+    for i in 0..PLAYERS {
+        let mut c = Client::connect(addr, Codec::Json).await;
+        let ack = join(&mut c, &code, &format!("g{i}")).await;
+        players.push((c, ack));
+    }
+    match host
+        .request(ClientEvent::GameStart(GameRef {
+            game_code: code.clone(),
+        }))
+        .await
+    {
+        ServerEvent::Ok(_) => {}
+        other => panic!("game:start → {other:?}"),
+    }
+    for (c, _) in players.iter_mut() {
+        c.until(|e| match e {
+            ServerEvent::QuestionShow(s) => Some(s.q_index),
+            _ => None,
+        })
+        .await;
+    }
+    // every command Redis runs, from here on
+    let url = s._redis.urls()[0].clone();
+    let port: u16 = url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port in the Redis URL");
+    let mut monitor = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut monitor, b"MONITOR\r\n")
+        .await
+        .unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(monitor));
+    assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("+OK"));
+
+    let mut conn = s.conn.clone();
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(30_000)
+        .arg("WRITE")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    // the last player never answers: no early reveal
+    let answerers = PLAYERS - 1;
+    let mut rids = Vec::new();
+    for (i, (c, ack)) in players.iter_mut().take(answerers).enumerate() {
+        let answer = i as u32 % 4;
+        let hash = answer_hash(&ack.answer_secret, &code, &ack.player_id, 0, answer);
+        rids.push(
+            c.send(ClientEvent::AnswerSubmit(AnswerSubmit {
+                game_code: code.clone(),
+                q_index: 0,
+                answer_idx: answer,
+                client_time: 0.0,
+                answer_hash: hash,
+            }))
+            .await,
+        );
+        // the first answer's call leaves (and waits in the paused Redis); the others arrive apart
+        tokio::time::sleep(Duration::from_millis(if i == 0 { 300 } else { 50 })).await;
+    }
+    redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    for ((c, _), rid) in players.iter_mut().zip(rids) {
+        match c.reply(rid).await.event {
+            ServerEvent::AnswerAck(a) => assert!(a.received && a.q_index == 0),
+            other => panic!("answer → {other:?}"),
+        }
+    }
+    // the answer calls of this room, as Redis ran them (FCALL lines, not the calls inside them)
+    let mut calls: Vec<String> = Vec::new();
+    let mut answers_seen = 0;
+    while answers_seen < answerers {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("MONITOR shows the answer calls")
+            .unwrap()
+            .expect("MONITOR stream open");
+        if !line.contains("\"FCALL\"") || !line.contains(code.as_str()) {
+            continue;
+        }
+        if line.contains("\"answer_submit\"") {
+            answers_seen += 1;
+        } else if line.contains("\"answer_batch\"") {
+            answers_seen += players
+                .iter()
+                .filter(|(_, a)| line.contains(&format!("\"{}\"", a.player_id)))
+                .count();
+        } else {
+            continue;
+        }
+        calls.push(line);
+    }
+    assert_eq!(answers_seen, answerers, "{calls:#?}");
+    assert!(
+        calls.len() <= 2,
+        "one call for the first answer, one for the {} that came while it was on its way: {calls:#?}",
+        answerers - 1
+    );
+    assert!(
+        calls.last().unwrap().contains("\"answer_batch\""),
+        "{calls:#?}"
+    );
+}

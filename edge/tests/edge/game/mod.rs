@@ -356,6 +356,7 @@ async fn stack_full(
                 urls,
                 cluster: redis.is_cluster(),
                 durability: Default::default(),
+                answer_calls_in_flight: 1,
             },
             share_base: "http://test".into(),
             address_limits,
