@@ -15,6 +15,7 @@
 
 use super::address_limits::AddressLimiter;
 use super::hub::{class_of, CallError, HubHandle, RoomFrame, WorkerMsg};
+use super::members::{Keyed, Members};
 use super::seal::{self, FanoutRate, QuestionSeal};
 use crate::conn::ConnHandle;
 use crate::metrics::GAME;
@@ -40,11 +41,18 @@ struct Member {
     sealed: bool,
 }
 
+impl Keyed for Member {
+    fn key(&self) -> u64 {
+        self.conn.id()
+    }
+}
+
 #[derive(Default)]
 struct LocalRoom {
     /// The highest seq this worker has seen for the room.
     last_seq: u64,
-    members: HashMap<u64, Member>,
+    /// Keyed by connection id; iterated in no particular order.
+    members: Members<Member>,
     /// The last question this worker sealed (or held back) ahead of its `showAt`.
     seal: Option<QuestionSeal>,
 }
@@ -190,17 +198,14 @@ impl Rooms {
             let first = !rooms.contains_key(code);
             let room = rooms.entry(code.clone()).or_default();
             count_member(player.is_some(), 1);
-            let old = room.members.insert(
-                conn.id(),
-                Member {
-                    conn: conn.clone(),
-                    codec,
-                    player,
-                    last_seq,
-                    syncing: false,
-                    sealed,
-                },
-            );
+            let old = room.members.insert(Member {
+                conn: conn.clone(),
+                codec,
+                player,
+                last_seq,
+                syncing: false,
+                sealed,
+            });
             if let Some(old) = old {
                 count_member(old.player.is_some(), -1);
             }
@@ -219,7 +224,7 @@ impl Rooms {
     pub fn remove_member(&self, code: &Arc<str>, conn_id: u64) {
         let mut rooms = self.rooms.borrow_mut();
         if let Some(room) = rooms.get_mut(code) {
-            if let Some(gone) = room.members.remove(&conn_id) {
+            if let Some(gone) = room.members.remove(conn_id) {
                 count_member(gone.player.is_some(), -1);
             }
             if room.members.is_empty() {
@@ -247,8 +252,8 @@ impl Rooms {
                     room.last_seq = room.last_seq.max(seq);
                     room.members
                         .iter()
-                        .filter(|(_, m)| !m.syncing && m.last_seq < seq)
-                        .map(|(id, _)| *id)
+                        .filter(|m| !m.syncing && m.last_seq < seq)
+                        .map(|m| m.conn.id())
                         .collect()
                 };
                 for id in behind {
@@ -299,12 +304,12 @@ impl Rooms {
                 }
                 _ => None,
             };
-            for (id, m) in room.members.iter_mut() {
+            for m in room.members.iter_mut() {
                 if m.syncing || frame.seq <= m.last_seq {
                     continue;
                 }
                 if frame.seq != m.last_seq + 1 {
-                    behind.push(*id);
+                    behind.push(m.conn.id());
                     continue;
                 }
                 let bytes = match held {
@@ -331,7 +336,7 @@ impl Rooms {
                 }
                 if reveal {
                     if let Some(p) = &m.player {
-                        players.push((*id, p.clone()));
+                        players.push((m.conn.id(), p.clone()));
                     }
                 }
             }
@@ -389,7 +394,7 @@ impl Rooms {
             let sealing = seal::enabled();
             let mut clear: Option<Arc<RoomFrame>> = None;
             let mut keys = 0u64;
-            for (id, m) in members.iter_mut() {
+            for m in members.iter_mut() {
                 if m.last_seq >= seq {
                     if m.sealed && sealing {
                         let _ = m
@@ -402,7 +407,7 @@ impl Rooms {
                     let _ = m.conn.send(f.frame(m.codec).clone(), FrameClass::Reliable);
                     m.last_seq = seq;
                     if *last_seq > seq {
-                        behind.push(*id);
+                        behind.push(m.conn.id());
                     }
                 }
             }
@@ -524,7 +529,7 @@ impl Rooms {
                 let rooms = this.rooms.borrow();
                 let Some(room) = rooms.get(&code) else { return };
                 for ((conn_id, _), result) in chunk.iter().zip(results) {
-                    let (Some(result), Some(m)) = (result, room.members.get(conn_id)) else {
+                    let (Some(result), Some(m)) = (result, room.members.get(*conn_id)) else {
                         continue;
                     };
                     let env = Envelope::new(ServerEvent::AnswerResult(result));
@@ -540,7 +545,7 @@ impl Rooms {
             let mut rooms = self.rooms.borrow_mut();
             let Some(m) = rooms
                 .get_mut(&code)
-                .and_then(|r| r.members.get_mut(&conn_id))
+                .and_then(|r| r.members.get_mut(conn_id))
             else {
                 return;
             };
@@ -624,7 +629,7 @@ impl Rooms {
                         let mut rooms = this.rooms.borrow_mut();
                         let Some(m) = rooms
                             .get_mut(&code)
-                            .and_then(|r| r.members.get_mut(&conn_id))
+                            .and_then(|r| r.members.get_mut(conn_id))
                         else {
                             break;
                         };
@@ -636,7 +641,7 @@ impl Rooms {
                 }
                 let done = this.rooms.borrow().get(&code).is_none_or(|r| {
                     r.members
-                        .get(&conn_id)
+                        .get(conn_id)
                         .is_none_or(|m| m.last_seq >= r.last_seq)
                         || entries.is_empty()
                 });
@@ -648,7 +653,7 @@ impl Rooms {
                 .rooms
                 .borrow_mut()
                 .get_mut(&code)
-                .and_then(|r| r.members.get_mut(&conn_id))
+                .and_then(|r| r.members.get_mut(conn_id))
             {
                 m.syncing = false;
             }
@@ -701,9 +706,7 @@ impl Rooms {
 
     fn member_mut(&self, code: &Arc<str>, conn_id: u64) -> Option<std::cell::RefMut<'_, Member>> {
         std::cell::RefMut::filter_map(self.rooms.borrow_mut(), |rooms| {
-            rooms
-                .get_mut(code)
-                .and_then(|r| r.members.get_mut(&conn_id))
+            rooms.get_mut(code).and_then(|r| r.members.get_mut(conn_id))
         })
         .ok()
     }
@@ -712,11 +715,23 @@ impl Rooms {
         self.rooms
             .borrow()
             .get(code)
-            .and_then(|r| r.members.get(&conn_id))
+            .and_then(|r| r.members.get(conn_id))
             .map(f)
     }
 }
 
 fn seq_of(stream_id: &str) -> Option<u64> {
     stream_id.split('-').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A member is 40 B in the room's table (game/members.rs sizes its chunks and perf/vs-peers.md its
+    /// bytes per socket on that): the socket, the player id, `last_seq`, the codec and two flags.
+    #[test]
+    fn a_member_takes_40_bytes() {
+        assert_eq!(std::mem::size_of::<Member>(), 40);
+    }
 }
