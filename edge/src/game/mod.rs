@@ -27,6 +27,7 @@ pub mod answers;
 pub mod cmd;
 pub mod durable;
 pub mod hub;
+pub mod members;
 pub mod pubsub;
 pub mod resp;
 pub mod rooms;
