@@ -12,7 +12,7 @@
 //! ```text
 //! taskset -c 1 redis-server --port 7398 --save '' --appendonly no --daemonize yes
 //! cargo run --release -p ringside-edge --example answer_burst -- --redis redis://127.0.0.1:7398/ \
-//!     --players 100000 --edges 4 --spread-ms 1000,5000 --rounds 2
+//!     --players 100000 --edges 4 --spread-ms 1000,5000 --rounds 2 --modes 1:1,1:0,0:0
 //! ```
 
 use anyhow::{bail, Context, Result};
@@ -39,9 +39,10 @@ struct Cli {
     /// The answers arrive uniformly over this many ms (one run per value).
     #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
     spread_ms: Vec<u64>,
-    /// `--answer-calls-in-flight` values compared, in this order within each round.
-    #[arg(long, value_delimiter = ',', default_value = "1,0")]
-    in_flight: Vec<usize>,
+    /// The batcher settings compared, in this order within each round: `IN_FLIGHT:GAP_MS` pairs
+    /// (`--answer-calls-in-flight`, `--answer-call-gap-ms`; `0:0` is the behaviour before group commit).
+    #[arg(long, value_delimiter = ',', default_value = "1:1,1:0,0:0")]
+    modes: Vec<String>,
     #[arg(long, default_value_t = 2)]
     rounds: usize,
 }
@@ -124,12 +125,12 @@ struct EdgeOut {
 }
 
 /// One simulated edge's Redis thread: answers `ids` arrive at `t0 + at` (one at a time, from another
-/// thread) and go through a batcher with `in_flight` calls per room.
+/// thread) and go through a batcher with `in_flight` calls per room, `gap` apart.
 fn edge(
     url: String,
     code: Arc<str>,
     arrivals: Vec<(usize, Duration)>,
-    in_flight: usize,
+    (in_flight, gap): (usize, Duration),
     t0: Instant,
 ) -> std::thread::JoinHandle<Result<EdgeOut>> {
     std::thread::spawn(move || {
@@ -138,22 +139,16 @@ fn edge(
             .build()?;
         rt.block_on(async move {
             let game = Game::new(Redis::connect(&[url], false).await?);
-            let batcher = Batcher::new(in_flight);
+            let batcher = Batcher::new(in_flight, gap);
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
             let producer = std::thread::spawn(move || {
                 for (i, at) in arrivals {
+                    // no spinning (it would take the CPU from the Redis thread): an answer due
+                    // within the sleep's overshoot (~60 us) goes with the ones before it
                     let due = t0 + at;
-                    loop {
-                        let now = Instant::now();
-                        if now >= due {
-                            break;
-                        }
-                        let left = due - now;
-                        if left > Duration::from_micros(200) {
-                            std::thread::sleep(left - Duration::from_micros(100));
-                        } else {
-                            std::hint::spin_loop();
-                        }
+                    let now = Instant::now();
+                    if due > now + Duration::from_micros(50) {
+                        std::thread::sleep(due - now);
                     }
                     let _ = tx.send((i, Instant::now()));
                 }
@@ -208,13 +203,12 @@ fn pct(sorted: &[u32], p: f64) -> f64 {
     sorted[i] as f64 / 1000.0
 }
 
-async fn run(
-    cli: &Cli,
-    conn: &mut Redis,
-    game: &Game,
-    spread_ms: u64,
-    in_flight: usize,
-) -> Result<()> {
+async fn run(cli: &Cli, conn: &mut Redis, game: &Game, spread_ms: u64, mode: &str) -> Result<()> {
+    let (in_flight, gap_ms) = mode
+        .split_once(':')
+        .and_then(|(k, g)| Some((k.parse::<usize>().ok()?, g.parse::<u64>().ok()?)))
+        .context("a mode is IN_FLIGHT:GAP_MS")?;
+    let policy = (in_flight, Duration::from_millis(gap_ms));
     let code: Arc<str> = room(game, conn, cli.players).await?.into();
     // everyone but the last player answers, spread over the simulated edges
     let answerers = cli.players - 1;
@@ -232,7 +226,7 @@ async fn run(
     let t0 = Instant::now() + Duration::from_millis(200);
     let edges: Vec<_> = per_edge
         .into_iter()
-        .map(|a| edge(cli.redis.clone(), code.clone(), a, in_flight, t0))
+        .map(|a| edge(cli.redis.clone(), code.clone(), a, policy, t0))
         .collect();
     let mut ok = 0;
     let mut refused = 0;
@@ -251,7 +245,7 @@ async fn run(
     let batched = ANSWER_BATCH.sum() - sum0;
     lat.sort_unstable();
     println!(
-        "in_flight={in_flight} spread={spread_ms}ms players={} edges={} | acked {ok} refused {refused} | \
+        "in_flight={in_flight} gap={gap_ms}ms spread={spread_ms}ms players={} edges={} | acked {ok} refused {refused} | \
          redis cpu {:.2} us/answer ({:.2} s) | calls {calls} (avg batch {:.1}) | ack p50 {:.2} p99 {:.2} \
          max {:.2} ms | last ack {:.0} ms after the first arrival",
         cli.players,
@@ -278,9 +272,9 @@ async fn main() -> Result<()> {
     let game = Game::new(conn.clone());
     for round in 1..=cli.rounds {
         for &spread in &cli.spread_ms {
-            for &k in &cli.in_flight {
+            for mode in &cli.modes {
                 print!("round {round}: ");
-                run(&cli, &mut conn, &game, spread, k).await?;
+                run(&cli, &mut conn, &game, spread, mode).await?;
             }
         }
     }

@@ -97,6 +97,7 @@ fn main() -> anyhow::Result<()> {
                     cluster: false,
                     durability: Default::default(),
                     answer_calls_in_flight: 1,
+                    answer_call_gap: std::time::Duration::from_millis(1),
                 },
                 share_base: "http://bench".into(),
                 address_limits: Default::default(),

@@ -6,12 +6,15 @@
 //! has fewer than `calls_in_flight` calls on their way (`--answer-calls-in-flight`, default 1), a call
 //! starts: it yields once (every answer already queued on the thread in this turn joins), then sends the
 //! whole list — one `answer_submit` for one answer, else `answer_batch` calls of at most
-//! [`ANSWER_BATCH_MAX`] answers, in arrival order. Answers that arrive while the room's calls are on
-//! their way wait for the next one, which leaves as soon as a call returns. So a lone answer leaves at
-//! once, and when the room's answers come faster than Redis's round trip the batches grow with the
-//! rate — the burst of a big room is recorded at `answer_batch`'s cost per answer, not
-//! `answer_submit`'s (perf/lua.md). `calls_in_flight` 0: no limit, every turn's list leaves at once
-//! (pipelined; the behaviour before the limit).
+//! [`ANSWER_BATCH_MAX`] answers, in arrival order. Answers that arrive while the room's call is on its
+//! way wait for the next one, which leaves when the call has returned and at least `call_gap`
+//! (`--answer-call-gap-ms`, default 1 ms) has passed since it left. So an answer in a quiet room leaves at
+//! once, one in a busy room waits at most about a gap (tokio's timer rounds up to whole ms), and a room
+//! costs each edge process at most one call per gap however fast its answers come: Redis pays the
+//! call's fixed cost (the `FCALL`, the room's fields, the clock, and the read and write of a request on
+//! its socket) once per batch — the burst of a big room is recorded at `answer_batch`'s cost per answer,
+//! not `answer_submit`'s (perf/lua.md). `calls_in_flight` 0: no limit and no gap, every turn's list
+//! leaves at once (pipelined; the behaviour before).
 //!
 //! Each answer gets exactly its own reply (the ack or refusal `answer_submit` would have given it at
 //! that point); durability (`WAIT`, [`super::durable`]) follows per answer after its reply, outside the
@@ -24,6 +27,7 @@ use ringside_lua::{Game, GameError};
 use ringside_protocol::events::AnswerAck;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 type Reply = oneshot::Sender<Result<AnswerAck, GameError>>;
@@ -51,20 +55,24 @@ pub struct Batcher {
     rooms: Rooms,
     /// Calls of one room on their way at once; 0: no limit.
     calls_in_flight: usize,
+    /// The least time between two calls of one room's slot.
+    call_gap: Duration,
 }
 
 impl Default for Batcher {
     fn default() -> Batcher {
-        Batcher::new(1)
+        Batcher::new(1, Duration::from_millis(1))
     }
 }
 
 impl Batcher {
-    /// `calls_in_flight`: how many calls of one room may be on their way at once (0: no limit).
-    pub fn new(calls_in_flight: usize) -> Batcher {
+    /// `calls_in_flight`: how many calls of one room may be on their way at once (0: no limit, and no
+    /// gap); `call_gap`: the least time from one call of a slot to its next.
+    pub fn new(calls_in_flight: usize, call_gap: Duration) -> Batcher {
         Batcher {
             rooms: Rooms::default(),
             calls_in_flight,
+            call_gap,
         }
     }
 
@@ -127,6 +135,7 @@ impl Batcher {
                 }
                 std::mem::take(&mut room.pending)
             };
+            let started = tokio::time::Instant::now();
             let mut calls = Vec::new();
             while !list.is_empty() {
                 let rest = list.split_off(list.len().min(ANSWER_BATCH_MAX));
@@ -143,6 +152,9 @@ impl Batcher {
                 let mut rooms = lock(&self.rooms);
                 slot.give_back(&mut rooms);
                 return;
+            }
+            if !self.call_gap.is_zero() {
+                tokio::time::sleep_until(started + self.call_gap).await;
             }
         }
     }

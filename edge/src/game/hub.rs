@@ -226,6 +226,8 @@ pub struct RedisConfig {
     /// Calls of one room's answers on their way at once (`--answer-calls-in-flight`; 0: no limit):
     /// the answers that arrive meanwhile leave together in the next call ([`super::answers`]).
     pub answer_calls_in_flight: usize,
+    /// The least time between two calls of one room's answers (`--answer-call-gap-ms`).
+    pub answer_call_gap: std::time::Duration,
 }
 
 /// Starts the Redis thread: connects, checks the Functions library version (refusing a mismatch), and
@@ -235,7 +237,7 @@ pub fn start(
     workers: Vec<mpsc::UnboundedSender<WorkerMsg>>,
 ) -> anyhow::Result<HubHandle> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let answers = super::answers::Batcher::new(cfg.answer_calls_in_flight);
+    let answers = super::answers::Batcher::new(cfg.answer_calls_in_flight, cfg.answer_call_gap);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<Confirmer>>();
     std::thread::Builder::new()
         .name("ringside-redis".into())

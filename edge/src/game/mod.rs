@@ -95,6 +95,10 @@ pub struct GameFlags {
         default_value_t = 1
     )]
     pub answer_calls_in_flight: usize,
+    /// The least time between two calls of one room's answers per process: in a busy room an answer
+    /// waits up to about this long, and the room costs Redis at most one call per gap (0: no gap).
+    #[arg(long, env = "RINGSIDE_EDGE_ANSWER_CALL_GAP_MS", default_value_t = 1)]
+    pub answer_call_gap_ms: u64,
 }
 
 impl GameFlags {
@@ -118,6 +122,7 @@ impl GameFlags {
                 cluster: self.cluster,
                 durability: self.durability.clone(),
                 answer_calls_in_flight: self.answer_calls_in_flight,
+                answer_call_gap: std::time::Duration::from_millis(self.answer_call_gap_ms),
             },
             share_base,
             address_limits: self.address_limits.clone(),

@@ -143,6 +143,7 @@ async fn replicated_stack(
                     answer_wait_timeout_ms: 500,
                 },
                 answer_calls_in_flight: 1,
+                answer_call_gap: std::time::Duration::from_millis(1),
             },
             share_base: "http://test".into(),
             address_limits: AddressLimits {

@@ -357,6 +357,7 @@ async fn stack_full(
                 cluster: redis.is_cluster(),
                 durability: Default::default(),
                 answer_calls_in_flight: 1,
+                answer_call_gap: std::time::Duration::from_millis(1),
             },
             share_base: "http://test".into(),
             address_limits,
