@@ -86,7 +86,9 @@ async function openIn(ctx, name, url) {
       if (typeof f.payload === 'string' && f.payload.includes('"session:ack"')) sock.every = JSON.parse(f.payload).data.pingInterval;
     });
     ws.on('framesent', (f) => {
-      if (typeof f.payload === 'string' && f.payload.startsWith('{"event":"ping"')) sock.pings.push(Date.now());
+      // the page's own send time (the ping's `t`): the test process gets CDP's frame events late and in bursts
+      // on a busy machine, so its receipt times are no measure of the page's timer
+      if (typeof f.payload === 'string' && f.payload.startsWith('{"event":"ping"')) sock.pings.push(JSON.parse(f.payload).data.t);
     });
   });
   page.on('request', (r) => {

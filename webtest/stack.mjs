@@ -143,7 +143,10 @@ export async function startStack(artifacts, opts = {}) {
 
     run('engine', path.join(bin, 'ringside-engine'), ['--redis', redis, '--http', `127.0.0.1:${enginePort}`]);
     const edgeMetricsPort = opts.edgeMetrics ? await freePort() : null;
+    // --app-ping-interval 2s: the pages' pings at session:ack's pingInterval are checked at the end (run.mjs); with
+    // the 20 s default only a socket that outlives 22 s would show one, which a quick run may not have.
     const edgeArgs = ['--listen', `127.0.0.1:${edgePort}`, '--threads', '1', '--redis', redis, '--web-root', path.join(ROOT, 'web'),
+      '--app-ping-interval', '2s',
       ...(control ? ['--api-upstream', control.upstream] : []),
       ...(edgeMetricsPort ? ['--metrics-listen', `127.0.0.1:${edgeMetricsPort}`] : [])];
     let edge = run('edge', path.join(bin, 'ringside-edge'), edgeArgs);
