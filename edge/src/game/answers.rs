@@ -6,15 +6,24 @@
 //! has fewer than `calls_in_flight` calls on their way (`--answer-calls-in-flight`, default 1), a call
 //! starts: it yields once (every answer already queued on the thread in this turn joins), then sends the
 //! whole list — one `answer_submit` for one answer, else `answer_batch` calls of at most
-//! [`ANSWER_BATCH_MAX`] answers, in arrival order. Answers that arrive while the room's call is on its
-//! way wait for the next one, which leaves when the call has returned and at least `call_gap`
-//! (`--answer-call-gap-ms`, default 1 ms) has passed since it left. So an answer in a quiet room leaves at
-//! once, one in a busy room waits at most about a gap (tokio's timer rounds up to whole ms), and a room
-//! costs each edge process at most one call per gap however fast its answers come: Redis pays the
+//! [`ANSWER_BATCH_MAX`] answers, in arrival order (pipelined calls when more are pending). Answers that
+//! arrive while the room's list is on its way wait for the next one, which leaves when the calls have
+//! returned and at least `call_gap` (`--answer-call-gap-ms`, default 1 ms) has passed since they left.
+//! So an answer in a quiet room leaves at once; one in a busy room waits about a gap (tokio's timer
+//! rounds up to whole ms) or the previous call's round trip if that is longer — at most
+//! [`STALLED_CALL`] (250 ms): a list on its way longer than that (a Redis that hangs) no longer holds the
+//! room's next answers back, they start a slot of their own. A room costs each edge process one
+//! list per gap however fast its answers come (one call up to 256 answers): Redis pays the
 //! call's fixed cost (the `FCALL`, the room's fields, the clock, and the read and write of a request on
 //! its socket) once per batch — the burst of a big room is recorded at `answer_batch`'s cost per answer,
 //! not `answer_submit`'s (perf/lua.md). `calls_in_flight` 0: no limit and no gap, every turn's list
 //! leaves at once (pipelined; the behaviour before).
+//!
+//! Order: an answer may wait up to the above while the same edge's other calls for the room (a host's
+//! `next`, the player's own `room:leave`) go at once, so such a call sent within that time after an answer
+//! can reach Redis first (the answer then gets the refusal of the new state) — a race the network's own
+//! jitter makes anyway. The edge's Redis latency metric (`ringside_edge_redis_latency_ms`, which admission
+//! control reads) includes an answer's wait here.
 //!
 //! Each answer gets exactly its own reply (the ack or refusal `answer_submit` would have given it at
 //! that point); durability (`WAIT`, [`super::durable`]) follows per answer after its reply, outside the
@@ -27,7 +36,7 @@ use ringside_lua::{Game, GameError};
 use ringside_protocol::events::AnswerAck;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 type Reply = oneshot::Sender<Result<AnswerAck, GameError>>;
@@ -39,13 +48,21 @@ struct Pending {
     reply: Reply,
 }
 
-/// One room's answers on this Redis thread: those waiting for a call, and the calls on their way.
+/// One room's answers on this Redis thread: those waiting for a call, and the slots sending them.
 #[derive(Default)]
 struct Room {
     pending: Vec<Pending>,
-    /// Calls started (a flush task) and not yet returned.
+    /// Slots held: flush tasks started and not yet ended (each sends one list at a time, as one call,
+    /// or as pipelined calls of at most [`ANSWER_BATCH_MAX`] when more are pending).
     calls: usize,
+    /// Since when a slot's list has been on its way (None: no list on its way).
+    sending_since: Option<Instant>,
 }
+
+/// A room's list on its way longer than this no longer holds up the room's next answers: they start
+/// a slot of their own despite `calls_in_flight`, so a call that hangs (Redis stopped, a partition: up
+/// to the connection's response timeout) costs the answers behind it at most this much more.
+pub const STALLED_CALL: Duration = Duration::from_millis(250);
 
 type Rooms = Arc<Mutex<HashMap<Arc<str>, Room>>>;
 
@@ -98,7 +115,11 @@ impl Batcher {
             });
             // a call that has not yet taken its list will take this answer too
             let waiting = room.pending.len() > 1;
-            let room_for_one = self.calls_in_flight == 0 || room.calls < self.calls_in_flight;
+            let stalled = room
+                .sending_since
+                .is_some_and(|t| t.elapsed() > STALLED_CALL);
+            let room_for_one =
+                self.calls_in_flight == 0 || room.calls < self.calls_in_flight || stalled;
             let start = !waiting && room_for_one;
             if start {
                 room.calls += 1;
@@ -106,7 +127,13 @@ impl Batcher {
             start
         };
         if start {
-            tokio::spawn(self.clone().flush(game, code));
+            // held from here: given back if the task is dropped, even before its first poll
+            let slot = Slot {
+                rooms: self.rooms.clone(),
+                code: code.clone(),
+                held: true,
+            };
+            tokio::spawn(self.clone().flush(game, code, slot));
         }
         match rx.await {
             Ok(r) => r,
@@ -116,13 +143,7 @@ impl Batcher {
 
     /// One call slot of room `code`: once the answers queued in this turn joined, sends the pending
     /// list and, when its calls return, the list that gathered meanwhile, until none is left.
-    async fn flush(self, game: Game, code: Arc<str>) {
-        // gives the slot back if this task is dropped before it ends
-        let mut slot = Slot {
-            rooms: self.rooms.clone(),
-            code: code.clone(),
-            held: true,
-        };
+    async fn flush(self, game: Game, code: Arc<str>, mut slot: Slot) {
         tokio::task::yield_now().await;
         loop {
             let mut list = {
@@ -133,6 +154,7 @@ impl Batcher {
                     slot.give_back(&mut rooms);
                     return;
                 }
+                room.sending_since = Some(Instant::now());
                 std::mem::take(&mut room.pending)
             };
             let started = tokio::time::Instant::now();
@@ -146,6 +168,9 @@ impl Batcher {
             }
             for call in calls {
                 let _ = call.await;
+            }
+            if let Some(room) = lock(&self.rooms).get_mut(&code) {
+                room.sending_since = None;
             }
             if self.calls_in_flight == 0 {
                 // no limit: the answers that came meanwhile started calls of their own

@@ -97,7 +97,8 @@ pub struct GameFlags {
     pub answer_calls_in_flight: usize,
     /// The least time between two calls of one room's answers per process: in a busy room an answer
     /// waits up to about this long, and the room costs Redis at most one call per gap (0: no gap).
-    #[arg(long, env = "RINGSIDE_EDGE_ANSWER_CALL_GAP_MS", default_value_t = 1)]
+    #[arg(long, env = "RINGSIDE_EDGE_ANSWER_CALL_GAP_MS", default_value_t = 1,
+        value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub answer_call_gap_ms: u64,
 }
 
