@@ -150,36 +150,7 @@ async fn a_full_game_over_wss_in_both_subprotocols() {
 async fn simultaneous_answers_of_one_room_are_each_acked_once() {
     const PLAYERS: usize = 40;
     let s = stack(Backend::Standalone).await;
-    let addr = s.edge.local_addr();
-    let mut host = Client::connect(addr, Codec::Json).await;
-    let code = create_room(&mut host).await;
-    let mut players = Vec::new();
-    for i in 0..PLAYERS {
-        let codec = if i % 2 == 0 {
-            Codec::Json
-        } else {
-            Codec::Msgpack
-        };
-        let mut c = Client::connect(addr, codec).await;
-        let ack = join(&mut c, &code, &format!("p{i}")).await;
-        players.push((c, ack));
-    }
-    match host
-        .request(ClientEvent::GameStart(GameRef {
-            game_code: code.clone(),
-        }))
-        .await
-    {
-        ServerEvent::Ok(_) => {}
-        other => panic!("game:start → {other:?}"),
-    }
-    for (c, _) in players.iter_mut() {
-        c.until(|e| match e {
-            ServerEvent::QuestionShow(s) => Some(s.q_index),
-            _ => None,
-        })
-        .await;
-    }
+    let (_host, code, mut players) = room_at_question_0(&s, PLAYERS).await;
     let batched_before = ringside_edge::metrics::ANSWER_BATCH.sum();
     // all but the last player answer at once (the last keeps the question open: no early reveal)
     let answerers = PLAYERS - 1;
@@ -258,31 +229,7 @@ async fn an_answer_behind_a_stalled_call_of_its_room_does_not_wait_for_it() {
 async fn answer_calls_while_redis_is_paused(gaps_ms: &[u64]) -> Vec<String> {
     const PLAYERS: usize = 6;
     let s = stack(Backend::Standalone).await;
-    let addr = s.edge.local_addr();
-    let mut host = Client::connect(addr, Codec::Json).await;
-    let code = create_room(&mut host).await;
-    let mut players = Vec::new();
-    for i in 0..PLAYERS {
-        let mut c = Client::connect(addr, Codec::Json).await;
-        let ack = join(&mut c, &code, &format!("g{i}")).await;
-        players.push((c, ack));
-    }
-    match host
-        .request(ClientEvent::GameStart(GameRef {
-            game_code: code.clone(),
-        }))
-        .await
-    {
-        ServerEvent::Ok(_) => {}
-        other => panic!("game:start → {other:?}"),
-    }
-    for (c, _) in players.iter_mut() {
-        c.until(|e| match e {
-            ServerEvent::QuestionShow(s) => Some(s.q_index),
-            _ => None,
-        })
-        .await;
-    }
+    let (_host, code, mut players) = room_at_question_0(&s, PLAYERS).await;
     // every command Redis runs, from here on
     let url = s._redis.urls()[0].clone();
     let port: u16 = url
@@ -372,4 +319,43 @@ async fn answer_calls_while_redis_is_paused(gaps_ms: &[u64]) -> Vec<String> {
     }
     assert_eq!(answers_seen, answerers, "{calls:#?}");
     calls
+}
+
+/// A room of `players` players (every other one on MessagePack) with its question 0 shown to all: the
+/// host's client, the room code and each player's client with its join ack.
+async fn room_at_question_0(
+    s: &Stack,
+    players: usize,
+) -> (Client, String, Vec<(Client, RoomJoinAck)>) {
+    let addr = s.edge.local_addr();
+    let mut host = Client::connect(addr, Codec::Json).await;
+    let code = create_room(&mut host).await;
+    let mut joined = Vec::new();
+    for i in 0..players {
+        let codec = if i % 2 == 0 {
+            Codec::Json
+        } else {
+            Codec::Msgpack
+        };
+        let mut c = Client::connect(addr, codec).await;
+        let ack = join(&mut c, &code, &format!("p{i}")).await;
+        joined.push((c, ack));
+    }
+    match host
+        .request(ClientEvent::GameStart(GameRef {
+            game_code: code.clone(),
+        }))
+        .await
+    {
+        ServerEvent::Ok(_) => {}
+        other => panic!("game:start → {other:?}"),
+    }
+    for (c, _) in joined.iter_mut() {
+        c.until(|e| match e {
+            ServerEvent::QuestionShow(s) => Some(s.q_index),
+            _ => None,
+        })
+        .await;
+    }
+    (host, code, joined)
 }
