@@ -33,6 +33,10 @@ pub struct Members<T> {
     /// Open addressing with linear probing: `0` an empty slot, else a member's position + 1. Its length
     /// is a power of two (or zero when there is no member), at most 3/4 full.
     slots: Vec<u32>,
+    /// The last full-size chunk that emptied, kept for the next one needed (capacity 0: none): a room
+    /// whose size hovers at a multiple of [`CHUNK`] does not free and allocate a chunk on every
+    /// leave and join across it.
+    spare: Vec<T>,
 }
 
 impl<T> Default for Members<T> {
@@ -41,6 +45,7 @@ impl<T> Default for Members<T> {
             chunks: Vec::new(),
             len: 0,
             slots: Vec::new(),
+            spare: Vec::new(),
         }
     }
 }
@@ -139,7 +144,13 @@ impl<T: Keyed> Members<T> {
                 if self.chunks.capacity() == 0 {
                     self.chunks.reserve_exact(1); // most rooms never need a second chunk
                 }
-                let mut c = Vec::with_capacity(if self.chunks.is_empty() { 4 } else { CHUNK });
+                let mut c = if self.chunks.is_empty() {
+                    Vec::with_capacity(4)
+                } else if self.spare.capacity() == CHUNK {
+                    std::mem::take(&mut self.spare)
+                } else {
+                    Vec::with_capacity(CHUNK)
+                };
                 c.push(member);
                 self.chunks.push(c);
             }
@@ -168,7 +179,10 @@ impl<T: Keyed> Members<T> {
         let tail = self.chunks.last_mut().expect("a member");
         let mut gone = tail.pop().expect("a member");
         if tail.is_empty() {
-            self.chunks.pop();
+            let emptied = self.chunks.pop().expect("a chunk");
+            if !self.chunks.is_empty() && emptied.capacity() == CHUNK {
+                self.spare = emptied;
+            }
         }
         if pos != last {
             std::mem::swap(self.at_mut(pos), &mut gone);
@@ -177,6 +191,7 @@ impl<T: Keyed> Members<T> {
         if self.len == 0 {
             *self = Members::default();
         } else if self.len < self.slots.len() / 8 {
+            self.spare = Vec::new();
             self.reindex(slots_for(self.len));
             if let [first] = &mut self.chunks[..] {
                 if first.len() * 4 < first.capacity() {
@@ -235,7 +250,8 @@ impl<T: Keyed> Members<T> {
 
     /// Bytes this table holds on the heap (the chunks' and the index's capacity), for tests and probes.
     pub fn heap_bytes(&self) -> usize {
-        let chunks: usize = self.chunks.iter().map(Vec::capacity).sum();
+        let chunks: usize =
+            self.chunks.iter().map(Vec::capacity).sum::<usize>() + self.spare.capacity();
         chunks * std::mem::size_of::<T>()
             + self.chunks.capacity() * std::mem::size_of::<Vec<T>>()
             + self.slots.capacity() * std::mem::size_of::<u32>()
@@ -376,6 +392,31 @@ mod tests {
         assert!(t.heap_bytes() * 20 < full, "{} of {full}", t.heap_bytes());
         for n in 4_991..=5_000 {
             assert_eq!(t.get(conn_id(n)).map(|m| m.id), Some(conn_id(n)));
+        }
+    }
+
+    #[test]
+    fn a_room_hovering_at_a_chunk_boundary_keeps_its_emptied_chunk() {
+        let mut t = Members::default();
+        for n in 1..=2 * CHUNK as u64 + 1 {
+            t.insert(m(conn_id(n), 0));
+        }
+        let with_third_chunk = t.heap_bytes();
+        for round in 0..3 {
+            // the third chunk empties (kept as the spare), then fills again from it
+            t.remove(conn_id(2 * CHUNK as u64 + 1));
+            assert_eq!(
+                t.heap_bytes(),
+                with_third_chunk,
+                "round {round}: after the leave"
+            );
+            t.insert(m(conn_id(2 * CHUNK as u64 + 1), round));
+            assert_eq!(
+                t.heap_bytes(),
+                with_third_chunk,
+                "round {round}: after the join"
+            );
+            assert_eq!(t.len(), 2 * CHUNK + 1);
         }
     }
 
