@@ -19,10 +19,8 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use ringside_edge::game::answers::Batcher;
 use ringside_edge::metrics::ANSWER_BATCH;
-use ringside_lua::game::{fcall_cmd, Function};
-use ringside_lua::{ensure_loaded, Game, Quiz, Redis, TimerKind};
+use ringside_lua::{bench, ensure_loaded, Game, Redis, TimerKind};
 use ringside_protocol::events::RoomSettings;
-use ringside_protocol::keys;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,10 +45,6 @@ struct Cli {
     rounds: usize,
 }
 
-fn pid(i: usize) -> String {
-    format!("p{i:07}")
-}
-
 async fn main_thread_cpu(conn: &mut Redis) -> Result<f64> {
     let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
     let field = |name: &str| -> f64 {
@@ -64,10 +58,7 @@ async fn main_thread_cpu(conn: &mut Redis) -> Result<f64> {
 /// A fresh room of `players` players with question 0 open; its code.
 async fn room(game: &Game, conn: &mut Redis, players: usize) -> Result<String> {
     redis::cmd("FLUSHALL").query_async::<()>(conn).await?;
-    let quiz = Quiz::from_json(
-        r#"{"id":"burst","title":"burst","questions":[{"text":"Pick one","options":["a","b","c","d"],"correct":1,"timeLimitMs":300000}]}"#,
-    )?;
-    game.store_quiz(&quiz).await?;
+    game.store_quiz(&bench::quiz("burst")).await?;
     let settings = RoomSettings {
         max_players: Some(1_000_000),
         countdown_ms: Some(0),
@@ -76,41 +67,9 @@ async fn room(game: &Game, conn: &mut Redis, players: usize) -> Result<String> {
     };
     let created = game.create_room("burst", None, &settings, "").await?;
     let code = created.game_code.clone();
-    for chunk in (0..players).collect::<Vec<_>>().chunks(256) {
-        let mut pipe = redis::pipe();
-        for &i in chunk {
-            let (p, s, a, n) = (
-                pid(i),
-                format!("session{i:016}"),
-                format!("secret{i:017}"),
-                format!("n{i}"),
-            );
-            pipe.add_command(fcall_cmd(
-                Function::RoomJoin,
-                &code,
-                &[&p, &s, &a, &n, &n, "0", ""],
-            ));
-        }
-        let replies: Vec<redis::RedisResult<String>> =
-            pipe.ignore_errors().query_async(conn).await?;
-        if let Some(Err(e)) = replies.into_iter().find(|r| r.is_err()) {
-            bail!("join failed: {e}");
-        }
-    }
+    bench::join_players(conn, &code, players).await?;
     game.start(&code, &created.host_token).await?;
-    let entries: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
-        .arg(keys::room_timers(&code))
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1000)
-        .query_async(conn)
-        .await?;
-    let entry = entries
-        .into_iter()
-        .filter_map(|(_, f)| ringside_lua::TimerEntry::from_flat(&f).ok())
-        .find(|t| t.room == code && t.kind == TimerKind::CountdownEnd)
-        .context("countdown_end timer")?;
+    let entry = bench::timer_of(conn, &code, TimerKind::CountdownEnd).await?;
     if !game.fire(&entry).await?.fired {
         bail!("countdown_end did not fire");
     }
@@ -158,7 +117,7 @@ fn edge(
                 let (b, g, c) = (batcher.clone(), game.clone(), code.clone());
                 let answer = if i % 3 == 0 { 0 } else { 1 };
                 calls.push(tokio::spawn(async move {
-                    let r = b.submit(g, c, pid(i), 0, answer).await;
+                    let r = b.submit(g, c, bench::player_id(i), 0, answer).await;
                     (r.is_ok(), sent.elapsed())
                 }));
             }

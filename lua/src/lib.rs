@@ -27,6 +27,7 @@
 //! # let _ = ack; Ok(()) }
 //! ```
 
+pub mod bench;
 pub mod conn;
 pub mod error;
 pub mod game;

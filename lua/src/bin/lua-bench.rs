@@ -22,7 +22,7 @@ use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2Serializer;
 use hdrhistogram::Histogram;
 use ringside_lua::game::{fcall_cmd, Function};
-use ringside_lua::{ensure_loaded, Game, Quiz, Redis, TimerKind};
+use ringside_lua::{bench, ensure_loaded, Game, Redis, TimerKind};
 use ringside_protocol::events::RoomSettings;
 use ringside_protocol::keys;
 use std::path::PathBuf;
@@ -176,17 +176,6 @@ async fn used_memory(conn: &mut Redis) -> Result<u64> {
         .context("used_memory in INFO memory")
 }
 
-fn bench_quiz(id: &str) -> Quiz {
-    Quiz::from_json(&format!(
-        r#"{{"id":"{id}","title":"bench","questions":[{{"text":"Pick one","options":["a","b","c","d"],"correct":1,"timeLimitMs":300000}}]}}"#
-    ))
-    .expect("bench quiz")
-}
-
-fn pid(i: usize) -> String {
-    format!("p{i:07}")
-}
-
 /// Creates a room with `players` players (joined through pipelined room_join) and opens its question.
 async fn room_with_players(
     game: &Game,
@@ -194,7 +183,7 @@ async fn room_with_players(
     players: usize,
 ) -> Result<(String, String)> {
     let quiz_id = format!("bench-{}", ringside_lua::game::random_hex(4));
-    game.store_quiz(&bench_quiz(&quiz_id)).await?;
+    game.store_quiz(&bench::quiz(&quiz_id)).await?;
     let settings = RoomSettings {
         max_players: Some(1_000_000),
         countdown_ms: Some(0),
@@ -205,27 +194,7 @@ async fn room_with_players(
     let code = created.game_code.clone();
     let started = Instant::now();
     let cpu0 = main_thread_cpu(conn).await?;
-    for chunk in (0..players).collect::<Vec<_>>().chunks(256) {
-        let mut pipe = redis::pipe();
-        for &i in chunk {
-            let (p, s, a, n) = (
-                pid(i),
-                format!("session{i:016}"),
-                format!("secret{i:017}"),
-                format!("n{i}"),
-            );
-            pipe.add_command(fcall_cmd(
-                Function::RoomJoin,
-                &code,
-                &[&p, &s, &a, &n, &n, "0", ""],
-            ));
-        }
-        let replies: Vec<redis::RedisResult<String>> =
-            pipe.ignore_errors().query_async(conn).await?;
-        if let Some(Err(e)) = replies.into_iter().find(|r| r.is_err()) {
-            bail!("join failed: {e}");
-        }
-    }
+    bench::join_players(conn, &code, players).await?;
     let join_s = started.elapsed().as_secs_f64();
     let cpu = main_thread_cpu(conn).await? - cpu0;
     println!(
@@ -234,32 +203,12 @@ async fn room_with_players(
         cpu * 1e6 / players as f64
     );
     game.start(&code, &created.host_token).await?;
-    let entry = timers_of(conn, &code, TimerKind::CountdownEnd).await?;
+    let entry = bench::timer_of(conn, &code, TimerKind::CountdownEnd).await?;
     let out = game.fire(&entry).await?;
     if !out.fired {
         bail!("countdown_end did not fire: {out:?}");
     }
     Ok((code, created.host_token))
-}
-
-async fn timers_of(
-    conn: &mut Redis,
-    code: &str,
-    kind: TimerKind,
-) -> Result<ringside_lua::TimerEntry> {
-    let entries: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
-        .arg(keys::room_timers(code))
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1000)
-        .query_async(conn)
-        .await?;
-    entries
-        .into_iter()
-        .filter_map(|(_, f)| ringside_lua::TimerEntry::from_flat(&f).ok())
-        .find(|t| t.room == code && t.kind == kind)
-        .context("timer entry")
 }
 
 async fn drop_room(conn: &mut Redis, code: &str) -> Result<()> {
@@ -324,7 +273,7 @@ async fn submit_batched(
                 for call in group.chunks(b) {
                     let mut args: Vec<String> = Vec::with_capacity(3 * call.len());
                     for &i in call {
-                        args.push(pid(i));
+                        args.push(bench::player_id(i));
                         args.push("0".into());
                         args.push(answer_of(i).into());
                     }
@@ -383,7 +332,7 @@ async fn submit_each(
                         fcall_cmd(
                             Function::AnswerSubmit,
                             &code,
-                            &[pid(i).as_str(), "0", answer_of(i)],
+                            &[bench::player_id(i).as_str(), "0", answer_of(i)],
                         )
                     })
                     .collect();
@@ -588,7 +537,7 @@ async fn reveal(redis: Redis, sizes: &[usize], rec: &mut Recorder) -> Result<()>
             .query_async(&mut conn)
             .await?;
         if scoring.is_some() {
-            let entry = timers_of(&mut conn, &code, TimerKind::Score).await?;
+            let entry = bench::timer_of(&mut conn, &code, TimerKind::Score).await?;
             reset_stats(&mut conn).await?;
             let cpu0 = main_thread_cpu(&mut conn).await?;
             let mut h = hist();
@@ -618,7 +567,7 @@ async fn reveal(redis: Redis, sizes: &[usize], rec: &mut Recorder) -> Result<()>
             rec.add(&format!("score-{n}"), &h, wall);
         }
         let to_leaderboard = t.elapsed();
-        let ids: Vec<String> = (0..=n).map(pid).collect();
+        let ids: Vec<String> = (0..=n).map(bench::player_id).collect();
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         let mut got = 0;
         for chunk in refs.chunks(ringside_lua::game::RESULTS_MAX) {
