@@ -55,15 +55,7 @@ async fn full_game_on(s: Stack) {
                 .await;
             assert_eq!(show.q_index, q);
             let answer = (i as u32) % show.answers.len() as u32;
-            let hash = answer_hash(&ack.answer_secret, &code, &ack.player_id, q, answer);
-            let ev = ClientEvent::AnswerSubmit(AnswerSubmit {
-                game_code: code.clone(),
-                q_index: q,
-                answer_idx: answer,
-                client_time: 0.0,
-                answer_hash: hash,
-            });
-            match c.request(ev).await {
+            match c.request(answer_submit(&code, ack, q, answer)).await {
                 ServerEvent::AnswerAck(a) => assert!(a.received && a.q_index == q),
                 other => panic!("answer → {other:?}"),
             }
@@ -158,17 +150,7 @@ async fn simultaneous_answers_of_one_room_are_each_acked_once() {
         let mut rids = Vec::new();
         for (i, (c, ack)) in players.iter_mut().take(answerers).enumerate() {
             let answer = (i as u32 + round) % 4;
-            let hash = answer_hash(&ack.answer_secret, &code, &ack.player_id, 0, answer);
-            rids.push(
-                c.send(ClientEvent::AnswerSubmit(AnswerSubmit {
-                    game_code: code.clone(),
-                    q_index: 0,
-                    answer_idx: answer,
-                    client_time: 0.0,
-                    answer_hash: hash,
-                }))
-                .await,
-            );
+            rids.push(c.send(answer_submit(&code, ack, 0, answer)).await);
         }
         for ((c, _), rid) in players.iter_mut().zip(rids) {
             match (round, c.reply(rid).await.event) {
@@ -261,17 +243,7 @@ async fn answer_calls_while_redis_is_paused(gaps_ms: &[u64]) -> Vec<String> {
     let mut rids = Vec::new();
     for (i, (c, ack)) in players.iter_mut().take(answerers).enumerate() {
         let answer = i as u32 % 4;
-        let hash = answer_hash(&ack.answer_secret, &code, &ack.player_id, 0, answer);
-        rids.push(
-            c.send(ClientEvent::AnswerSubmit(AnswerSubmit {
-                game_code: code.clone(),
-                q_index: 0,
-                answer_idx: answer,
-                client_time: 0.0,
-                answer_hash: hash,
-            }))
-            .await,
-        );
+        rids.push(c.send(answer_submit(&code, ack, 0, answer)).await);
         // the first answer's call leaves (and waits in the paused Redis); the others arrive apart
         if let Some(gap) = gaps_ms.get(i) {
             tokio::time::sleep(Duration::from_millis(*gap)).await;

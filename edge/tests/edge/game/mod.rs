@@ -422,6 +422,18 @@ async fn join(c: &mut Client, code: &str, name: &str) -> RoomJoinAck {
     }
 }
 
+/// Player `ack`'s `game:answer:submit` of option `answer` to question `q` of room `code`, with its
+/// answer hash.
+fn answer_submit(code: &str, ack: &RoomJoinAck, q: u32, answer: u32) -> ClientEvent {
+    ClientEvent::AnswerSubmit(AnswerSubmit {
+        game_code: code.to_string(),
+        q_index: q,
+        answer_idx: answer,
+        client_time: 0.0,
+        answer_hash: answer_hash(&ack.answer_secret, code, &ack.player_id, q, answer),
+    })
+}
+
 fn assert_consecutive(seqs: &[u64], from: u64, who: &str) {
     for (i, s) in seqs.iter().enumerate() {
         assert_eq!(
