@@ -126,7 +126,8 @@ pub fn peer_fields(payload: &[u8]) -> Option<(u64, u32)> {
     Some((t, q as u32))
 }
 
-fn num_after(hay: &[u8], key: &[u8]) -> Option<u64> {
+/// The whole number right after the first `key` in `hay` (e.g. `"qIndex":`).
+pub fn num_after(hay: &[u8], key: &[u8]) -> Option<u64> {
     let i = hay.windows(key.len()).position(|w| w == key)? + key.len();
     let mut v = 0u64;
     let mut any = false;
@@ -178,6 +179,17 @@ mod tests {
         assert_eq!(peer_fields(b.as_bytes()), Some((1_700_000_000_123_456, 7)));
         let w = format!("42[\"m\",{}]", peer_body("game:leaderboard", 5, 1, 300, 8));
         assert_eq!(w.len(), 300);
+    }
+
+    #[test]
+    fn ringside_frames_scan_to_the_fields_a_json_tree_gives() {
+        let show = br#"{"event":"game:question:show","data":{"qIndex":3,"text":"Q","options":["a","b"],"showAt":1700000001000,"endsAt":1700000003000,"timeLimitMs":2000},"ts":1700000000500}"#;
+        assert_eq!(num_after(show, br#""qIndex":"#), Some(3));
+        assert_eq!(num_after(show, br#""showAt":"#), Some(1_700_000_001_000));
+        assert_eq!(num_after(show, br#""endsAt":"#), Some(1_700_000_003_000));
+        // a player named `"qIndex":9` appears escaped and is not read as the field
+        let board = br#"{"event":"game:leaderboard","data":{"rankings":[{"name":"\"qIndex\":9","score":1}],"qIndex":4}}"#;
+        assert_eq!(num_after(board, br#""qIndex":"#), Some(4));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use ringside_peers::{client_frame, kind_of, now_us, parse_frame, peer_fields, KINDS};
+use ringside_peers::{client_frame, kind_of, now_us, num_after, parse_frame, peer_fields, KINDS};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -229,21 +229,19 @@ async fn player(
         let at = now_us();
         let (mut kind, mut q, mut lat) = (9u8, 0u16, 0i64);
         if a.mode == "ringside" {
-            if let Ok(v) = serde_json::from_slice::<Value>(&p) {
-                let d = &v["data"];
-                let qi = d["qIndex"].as_u64().unwrap_or(0) as u16;
-                match event_name(&v) {
-                    "game:question:show" => {
-                        let show_at = d["showAt"].as_i64().unwrap_or(0);
-                        ends_at.insert(qi, d["endsAt"].as_i64().unwrap_or(0));
-                        (kind, q, lat) = (0, qi, at as i64 - (show_at - a.lead_ms as i64) * 1000);
-                    }
-                    e @ ("game:question:reveal" | "game:leaderboard" | "game:answer:result") => {
-                        let base = ends_at.get(&qi).copied().unwrap_or(0) + a.grace_ms as i64;
-                        (kind, q, lat) = (kind_of(e).unwrap_or(9), qi, at as i64 - base * 1000);
-                    }
-                    _ => {}
-                }
+            // Scanned like a peers' frame (no JSON tree per frame): the client's own work per frame
+            // must not differ between the servers it compares (perf/vs-peers.md).
+            kind = peer_kind(&p);
+            if kind < 4 {
+                q = num_after(&p, b"\"qIndex\":").unwrap_or(0) as u16;
+                lat = if kind == 0 {
+                    let show_at = num_after(&p, b"\"showAt\":").unwrap_or(0) as i64;
+                    ends_at.insert(q, num_after(&p, b"\"endsAt\":").unwrap_or(0) as i64);
+                    at as i64 - (show_at - a.lead_ms as i64) * 1000
+                } else {
+                    let base = ends_at.get(&q).copied().unwrap_or(0) + a.grace_ms as i64;
+                    at as i64 - base * 1000
+                };
             }
         } else {
             let body: &[u8] = if a.mode == "sio" {
