@@ -1,11 +1,11 @@
 //! The few OS calls that need `unsafe`, kept in one place with a `SAFETY:` note on each block:
-//! non-blocking socket I/O on a monoio-owned fd, RLIMIT_NOFILE, and signal masks for
-//! SIGTERM/SIGINT handling by a dedicated thread.
+//! non-blocking socket I/O on a monoio-owned fd, RLIMIT_NOFILE, signal masks for
+//! SIGTERM/SIGINT handling by a dedicated thread, and a wall-clock `timerfd`.
 #![allow(unsafe_code)]
 
 use std::io::{self, IoSlice, Read};
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use socket2::SockRef;
 
@@ -82,6 +82,45 @@ impl io::Write for RawSock<'_> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// A one-shot `timerfd` that turns readable when the wall clock (`CLOCK_REALTIME`, the clock of
+/// `showAt`) reaches `at_ms` (epoch ms; at once if that has passed). Waiting on it ends within the
+/// kernel's timer slack of the instant, where monoio's timer wheel rounds a deadline up to its next
+/// 1 ms tick.
+pub fn wall_clock_timer(at_ms: u64) -> io::Result<OwnedFd> {
+    // SAFETY: no pointers are passed; a non-negative return is a new fd that only we own.
+    let fd = unsafe {
+        libc::timerfd_create(libc::CLOCK_REALTIME, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC)
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let spec = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: (at_ms / 1000) as libc::time_t,
+            tv_nsec: ((at_ms % 1000) * 1_000_000) as libc::c_long,
+        },
+    };
+    // SAFETY: `fd` is a timerfd we own; `spec` outlives the call; the old value is not asked for.
+    let r = unsafe {
+        libc::timerfd_settime(
+            fd.as_raw_fd(),
+            libc::TFD_TIMER_ABSTIME,
+            &spec,
+            std::ptr::null_mut(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
 }
 
 /// RLIMIT_NOFILE before and after raising the soft limit to the hard limit.

@@ -349,7 +349,7 @@ impl Rooms {
             let this = self.clone();
             let (code, seq) = (frame.code.clone(), frame.seq);
             monoio::spawn(async move {
-                monoio::time::sleep(seal::until(at)).await;
+                seal::sleep_until_key_time(at).await;
                 this.send_key(&code, seq);
             });
         }
