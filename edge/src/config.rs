@@ -40,6 +40,7 @@
 //! | `--answer-wait-timeout-ms` | `RINGSIDE_ANSWER_WAIT_TIMEOUT_MS` | 500: longer without a replica's confirmation → `unavailable` |
 //! | `--answer-calls-in-flight` | `RINGSIDE_EDGE_ANSWER_CALLS_IN_FLIGHT` | 1 list of one room's answers on its way to Redis at a time per process (one call, or pipelined calls of 256); answers arriving meanwhile leave together in the next (`answer_batch`), unless the list has been on its way > 250 ms; 0: no limit (every turn's answers leave at once) |
 //! | `--answer-call-gap-ms` | `RINGSIDE_EDGE_ANSWER_CALL_GAP_MS` | 1 (0–1000): the least time between two calls of one room's answers per process (a busy room's answers wait a gap, 1–2 ms, or the previous call's round trip if longer, and leave together; 0: no gap) |
+//! | `--leaderboard-hold-ms` | `RINGSIDE_EDGE_LEADERBOARD_HOLD_MS` | 50 (0–1000): how long a player's `game:leaderboard` waits in its send queue for the player's `game:answer:result`, so that both leave in one write (a slower or failed results fetch releases it; 0: the leaderboard at once, the result on its own) |
 //! | `--fanout-wake-chunk` | `RINGSIDE_EDGE_FANOUT_WAKE_CHUNK` | 256 sockets' writers woken at a time by a fan-out, the event loop reaping readiness and Redis replies between chunks (0: all at once) |
 //! | `--share-base` | `RINGSIDE_EDGE_SHARE_BASE` | `http(s)://<listen>` |
 //!

@@ -91,6 +91,17 @@ pub(crate) struct ConnShared {
     pub(crate) worker: Rc<Worker>,
 }
 
+/// When a queued frame's writer is woken.
+#[derive(Clone, Copy)]
+enum Wake {
+    /// At once ([`ConnHandle::send`]).
+    Now,
+    /// In its turn among the thread's fan-out writers, if the queue was empty ([`ConnHandle::send_fanout`]).
+    Deferred,
+    /// Not now ([`ConnHandle::send_held`]).
+    Held,
+}
+
 /// Why [`ConnHandle::send`] refused a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
@@ -170,7 +181,7 @@ impl ConnHandle {
     /// Queues an encoded server frame. Past the hard limit the socket is closed with 4008 and
     /// counted in `slow_consumer_closes_total`.
     pub fn send(&self, frame: Bytes, class: FrameClass) -> Result<(), SendError> {
-        self.push(frame, class, false)
+        self.push(frame, class, Wake::Now)
     }
 
     /// [`send`](Self::send) for a fan-out: the socket's writer is woken in its turn among this
@@ -179,10 +190,31 @@ impl ConnHandle {
     /// replies. A later [`send`](Self::send) to the same socket wakes it at once (its frames go out
     /// in queue order either way).
     pub fn send_fanout(&self, frame: Bytes, class: FrameClass) -> Result<(), SendError> {
-        self.push(frame, class, true)
+        self.push(frame, class, Wake::Deferred)
     }
 
-    fn push(&self, frame: Bytes, class: FrameClass, deferred: bool) -> Result<(), SendError> {
+    /// Queues a frame without waking the socket's writer, so that it leaves in one write with the
+    /// frame that follows it (a player's leaderboard with the player's own result). It goes out with
+    /// the next frame sent with [`send`](Self::send) (which wakes at once) or at [`release`](Self::release);
+    /// the caller must make sure one of them comes, soon.
+    pub fn send_held(&self, frame: Bytes, class: FrameClass) -> Result<(), SendError> {
+        self.push(frame, class, Wake::Held)
+    }
+
+    /// Wakes the socket's writer in its turn among this thread's fan-out writers (as
+    /// [`send_fanout`](Self::send_fanout) does): what [`send_held`](Self::send_held) queued leaves.
+    pub fn release(&self) {
+        let s = &*self.0;
+        if s.queue.borrow().is_empty() {
+            return;
+        }
+        if let Some(w) = s.waker.take() {
+            crate::worker::defer_wake(w.clone());
+            s.waker.set(Some(w));
+        }
+    }
+
+    fn push(&self, frame: Bytes, class: FrameClass, wake: Wake) -> Result<(), SendError> {
         let s = &*self.0;
         if s.stage.get() != Stage::Open {
             return Err(SendError::Closed);
@@ -215,16 +247,18 @@ impl ConnHandle {
             }
         }
         drop(q);
-        if !deferred {
-            // Also when frames were queued before: their writer may wait for a deferred wake.
-            self.wake();
-        } else if was_empty {
-            // The waker stays in place, so a later direct send still wakes the task at once.
-            let w = s.waker.take();
-            if let Some(w) = w {
-                crate::worker::defer_wake(w.clone());
-                s.waker.set(Some(w));
+        match wake {
+            // Also when frames were queued before: their writer may wait for a deferred (or no) wake.
+            Wake::Now => self.wake(),
+            Wake::Deferred if was_empty => {
+                // The waker stays in place, so a later direct send still wakes the task at once.
+                let w = s.waker.take();
+                if let Some(w) = w {
+                    crate::worker::defer_wake(w.clone());
+                    s.waker.set(Some(w));
+                }
             }
+            Wake::Deferred | Wake::Held => {}
         }
         Ok(())
     }

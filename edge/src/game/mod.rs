@@ -59,7 +59,13 @@ pub struct GameConfig {
     pub share_base: String,
     /// Joins and failed room-code lookups per source address.
     pub address_limits: AddressLimits,
+    /// How long a player's `game:leaderboard` may wait in its send queue for the player's own
+    /// `game:answer:result`, so that both leave in one write (`--leaderboard-hold-ms`; zero: at once).
+    pub leaderboard_hold: std::time::Duration,
 }
+
+/// `--leaderboard-hold-ms`'s default.
+pub const DEFAULT_LEADERBOARD_HOLD: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The game layer's command-line flags, flattened into the edge's [`Cli`](crate::cli::Cli).
 #[derive(Debug, Clone, clap::Args)]
@@ -100,6 +106,13 @@ pub struct GameFlags {
     #[arg(long, env = "RINGSIDE_EDGE_ANSWER_CALL_GAP_MS", default_value_t = 1,
         value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub answer_call_gap_ms: u64,
+    /// How long a player's leaderboard may wait for the player's own result, so that both leave in
+    /// one write instead of two (a results fetch that takes longer, or fails, releases it). 0: the
+    /// leaderboard goes out at once, the result after it on its own.
+    #[arg(long, env = "RINGSIDE_EDGE_LEADERBOARD_HOLD_MS",
+        default_value_t = DEFAULT_LEADERBOARD_HOLD.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub leaderboard_hold_ms: u64,
 }
 
 impl GameFlags {
@@ -127,6 +140,7 @@ impl GameFlags {
             },
             share_base,
             address_limits: self.address_limits.clone(),
+            leaderboard_hold: std::time::Duration::from_millis(self.leaderboard_hold_ms),
         }
     }
 }
@@ -141,6 +155,7 @@ pub struct GameFactory {
     inboxes: Mutex<Vec<Option<mpsc::UnboundedReceiver<WorkerMsg>>>>,
     share_base: String,
     addresses: Option<Arc<AddressLimiter>>,
+    leaderboard_hold: std::time::Duration,
 }
 
 impl GameFactory {
@@ -154,6 +169,7 @@ impl GameFactory {
             inboxes: Mutex::new(rxs.into_iter().map(Some).collect()),
             share_base: cfg.share_base,
             addresses: AddressLimiter::new(cfg.address_limits).map(Arc::new),
+            leaderboard_hold: cfg.leaderboard_hold,
         })
     }
 }
@@ -171,6 +187,7 @@ impl SessionFactory for GameFactory {
             self.hub.clone(),
             self.share_base.clone(),
             self.addresses.clone(),
+            self.leaderboard_hold,
         ));
         ROOMS.with(|r| *r.borrow_mut() = Some(rooms.clone()));
         if let Some(mut inbox) = inbox {

@@ -99,6 +99,8 @@ pub struct Rooms {
     rooms: RefCell<HashMap<Arc<str>, LocalRoom>>,
     /// This worker's measured time per frame of a fan-out (the keys' lead).
     pub rate: FanoutRate,
+    /// How long a player's leaderboard may wait for the player's result (`--leaderboard-hold-ms`).
+    leaderboard_hold: std::time::Duration,
 }
 
 /// Encodes a server event for one socket (replies and personal events; room events use [`RoomFrame`]).
@@ -160,6 +162,7 @@ impl Rooms {
         hub: HubHandle,
         share_base: String,
         addresses: Option<Arc<AddressLimiter>>,
+        leaderboard_hold: std::time::Duration,
     ) -> Rooms {
         Rooms {
             worker,
@@ -168,6 +171,7 @@ impl Rooms {
             addresses,
             rooms: RefCell::new(HashMap::new()),
             rate: FanoutRate::default(),
+            leaderboard_hold,
         }
     }
 
@@ -266,6 +270,7 @@ impl Rooms {
     fn on_event(self: &Rc<Self>, frame: Arc<RoomFrame>) {
         let mut behind = Vec::new();
         let mut players = Vec::new();
+        let mut waiting = Vec::new();
         let started = std::time::Instant::now();
         let mut sent = 0usize;
         let mut key_at = None;
@@ -298,6 +303,8 @@ impl Rooms {
             let sealing = seal::enabled();
             // personal results follow the leaderboard: it is published once the question is scored
             let reveal = matches!(frame.event, ServerEvent::Leaderboard(_));
+            // a player's leaderboard waits for the player's result: one write for both
+            let hold = reveal && !self.leaderboard_hold.is_zero();
             let kicked = match &frame.event {
                 ServerEvent::PlayerLeft(l) if l.reason == LeaveReason::Kick => {
                     Some(l.player_id.as_str())
@@ -318,7 +325,11 @@ impl Rooms {
                     Some(_) => continue,
                     None => frame.frame(m.codec),
                 };
-                let _ = m.conn.send_fanout(bytes.clone(), frame.class);
+                let _ = if hold && m.player.is_some() {
+                    m.conn.send_held(bytes.clone(), frame.class)
+                } else {
+                    m.conn.send_fanout(bytes.clone(), frame.class)
+                };
                 sent += 1;
                 m.last_seq = frame.seq;
                 if let (Some(k), Some(p)) = (kicked, &m.player) {
@@ -337,6 +348,9 @@ impl Rooms {
                 if reveal {
                     if let Some(p) = &m.player {
                         players.push((m.conn.id(), p.clone()));
+                        if hold {
+                            waiting.push(Some(m.conn.clone()));
+                        }
                     }
                 }
             }
@@ -355,7 +369,7 @@ impl Rooms {
         }
         if let ServerEvent::Leaderboard(l) = &frame.event {
             if !players.is_empty() {
-                self.deliver_results(frame.code.clone(), l.q_index, players);
+                self.deliver_results(frame.code.clone(), l.q_index, players, waiting);
             }
         }
     }
@@ -500,41 +514,56 @@ impl Rooms {
     ) {
         let Some(p) = player else { return };
         for q in boards {
-            self.deliver_results(code.clone(), q, vec![(conn_id, p.clone())]);
+            self.deliver_results(code.clone(), q, vec![(conn_id, p.clone())], Vec::new());
         }
     }
 
-    /// Fetches each local player's own result of question `q` (batched FCALLs) and sends it to them alone.
-    fn deliver_results(self: &Rc<Self>, code: Arc<str>, q: u32, players: Vec<(u64, Rc<str>)>) {
+    /// Fetches each local player's own result of question `q` (batched FCALLs) and sends it to them
+    /// alone. `waiting[i]`: `players[i]`'s socket, its leaderboard held back for the result (live
+    /// leaderboards; empty for a replay's): the result's send takes both out in one write, and a
+    /// player with no result, a failed fetch or one slower than `--leaderboard-hold-ms` releases it alone.
+    fn deliver_results(
+        self: &Rc<Self>,
+        code: Arc<str>,
+        q: u32,
+        players: Vec<(u64, Rc<str>)>,
+        waiting: Vec<Option<ConnHandle>>,
+    ) {
         let this = self.clone();
+        let hold_until = std::time::Instant::now() + self.leaderboard_hold;
         monoio::spawn(async move {
+            let mut waiting = HeldBoards::new(waiting);
+            let mut base = 0;
             for chunk in players.chunks(ringside_lua::game::RESULTS_MAX) {
                 let ids: Vec<String> = chunk.iter().map(|(_, p)| p.to_string()).collect();
                 let c = code.clone();
-                let res = this
-                    .hub
-                    .call(move |game, _| async move {
-                        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-                        game.results(&c, q, &refs).await
-                    })
-                    .await;
-                let results = match res {
-                    Ok(Ok(r)) => r,
+                let call = this.hub.call(move |game, _| async move {
+                    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                    game.results(&c, q, &refs).await
+                });
+                let res = waiting.bounded(call, hold_until).await;
+                match res {
+                    Ok(Ok(results)) => {
+                        let rooms = this.rooms.borrow();
+                        let Some(room) = rooms.get(&code) else { return };
+                        for (k, ((conn_id, _), result)) in chunk.iter().zip(results).enumerate() {
+                            let (Some(result), Some(m)) = (result, room.members.get(*conn_id))
+                            else {
+                                continue;
+                            };
+                            let env = Envelope::new(ServerEvent::AnswerResult(result));
+                            // wakes the writer at once: the held leaderboard leaves with it
+                            let _ = m.conn.send(encode(m.codec, &env), FrameClass::Reliable);
+                            waiting.sent(base + k);
+                        }
+                    }
                     Ok(Err(e)) => {
                         tracing::warn!(room = %code, q, error = %e, "cannot fetch personal results");
-                        continue;
                     }
                     Err(_) => return,
-                };
-                let rooms = this.rooms.borrow();
-                let Some(room) = rooms.get(&code) else { return };
-                for ((conn_id, _), result) in chunk.iter().zip(results) {
-                    let (Some(result), Some(m)) = (result, room.members.get(*conn_id)) else {
-                        continue;
-                    };
-                    let env = Envelope::new(ServerEvent::AnswerResult(result));
-                    let _ = m.conn.send(encode(m.codec, &env), FrameClass::Reliable);
                 }
+                base += chunk.len();
+                waiting.release_to(base);
             }
         });
     }
@@ -717,6 +746,65 @@ impl Rooms {
             .get(code)
             .and_then(|r| r.members.get(conn_id))
             .map(f)
+    }
+}
+
+/// The sockets whose leaderboard waits in their queue for their result ([`Rooms::deliver_results`]),
+/// in the order of the players' results. Every one is released — its writer woken — once its result is
+/// sent or cannot come, when the hold ends, or when this is dropped (the fetch ended early), so none
+/// keeps its leaderboard past `--leaderboard-hold-ms` plus a results call.
+struct HeldBoards {
+    conns: Vec<Option<ConnHandle>>,
+    /// `conns[..released]` are released.
+    released: usize,
+}
+
+impl HeldBoards {
+    fn new(conns: Vec<Option<ConnHandle>>) -> Self {
+        HeldBoards { conns, released: 0 }
+    }
+
+    /// Player `i`'s result went out with a wake: nothing left to release.
+    fn sent(&mut self, i: usize) {
+        if let Some(c) = self.conns.get_mut(i) {
+            *c = None;
+        }
+    }
+
+    /// Releases the players before `end`.
+    fn release_to(&mut self, end: usize) {
+        let end = end.min(self.conns.len());
+        for c in self.conns[self.released.min(end)..end].iter_mut() {
+            if let Some(c) = c.take() {
+                c.release();
+            }
+        }
+        self.released = self.released.max(end);
+    }
+
+    /// `call`'s output; past `until` every held leaderboard is released first (their results
+    /// follow on their own).
+    async fn bounded<F: std::future::Future>(
+        &mut self,
+        call: F,
+        until: std::time::Instant,
+    ) -> F::Output {
+        if self.released >= self.conns.len() {
+            return call.await;
+        }
+        let mut call = std::pin::pin!(call);
+        monoio::select! {
+            out = &mut call => return out,
+            _ = monoio::time::sleep_until(until.into()) => {}
+        }
+        self.release_to(self.conns.len());
+        call.await
+    }
+}
+
+impl Drop for HeldBoards {
+    fn drop(&mut self) {
+        self.release_to(self.conns.len());
     }
 }
 

@@ -151,6 +151,7 @@ async fn replicated_stack(
                 join_burst: 1_000_000,
                 ..AddressLimits::default()
             },
+            leaderboard_hold: ringside_edge::game::DEFAULT_LEADERBOARD_HOLD,
         },
         cfg.threads,
     )

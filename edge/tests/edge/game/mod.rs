@@ -308,6 +308,24 @@ async fn stack_full(
     address_limits: AddressLimits,
     tweak: impl FnOnce(&mut Config),
 ) -> Stack {
+    stack_game(
+        backend,
+        tls,
+        address_limits,
+        ringside_edge::game::DEFAULT_LEADERBOARD_HOLD,
+        tweak,
+    )
+    .await
+}
+
+/// [`stack_full`] with the given `--leaderboard-hold-ms`.
+async fn stack_game(
+    backend: Backend,
+    tls: bool,
+    address_limits: AddressLimits,
+    leaderboard_hold: Duration,
+    tweak: impl FnOnce(&mut Config),
+) -> Stack {
     let redis = TestRedis::start(backend).expect("redis starts");
     let urls = redis.urls();
     let mut conn = Redis::connect(&urls, redis.is_cluster()).await.unwrap();
@@ -361,6 +379,7 @@ async fn stack_full(
             },
             share_base: "http://test".into(),
             address_limits,
+            leaderboard_hold,
         },
         cfg.threads,
     )

@@ -166,3 +166,134 @@ async fn every_player_gets_every_result_with_no_reveal_pause_in_a_room_of_2000()
         assert_eq!(results, want[&id], "results of {id}");
     }
 }
+
+/// Sends `game:leaderboard` of question `q` into room `code` as Redis would (`emit`).
+async fn emit_leaderboard(s: &mut Stack, code: &str, q: u32) -> u64 {
+    let data = format!(r#"{{"qIndex":{q},"rankings":[],"totalPlayers":2}}"#);
+    emit(&mut s.conn, code, "game:leaderboard", &data).await
+}
+
+/// The edge's counts of frames written and of the writes that carried them.
+fn frames_and_writes(s: &Stack) -> (u64, u64) {
+    let m = s.edge.metrics();
+    (
+        m.frames_out_total
+            .load(std::sync::atomic::Ordering::Relaxed),
+        m.writes_total.load(std::sync::atomic::Ordering::Relaxed),
+    )
+}
+
+/// A player's leaderboard waits in its send queue for the player's own result, and both leave in one
+/// write; a leaderboard whose result cannot come (its question is not scored: `results` refuses)
+/// leaves without it. The hold is 60 s here, longer than a client waits for a frame (30 s), so only
+/// the result or the refusal can have released it — nothing here depends on how fast the machine is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_players_leaderboard_leaves_with_their_result_in_one_write() {
+    let mut s = stack_game(
+        Backend::Standalone,
+        false,
+        AddressLimits::off(),
+        Duration::from_secs(60),
+        |_| {},
+    )
+    .await;
+    let addr = s.edge.local_addr();
+    let mut host = Client::connect(addr, Codec::Json).await;
+    let code = match host
+        .request(ClientEvent::RoomCreate(RoomCreate {
+            quiz_id: "edge-test".into(),
+            host_name: None,
+            settings: RoomSettings {
+                countdown_ms: Some(0),
+                // nothing else happens in the room while the test counts writes
+                reveal_pause_ms: Some(600_000),
+                ..Default::default()
+            },
+        }))
+        .await
+    {
+        ServerEvent::RoomCreated(c) => c.game_code,
+        other => panic!("room:create → {other:?}"),
+    };
+    let mut players = Vec::new();
+    for (i, codec) in [Codec::Json, Codec::Msgpack].into_iter().enumerate() {
+        let mut c = Client::connect(addr, codec).await;
+        let ack = join(&mut c, &code, &format!("p{i}")).await;
+        players.push((c, ack));
+    }
+    match host
+        .request(ClientEvent::GameStart(GameRef {
+            game_code: code.clone(),
+        }))
+        .await
+    {
+        ServerEvent::Ok(_) => {}
+        other => panic!("game:start → {other:?}"),
+    }
+    // Question 0, answered by both (the reveal comes at once), its leaderboard and each result.
+    let mut first = Vec::new();
+    for (i, (c, ack)) in players.iter_mut().enumerate() {
+        c.until(|e| matches!(e, ServerEvent::QuestionShow(_)).then_some(()))
+            .await;
+        c.send(answer_submit(&code, ack, 0, i as u32)).await;
+    }
+    for (c, _) in players.iter_mut() {
+        let r = c
+            .until(|e| match e {
+                ServerEvent::AnswerResult(r) => Some(r.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(r.q_index, 0);
+        first.push(r);
+    }
+    host.until(|e| matches!(e, ServerEvent::Leaderboard(_)).then_some(()))
+        .await;
+
+    // The leaderboard of question 0 again: the edge fetches each player's result and sends it with it.
+    let (frames0, writes0) = frames_and_writes(&s);
+    emit_leaderboard(&mut s, &code, 0).await;
+    for ((c, _), before) in players.iter_mut().zip(&first) {
+        let q = c
+            .until(|e| match e {
+                ServerEvent::Leaderboard(l) => Some(l.q_index),
+                _ => None,
+            })
+            .await;
+        assert_eq!(q, 0);
+        match c.next().await.event {
+            ServerEvent::AnswerResult(r) => assert_eq!(&r, before, "the same result again"),
+            other => panic!("expected the player's result, got {other:?}"),
+        }
+    }
+    host.until(|e| matches!(e, ServerEvent::Leaderboard(_)).then_some(()))
+        .await;
+    // 5 frames: the host's leaderboard, and each player's leaderboard and result. Both counters move in
+    // the same flush, after its write: wait until the frames are counted (bounded), then read the writes.
+    let mut counted = frames_and_writes(&s);
+    for _ in 0..500 {
+        if counted.0 - frames0 >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        counted = frames_and_writes(&s);
+    }
+    assert_eq!(counted.0 - frames0, 5, "frames written");
+    assert_eq!(
+        counted.1 - writes0,
+        3,
+        "writes: one for the host, one per player for their leaderboard and result together"
+    );
+
+    // Question 2 is not scored: `results` refuses, and the held leaderboards leave alone.
+    emit_leaderboard(&mut s, &code, 2).await;
+    for (c, _) in players.iter_mut() {
+        let q = c
+            .until(|e| match e {
+                ServerEvent::Leaderboard(l) => Some(l.q_index),
+                _ => None,
+            })
+            .await;
+        assert_eq!(q, 2);
+    }
+}
