@@ -35,15 +35,7 @@ async fn full_game_on(s: Stack) {
         ServerEvent::Error(e) => assert_eq!(e.code, ErrorCode::NotHost),
         other => panic!("player game:start → {other:?}"),
     }
-    match host
-        .request(ClientEvent::GameStart(GameRef {
-            game_code: code.clone(),
-        }))
-        .await
-    {
-        ServerEvent::Ok(_) => {}
-        other => panic!("game:start → {other:?}"),
-    }
+    start_game(&mut host, &code).await;
 
     for q in 0..3u32 {
         for (i, (c, ack)) in players.iter_mut().enumerate() {
@@ -313,15 +305,7 @@ async fn room_at_question_0(
         let ack = join(&mut c, &code, &format!("p{i}")).await;
         joined.push((c, ack));
     }
-    match host
-        .request(ClientEvent::GameStart(GameRef {
-            game_code: code.clone(),
-        }))
-        .await
-    {
-        ServerEvent::Ok(_) => {}
-        other => panic!("game:start → {other:?}"),
-    }
+    start_game(&mut host, &code).await;
     for (c, _) in joined.iter_mut() {
         c.until(|e| match e {
             ServerEvent::QuestionShow(s) => Some(s.q_index),

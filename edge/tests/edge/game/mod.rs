@@ -414,16 +414,34 @@ fn settings() -> RoomSettings {
 }
 
 async fn create_room(host: &mut Client) -> String {
+    create_room_with(host, settings()).await
+}
+
+/// A room of the test quiz with these settings; its code.
+async fn create_room_with(host: &mut Client, settings: RoomSettings) -> String {
     match host
         .request(ClientEvent::RoomCreate(RoomCreate {
             quiz_id: "edge-test".into(),
             host_name: None,
-            settings: settings(),
+            settings,
         }))
         .await
     {
         ServerEvent::RoomCreated(c) => c.game_code,
         other => panic!("room:create → {other:?}"),
+    }
+}
+
+/// The host's `game:start` of room `code`, acknowledged.
+async fn start_game(host: &mut Client, code: &str) {
+    match host
+        .request(ClientEvent::GameStart(GameRef {
+            game_code: code.to_string(),
+        }))
+        .await
+    {
+        ServerEvent::Ok(_) => {}
+        other => panic!("game:start → {other:?}"),
     }
 }
 

@@ -103,21 +103,15 @@ async fn every_player_gets_every_result_with_no_reveal_pause_in_a_room_of_2000()
     let mut s = stack_full(Backend::Standalone, false, AddressLimits::off(), |_| {}).await;
     let addr = s.edge.local_addr();
     let mut host = Client::connect(addr, Codec::Json).await;
-    let code = match host
-        .request(ClientEvent::RoomCreate(RoomCreate {
-            quiz_id: "edge-test".into(),
-            host_name: None,
-            settings: RoomSettings {
-                countdown_ms: Some(0),
-                reveal_pause_ms: Some(0),
-                ..Default::default()
-            },
-        }))
-        .await
-    {
-        ServerEvent::RoomCreated(c) => c.game_code,
-        other => panic!("room:create → {other:?}"),
-    };
+    let code = create_room_with(
+        &mut host,
+        RoomSettings {
+            countdown_ms: Some(0),
+            reveal_pause_ms: Some(0),
+            ..Default::default()
+        },
+    )
+    .await;
 
     let (joined_tx, mut joined) = tokio::sync::mpsc::channel(PLAYERS);
     let mut players = tokio::task::JoinSet::new();
@@ -144,15 +138,7 @@ async fn every_player_gets_every_result_with_no_reveal_pause_in_a_room_of_2000()
             panic!("{n} of {PLAYERS} players joined");
         }
     }
-    match host
-        .request(ClientEvent::GameStart(GameRef {
-            game_code: code.clone(),
-        }))
-        .await
-    {
-        ServerEvent::Ok(_) => {}
-        other => panic!("game:start → {other:?}"),
-    }
+    start_game(&mut host, &code).await;
 
     let mut got = HashMap::new();
     while let Some(r) = players.join_next().await {
@@ -199,37 +185,23 @@ async fn a_players_leaderboard_leaves_with_their_result_in_one_write() {
     .await;
     let addr = s.edge.local_addr();
     let mut host = Client::connect(addr, Codec::Json).await;
-    let code = match host
-        .request(ClientEvent::RoomCreate(RoomCreate {
-            quiz_id: "edge-test".into(),
-            host_name: None,
-            settings: RoomSettings {
-                countdown_ms: Some(0),
-                // nothing else happens in the room while the test counts writes
-                reveal_pause_ms: Some(600_000),
-                ..Default::default()
-            },
-        }))
-        .await
-    {
-        ServerEvent::RoomCreated(c) => c.game_code,
-        other => panic!("room:create → {other:?}"),
-    };
+    let code = create_room_with(
+        &mut host,
+        RoomSettings {
+            countdown_ms: Some(0),
+            // nothing else happens in the room while the test counts writes
+            reveal_pause_ms: Some(600_000),
+            ..Default::default()
+        },
+    )
+    .await;
     let mut players = Vec::new();
     for (i, codec) in [Codec::Json, Codec::Msgpack].into_iter().enumerate() {
         let mut c = Client::connect(addr, codec).await;
         let ack = join(&mut c, &code, &format!("p{i}")).await;
         players.push((c, ack));
     }
-    match host
-        .request(ClientEvent::GameStart(GameRef {
-            game_code: code.clone(),
-        }))
-        .await
-    {
-        ServerEvent::Ok(_) => {}
-        other => panic!("game:start → {other:?}"),
-    }
+    start_game(&mut host, &code).await;
     // Question 0, answered by both (the reveal comes at once), its leaderboard and each result.
     let mut first = Vec::new();
     for (i, (c, ack)) in players.iter_mut().enumerate() {
