@@ -325,12 +325,13 @@ impl Rooms {
                     Some(_) => continue,
                     None => frame.frame(m.codec),
                 };
-                let _ = if hold && m.player.is_some() {
-                    m.conn.send_held(bytes.clone(), frame.class)
+                if hold && m.player.is_some() {
+                    // written with the player's result, later: not part of this fan-out's timing
+                    let _ = m.conn.send_held(bytes.clone(), frame.class);
                 } else {
-                    m.conn.send_fanout(bytes.clone(), frame.class)
-                };
-                sent += 1;
+                    let _ = m.conn.send_fanout(bytes.clone(), frame.class);
+                    sent += 1;
+                }
                 m.last_seq = frame.seq;
                 if let (Some(k), Some(p)) = (kicked, &m.player) {
                     if **p == *k {
