@@ -86,6 +86,10 @@ pub(crate) struct ConnShared {
     /// The last write found the kernel send buffer full (the client is not keeping up): only
     /// then do newer droppable frames supersede queued ones.
     pub(crate) backed_up: Cell<bool>,
+    /// A frame was queued with [`ConnHandle::send_held`] and no wake has been asked for since: a
+    /// fan-out's frame queued behind it must ask for one (the queue is not empty, yet no wake is
+    /// pending). May stay set after the writer flushed for another reason (costs one spare wake).
+    pub(crate) held: Cell<bool>,
     /// Index in the worker's registry.
     pub(crate) slot: Cell<u32>,
     pub(crate) worker: Rc<Worker>,
@@ -148,6 +152,7 @@ impl ConnHandle {
             last_rx: Cell::new(now),
             last_ping: Cell::new(now),
             backed_up: Cell::new(false),
+            held: Cell::new(false),
             slot: Cell::new(u32::MAX),
             worker,
         }))
@@ -195,8 +200,9 @@ impl ConnHandle {
 
     /// Queues a frame without waking the socket's writer, so that it leaves in one write with the
     /// frame that follows it (a player's leaderboard with the player's own result). It goes out with
-    /// the next frame sent with [`send`](Self::send) (which wakes at once) or at [`release`](Self::release);
-    /// the caller must make sure one of them comes, soon.
+    /// the next frame sent with [`send`](Self::send) (which wakes at once) or
+    /// [`send_fanout`](Self::send_fanout) (in its turn), or at [`release`](Self::release); the caller
+    /// must make sure one of them comes, soon.
     pub fn send_held(&self, frame: Bytes, class: FrameClass) -> Result<(), SendError> {
         self.push(frame, class, Wake::Held)
     }
@@ -205,6 +211,7 @@ impl ConnHandle {
     /// [`send_fanout`](Self::send_fanout) does): what [`send_held`](Self::send_held) queued leaves.
     pub fn release(&self) {
         let s = &*self.0;
+        s.held.set(false);
         if s.queue.borrow().is_empty() {
             return;
         }
@@ -250,7 +257,8 @@ impl ConnHandle {
         match wake {
             // Also when frames were queued before: their writer may wait for a deferred (or no) wake.
             Wake::Now => self.wake(),
-            Wake::Deferred if was_empty => {
+            Wake::Deferred if was_empty || s.held.get() => {
+                s.held.set(false);
                 // The waker stays in place, so a later direct send still wakes the task at once.
                 let w = s.waker.take();
                 if let Some(w) = w {
@@ -258,7 +266,8 @@ impl ConnHandle {
                     s.waker.set(Some(w));
                 }
             }
-            Wake::Deferred | Wake::Held => {}
+            Wake::Deferred => {}
+            Wake::Held => s.held.set(true),
         }
         Ok(())
     }
@@ -357,6 +366,7 @@ impl ConnHandle {
     }
 
     pub(crate) fn wake(&self) {
+        self.0.held.set(false);
         if let Some(w) = self.0.waker.take() {
             w.wake();
         }

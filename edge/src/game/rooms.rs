@@ -753,7 +753,7 @@ impl Rooms {
 /// The sockets whose leaderboard waits in their queue for their result ([`Rooms::deliver_results`]),
 /// in the order of the players' results. Every one is released — its writer woken — once its result is
 /// sent or cannot come, when the hold ends, or when this is dropped (the fetch ended early), so none
-/// keeps its leaderboard past `--leaderboard-hold-ms` plus a results call.
+/// keeps its leaderboard past `--leaderboard-hold-ms`.
 struct HeldBoards {
     conns: Vec<Option<ConnHandle>>,
     /// `conns[..released]` are released.
