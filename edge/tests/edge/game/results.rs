@@ -223,7 +223,18 @@ async fn a_players_leaderboard_leaves_with_their_result_in_one_write() {
         .await;
 
     // The leaderboard of question 0 again: the edge fetches each player's result and sends it with it.
-    let (frames0, writes0) = frames_and_writes(&s);
+    // The counters move just after each write: a write the clients have already read may not be
+    // counted yet. Wait until they stand still for 200 ms (bounded) before taking the baseline.
+    let mut base = frames_and_writes(&s);
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = frames_and_writes(&s);
+        if now == base {
+            break;
+        }
+        base = now;
+    }
+    let (frames0, writes0) = base;
     emit_leaderboard(&mut s, &code, 0).await;
     for ((c, _), before) in players.iter_mut().zip(&first) {
         let q = c
