@@ -116,15 +116,7 @@ async fn past_a_threshold_new_upgrades_and_joins_are_refused_and_members_keep_pl
     };
     // Upgraded before the overload, no session yet.
     let mut newcomer = connect_admitted(addr, Codec::Json).await;
-    match host
-        .request(ClientEvent::GameStart(GameRef {
-            game_code: code.clone(),
-        }))
-        .await
-    {
-        ServerEvent::Ok(_) => {}
-        other => panic!("game:start → {other:?}"),
-    }
+    start_game(&mut host, &code).await;
     let show = p
         .until(|e| match e {
             ServerEvent::QuestionShow(s) => Some(s.clone()),
@@ -311,15 +303,7 @@ async fn an_answer_resent_after_a_reconnect_gets_its_ack_or_already_answered() {
     let ack = join(&mut p, &code, "flaky").await;
     let mut other = Client::connect(addr, Codec::Json).await;
     let other_ack = join(&mut other, &code, "other").await;
-    match host
-        .request(ClientEvent::GameStart(GameRef {
-            game_code: code.clone(),
-        }))
-        .await
-    {
-        ServerEvent::Ok(_) => {}
-        other => panic!("game:start → {other:?}"),
-    }
+    start_game(&mut host, &code).await;
     let show = p
         .until(|e| match e {
             ServerEvent::QuestionShow(s) => Some(s.clone()),

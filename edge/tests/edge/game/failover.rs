@@ -185,16 +185,7 @@ async fn primary_killed_mid_question_loses_no_acked_answer_and_the_game_finishes
     for chunk in (0..PLAYERS).collect::<Vec<_>>().chunks(50) {
         let joins = chunk.iter().map(|&i| {
             let code = code.clone();
-            async move {
-                let codec = if i % 2 == 0 {
-                    Codec::Json
-                } else {
-                    Codec::Msgpack
-                };
-                let mut c = Client::connect(addr, codec).await;
-                let ack = join(&mut c, &code, &format!("p{i}")).await;
-                (c, ack)
-            }
+            async move { seat(addr, &code, i).await }
         });
         seated.extend(futures_util::future::join_all(joins).await);
     }
@@ -220,15 +211,7 @@ async fn primary_killed_mid_question_loses_no_acked_answer_and_the_game_finishes
         }));
     }
 
-    match host
-        .request(ClientEvent::GameStart(GameRef {
-            game_code: code.clone(),
-        }))
-        .await
-    {
-        ServerEvent::Ok(_) => {}
-        other => panic!("game:start → {other:?}"),
-    }
+    start_game(&mut host, &code).await;
     let show = show_of(&mut host, 0).await;
     // Answers start 300 ms after showAt (every socket has the show by then or soon after).
     let go = show.show_at.unwrap_or_else(now_ms) + 300;
@@ -579,15 +562,7 @@ async fn answer_ack_cost() {
                 (sent, out.at.unwrap())
             }));
         }
-        match host
-            .request(ClientEvent::GameStart(GameRef {
-                game_code: code.clone(),
-            }))
-            .await
-        {
-            ServerEvent::Ok(_) => {}
-            other => panic!("game:start → {other:?}"),
-        }
+        start_game(&mut host, &code).await;
         show_of(&mut host, 0).await;
         let (stats0, cpu0) = (info_of(node, "commandstats"), info_of(node, "cpu"));
         let hub0 = thread_cpu_secs("ringside-redis");

@@ -296,14 +296,7 @@ async fn room_at_question_0(
     let code = create_room(&mut host).await;
     let mut joined = Vec::new();
     for i in 0..players {
-        let codec = if i % 2 == 0 {
-            Codec::Json
-        } else {
-            Codec::Msgpack
-        };
-        let mut c = Client::connect(addr, codec).await;
-        let ack = join(&mut c, &code, &format!("p{i}")).await;
-        joined.push((c, ack));
+        joined.push(seat(addr, &code, i).await);
     }
     start_game(&mut host, &code).await;
     for (c, _) in joined.iter_mut() {

@@ -432,6 +432,18 @@ async fn create_room_with(host: &mut Client, settings: RoomSettings) -> String {
     }
 }
 
+/// Player `i` (`p{i}`) joined to room `code` over a new socket: JSON for even `i`, MessagePack for odd.
+async fn seat(addr: std::net::SocketAddr, code: &str, i: usize) -> (Client, RoomJoinAck) {
+    let codec = if i.is_multiple_of(2) {
+        Codec::Json
+    } else {
+        Codec::Msgpack
+    };
+    let mut c = Client::connect(addr, codec).await;
+    let ack = join(&mut c, code, &format!("p{i}")).await;
+    (c, ack)
+}
+
 /// The host's `game:start` of room `code`, acknowledged.
 async fn start_game(host: &mut Client, code: &str) {
     match host

@@ -338,14 +338,7 @@ async fn players_of_a_killed_edge_process_reconnect_and_miss_nothing() {
     let code = create_room(&mut host).await;
     let mut players = Vec::new();
     for i in 0..16 {
-        let codec = if i % 2 == 0 {
-            Codec::Json
-        } else {
-            Codec::Msgpack
-        };
-        let mut c = Client::connect(addr, codec).await;
-        let ack = join(&mut c, &code, &format!("p{i}")).await;
-        players.push((c, ack));
+        players.push(seat(addr, &code, i).await);
     }
     host.request(ClientEvent::GameStart(GameRef {
         game_code: code.clone(),

@@ -195,12 +195,7 @@ async fn a_players_leaderboard_leaves_with_their_result_in_one_write() {
         },
     )
     .await;
-    let mut players = Vec::new();
-    for (i, codec) in [Codec::Json, Codec::Msgpack].into_iter().enumerate() {
-        let mut c = Client::connect(addr, codec).await;
-        let ack = join(&mut c, &code, &format!("p{i}")).await;
-        players.push((c, ack));
-    }
+    let mut players = [seat(addr, &code, 0).await, seat(addr, &code, 1).await];
     start_game(&mut host, &code).await;
     // Question 0, answered by both (the reveal comes at once), its leaderboard and each result.
     let mut first = Vec::new();
