@@ -25,9 +25,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Lateness samples of the lag timer kept per worker; the gauge is their minimum.
+/// Lateness samples of the loop clock ([`crate::worker::Worker::run_loop_clock`]) kept per worker,
+/// one per [`LAG_TICK`]; the gauge is their minimum.
 pub const LAG_SAMPLES: usize = 3;
-/// Period of the lag timer.
+/// How often the loop clock samples the admission gauge (and its period while the loop keeps time).
 pub const LAG_TICK: Duration = Duration::from_millis(100);
 /// A latency average older than this (no call completed since) reads as 0.
 pub const LATENCY_FRESH_MS: u64 = 2000;
@@ -346,7 +347,7 @@ pub struct LocalLoad {
 }
 
 impl LocalLoad {
-    /// The lag timer fired `late_ms` late.
+    /// The loop clock fired `late_ms` late.
     pub fn lag_sample(&self, late_ms: u64) {
         let mut s = self.lag.get();
         let i = self.next.get() % LAG_SAMPLES;

@@ -94,9 +94,10 @@ impl Registry {
         }
     }
 
-    /// The once-a-second sweep: pings, idle timeouts, stuck closes, freeing the buffers of drained
-    /// send queues, and the thread's queued bytes for admission control.
-    fn sweep(&self, worker: &Worker) {
+    /// The once-a-second sweep (run by the worker's loop clock, [`Worker::run_loop_clock`]): pings,
+    /// idle timeouts, stuck closes, freeing the buffers of drained send queues, and the thread's
+    /// queued bytes for admission control.
+    pub(crate) fn sweep(&self, worker: &Worker) {
         worker.tick();
         let now = worker.now();
         let cfg = &worker.shared.config;
@@ -145,14 +146,6 @@ impl Registry {
             self.peak_open.set(open);
         } else {
             self.peak_open.set(peak);
-        }
-    }
-
-    /// The sweep task; runs until the worker stops.
-    pub async fn run_sweeper(&self, worker: &Worker) {
-        loop {
-            monoio::time::sleep(Duration::from_secs(1)).await;
-            self.sweep(worker);
         }
     }
 

@@ -271,9 +271,12 @@ async fn worker_loop(
     tracing::info!(worker = index, driver, "worker started");
     let _ = ready.send(Ok(driver));
     let sweeper = thread.clone();
-    monoio::spawn(async move { sweeper.registry.run_sweeper(&sweeper.worker).await });
-    monoio::spawn(thread.worker.clone().run_lag_timer());
-    monoio::spawn(thread.worker.clone().run_loop_clock());
+    monoio::spawn(
+        thread
+            .worker
+            .clone()
+            .run_loop_clock(move || sweeper.registry.sweep(&sweeper.worker)),
+    );
     monoio::spawn(crate::worker::run_deferred_wakes(
         shared.config.fanout_wake_chunk,
     ));

@@ -6,6 +6,7 @@
 use std::io::{self, IoSlice, Read};
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::Duration;
 
 use socket2::SockRef;
 
@@ -89,38 +90,65 @@ impl io::Write for RawSock<'_> {
 /// kernel's timer slack of the instant, where monoio's timer wheel rounds a deadline up to its next
 /// 1 ms tick.
 pub fn wall_clock_timer(at_ms: u64) -> io::Result<OwnedFd> {
-    // SAFETY: no pointers are passed; a non-negative return is a new fd that only we own.
-    let fd = unsafe {
-        libc::timerfd_create(libc::CLOCK_REALTIME, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC)
+    let fd = timerfd(libc::CLOCK_REALTIME)?;
+    let at = Duration::from_millis(at_ms);
+    arm_timerfd(&fd, at, libc::TFD_TIMER_ABSTIME)?;
+    Ok(fd)
+}
+
+/// A disarmed `CLOCK_MONOTONIC` `timerfd` for [`arm_monotonic_timer`]: a periodic task that waits on
+/// it wakes its thread once per period. monoio's timer wheel wakes it twice for a sleep of 64 ms or
+/// more (once to move the timer down a level of the wheel, once when it is due).
+pub fn monotonic_timer() -> io::Result<OwnedFd> {
+    timerfd(libc::CLOCK_MONOTONIC)
+}
+
+/// Arms a [`monotonic_timer`] to turn readable `after` from now (once), and clears a past expiry, so
+/// the next wait is for this one.
+pub fn arm_monotonic_timer(fd: &impl AsRawFd, after: Duration) -> io::Result<()> {
+    let mut expiries = 0u64;
+    // SAFETY: reads at most 8 bytes into a u64 we own; the fd is a nonblocking timerfd (EAGAIN when
+    // it has not expired, which is fine: nothing to clear).
+    unsafe {
+        libc::read(
+            fd.as_raw_fd(),
+            (&mut expiries as *mut u64).cast(),
+            std::mem::size_of::<u64>(),
+        )
     };
+    // a zero it_value would disarm it
+    arm_timerfd(fd, after.max(Duration::from_nanos(1)), 0)
+}
+
+fn timerfd(clock: libc::clockid_t) -> io::Result<OwnedFd> {
+    // SAFETY: no pointers are passed; a non-negative return is a new fd that only we own.
+    let fd = unsafe { libc::timerfd_create(clock, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `fd` was just created and is owned by nothing else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// One expiry at `value` (absolute with `TFD_TIMER_ABSTIME`, else from now), no interval.
+fn arm_timerfd(fd: &impl AsRawFd, value: Duration, flags: libc::c_int) -> io::Result<()> {
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     let spec = libc::itimerspec {
-        it_interval: libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        },
+        it_interval: zero,
         it_value: libc::timespec {
-            tv_sec: (at_ms / 1000) as libc::time_t,
-            tv_nsec: ((at_ms % 1000) * 1_000_000) as libc::c_long,
+            tv_sec: value.as_secs() as libc::time_t,
+            tv_nsec: value.subsec_nanos() as libc::c_long,
         },
     };
     // SAFETY: `fd` is a timerfd we own; `spec` outlives the call; the old value is not asked for.
-    let r = unsafe {
-        libc::timerfd_settime(
-            fd.as_raw_fd(),
-            libc::TFD_TIMER_ABSTIME,
-            &spec,
-            std::ptr::null_mut(),
-        )
-    };
+    let r = unsafe { libc::timerfd_settime(fd.as_raw_fd(), flags, &spec, std::ptr::null_mut()) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(fd)
+    Ok(())
 }
 
 /// RLIMIT_NOFILE before and after raising the soft limit to the hard limit.
