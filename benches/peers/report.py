@@ -33,6 +33,11 @@ def figures(r):
         "p50": r["question_ms"]["p50"], "p99": r["question_ms"]["p99"],
         "ttl": r["time_to_last_ms"]["median"] or 0, "ttl_max": r["time_to_last_ms"]["max"] or 0,
         "frames": r["frames"], "joined": r["joined"], "players": r["players"],
+        # the servers' CPU per second with no socket open, and the run's CPU less that (runs since
+        # the client's --idle-ms; None before)
+        "idle": r.get("server_idle_ms_per_s"), "main_idle": procs[main].get("idle_ms_per_s"),
+        "less_idle": r.get("server_cpu_s_per_1m_frames_less_idle"),
+        "main_less_idle": procs[main].get("cpu_s_per_1m_frames_less_idle"),
     }
 
 
@@ -46,7 +51,8 @@ def table(d):
         return f"(no results in {d})"
     fl = figures(runs["floor"]) if "floor" in runs else None
     rows = ["| server | joined | frames | KB/socket | server CPU-s per 1M frames (user) | CPU-s per question | "
-            "question p50 / p99 ms | time-to-last median / max ms |", "|---|---|---|---|---|---|---|---|"]
+            "question p50 / p99 ms | time-to-last median / max ms | idle ms/s; CPU-s per 1M frames less idle |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for n in ORDER:
         if n not in runs:
             continue
@@ -59,10 +65,15 @@ def table(d):
         cpu = f"{f['cpu']:.2f}{r('cpu')} ({f['user']:.2f} user)"
         if n == "ringside":
             cpu += f"; edge alone {f['main_cpu']:.2f}"
+        idle = "–"
+        if f["idle"] is not None:
+            idle = f"{f['idle']:.2f}; {f['less_idle']:.2f}"
+            if n == "ringside" and f["main_idle"] is not None:
+                idle += f" (edge {f['main_idle']:.2f}; {f['main_less_idle']:.2f})"
         rows.append(
             f"| {LABEL[n]} | {f['joined']}/{f['players']} | {f['frames']} | {kb} | {cpu} | "
             f"{f['cpu_q']:.3f}{r('cpu_q')} | {f['p50']:.1f} / {f['p99']:.1f}{r('p99')} | "
-            f"{f['ttl']:.1f} / {f['ttl_max']:.1f}{r('ttl')} |")
+            f"{f['ttl']:.1f} / {f['ttl_max']:.1f}{r('ttl')} | {idle} |")
     return "\n".join(rows)
 
 

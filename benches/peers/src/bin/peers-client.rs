@@ -60,6 +60,10 @@ struct Args {
     /// After every socket has the last leaderboard, wait this long before the CPU is read again.
     #[arg(long, default_value_t = 1000)]
     settle_ms: u64,
+    /// Before connecting, read the servers' CPU over this long with no socket open: their fixed
+    /// cost per second (timers, leases), reported apart (`idle_ms_per_s`). 0: not measured.
+    #[arg(long, default_value_t = 5000)]
+    idle_ms: u64,
     #[arg(long, default_value_t = 420)]
     timeout_s: u64,
     #[arg(long)]
@@ -227,7 +231,8 @@ async fn player(
         };
         let Ok(Some(p)) = msg else { break };
         let at = now_us();
-        let (mut kind, mut q, mut lat) = (9u8, 0u16, 0i64);
+        let (mut q, mut lat) = (0u16, 0i64);
+        let kind;
         if a.mode == "ringside" {
             // Scanned like a peers' frame (no JSON tree per frame): the client's own work per frame
             // must not differ between the servers it compares (perf/vs-peers.md).
@@ -359,6 +364,27 @@ fn proc_sample(pid: &str) -> (f64, f64, u64) {
     (ut, st, rss)
 }
 
+/// CPU time of every thread of `pid` so far, in ns (`/proc/<pid>/task/*/schedstat`: ns, where
+/// `stat`'s utime and stime count 10 ms ticks, too coarse for an idle second).
+fn sched_ns(pid: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Per watched name: CPU ns of its pids, summed ([`sched_ns`]).
+fn sched_sample(watch: &[(String, Vec<String>)]) -> BTreeMap<String, u64> {
+    watch
+        .iter()
+        .map(|(name, pids)| (name.clone(), pids.iter().map(|p| sched_ns(p)).sum()))
+        .collect()
+}
+
 /// Per watched name: (utime, stime, RSS) summed over its pids.
 fn sample(watch: &[(String, Vec<String>)]) -> BTreeMap<String, (f64, f64, u64)> {
     let mut m = BTreeMap::new();
@@ -399,6 +425,17 @@ async fn main() -> Result<()> {
         })
         .collect();
     let ips = source_ips(&a.source_ips)?;
+    // The servers' fixed cost: CPU per second with no socket open.
+    let mut idle_ms_per_s: BTreeMap<String, f64> = BTreeMap::new();
+    if a.idle_ms > 0 {
+        let i0 = sched_sample(&watch);
+        tokio::time::sleep(Duration::from_millis(a.idle_ms)).await;
+        let i1 = sched_sample(&watch);
+        for (name, ns) in i1 {
+            let d = ns.saturating_sub(i0.get(&name).copied().unwrap_or(0));
+            idle_ms_per_s.insert(name, d as f64 / 1e6 / (a.idle_ms as f64 / 1e3));
+        }
+    }
     let before = sample(&watch);
 
     // Ringside: the host creates the room.
@@ -528,6 +565,8 @@ async fn main() -> Result<()> {
         |m: &BTreeMap<u32, u64>| m.iter().max_by_key(|x| x.1).map(|x| *x.0).unwrap_or(0);
     let mut procs = serde_json::Map::new();
     let (mut cpu_total, mut cpu_user) = (0.0, 0.0);
+    let window_s = (t_end - t_start) as f64 / 1e6;
+    let idle_total: f64 = idle_ms_per_s.values().sum();
     for (name, (u1, s1, r1)) in &end {
         let (u0, s0, r0) = after_connect[name];
         let rb = before.get(name).map(|x| x.2).unwrap_or(0);
@@ -541,7 +580,11 @@ async fn main() -> Result<()> {
             json!({"user_s": (du * 100.0).round() / 100.0, "sys_s": (ds * 100.0).round() / 100.0,
                    "rss_before_kib": rb, "rss_connected_kib": r0, "rss_end_kib": r1,
                    "kib_per_socket": ((r0 as f64 - rb as f64) / joined.max(1) as f64 * 100.0).round() / 100.0,
-                   "cpu_s_per_1m_frames": ((du + ds) / (frames.max(1) as f64 / 1e6) * 1000.0).round() / 1000.0}),
+                   "cpu_s_per_1m_frames": ((du + ds) / (frames.max(1) as f64 / 1e6) * 1000.0).round() / 1000.0,
+                   "idle_ms_per_s": idle_ms_per_s.get(name).map(|x| (x * 1000.0).round() / 1000.0),
+                   "cpu_s_per_1m_frames_less_idle": idle_ms_per_s.get(name).map(|i| {
+                       ((du + ds - i / 1e3 * window_s) / (frames.max(1) as f64 / 1e6) * 1000.0).round() / 1000.0
+                   })}),
         );
     }
     let h = &hist[0];
@@ -558,7 +601,7 @@ async fn main() -> Result<()> {
     let out = json!({
         "mode": a.mode, "players": a.players, "joined": joined, "failed": sh.failed.load(Relaxed), "join_retries": sh.retries.load(Relaxed),
         "done": sh.done.load(Relaxed), "questions": a.questions, "connect_s": connect_s,
-        "window_s": (t_end - t_start) as f64 / 1e6, "last_leaderboard_s": (t_last - t_start) as f64 / 1e6,
+        "window_s": window_s, "last_leaderboard_s": (t_last - t_start) as f64 / 1e6,
         "frames": frames, "kinds": kinds, "negative_latencies": negative,
         "question_ms": {"p50": ms(h.value_at_quantile(0.5)), "p99": ms(h.value_at_quantile(0.99)),
                         "max": ms(h.max()), "count": h.len()},
@@ -568,6 +611,10 @@ async fn main() -> Result<()> {
         "server_cpu_s": (cpu_total * 100.0).round() / 100.0, "server_user_s": (cpu_user * 100.0).round() / 100.0,
         "server_cpu_s_per_1m_frames": (cpu_total / (frames.max(1) as f64 / 1e6) * 1000.0).round() / 1000.0,
         "server_cpu_s_per_question": (cpu_total / a.questions.max(1) as f64 * 1000.0).round() / 1000.0,
+        "server_idle_ms_per_s": (a.idle_ms > 0).then(|| (idle_total * 1000.0).round() / 1000.0),
+        "server_cpu_s_per_1m_frames_less_idle": (a.idle_ms > 0).then(|| {
+            ((cpu_total - idle_total / 1e3 * window_s) / (frames.max(1) as f64 / 1e6) * 1000.0).round() / 1000.0
+        }),
         "procs": procs,
         "utc_start": t_start / 1_000_000,
     });
