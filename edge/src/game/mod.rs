@@ -60,7 +60,8 @@ pub struct GameConfig {
     /// Joins and failed room-code lookups per source address.
     pub address_limits: AddressLimits,
     /// How long a player's `game:leaderboard` may wait in its send queue for the player's own
-    /// `game:answer:result`, so that both leave in one write (`--leaderboard-hold-ms`; zero: at once).
+    /// `game:answer:result`, so that both leave in one write (`--leaderboard-hold-ms`; zero: at once);
+    /// the player's reveal waits for the leaderboard too in rooms scored in a few calls.
     pub leaderboard_hold: std::time::Duration,
 }
 
@@ -108,7 +109,8 @@ pub struct GameFlags {
     pub answer_call_gap_ms: u64,
     /// How long a player's leaderboard may wait for the player's own result, so that both leave in
     /// one write instead of two (a results fetch that takes longer, or fails, releases it). 0: the
-    /// leaderboard goes out at once, the result after it on its own.
+    /// leaderboard goes out at once, the result after it on its own. In a room whose last leaderboard
+    /// came within half of this after its reveal, the player's reveal waits too, for the leaderboard.
     #[arg(long, env = "RINGSIDE_EDGE_LEADERBOARD_HOLD_MS",
         default_value_t = DEFAULT_LEADERBOARD_HOLD.as_millis() as u64,
         value_parser = clap::value_parser!(u64).range(0..=1000))]

@@ -55,6 +55,13 @@ struct LocalRoom {
     members: Members<Member>,
     /// The last question this worker sealed (or held back) ahead of its `showAt`.
     seal: Option<QuestionSeal>,
+    /// The last reveal received and not yet followed by its leaderboard: `(qIndex, when)`.
+    reveal: Option<(u32, std::time::Instant)>,
+    /// How long the room's last leaderboard came after its reveal, here: a players' reveal waits for
+    /// its leaderboard (and their result) only when that was within half of `--leaderboard-hold-ms`.
+    board_gap: Option<std::time::Duration>,
+    /// The question of the last leaderboard received.
+    last_board: Option<u32>,
 }
 
 /// The last `game:question:show` among a catch-up's events: `(seq, showAt)`.
@@ -271,6 +278,7 @@ impl Rooms {
         let mut behind = Vec::new();
         let mut players = Vec::new();
         let mut waiting = Vec::new();
+        let mut held_reveals = Vec::new();
         let started = std::time::Instant::now();
         let mut sent = 0usize;
         let mut key_at = None;
@@ -303,8 +311,30 @@ impl Rooms {
             let sealing = seal::enabled();
             // personal results follow the leaderboard: it is published once the question is scored
             let reveal = matches!(frame.event, ServerEvent::Leaderboard(_));
-            // a player's leaderboard waits for the player's result: one write for both
-            let hold = reveal && !self.leaderboard_hold.is_zero();
+            let holding = !self.leaderboard_hold.is_zero();
+            let now = std::time::Instant::now();
+            // a player's leaderboard waits for the player's result: one write for both; the reveal
+            // before it waits too when the room's leaderboards follow their reveals closely (a
+            // room scored in one or a few calls), so all three leave in one write
+            let hold = match &frame.event {
+                ServerEvent::Leaderboard(l) => {
+                    room.last_board = Some(l.q_index);
+                    if let Some((q, at)) = room.reveal.take() {
+                        if q == l.q_index {
+                            room.board_gap = Some(now.saturating_duration_since(at));
+                        }
+                    }
+                    holding
+                }
+                ServerEvent::QuestionReveal(r) => {
+                    room.reveal = Some((r.q_index, now));
+                    holding
+                        && room
+                            .board_gap
+                            .is_some_and(|g| g <= self.leaderboard_hold / 2)
+                }
+                _ => false,
+            };
             let kicked = match &frame.event {
                 ServerEvent::PlayerLeft(l) if l.reason == LeaveReason::Kick => {
                     Some(l.player_id.as_str())
@@ -328,6 +358,9 @@ impl Rooms {
                 if hold && m.player.is_some() {
                     // written with the player's result, later: not part of this fan-out's timing
                     let _ = m.conn.send_held(bytes.clone(), frame.class);
+                    if !reveal {
+                        held_reveals.push(m.conn.clone());
+                    }
                 } else {
                     let _ = m.conn.send_fanout(bytes.clone(), frame.class);
                     sent += 1;
@@ -373,6 +406,33 @@ impl Rooms {
                 self.deliver_results(frame.code.clone(), l.q_index, players, waiting);
             }
         }
+        if let ServerEvent::QuestionReveal(r) = &frame.event {
+            if !held_reveals.is_empty() {
+                self.release_reveals(frame.code.clone(), r.q_index, held_reveals);
+            }
+        }
+    }
+
+    /// The players' reveal of question `q`, held for its leaderboard: if that has not come within
+    /// `--leaderboard-hold-ms`, they leave alone. Once it has, the leaderboard's hold releases them
+    /// with it ([`Rooms::deliver_results`]), and the sockets it skipped (catching up, gone) are woken
+    /// by whatever they are sent next.
+    fn release_reveals(self: &Rc<Self>, code: Arc<str>, q: u32, conns: Vec<ConnHandle>) {
+        let this = self.clone();
+        let hold = self.leaderboard_hold;
+        monoio::spawn(async move {
+            monoio::time::sleep(hold).await;
+            let boarded = this
+                .rooms
+                .borrow()
+                .get(&code)
+                .is_some_and(|r| r.last_board == Some(q));
+            if !boarded {
+                for c in conns {
+                    c.release();
+                }
+            }
+        });
     }
 
     /// Records how long a fan-out of `sent` frames took, once the sockets' writers it woke (in chunks,
@@ -401,6 +461,7 @@ impl Rooms {
                 seal,
                 members,
                 last_seq,
+                ..
             } = room;
             let Some(s) = seal.as_mut().filter(|s| s.seq == seq && s.pending()) else {
                 return;

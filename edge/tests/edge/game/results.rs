@@ -169,9 +169,39 @@ fn frames_and_writes(s: &Stack) -> (u64, u64) {
     )
 }
 
+/// [`frames_and_writes`] once they stand still: the counters move just after each write, so a write
+/// the clients have already read may not be counted yet. Waits until they hold for 200 ms (bounded).
+async fn settled_frames_and_writes(s: &Stack) -> (u64, u64) {
+    let mut base = frames_and_writes(s);
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = frames_and_writes(s);
+        if now == base {
+            break;
+        }
+        base = now;
+    }
+    base
+}
+
+/// [`frames_and_writes`] once `n` frames past `frames0` are counted (bounded): both counters move in the
+/// same flush, after its write.
+async fn counted_frames_and_writes(s: &Stack, frames0: u64, n: u64) -> (u64, u64) {
+    let mut counted = frames_and_writes(s);
+    for _ in 0..500 {
+        if counted.0 - frames0 >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        counted = frames_and_writes(s);
+    }
+    counted
+}
+
 /// A player's leaderboard waits in its send queue for the player's own result, and both leave in one
 /// write; a leaderboard whose result cannot come (its question is not scored: `results` refuses)
-/// leaves without it. The hold is 60 s here, longer than a client waits for a frame (30 s), so only
+/// leaves without it; once the room's leaderboards are seen to follow their reveals closely, the
+/// player's reveal waits as well and all three leave in one write. The hold is 60 s here, longer than a client waits for a frame (30 s), so only
 /// the result or the refusal can have released it — nothing here depends on how fast the machine is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_players_leaderboard_leaves_with_their_result_in_one_write() {
@@ -218,18 +248,7 @@ async fn a_players_leaderboard_leaves_with_their_result_in_one_write() {
         .await;
 
     // The leaderboard of question 0 again: the edge fetches each player's result and sends it with it.
-    // The counters move just after each write: a write the clients have already read may not be
-    // counted yet. Wait until they stand still for 200 ms (bounded) before taking the baseline.
-    let mut base = frames_and_writes(&s);
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let now = frames_and_writes(&s);
-        if now == base {
-            break;
-        }
-        base = now;
-    }
-    let (frames0, writes0) = base;
+    let (frames0, writes0) = settled_frames_and_writes(&s).await;
     emit_leaderboard(&mut s, &code, 0).await;
     for ((c, _), before) in players.iter_mut().zip(&first) {
         let q = c
@@ -246,21 +265,49 @@ async fn a_players_leaderboard_leaves_with_their_result_in_one_write() {
     }
     host.until(|e| matches!(e, ServerEvent::Leaderboard(_)).then_some(()))
         .await;
-    // 5 frames: the host's leaderboard, and each player's leaderboard and result. Both counters move in
-    // the same flush, after its write: wait until the frames are counted (bounded), then read the writes.
-    let mut counted = frames_and_writes(&s);
-    for _ in 0..500 {
-        if counted.0 - frames0 >= 5 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        counted = frames_and_writes(&s);
-    }
+    // 5 frames: the host's leaderboard, and each player's leaderboard and result.
+    let counted = counted_frames_and_writes(&s, frames0, 5).await;
     assert_eq!(counted.0 - frames0, 5, "frames written");
     assert_eq!(
         counted.1 - writes0,
         3,
         "writes: one for the host, one per player for their leaderboard and result together"
+    );
+
+    // The reveal of question 0 again, then its leaderboard: this room's leaderboards follow their
+    // reveals closely (question 0's came in the reveal's own call), so a player's reveal now waits too
+    // and leaves with the leaderboard and the result. The host gets each at once.
+    let (frames0, writes0) = settled_frames_and_writes(&s).await;
+    let reveal = r#"{"qIndex":0,"correctIndex":0,"distribution":[1,1,0,0],"answeredCount":2,"totalCount":2,"skipped":false}"#;
+    emit(&mut s.conn, &code, "game:question:reveal", reveal).await;
+    host.until(|e| matches!(e, ServerEvent::QuestionReveal(_)).then_some(()))
+        .await;
+    emit_leaderboard(&mut s, &code, 0).await;
+    for ((c, _), before) in players.iter_mut().zip(&first) {
+        let q = c
+            .until(|e| match e {
+                ServerEvent::QuestionReveal(r) => Some(r.q_index),
+                _ => None,
+            })
+            .await;
+        assert_eq!(q, 0);
+        match c.next().await.event {
+            ServerEvent::Leaderboard(l) => assert_eq!(l.q_index, 0),
+            other => panic!("expected the leaderboard after the reveal, got {other:?}"),
+        }
+        match c.next().await.event {
+            ServerEvent::AnswerResult(r) => assert_eq!(&r, before, "the same result again"),
+            other => panic!("expected the player's result, got {other:?}"),
+        }
+    }
+    host.until(|e| matches!(e, ServerEvent::Leaderboard(_)).then_some(()))
+        .await;
+    let counted = counted_frames_and_writes(&s, frames0, 8).await;
+    assert_eq!(counted.0 - frames0, 8, "frames written");
+    assert_eq!(
+        counted.1 - writes0,
+        4,
+        "writes: two for the host, one per player for their reveal, leaderboard and result together"
     );
 
     // Question 2 is not scored: `results` refuses, and the held leaderboards leave alone.
@@ -273,5 +320,55 @@ async fn a_players_leaderboard_leaves_with_their_result_in_one_write() {
             })
             .await;
         assert_eq!(q, 2);
+    }
+}
+
+/// A player's reveal held for its leaderboard leaves alone when the leaderboard does not come within the
+/// hold (a room scored in many calls, a stalled engine). The hold is 2 s here; the client waits 30 s for
+/// the reveal, so only the hold's release can deliver it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_reveal_leaves_alone_when_its_leaderboard_is_late() {
+    let mut s = stack_game(
+        Backend::Standalone,
+        false,
+        AddressLimits::off(),
+        Duration::from_secs(2),
+        |_| {},
+    )
+    .await;
+    let addr = s.edge.local_addr();
+    let mut host = Client::connect(addr, Codec::Json).await;
+    let code = create_room_with(
+        &mut host,
+        RoomSettings {
+            countdown_ms: Some(0),
+            reveal_pause_ms: Some(600_000),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut players = [seat(addr, &code, 0).await, seat(addr, &code, 1).await];
+    start_game(&mut host, &code).await;
+    // Question 0, answered by both: its reveal and leaderboard come from one call, so the next reveal
+    // is held for its leaderboard.
+    for (i, (c, ack)) in players.iter_mut().enumerate() {
+        c.until(|e| matches!(e, ServerEvent::QuestionShow(_)).then_some(()))
+            .await;
+        c.send(answer_submit(&code, ack, 0, i as u32)).await;
+    }
+    for (c, _) in players.iter_mut() {
+        c.until(|e| matches!(e, ServerEvent::AnswerResult(_)).then_some(()))
+            .await;
+    }
+    let reveal = r#"{"qIndex":0,"correctIndex":0,"distribution":[1,1,0,0],"answeredCount":2,"totalCount":2,"skipped":false}"#;
+    emit(&mut s.conn, &code, "game:question:reveal", reveal).await;
+    for (c, _) in players.iter_mut() {
+        let q = c
+            .until(|e| match e {
+                ServerEvent::QuestionReveal(r) => Some(r.q_index),
+                _ => None,
+            })
+            .await;
+        assert_eq!(q, 0, "the held reveal arrives without its leaderboard");
     }
 }
