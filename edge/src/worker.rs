@@ -114,13 +114,14 @@ impl Worker {
     /// second for an idle edge (perf/vs-peers.md).
     pub async fn run_loop_clock(self: Rc<Self>, mut every_second: impl FnMut()) {
         let ticker = Ticker::new();
-        let mut period = LAG_TICK;
-        let mut next_gauge = Instant::now() + LAG_TICK;
+        let mut due = Instant::now() + LAG_TICK;
+        let mut next_gauge = due;
         let mut next_second = Instant::now() + SECOND;
         let mut fast_until = Instant::now();
         loop {
-            let due = Instant::now() + period;
-            ticker.sleep(period).await;
+            ticker
+                .sleep(due.saturating_duration_since(Instant::now()))
+                .await;
             let now = Instant::now();
             let late = now.saturating_duration_since(due);
             crate::metrics::LOOP_LAG.record(late);
@@ -129,18 +130,20 @@ impl Worker {
                 self.shared.admission.publish(self.index, &self.load);
                 next_gauge = now + LAG_TICK;
             }
+            if late >= CLOCK_LATE {
+                fast_until = now + CLOCK_FAST_FOR;
+            }
+            // the next tick is due from this one's wake: a long sweep makes it late, as it delays the loop
+            due = now
+                + if now < fast_until {
+                    CLOCK_FAST
+                } else {
+                    LAG_TICK
+                };
             if now >= next_second {
                 every_second();
                 next_second = now + SECOND;
             }
-            if late >= CLOCK_LATE {
-                fast_until = now + CLOCK_FAST_FOR;
-            }
-            period = if now < fast_until {
-                CLOCK_FAST
-            } else {
-                LAG_TICK
-            };
         }
     }
 }
@@ -159,13 +162,15 @@ impl Ticker {
         Ticker(timer)
     }
 
-    async fn sleep(&self, d: std::time::Duration) {
+    /// Waits `d`; true when the `timerfd` ended the wait.
+    async fn sleep(&self, d: std::time::Duration) -> bool {
         if let Some(t) = &self.0 {
             if crate::sys::arm_monotonic_timer(t, d).is_ok() && t.readable(false).await.is_ok() {
-                return;
+                return true;
             }
         }
-        monoio::time::sleep(d).await
+        monoio::time::sleep(d).await;
+        false
     }
 }
 
@@ -365,7 +370,11 @@ mod tests {
                     let waited =
                         monoio::time::timeout(std::time::Duration::from_secs(10), ticker.sleep(d))
                             .await;
-                    assert!(waited.is_ok(), "a {ms} ms tick never ended");
+                    assert_eq!(
+                        waited,
+                        Ok(true),
+                        "a {ms} ms tick did not end on the timerfd"
+                    );
                     assert!(started.elapsed() >= d, "a {ms} ms tick ended early");
                 }
             });

@@ -328,6 +328,8 @@ impl Rooms {
                 }
                 ServerEvent::QuestionReveal(r) => {
                     room.reveal = Some((r.q_index, now));
+                    // a reveal after its own leaderboard (a replayed publish) waits for a new one
+                    room.last_board = None;
                     holding
                         && room
                             .board_gap
@@ -415,8 +417,9 @@ impl Rooms {
 
     /// The players' reveal of question `q`, held for its leaderboard: if that has not come within
     /// `--leaderboard-hold-ms`, they leave alone. Once it has, the leaderboard's hold releases them
-    /// with it ([`Rooms::deliver_results`]), and the sockets it skipped (catching up, gone) are woken
-    /// by whatever they are sent next.
+    /// with it ([`Rooms::deliver_results`]); one more hold later every one is released anyway (a
+    /// socket the leaderboard's fan-out skipped, catching up, whose catch-up failed), when the
+    /// leaderboard's own hold has ended too, so this never splits a reveal from its result early.
     fn release_reveals(self: &Rc<Self>, code: Arc<str>, q: u32, conns: Vec<ConnHandle>) {
         let this = self.clone();
         let hold = self.leaderboard_hold;
@@ -427,10 +430,11 @@ impl Rooms {
                 .borrow()
                 .get(&code)
                 .is_some_and(|r| r.last_board == Some(q));
-            if !boarded {
-                for c in conns {
-                    c.release();
-                }
+            if boarded {
+                monoio::time::sleep(hold).await;
+            }
+            for c in conns {
+                c.release();
             }
         });
     }

@@ -324,16 +324,20 @@ async fn a_players_leaderboard_leaves_with_their_result_in_one_write() {
 }
 
 /// A player's reveal held for its leaderboard leaves alone when the leaderboard does not come within the
-/// hold (a room scored in many calls, a stalled engine). The hold is 2 s here; the client waits 30 s for
-/// the reveal, so only the hold's release can deliver it.
+/// hold (a room scored in many calls, a stalled engine): not before the hold (it was held), and without
+/// anything else sent to the socket (the edge's own keepalive is 120 s away; the client waits 30 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_reveal_leaves_alone_when_its_leaderboard_is_late() {
+    let hold = Duration::from_secs(2);
     let mut s = stack_game(
         Backend::Standalone,
         false,
         AddressLimits::off(),
-        Duration::from_secs(2),
-        |_| {},
+        hold,
+        |c| {
+            c.ping_interval = Duration::from_secs(120);
+            c.idle_timeout = Duration::from_secs(300);
+        },
     )
     .await;
     let addr = s.edge.local_addr();
@@ -360,7 +364,9 @@ async fn a_held_reveal_leaves_alone_when_its_leaderboard_is_late() {
         c.until(|e| matches!(e, ServerEvent::AnswerResult(_)).then_some(()))
             .await;
     }
-    let reveal = r#"{"qIndex":0,"correctIndex":0,"distribution":[1,1,0,0],"answeredCount":2,"totalCount":2,"skipped":false}"#;
+    // A reveal of question 1, whose leaderboard never comes.
+    let reveal = r#"{"qIndex":1,"correctIndex":0,"distribution":[0,0,0,0],"answeredCount":0,"totalCount":2,"skipped":false}"#;
+    let sent = std::time::Instant::now();
     emit(&mut s.conn, &code, "game:question:reveal", reveal).await;
     for (c, _) in players.iter_mut() {
         let q = c
@@ -369,6 +375,7 @@ async fn a_held_reveal_leaves_alone_when_its_leaderboard_is_late() {
                 _ => None,
             })
             .await;
-        assert_eq!(q, 0, "the held reveal arrives without its leaderboard");
+        assert_eq!(q, 1, "the held reveal arrives without its leaderboard");
+        assert!(sent.elapsed() >= hold, "the reveal was not held");
     }
 }
