@@ -318,6 +318,24 @@ pub(crate) fn yield_now() -> impl Future<Output = ()> {
     })
 }
 
+/// An epoll and (where the kernel allows it) an io_uring runtime with timers, for tests that must
+/// hold on both drivers.
+#[cfg(test)]
+pub(crate) fn test_runtimes() -> (
+    monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>>,
+    Option<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>>,
+) {
+    let epoll = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("epoll runtime");
+    let uring = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .enable_timer()
+        .build()
+        .ok();
+    (epoll, uring)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,16 +397,9 @@ mod tests {
                 }
             });
         }
-        check(
-            monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-                .enable_timer()
-                .build()
-                .expect("epoll runtime"),
-        );
-        if let Ok(rt) = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .enable_timer()
-            .build()
-        {
+        let (epoll, uring) = crate::worker::test_runtimes();
+        check(epoll);
+        if let Some(rt) = uring {
             check(rt);
         }
     }

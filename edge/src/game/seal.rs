@@ -523,16 +523,9 @@ mod tests {
             crate::sys::wall_clock_timer(now_ms() + 1).is_ok(),
             "no timerfd"
         );
-        check(
-            monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-                .enable_timer()
-                .build()
-                .expect("epoll runtime"),
-        );
-        if let Ok(rt) = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .enable_timer()
-            .build()
-        {
+        let (epoll, uring) = crate::worker::test_runtimes();
+        check(epoll);
+        if let Some(rt) = uring {
             check(rt);
         }
     }

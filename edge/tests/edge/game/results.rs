@@ -198,6 +198,49 @@ async fn counted_frames_and_writes(s: &Stack, frames0: u64, n: u64) -> (u64, u64
     counted
 }
 
+/// A room of two players (JSON and MessagePack) whose question 0 both answered, up to each player's
+/// `game:answer:result` of it (returned in seat order); nothing else happens in the room afterwards
+/// (a 600 s reveal pause).
+async fn two_players_past_question_0(
+    s: &Stack,
+) -> (
+    Client,
+    String,
+    [(Client, RoomJoinAck); 2],
+    Vec<AnswerResult>,
+) {
+    let addr = s.edge.local_addr();
+    let mut host = Client::connect(addr, Codec::Json).await;
+    let code = create_room_with(
+        &mut host,
+        RoomSettings {
+            countdown_ms: Some(0),
+            reveal_pause_ms: Some(600_000),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut players = [seat(addr, &code, 0).await, seat(addr, &code, 1).await];
+    start_game(&mut host, &code).await;
+    for (i, (c, ack)) in players.iter_mut().enumerate() {
+        c.until(|e| matches!(e, ServerEvent::QuestionShow(_)).then_some(()))
+            .await;
+        c.send(answer_submit(&code, ack, 0, i as u32)).await;
+    }
+    let mut results = Vec::new();
+    for (c, _) in players.iter_mut() {
+        let r = c
+            .until(|e| match e {
+                ServerEvent::AnswerResult(r) => Some(r.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(r.q_index, 0);
+        results.push(r);
+    }
+    (host, code, players, results)
+}
+
 /// A player's leaderboard waits in its send queue for the player's own result, and both leave in one
 /// write; a leaderboard whose result cannot come (its question is not scored: `results` refuses)
 /// leaves without it; once the room's leaderboards are seen to follow their reveals closely, the
@@ -213,37 +256,8 @@ async fn a_players_leaderboard_leaves_with_their_result_in_one_write() {
         |_| {},
     )
     .await;
-    let addr = s.edge.local_addr();
-    let mut host = Client::connect(addr, Codec::Json).await;
-    let code = create_room_with(
-        &mut host,
-        RoomSettings {
-            countdown_ms: Some(0),
-            // nothing else happens in the room while the test counts writes
-            reveal_pause_ms: Some(600_000),
-            ..Default::default()
-        },
-    )
-    .await;
-    let mut players = [seat(addr, &code, 0).await, seat(addr, &code, 1).await];
-    start_game(&mut host, &code).await;
     // Question 0, answered by both (the reveal comes at once), its leaderboard and each result.
-    let mut first = Vec::new();
-    for (i, (c, ack)) in players.iter_mut().enumerate() {
-        c.until(|e| matches!(e, ServerEvent::QuestionShow(_)).then_some(()))
-            .await;
-        c.send(answer_submit(&code, ack, 0, i as u32)).await;
-    }
-    for (c, _) in players.iter_mut() {
-        let r = c
-            .until(|e| match e {
-                ServerEvent::AnswerResult(r) => Some(r.clone()),
-                _ => None,
-            })
-            .await;
-        assert_eq!(r.q_index, 0);
-        first.push(r);
-    }
+    let (mut host, code, mut players, first) = two_players_past_question_0(&s).await;
     host.until(|e| matches!(e, ServerEvent::Leaderboard(_)).then_some(()))
         .await;
 
@@ -340,30 +354,9 @@ async fn a_held_reveal_leaves_alone_when_its_leaderboard_is_late() {
         },
     )
     .await;
-    let addr = s.edge.local_addr();
-    let mut host = Client::connect(addr, Codec::Json).await;
-    let code = create_room_with(
-        &mut host,
-        RoomSettings {
-            countdown_ms: Some(0),
-            reveal_pause_ms: Some(600_000),
-            ..Default::default()
-        },
-    )
-    .await;
-    let mut players = [seat(addr, &code, 0).await, seat(addr, &code, 1).await];
-    start_game(&mut host, &code).await;
     // Question 0, answered by both: its reveal and leaderboard come from one call, so the next reveal
     // is held for its leaderboard.
-    for (i, (c, ack)) in players.iter_mut().enumerate() {
-        c.until(|e| matches!(e, ServerEvent::QuestionShow(_)).then_some(()))
-            .await;
-        c.send(answer_submit(&code, ack, 0, i as u32)).await;
-    }
-    for (c, _) in players.iter_mut() {
-        c.until(|e| matches!(e, ServerEvent::AnswerResult(_)).then_some(()))
-            .await;
-    }
+    let (_host, code, mut players, _) = two_players_past_question_0(&s).await;
     // A reveal of question 1, whose leaderboard never comes.
     let reveal = r#"{"qIndex":1,"correctIndex":0,"distribution":[0,0,0,0],"answeredCount":0,"totalCount":2,"skipped":false}"#;
     let sent = std::time::Instant::now();
