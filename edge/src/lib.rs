@@ -10,8 +10,9 @@
 //! - [`server`] — thread-per-core accept loop, SO_REUSEPORT, drain.
 //! - [`shared`] — process-wide state (config, counters, admission gauges, drain flag): read by
 //!   probes as a value.
-//! - [`worker`] — per-thread clock, scratch buffer, event-loop lag; [`registry`] — the thread's
-//!   sockets, the once-a-second sweep (pings, idle timeouts, stuck closes), the drain.
+//! - [`worker`] — per-thread clock, scratch buffer, the loop clock (event-loop lag, on a `timerfd`;
+//!   it also runs the sweep); [`registry`] — the thread's sockets, the once-a-second sweep (pings, idle
+//!   timeouts, stuck closes), the drain.
 //! - [`handle`] — [`ConnHandle`], a socket as the game layer sees it; [`conn`] — the task that owns it.
 //! - [`admission`] — saturation gauges and thresholds: new upgrades and joins are refused first.
 //! - [`transport`] — readiness-driven non-blocking I/O, plain or TLS (rustls sans-I/O).
