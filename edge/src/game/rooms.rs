@@ -310,7 +310,7 @@ impl Rooms {
                 .filter(|s| s.seq == frame.seq && s.pending());
             let sealing = seal::enabled();
             // personal results follow the leaderboard: it is published once the question is scored
-            let reveal = matches!(frame.event, ServerEvent::Leaderboard(_));
+            let board = matches!(frame.event, ServerEvent::Leaderboard(_));
             let holding = !self.leaderboard_hold.is_zero();
             let now = std::time::Instant::now();
             // a player's leaderboard waits for the player's result: one write for both; the reveal
@@ -360,7 +360,7 @@ impl Rooms {
                 if hold && m.player.is_some() {
                     // written with the player's result, later: not part of this fan-out's timing
                     let _ = m.conn.send_held(bytes.clone(), frame.class);
-                    if !reveal {
+                    if !board {
                         held_reveals.push(m.conn.clone());
                     }
                 } else {
@@ -381,7 +381,7 @@ impl Rooms {
                         m.conn.close(CloseCode::Kicked.code(), "kicked");
                     }
                 }
-                if reveal {
+                if board {
                     if let Some(p) = &m.player {
                         players.push((m.conn.id(), p.clone()));
                         if hold {
