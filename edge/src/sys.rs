@@ -103,19 +103,9 @@ pub fn monotonic_timer() -> io::Result<OwnedFd> {
     timerfd(libc::CLOCK_MONOTONIC)
 }
 
-/// Arms a [`monotonic_timer`] to turn readable `after` from now (once), and clears a past expiry, so
-/// the next wait is for this one.
+/// Arms a [`monotonic_timer`] to turn readable `after` from now (once). Setting it also clears a past
+/// expiry (`timerfd_settime` resets the count a `read` would return), so the next wait is for this one.
 pub fn arm_monotonic_timer(fd: &impl AsRawFd, after: Duration) -> io::Result<()> {
-    let mut expiries = 0u64;
-    // SAFETY: reads at most 8 bytes into a u64 we own; the fd is a nonblocking timerfd (EAGAIN when
-    // it has not expired, which is fine: nothing to clear).
-    unsafe {
-        libc::read(
-            fd.as_raw_fd(),
-            (&mut expiries as *mut u64).cast(),
-            std::mem::size_of::<u64>(),
-        )
-    };
     // a zero it_value would disarm it
     arm_timerfd(fd, after.max(Duration::from_nanos(1)), 0)
 }
