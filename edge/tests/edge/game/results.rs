@@ -159,6 +159,22 @@ async fn emit_leaderboard(s: &mut Stack, code: &str, q: u32) -> u64 {
     emit(&mut s.conn, code, "game:leaderboard", &data).await
 }
 
+/// Sends `game:question:reveal` of question `q` into room `code` as Redis would (`emit`).
+async fn emit_reveal(s: &mut Stack, code: &str, q: u32) -> u64 {
+    let data = format!(
+        r#"{{"qIndex":{q},"correctIndex":0,"distribution":[1,1,0,0],"answeredCount":2,"totalCount":2,"skipped":false}}"#
+    );
+    emit(&mut s.conn, code, "game:question:reveal", &data).await
+}
+
+/// The next frame `c` reads is the player's result, the same as `before`.
+async fn next_is_the_same_result(c: &mut Client, before: &AnswerResult) {
+    match c.next().await.event {
+        ServerEvent::AnswerResult(r) => assert_eq!(&r, before, "the same result again"),
+        other => panic!("expected the player's result, got {other:?}"),
+    }
+}
+
 /// The edge's counts of frames written and of the writes that carried them.
 fn frames_and_writes(s: &Stack) -> (u64, u64) {
     let m = s.edge.metrics();
@@ -272,10 +288,7 @@ async fn a_players_leaderboard_leaves_with_their_result_in_one_write() {
             })
             .await;
         assert_eq!(q, 0);
-        match c.next().await.event {
-            ServerEvent::AnswerResult(r) => assert_eq!(&r, before, "the same result again"),
-            other => panic!("expected the player's result, got {other:?}"),
-        }
+        next_is_the_same_result(c, before).await;
     }
     host.until(|e| matches!(e, ServerEvent::Leaderboard(_)).then_some(()))
         .await;
@@ -292,8 +305,7 @@ async fn a_players_leaderboard_leaves_with_their_result_in_one_write() {
     // reveals closely (question 0's came in the reveal's own call), so a player's reveal now waits too
     // and leaves with the leaderboard and the result. The host gets each at once.
     let (frames0, writes0) = settled_frames_and_writes(&s).await;
-    let reveal = r#"{"qIndex":0,"correctIndex":0,"distribution":[1,1,0,0],"answeredCount":2,"totalCount":2,"skipped":false}"#;
-    emit(&mut s.conn, &code, "game:question:reveal", reveal).await;
+    emit_reveal(&mut s, &code, 0).await;
     host.until(|e| matches!(e, ServerEvent::QuestionReveal(_)).then_some(()))
         .await;
     emit_leaderboard(&mut s, &code, 0).await;
@@ -309,10 +321,7 @@ async fn a_players_leaderboard_leaves_with_their_result_in_one_write() {
             ServerEvent::Leaderboard(l) => assert_eq!(l.q_index, 0),
             other => panic!("expected the leaderboard after the reveal, got {other:?}"),
         }
-        match c.next().await.event {
-            ServerEvent::AnswerResult(r) => assert_eq!(&r, before, "the same result again"),
-            other => panic!("expected the player's result, got {other:?}"),
-        }
+        next_is_the_same_result(c, before).await;
     }
     host.until(|e| matches!(e, ServerEvent::Leaderboard(_)).then_some(()))
         .await;
@@ -358,9 +367,8 @@ async fn a_held_reveal_leaves_alone_when_its_leaderboard_is_late() {
     // is held for its leaderboard.
     let (_host, code, mut players, _) = two_players_past_question_0(&s).await;
     // A reveal of question 1, whose leaderboard never comes.
-    let reveal = r#"{"qIndex":1,"correctIndex":0,"distribution":[0,0,0,0],"answeredCount":0,"totalCount":2,"skipped":false}"#;
     let sent = std::time::Instant::now();
-    emit(&mut s.conn, &code, "game:question:reveal", reveal).await;
+    emit_reveal(&mut s, &code, 1).await;
     for (c, _) in players.iter_mut() {
         let q = c
             .until(|e| match e {
