@@ -9,7 +9,7 @@ use crate::conn::{CloseInfo, ConnHandle};
 use crate::sendq::FrameClass;
 use crate::session::Session;
 use crate::ws::frame::MessageKind;
-use ringside_protocol::envelope::decode_request;
+use ringside_protocol::envelope::{decode_request, json_ping};
 use ringside_protocol::events::Event as _;
 use ringside_protocol::events::{Pong, ReconnectPolicy, ServerEvent, SessionAck};
 use ringside_protocol::{limits, ClientEvent, CloseCode, Codec, DecodeError, Envelope, ErrorCode};
@@ -116,10 +116,7 @@ impl GameSession {
             name: env.event.name(),
         };
         match env.event {
-            ClientEvent::Ping(p) => cx.reply(ServerEvent::Pong(Pong {
-                t: p.t,
-                server_time: now_ms(),
-            })),
+            ClientEvent::Ping(p) => pong(&cx.conn, cx.codec, cx.rid, p.t),
             ClientEvent::RoomCreate(c) => cx.clone().run(lobby::create(&cx, c)),
             ClientEvent::RoomJoin(j) => cx.clone().run(lobby::join(&cx, j)),
             ClientEvent::RoomLeave(g) => cx.clone().run(lobby::leave(&cx, g)),
@@ -136,6 +133,16 @@ impl GameSession {
     }
 }
 
+/// The `pong` to a `ping` sent at the client's time `t`.
+fn pong(conn: &ConnHandle, codec: Codec, rid: Option<u32>, t: f64) {
+    let env = Envelope::new(ServerEvent::Pong(Pong {
+        t,
+        server_time: now_ms(),
+    }))
+    .with_rid(rid);
+    let _ = conn.send(encode(codec, &env), FrameClass::Reliable);
+}
+
 impl Session for GameSession {
     fn on_message(&mut self, conn: &ConnHandle, kind: MessageKind, payload: &[u8]) {
         let codec = self.st.borrow().codec;
@@ -147,13 +154,13 @@ impl Session for GameSession {
             };
             return send_error(conn, codec, None, ErrorCode::BadFrame, msg.into(), None);
         }
-        let mut buf = payload.to_vec();
         if let Err(wait_ms) = self.allow() {
             if self.st.borrow().strikes > MAX_STRIKES {
                 conn.close(CloseCode::PolicyViolation.code(), "event rate exceeded");
                 return;
             }
             // Decoded only for its rid, so that the client can tell which request was refused.
+            let mut buf = payload.to_vec();
             let (rid, event) = match decode_request::<ClientEvent>(codec, &mut buf) {
                 Ok(env) => (env.rid, Some(env.event.name())),
                 Err(r) => (r.rid, None),
@@ -168,6 +175,11 @@ impl Session for GameSession {
                 Some(wait_ms),
             );
         }
+        // an idle socket's only traffic: answered without the parser (same reply, same `t`)
+        if let Some((rid, t)) = (codec == Codec::Json).then(|| json_ping(payload)).flatten() {
+            return pong(conn, codec, rid, t);
+        }
+        let mut buf = payload.to_vec();
         match decode_request::<ClientEvent>(codec, &mut buf) {
             Ok(env) => self.dispatch(env),
             Err(r) => {

@@ -4,3 +4,4 @@
 mod bad_input;
 mod close_codes;
 mod doc_examples;
+mod fast_ping;

@@ -78,3 +78,51 @@ async fn session_ack_carries_the_app_ping_interval_and_a_client_following_it_kee
     // WebSocket keepalive, sent after 3 s without a frame.
     eprintln!("websocket pings seen by the pinging clients: {ws_pings}");
 }
+
+/// The pong's body without its `serverTime` (the one field that differs between two pongs).
+fn without_server_time(body: &[u8]) -> String {
+    let s = String::from_utf8(body.to_vec()).expect("text frame");
+    let at = s.find(",\"serverTime\":").expect("a pong has serverTime");
+    let end = at + s[at..].find('}').expect("closed");
+    format!("{}{}", &s[..at], &s[end..])
+}
+
+/// A `ping` in the shape the clients send is answered without the JSON parser (`envelope::json_ping`);
+/// the same ping in another key order or spacing takes the parser. Both get the same pong, byte for byte
+/// but the server's clock.
+#[tokio::test]
+async fn a_ping_gets_the_same_pong_by_either_path() {
+    let s = stack(Backend::Standalone).await;
+    let mut ws = raw_json(s.edge.local_addr()).await;
+    let mut ws_pings = 0;
+    assert!(matches!(
+        next_event(&mut ws, &mut ws_pings).await.event,
+        ServerEvent::SessionAck(_)
+    ));
+    let pairs: [(&str, &str); 3] = [
+        (
+            r#"{"event":"ping","rid":5,"data":{"t":1795500000123.0}}"#,
+            r#"{"rid":5, "event":"ping", "data":{"t":1795500000123.0}}"#,
+        ),
+        (
+            r#"{"event":"ping","data":{"t":1795500000123}}"#,
+            r#"{"data":{"t":1795500000123},"event":"ping"}"#,
+        ),
+        (
+            r#"{"event":"ping","data":{"t":12.25},"rid":9}"#,
+            r#"{"event":"ping","data":{"t":1225e-2},"rid":9}"#,
+        ),
+    ];
+    for (fast, general) in pairs {
+        let mut pongs = Vec::new();
+        for body in [fast, general] {
+            ws.send(&encode_client(true, 1, MASK, body.as_bytes()))
+                .await;
+            let (op, payload) = ws.next_frame().await.expect("socket open");
+            assert_eq!(op, 1, "a text frame");
+            pongs.push(without_server_time(&payload));
+        }
+        assert_eq!(pongs[0], pongs[1], "{fast} / {general}");
+        assert!(pongs[0].starts_with(r#"{"event":"pong""#), "{}", pongs[0]);
+    }
+}
