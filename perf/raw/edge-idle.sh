@@ -6,7 +6,7 @@ cd "$(dirname "$0")/../.."
 NAME=$1; N=$2; shift 2
 BIN=${BIN:-/tmp/edgebench/bin}
 OUT=/tmp/edgebench/out/$NAME; mkdir -p "$OUT"
-PIDS=$(perf/raw/edge-stack.sh pids)
+PIDS=${PIDS:-$(perf/raw/edge-stack.sh pids)}  # or the processes of another server (edge-idle-floor.sh)
 echo "uptime before: $(uptime)" | tee "$OUT/uptime.txt"
 rm -f "$OUT/stop"
 python3 perf/raw/edge-sample.py --pids "$PIDS" --interval 1 --duration 900 --stop-file "$OUT/stop" \
