@@ -16,7 +16,7 @@ for r in $(seq "$FIRST" $((FIRST + ROUNDS - 1))); do
   for spec in "$@"; do
     tag=${spec%%=*}; what=${spec#*=}; name=pingrate-$tag-r$r
     if [[ $what == floor:* ]]; then
-      "${what#floor:}" --listen 127.0.0.1:18480 --duration-secs 120 >/dev/null 2>&1 & fp=$!
+      "${what#floor:}" --listen "127.0.0.1:${EDGE_PORT:-18480}" --duration-secs 120 >/dev/null 2>&1 & fp=$!
       sleep 1
       BIN=${FLOOR_LG_BIN:?the load generator\'s bin dir} PIDS=$fp perf/raw/edge-idle.sh "$name" 10000 "${LOAD[@]}" >/dev/null
       kill "$fp"; wait "$fp" 2>/dev/null || true

@@ -109,7 +109,7 @@ pub struct GameFlags {
     pub answer_call_gap_ms: u64,
     /// How long a player's leaderboard may wait for the player's own result, so that both leave in
     /// one write instead of two (a results call that takes longer, or fails, releases it; per call: a big
-    /// room's later players also wait for the calls before theirs). 0: the
+    /// room's later players also wait for the calls before theirs, at most 10× this in all). 0: the
     /// leaderboard goes out at once, the result after it on its own. In a room whose last leaderboard
     /// came within half of this after its reveal, the player's reveal waits too, for the leaderboard.
     #[arg(long, env = "RINGSIDE_EDGE_LEADERBOARD_HOLD_MS",

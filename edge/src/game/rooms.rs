@@ -417,8 +417,8 @@ impl Rooms {
 
     /// The players' reveal of question `q`, held for its leaderboard: if that has not come within
     /// `--leaderboard-hold-ms`, they leave alone. Once it has, the leaderboard's hold releases them
-    /// with it ([`Rooms::deliver_results`]); one more hold later every one is released anyway (a
-    /// socket the leaderboard's fan-out skipped, catching up, whose catch-up failed), when the
+    /// with it ([`Rooms::deliver_results`]); [`RESULTS_HOLD_CALLS`] holds later every one is released
+    /// anyway (a socket the leaderboard's fan-out skipped, catching up, whose catch-up failed), when the
     /// leaderboard's own hold has ended too, so this never splits a reveal from its result early.
     fn release_reveals(self: &Rc<Self>, code: Arc<str>, q: u32, conns: Vec<ConnHandle>) {
         let this = self.clone();
@@ -431,7 +431,7 @@ impl Rooms {
                 .get(&code)
                 .is_some_and(|r| r.last_board == Some(q));
             if boarded {
-                monoio::time::sleep(hold).await;
+                monoio::time::sleep(hold * RESULTS_HOLD_CALLS).await;
             }
             for c in conns {
                 c.release();
@@ -589,7 +589,8 @@ impl Rooms {
     /// result (live leaderboards; empty for a replay's): the result's send takes both out in one write. A
     /// player with no result, a failed call or one slower than `--leaderboard-hold-ms` releases it alone;
     /// the bound is per call, so a big room's later players wait for the calls before theirs (each
-    /// about 6 ms of Redis per 1,000 players, perf/lua.md) and still get both in one write.
+    /// about 6 ms of Redis per 1,000 players, perf/lua.md) and still get both in one write — up to
+    /// [`RESULTS_HOLD_CALLS`] holds in all, after which the rest go alone.
     fn deliver_results(
         self: &Rc<Self>,
         code: Arc<str>,
@@ -599,6 +600,7 @@ impl Rooms {
     ) {
         let this = self.clone();
         let hold = self.leaderboard_hold;
+        let hold_until = std::time::Instant::now() + hold * RESULTS_HOLD_CALLS;
         monoio::spawn(async move {
             let mut waiting = HeldBoards::new(waiting);
             let mut base = 0;
@@ -609,9 +611,8 @@ impl Rooms {
                     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
                     game.results(&c, q, &refs).await
                 });
-                let res = waiting
-                    .bounded(call, std::time::Instant::now() + hold)
-                    .await;
+                let until = (std::time::Instant::now() + hold).min(hold_until);
+                let res = waiting.bounded(call, until).await;
                 match res {
                     Ok(Ok(results)) => {
                         let rooms = this.rooms.borrow();
@@ -819,10 +820,15 @@ impl Rooms {
     }
 }
 
+/// How many `--leaderboard-hold-ms` a player's leaderboard may wait in all for the results calls before
+/// theirs and their own (500 ms at the default 50: a room of ~60,000 players at one edge, at ~8 ms a call).
+const RESULTS_HOLD_CALLS: u32 = 10;
+
 /// The sockets whose leaderboard waits in their queue for their result ([`Rooms::deliver_results`]),
 /// in the order of the players' results. Every one is released — its writer woken — once its result is
 /// sent or cannot come, when a call outlasts the hold, or when this is dropped (the fetch ended early),
-/// so none keeps its leaderboard past `--leaderboard-hold-ms` beyond the calls before its own.
+/// so none keeps its leaderboard past `--leaderboard-hold-ms` beyond the calls before its own, nor
+/// past [`RESULTS_HOLD_CALLS`] holds in all.
 struct HeldBoards {
     conns: Vec<Option<ConnHandle>>,
     /// `conns[..released]` are released.

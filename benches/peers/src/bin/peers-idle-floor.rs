@@ -179,7 +179,7 @@ fn main() -> Result<()> {
     let mut evs = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
     let mut scratch = vec![0u8; 16384];
     let mut out = Vec::with_capacity(4096);
-    let (mut pings, mut accepted) = (0u64, 0u64);
+    let (mut pings, mut accepted, mut refused) = (0u64, 0u64, 0u64);
     let end = Instant::now() + Duration::from_secs(a.duration_secs);
     while Instant::now() < end {
         // SAFETY: as above.
@@ -187,8 +187,10 @@ fn main() -> Result<()> {
         for ev in &evs[..n as usize] {
             if ev.u64 == 0 {
                 while let Ok((s, _)) = listener.accept() {
-                    s.set_nonblocking(true)?;
-                    s.set_nodelay(true)?;
+                    // a socket reset before this is dropped, not the floor
+                    if s.set_nonblocking(true).is_err() || s.set_nodelay(true).is_err() {
+                        continue;
+                    }
                     let i = free.pop().unwrap_or(conns.len());
                     ctl(libc::EPOLL_CTL_ADD, s.as_raw_fd(), i as u64 + 1);
                     let c = Conn {
@@ -237,9 +239,11 @@ fn main() -> Result<()> {
                         };
                         let rest = data[used..].to_vec();
                         c.inbuf = rest;
-                        // a reply this small fits the empty send buffer of an idle socket
+                        // a reply this small fits the empty send buffer of an idle socket; one that
+                        // does not (the client stopped reading) ends the socket, counted below
                         if !out.is_empty() && c.s.write_all(&out).is_err() {
                             closed = true;
+                            refused += 1;
                         }
                         if got < scratch.len() || closed {
                             break;
@@ -260,6 +264,8 @@ fn main() -> Result<()> {
         }
     }
     let open = conns.iter().flatten().count();
-    println!("{{\"accepted\":{accepted},\"open\":{open},\"reads_with_a_reply\":{pings}}}");
+    println!(
+        "{{\"accepted\":{accepted},\"open\":{open},\"reads_with_a_reply\":{pings},\"closed_on_a_full_buffer\":{refused}}}"
+    );
     Ok(())
 }
