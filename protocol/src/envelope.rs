@@ -237,8 +237,8 @@ fn decode_json<E: Event>(body: &mut [u8]) -> Result<Envelope<E>, Refused> {
 /// exponents, …), which then takes the general path.
 ///
 /// Why: an idle socket's only traffic is its `ping` every `pingInterval`, and at 100K sockets that is
-/// 5,000 a second, each on a cold cache; the general path (a copy, a parsed tree, serde) was most of
-/// the edge's own CPU per ping (perf/edge.md, "An idle socket's ping").
+/// 5,000 a second, each on a cold cache; the general path (a copy, a parsed tree, serde) was the
+/// largest part of the edge's own CPU per ping, ~40 % of it (perf/edge.md, "An idle socket's ping").
 pub fn json_ping(body: &[u8]) -> Option<(Option<u32>, f64)> {
     let rest = body.strip_prefix(br#"{"event":"ping","#)?;
     let (rid, rest) = match rest.strip_prefix(br#""rid":"#) {
