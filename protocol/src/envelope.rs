@@ -241,24 +241,27 @@ fn decode_json<E: Event>(body: &mut [u8]) -> Result<Envelope<E>, Refused> {
 /// largest part of the edge's own CPU per ping, ~40 % of it (perf/edge.md, "An idle socket's ping").
 pub fn json_ping(body: &[u8]) -> Option<(Option<u32>, f64)> {
     let rest = body.strip_prefix(br#"{"event":"ping","#)?;
-    let (rid, rest) = match rest.strip_prefix(br#""rid":"#) {
-        Some(r) => {
-            let (n, r) = json_uint(r, 10)?;
-            (Some(u32::try_from(n).ok()?), r.strip_prefix(b",")?)
-        }
+    let (first, rest) = match json_rid(rest) {
+        Some((n, r)) => (Some(n), r.strip_prefix(b",")?),
         None => (None, rest),
     };
     let rest = rest.strip_prefix(br#""data":{"t":"#)?;
     let (t, rest) = json_ms(rest)?;
     let rest = rest.strip_prefix(b"}")?;
-    let (rid, rest) = match (rid, rest.strip_prefix(br#","rid":"#)) {
+    let (rid, rest) = match (first, rest.strip_prefix(b",")) {
         (None, Some(r)) => {
-            let (n, r) = json_uint(r, 10)?;
-            (Some(u32::try_from(n).ok()?), r)
+            let (n, r) = json_rid(r)?;
+            (Some(n), r)
         }
-        (rid, _) => (rid, rest),
+        _ => (first, rest),
     };
     (rest == b"}").then_some((rid, t))
+}
+
+/// `"rid":N` (a u32) at the head of `s`, and what follows it.
+fn json_rid(s: &[u8]) -> Option<(u32, &[u8])> {
+    let (n, rest) = json_uint(s.strip_prefix(br#""rid":"#)?, 10)?;
+    Some((u32::try_from(n).ok()?, rest))
 }
 
 /// A JSON unsigned integer of at most `max` digits (no leading zero) and what follows it.
