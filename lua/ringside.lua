@@ -1,5 +1,5 @@
 #!lua name=ringside
--- Ringside game logic as Redis Functions. Library version: 6 (see `version`, and VERSION in lua/src/lib.rs).
+-- Ringside game logic as Redis Functions. Library version: 7 (see `version`, and VERSION in lua/src/lib.rs).
 --
 -- Every authoritative transition of a quiz room runs here, atomically, in the room's hash slot.
 -- The edge and the engine only ever call these functions (lua/README.md has the full contract).
@@ -39,7 +39,7 @@
 -- ended game: room, roomId, reason, ended — read by the control plane's results writer) and rooms:{pNN}
 -- (sorted set of the live rooms: code → created ms, for the ops view).
 
-local VERSION = 6
+local VERSION = 7
 local LOG_MAX = 1000            -- entries kept in P:log (approximate trim)
 local ROOM_TTL = 7200           -- s: a room with no transition for this long is abandoned
 local END_TTL = 300             -- s: reconnect window after game:end
@@ -1604,10 +1604,13 @@ end
 -- results (no-writes)
 -- KEYS: room[, timers]
 -- ARGV: qIndex, playerId, playerId, ... (1..1000 ids)
--- Reply: JSON array aligned with the ids: an AnswerResult per player (points, total and streak after
---        question qIndex; rank among the room as it is now for the last scored question, as it was when
---        the next question had been scored for an earlier one; totalPlayers as at its reveal), or null
---        for an id that was not in that leaderboard.
+-- Reply: a flat array (not JSON: building an AnswerResult's JSON here cost ~1.5 us of Redis per player;
+--        the caller builds it): [1] totalPlayers (the room's size at qIndex's reveal), [2] the correct
+--        option's index, then three values per id, in the ids' order: the total after question qIndex (a
+--        string; nil when the id was not in that leaderboard), the rank (an integer, 1-based: players
+--        with more points + 1; among the room as it is now for the last scored question, as it was when
+--        the next question had been scored for an earlier one; nil with the total), and the stored answer
+--        "idx:ms:points:streak" (nil: no answer; NO_ANSWER 'x': refused without an answer).
 --        For the last scored question (its game:leaderboard is out) and the RESULTS_KEEP questions
 --        before it, whatever is open now: the edge fetches them when the leaderboard arrives.
 -- Errors: room_not_found, wrong_state (not revealed and scored yet), wrong_question (more than
@@ -1632,33 +1635,28 @@ local function results(keys, args)
     ids[#ids + 1] = args[k]
     afields[#afields + 1] = 'a:' .. args[k]
   end
-  local i = int(q)
-  local correct = tonumber(redis.call('HGET', R.Q, 'c' .. i))
+  local correct = tonumber(redis.call('HGET', R.Q, 'c' .. int(q)))
   -- [1] the room's size at the reveal (totalPlayers), then each player's answer
   local answers = redis.call('HMGET', qkey(R, q), unpack(afields))
   local totals = redis.call('ZMSCORE', lb, unpack(ids))
-  local np = int(tonumber(table.remove(answers, 1)) or tonumber(r.np) or 0)
+  local out = { tonumber(answers[1]) or tonumber(r.np) or 0, correct or false }
   local rank_of = {} -- total -> rank, within this call (ties are common: 0, equal points)
-  local out = {}
+  local n = 2
   for k = 1, #ids do
     local total = totals[k]
-    if not total then
-      out[k] = 'null'
-    else
+    if total then
       local rank = rank_of[total]
       if not rank then
         rank = redis.call('ZCOUNT', lb, '(' .. total, '+inf') + 1
         rank_of[total] = rank
       end
-      local a, _, pts = split_answer(answers[k])
-      local answer = ''
-      if a then answer = '"answerIdx":' .. a .. ',' end
-      out[k] = string.format('{"qIndex":%s,%s"correct":%s,"points":%d,"total":%d,"rank":%d,"streak":%d,"totalPlayers":%s}',
-        i, answer, jbool(a ~= nil and a == correct), pts or 0, tonumber(total), rank,
-        streak_of(answers[k]), np)
+      out[n + 1], out[n + 2], out[n + 3] = total, rank, answers[k + 1] or false
+    else
+      out[n + 1], out[n + 2], out[n + 3] = false, false, false
     end
+    n = n + 3
   end
-  return arr(out)
+  return out
 end
 
 -- game_export (no-writes)

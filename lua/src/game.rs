@@ -606,14 +606,23 @@ impl Game {
             let mut args = Vec::with_capacity(chunk.len() + 1);
             args.push(q.as_str());
             args.extend_from_slice(chunk);
-            let part: Vec<Option<AnswerResult>> =
-                self.call_json(Function::Results, code, &args).await?;
-            if part.len() != chunk.len() {
-                return Err(GameError::BadReply {
-                    function: "results",
-                    detail: format!("{} results for {} ids", part.len(), chunk.len()),
-                });
+            if !is_game_code(code) {
+                return Err(GameError::refused(
+                    ErrorCode::BadPayload,
+                    "gameCode must be 6 characters of the code alphabet",
+                ));
             }
+            let mut conn = self.conn.clone();
+            let v: redis::Value = fcall_cmd(Function::Results, code, &args)
+                .query_async(&mut conn)
+                .await
+                .map_err(GameError::from_redis)?;
+            let part = results_from_reply(v, q_index, chunk.len()).map_err(|detail| {
+                GameError::BadReply {
+                    function: "results",
+                    detail,
+                }
+            })?;
             out.extend(part);
         }
         Ok(out)
@@ -796,20 +805,7 @@ impl ExportPage {
     /// Decodes the array `game_export` answers (see `lua/ringside.lua`).
     fn from_reply(v: redis::Value) -> Result<ExportPage, String> {
         use redis::Value;
-        fn text(v: &Value) -> Option<String> {
-            match v {
-                Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-                Value::SimpleString(s) => Some(s.clone()),
-                Value::Int(i) => Some(i.to_string()),
-                _ => None,
-            }
-        }
-        fn int(v: &Value) -> Option<i64> {
-            match v {
-                Value::Int(i) => Some(*i),
-                other => text(other)?.parse().ok(),
-            }
-        }
+        let (text, int) = (reply_text, reply_int);
         fn list(v: &Value) -> Option<&[Value]> {
             match v {
                 Value::Array(a) => Some(a),
@@ -937,6 +933,115 @@ pub const EXPORT_MAX: usize = 1000;
 /// Player ids per `results` call (the function's limit).
 pub const RESULTS_MAX: usize = 1000;
 
+/// The `results` reply (a flat array, `lua/ringside.lua`): totalPlayers, the correct index, then per id
+/// its total after question `q`, its rank and its stored answer ("idx:ms:points:streak"), nil for an id
+/// not in the leaderboard. Built here rather than as JSON in Redis: Redis is the room's one core.
+fn results_from_reply(
+    v: redis::Value,
+    q: u32,
+    ids: usize,
+) -> Result<Vec<Option<AnswerResult>>, String> {
+    let redis::Value::Array(parts) = v else {
+        return Err(format!("not an array: {v:?}"));
+    };
+    if parts.len() != 2 + 3 * ids {
+        return Err(format!(
+            "{} values for {ids} ids, want {}",
+            parts.len(),
+            2 + 3 * ids
+        ));
+    }
+    let total_players = reply_int(&parts[0])
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or("totalPlayers is not a count")?;
+    let correct = reply_int(&parts[1]);
+    let mut out = Vec::with_capacity(ids);
+    for p in parts[2..].chunks(3) {
+        if matches!(p[0], redis::Value::Nil) {
+            out.push(None);
+            continue;
+        }
+        // a sorted-set score: a whole number here, written by Redis as one ("12" or "-3")
+        let total = reply_text(&p[0])
+            .and_then(|t| t.parse::<f64>().ok())
+            .filter(|t| t.is_finite())
+            .ok_or_else(|| format!("total {:?} is not a number", p[0]))? as i64;
+        let rank = reply_int(&p[1])
+            .and_then(|r| u32::try_from(r).ok())
+            .ok_or_else(|| format!("rank {:?} is not a rank", p[1]))?;
+        let answer = reply_text(&p[2])
+            .map(|a| StoredAnswer::parse(&a))
+            .unwrap_or_default();
+        out.push(Some(AnswerResult {
+            q_index: q,
+            answer_idx: answer.idx,
+            correct: answer.idx.is_some_and(|a| Some(i64::from(a)) == correct),
+            points: answer.points,
+            total,
+            rank,
+            streak: answer.streak,
+            total_players,
+        }));
+    }
+    Ok(out)
+}
+
+/// A stored answer as `results` reads it: "idx:ms:points:streak" once scored, "idx:ms:remainingMs" before
+/// (points and streak 0 then), `x` (refused without an answer) or anything else: no answer.
+#[derive(Debug, Default, PartialEq)]
+struct StoredAnswer {
+    idx: Option<u32>,
+    points: i64,
+    streak: u32,
+}
+
+impl StoredAnswer {
+    fn parse(v: &str) -> StoredAnswer {
+        let mut f = v.split(':');
+        let (Some(idx), Some(ms), third, fourth, None) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            return StoredAnswer::default();
+        };
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let (Some(idx), true) = (idx.parse::<u32>().ok().filter(|_| digits(idx)), digits(ms))
+        else {
+            return StoredAnswer::default();
+        };
+        match (third, fourth) {
+            (Some(pts), Some(st)) => StoredAnswer {
+                idx: Some(idx),
+                points: pts.parse().unwrap_or(0),
+                streak: st
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(|s| u32::try_from(s).ok())
+                    .unwrap_or(0),
+            },
+            _ => StoredAnswer {
+                idx: Some(idx),
+                ..StoredAnswer::default()
+            },
+        }
+    }
+}
+
+fn reply_text(v: &redis::Value) -> Option<String> {
+    match v {
+        redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        redis::Value::SimpleString(s) => Some(s.clone()),
+        redis::Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+fn reply_int(v: &redis::Value) -> Option<i64> {
+    match v {
+        redis::Value::Int(i) => Some(*i),
+        other => reply_text(other)?.parse().ok(),
+    }
+}
+
 fn decode<T: DeserializeOwned>(function: Function, raw: &str) -> Result<T, GameError> {
     serde_json::from_str(raw).map_err(|e| GameError::BadReply {
         function: function.name(),
@@ -947,6 +1052,94 @@ fn decode<T: DeserializeOwned>(function: Function, raw: &str) -> Result<T, GameE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bulk(s: &str) -> redis::Value {
+        redis::Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_results_reply_becomes_answer_results() {
+        use redis::Value::{Array, Int, Nil};
+        let reply = Array(vec![
+            Int(5),
+            Int(2),
+            // scored, correct, on a streak
+            bulk("1250"),
+            Int(1),
+            bulk("2:1733500000123:1250:3"),
+            // scored, wrong with a penalty
+            bulk("-100"),
+            Int(5),
+            bulk("0:1733500000456:-100:0"),
+            // in the room, no answer
+            bulk("0"),
+            Int(4),
+            Nil,
+            // refused without an answer (NO_ANSWER)
+            bulk("0"),
+            Int(4),
+            bulk("x"),
+            // not in the room
+            Nil,
+            Nil,
+            Nil,
+        ]);
+        let got = results_from_reply(reply, 7, 5).expect("parses");
+        let r = |answer_idx, correct, points, total, rank, streak| {
+            Some(AnswerResult {
+                q_index: 7,
+                answer_idx,
+                correct,
+                points,
+                total,
+                rank,
+                streak,
+                total_players: 5,
+            })
+        };
+        assert_eq!(
+            got,
+            vec![
+                r(Some(2), true, 1250, 1250, 1, 3),
+                r(Some(0), false, -100, -100, 5, 0),
+                r(None, false, 0, 0, 4, 0),
+                r(None, false, 0, 0, 4, 0),
+                None,
+            ]
+        );
+    }
+
+    #[test]
+    fn a_results_reply_of_the_wrong_shape_is_refused() {
+        use redis::Value::{Array, Int, Nil};
+        assert!(results_from_reply(bulk("[]"), 0, 1).is_err());
+        // one id short
+        assert!(results_from_reply(Array(vec![Int(1), Int(0)]), 0, 1).is_err());
+        // a total that is not a number
+        let bad = Array(vec![Int(1), Int(0), bulk("lots"), Int(1), Nil]);
+        assert!(results_from_reply(bad, 0, 1).is_err());
+        // a rank that is not one
+        let bad = Array(vec![Int(1), Int(0), bulk("0"), Int(-1), Nil]);
+        assert!(results_from_reply(bad, 0, 1).is_err());
+    }
+
+    #[test]
+    fn stored_answers_read_as_the_library_writes_them() {
+        let a = |s| StoredAnswer::parse(s);
+        let some = |idx, points, streak| StoredAnswer {
+            idx: Some(idx),
+            points,
+            streak,
+        };
+        assert_eq!(a("3:1733500000123:900:2"), some(3, 900, 2));
+        assert_eq!(a("1:1733500000123:-50:0"), some(1, -50, 0));
+        // recorded, not scored yet: "idx:ms:remainingMs"
+        assert_eq!(a("1:1733500000123:4200"), some(1, 0, 0));
+        assert_eq!(a("1:1733500000123:-20"), some(1, 0, 0));
+        for none in ["x", "", "1", "a:1:2:3", "1:2:3:4:5", "-1:5:0:0", "1::0:0"] {
+            assert_eq!(a(none), StoredAnswer::default(), "{none:?}");
+        }
+    }
 
     #[test]
     fn random_codes_are_valid_game_codes() {
