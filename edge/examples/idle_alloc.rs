@@ -102,6 +102,7 @@ fn main() -> anyhow::Result<()> {
                 share_base: "http://bench".into(),
                 address_limits: Default::default(),
                 leaderboard_hold: ringside_edge::game::DEFAULT_LEADERBOARD_HOLD,
+                reveal_hold: ringside_edge::game::DEFAULT_REVEAL_HOLD,
             },
             1,
         )?;

@@ -40,6 +40,9 @@ pub struct GameSeries {
     pub seal_lead_ms: AtomicI64,
     /// `game:question:key` frames sent.
     pub seal_keys_total: AtomicU64,
+    /// How long the last leaderboard seen on this process came after its room's reveal, ms: the time
+    /// Redis took to score that question (decides whether reveals wait, `--reveal-hold-ms`).
+    pub board_gap_ms: AtomicI64,
     /// `error` replies sent, by code (index in `ErrorCode::ALL`).
     refusals: [AtomicU64; ErrorCode::ALL.len()],
 }
@@ -56,6 +59,7 @@ pub static GAME: GameSeries = GameSeries {
     seal_lead_ms_total: AtomicU64::new(0),
     seal_lead_ms: AtomicI64::new(0),
     seal_keys_total: AtomicU64::new(0),
+    board_gap_ms: AtomicI64::new(0),
     refusals: [const { AtomicU64::new(0) }; ErrorCode::ALL.len()],
 };
 
@@ -83,6 +87,11 @@ impl GameSeries {
             ),
             ("players", "Player sessions on this process.", &self.players),
             ("hosts", "Host sessions on this process.", &self.hosts),
+            (
+                "board_gap_ms",
+                "How long the last game:leaderboard seen here came after its reveal, ms (the question's scoring).",
+                &self.board_gap_ms,
+            ),
         ];
         for (name, help, v) in gauges {
             let _ = writeln!(
@@ -494,6 +503,7 @@ mod tests {
             "ringside_edge_seals_total ",
             "ringside_edge_seal_lead_ms ",
             "ringside_edge_seal_keys_total ",
+            "ringside_edge_board_gap_ms ",
             "ringside_edge_refusals_total{code=\"bad_hash\"} ",
         ] {
             assert!(t.contains(series), "{series} in {t}");

@@ -61,12 +61,18 @@ pub struct GameConfig {
     pub address_limits: AddressLimits,
     /// How long a player's `game:leaderboard` may wait in its send queue for the player's own
     /// `game:answer:result`, so that both leave in one write (`--leaderboard-hold-ms`; zero: at once);
-    /// the player's reveal waits for the leaderboard too in rooms scored in a few calls.
     pub leaderboard_hold: std::time::Duration,
+    /// How long a player's `game:question:reveal` may wait for the room's `game:leaderboard`, so that
+    /// reveal, leaderboard and result leave in one write (`--reveal-hold-ms`; zero: never held). Held only
+    /// in a room whose last leaderboard came within half of this after its reveal.
+    pub reveal_hold: std::time::Duration,
 }
 
 /// `--leaderboard-hold-ms`'s default.
 pub const DEFAULT_LEADERBOARD_HOLD: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// `--reveal-hold-ms`'s default.
+pub const DEFAULT_REVEAL_HOLD: std::time::Duration = std::time::Duration::from_millis(600);
 
 /// The game layer's command-line flags, flattened into the edge's [`Cli`](crate::cli::Cli).
 #[derive(Debug, Clone, clap::Args)]
@@ -110,12 +116,19 @@ pub struct GameFlags {
     /// How long a player's leaderboard may wait for the player's own result, so that both leave in
     /// one write instead of two (a results call that takes longer, or fails, releases it; per call: a big
     /// room's later players also wait for the calls before theirs, at most 10× this in all). 0: the
-    /// leaderboard goes out at once, the result after it on its own. In a room whose last leaderboard
-    /// came within half of this after its reveal, the player's reveal waits too, for the leaderboard.
+    /// leaderboard goes out at once, the result after it on its own (and no reveal is held).
     #[arg(long, env = "RINGSIDE_EDGE_LEADERBOARD_HOLD_MS",
         default_value_t = DEFAULT_LEADERBOARD_HOLD.as_millis() as u64,
         value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub leaderboard_hold_ms: u64,
+    /// How long a player's reveal may wait for the room's leaderboard, so that reveal, leaderboard and
+    /// result leave in one write and reach the phone in one repaint. Held only in a room whose last
+    /// leaderboard came within half of this after its reveal (a room scored quickly); the host's and
+    /// spectators' reveal never waits. 0: reveals go out at once.
+    #[arg(long, env = "RINGSIDE_EDGE_REVEAL_HOLD_MS",
+        default_value_t = DEFAULT_REVEAL_HOLD.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(0..=2000))]
+    pub reveal_hold_ms: u64,
 }
 
 impl GameFlags {
@@ -144,6 +157,7 @@ impl GameFlags {
             share_base,
             address_limits: self.address_limits.clone(),
             leaderboard_hold: std::time::Duration::from_millis(self.leaderboard_hold_ms),
+            reveal_hold: std::time::Duration::from_millis(self.reveal_hold_ms),
         }
     }
 }
@@ -159,6 +173,7 @@ pub struct GameFactory {
     share_base: String,
     addresses: Option<Arc<AddressLimiter>>,
     leaderboard_hold: std::time::Duration,
+    reveal_hold: std::time::Duration,
 }
 
 impl GameFactory {
@@ -173,6 +188,7 @@ impl GameFactory {
             share_base: cfg.share_base,
             addresses: AddressLimiter::new(cfg.address_limits).map(Arc::new),
             leaderboard_hold: cfg.leaderboard_hold,
+            reveal_hold: cfg.reveal_hold,
         })
     }
 }
@@ -191,6 +207,7 @@ impl SessionFactory for GameFactory {
             self.share_base.clone(),
             self.addresses.clone(),
             self.leaderboard_hold,
+            self.reveal_hold,
         ));
         ROOMS.with(|r| *r.borrow_mut() = Some(rooms.clone()));
         if let Some(mut inbox) = inbox {

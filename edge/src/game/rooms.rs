@@ -58,7 +58,7 @@ struct LocalRoom {
     /// The last reveal received and not yet followed by its leaderboard: `(qIndex, when)`.
     reveal: Option<(u32, std::time::Instant)>,
     /// How long the room's last leaderboard came after its reveal, here: a players' reveal waits for
-    /// its leaderboard (and their result) only when that was within half of `--leaderboard-hold-ms`.
+    /// its leaderboard (and their result) only when that was within half of `--reveal-hold-ms`.
     board_gap: Option<std::time::Duration>,
     /// The question of the last leaderboard received.
     last_board: Option<u32>,
@@ -108,6 +108,8 @@ pub struct Rooms {
     pub rate: FanoutRate,
     /// How long a player's leaderboard may wait for the player's result (`--leaderboard-hold-ms`).
     leaderboard_hold: std::time::Duration,
+    /// How long a player's reveal may wait for the room's leaderboard (`--reveal-hold-ms`).
+    reveal_hold: std::time::Duration,
 }
 
 /// Encodes a server event for one socket (replies and personal events; room events use [`RoomFrame`]).
@@ -170,6 +172,7 @@ impl Rooms {
         share_base: String,
         addresses: Option<Arc<AddressLimiter>>,
         leaderboard_hold: std::time::Duration,
+        reveal_hold: std::time::Duration,
     ) -> Rooms {
         Rooms {
             worker,
@@ -179,6 +182,7 @@ impl Rooms {
             rooms: RefCell::new(HashMap::new()),
             rate: FanoutRate::default(),
             leaderboard_hold,
+            reveal_hold,
         }
     }
 
@@ -321,7 +325,9 @@ impl Rooms {
                     room.last_board = Some(l.q_index);
                     if let Some((q, at)) = room.reveal.take() {
                         if q == l.q_index {
-                            room.board_gap = Some(now.saturating_duration_since(at));
+                            let gap = now.saturating_duration_since(at);
+                            room.board_gap = Some(gap);
+                            GAME.board_gap_ms.store(gap.as_millis() as i64, Relaxed);
                         }
                     }
                     holding
@@ -331,9 +337,8 @@ impl Rooms {
                     // a reveal after its own leaderboard (a replayed publish) waits for a new one
                     room.last_board = None;
                     holding
-                        && room
-                            .board_gap
-                            .is_some_and(|g| g <= self.leaderboard_hold / 2)
+                        && !self.reveal_hold.is_zero()
+                        && room.board_gap.is_some_and(|g| g <= self.reveal_hold / 2)
                 }
                 _ => false,
             };
@@ -416,15 +421,15 @@ impl Rooms {
     }
 
     /// The players' reveal of question `q`, held for its leaderboard: if that has not come within
-    /// `--leaderboard-hold-ms`, they leave alone. Once it has, the leaderboard's hold releases them
+    /// `--reveal-hold-ms`, they leave alone. Once it has, the leaderboard's hold releases them
     /// with it ([`Rooms::deliver_results`]); [`RESULTS_HOLD_CALLS`] holds later every one is released
     /// anyway (a socket the leaderboard's fan-out skipped, catching up, whose catch-up failed), when the
     /// leaderboard's own hold has ended too, so this never splits a reveal from its result early.
     fn release_reveals(self: &Rc<Self>, code: Arc<str>, q: u32, conns: Vec<ConnHandle>) {
         let this = self.clone();
-        let hold = self.leaderboard_hold;
+        let (reveal_hold, hold) = (self.reveal_hold, self.leaderboard_hold);
         monoio::spawn(async move {
-            monoio::time::sleep(hold).await;
+            monoio::time::sleep(reveal_hold).await;
             let boarded = this
                 .rooms
                 .borrow()

@@ -152,6 +152,7 @@ async fn replicated_stack(
                 ..AddressLimits::default()
             },
             leaderboard_hold: ringside_edge::game::DEFAULT_LEADERBOARD_HOLD,
+            reveal_hold: ringside_edge::game::DEFAULT_REVEAL_HOLD,
         },
         cfg.threads,
     )

@@ -313,17 +313,19 @@ async fn stack_full(
         tls,
         address_limits,
         ringside_edge::game::DEFAULT_LEADERBOARD_HOLD,
+        ringside_edge::game::DEFAULT_REVEAL_HOLD,
         tweak,
     )
     .await
 }
 
-/// [`stack_full`] with the given `--leaderboard-hold-ms`.
+/// [`stack_full`] with the given `--leaderboard-hold-ms` and `--reveal-hold-ms`.
 async fn stack_game(
     backend: Backend,
     tls: bool,
     address_limits: AddressLimits,
     leaderboard_hold: Duration,
+    reveal_hold: Duration,
     tweak: impl FnOnce(&mut Config),
 ) -> Stack {
     let redis = TestRedis::start(backend).expect("redis starts");
@@ -380,6 +382,7 @@ async fn stack_game(
             share_base: "http://test".into(),
             address_limits,
             leaderboard_hold,
+            reveal_hold,
         },
         cfg.threads,
     )

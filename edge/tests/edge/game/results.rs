@@ -269,6 +269,7 @@ async fn a_players_leaderboard_leaves_with_their_result_in_one_write() {
         false,
         AddressLimits::off(),
         Duration::from_secs(60),
+        Duration::from_secs(60),
         |_| {},
     )
     .await;
@@ -357,6 +358,7 @@ async fn a_held_reveal_leaves_alone_when_its_leaderboard_is_late() {
         false,
         AddressLimits::off(),
         hold,
+        hold,
         |c| {
             c.ping_interval = Duration::from_secs(120);
             c.idle_timeout = Duration::from_secs(300);
@@ -378,5 +380,53 @@ async fn a_held_reveal_leaves_alone_when_its_leaderboard_is_late() {
             .await;
         assert_eq!(q, 1, "the held reveal arrives without its leaderboard");
         assert!(sent.elapsed() >= hold, "the reveal was not held");
+    }
+}
+
+/// `--reveal-hold-ms 0`: a player's reveal is never held, even in a room whose leaderboards follow their
+/// reveals closely; the leaderboard still waits for the player's result (60 s here, longer than a client
+/// waits for a frame: the reveal can only have arrived because it was not held).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_reveal_hold_sends_the_reveal_at_once() {
+    let mut s = stack_game(
+        Backend::Standalone,
+        false,
+        AddressLimits::off(),
+        Duration::from_secs(60),
+        Duration::ZERO,
+        |_| {},
+    )
+    .await;
+    // Question 0 and its leaderboard came from one call: with a hold, the next reveal would wait.
+    let (mut host, code, mut players, first) = two_players_past_question_0(&s).await;
+    host.until(|e| matches!(e, ServerEvent::Leaderboard(_)).then_some(()))
+        .await;
+    let (frames0, writes0) = settled_frames_and_writes(&s).await;
+    emit_reveal(&mut s, &code, 0).await;
+    for (c, _) in players.iter_mut() {
+        let q = c
+            .until(|e| match e {
+                ServerEvent::QuestionReveal(r) => Some(r.q_index),
+                _ => None,
+            })
+            .await;
+        assert_eq!(q, 0, "the reveal arrives alone, before any leaderboard");
+    }
+    host.until(|e| matches!(e, ServerEvent::QuestionReveal(_)).then_some(()))
+        .await;
+    let counted = counted_frames_and_writes(&s, frames0, 3).await;
+    assert_eq!(
+        (counted.0 - frames0, counted.1 - writes0),
+        (3, 3),
+        "one reveal per socket, each in its own write"
+    );
+    // The leaderboard still waits for each player's result and leaves with it.
+    emit_leaderboard(&mut s, &code, 0).await;
+    for ((c, _), before) in players.iter_mut().zip(&first) {
+        match c.next().await.event {
+            ServerEvent::Leaderboard(l) => assert_eq!(l.q_index, 0),
+            other => panic!("expected the leaderboard, got {other:?}"),
+        }
+        next_is_the_same_result(c, before).await;
     }
 }
