@@ -12,7 +12,8 @@
 --   and ignore it.
 --   Randomness (codes, ids, tokens, secrets) comes from the caller's CSPRNG in ARGV; time comes from TIME.
 --   Errors: `<code> <detail>` where <code> is a wire ErrorCode (ringside_protocol::ErrorCode) or the
---   internal `code_taken`. Replies: JSON text, the `data` of the protocol reply event.
+--   internal `code_taken`. Replies: JSON text, the `data` of the protocol reply event, except `results`
+--   and `game_export` (arrays: the caller builds the JSON).
 --
 -- Keys of one room (P = KEYS[1]); the count is constant per room plus one per question played:
 --   P              hash    state, settings, current question, deadlines, seq, gen, counters
@@ -1604,7 +1605,7 @@ end
 -- results (no-writes)
 -- KEYS: room[, timers]
 -- ARGV: qIndex, playerId, playerId, ... (1..1000 ids)
--- Reply: a flat array (not JSON: building an AnswerResult's JSON here cost ~1.5 us of Redis per player;
+-- Reply: a flat array (not JSON: building an AnswerResult's JSON here cost ~3 us of Redis per player;
 --        the caller builds it): [1] totalPlayers (the room's size at qIndex's reveal), [2] the correct
 --        option's index, then three values per id, in the ids' order: the total after question qIndex (a
 --        string; nil when the id was not in that leaderboard), the rank (an integer, 1-based: players

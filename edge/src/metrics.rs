@@ -89,7 +89,7 @@ impl GameSeries {
             ("hosts", "Host sessions on this process.", &self.hosts),
             (
                 "board_gap_ms",
-                "How long the last game:leaderboard seen here came after its reveal, ms (the question's scoring).",
+                "How long the last game:leaderboard seen on this process came after its reveal, ms (the last one of any room; 0 before the first).",
                 &self.board_gap_ms,
             ),
         ];

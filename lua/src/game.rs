@@ -996,27 +996,26 @@ struct StoredAnswer {
 }
 
 impl StoredAnswer {
+    /// As the library's `split_answer` reads it: `^(\d+):(\d+):(-?\d+):(-?\d+)$` scored,
+    /// `^(\d+):(\d+):-?\d+$` not yet; anything else is no answer.
     fn parse(v: &str) -> StoredAnswer {
-        let mut f = v.split(':');
-        let (Some(idx), Some(ms), third, fourth, None) =
-            (f.next(), f.next(), f.next(), f.next(), f.next())
-        else {
-            return StoredAnswer::default();
-        };
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        let (Some(idx), true) = (idx.parse::<u32>().ok().filter(|_| digits(idx)), digits(ms))
-        else {
+        let signed = |s: &str| digits(s.strip_prefix('-').unwrap_or(s));
+        let f: Vec<&str> = v.split(':').collect();
+        let well_formed = match f.as_slice() {
+            [idx, ms, rest @ ..] if (1..=2).contains(&rest.len()) => {
+                digits(idx) && digits(ms) && rest.iter().all(|x| signed(x))
+            }
+            _ => false,
+        };
+        let Some(idx) = f[0].parse::<u32>().ok().filter(|_| well_formed) else {
             return StoredAnswer::default();
         };
-        match (third, fourth) {
-            (Some(pts), Some(st)) => StoredAnswer {
+        match f.as_slice() {
+            [_, _, pts, st] => StoredAnswer {
                 idx: Some(idx),
                 points: pts.parse().unwrap_or(0),
-                streak: st
-                    .parse::<i64>()
-                    .ok()
-                    .and_then(|s| u32::try_from(s).ok())
-                    .unwrap_or(0),
+                streak: st.parse().unwrap_or(0),
             },
             _ => StoredAnswer {
                 idx: Some(idx),
@@ -1136,7 +1135,19 @@ mod tests {
         // recorded, not scored yet: "idx:ms:remainingMs"
         assert_eq!(a("1:1733500000123:4200"), some(1, 0, 0));
         assert_eq!(a("1:1733500000123:-20"), some(1, 0, 0));
-        for none in ["x", "", "1", "a:1:2:3", "1:2:3:4:5", "-1:5:0:0", "1::0:0"] {
+        for none in [
+            "x",
+            "",
+            "1",
+            "1:5",
+            "1:5:x",
+            "1:5:x:0",
+            "1:5:0:+2",
+            "a:1:2:3",
+            "1:2:3:4:5",
+            "-1:5:0:0",
+            "1::0:0",
+        ] {
             assert_eq!(a(none), StoredAnswer::default(), "{none:?}");
         }
     }
