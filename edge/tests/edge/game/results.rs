@@ -168,6 +168,15 @@ async fn emit_reveal(s: &mut Stack, code: &str, q: u32) -> u64 {
 }
 
 /// The next frame `c` reads is the player's result, the same as `before`.
+/// The question index of the client's next `game:question:reveal` (other events before it skipped).
+async fn next_reveal(c: &mut Client) -> u32 {
+    c.until(|e| match e {
+        ServerEvent::QuestionReveal(r) => Some(r.q_index),
+        _ => None,
+    })
+    .await
+}
+
 async fn next_is_the_same_result(c: &mut Client, before: &AnswerResult) {
     match c.next().await.event {
         ServerEvent::AnswerResult(r) => assert_eq!(&r, before, "the same result again"),
@@ -264,15 +273,7 @@ async fn two_players_past_question_0(
 /// the result or the refusal can have released it — nothing here depends on how fast the machine is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_players_leaderboard_leaves_with_their_result_in_one_write() {
-    let mut s = stack_game(
-        Backend::Standalone,
-        false,
-        AddressLimits::off(),
-        Duration::from_secs(60),
-        Duration::from_secs(60),
-        quiet_keepalive,
-    )
-    .await;
+    let mut s = holding_stack(Duration::from_secs(60), Duration::from_secs(60)).await;
     // Question 0, answered by both (the reveal comes at once), its leaderboard and each result.
     let (mut host, code, mut players, first) = two_players_past_question_0(&s).await;
     host.until(|e| matches!(e, ServerEvent::Leaderboard(_)).then_some(()))
@@ -311,12 +312,7 @@ async fn a_players_leaderboard_leaves_with_their_result_in_one_write() {
         .await;
     emit_leaderboard(&mut s, &code, 0).await;
     for ((c, _), before) in players.iter_mut().zip(&first) {
-        let q = c
-            .until(|e| match e {
-                ServerEvent::QuestionReveal(r) => Some(r.q_index),
-                _ => None,
-            })
-            .await;
+        let q = next_reveal(c).await;
         assert_eq!(q, 0);
         match c.next().await.event {
             ServerEvent::Leaderboard(l) => assert_eq!(l.q_index, 0),
@@ -347,11 +343,21 @@ async fn a_players_leaderboard_leaves_with_their_result_in_one_write() {
     }
 }
 
-/// The edge's own keepalive pings 120 s away, so none lands in a window whose frames and writes a test
-/// counts.
-fn quiet_keepalive(c: &mut Config) {
-    c.ping_interval = Duration::from_secs(120);
-    c.idle_timeout = Duration::from_secs(300);
+/// A standalone stack with these `--leaderboard-hold-ms` and `--reveal-hold-ms`, the edge's own keepalive
+/// pings 120 s away, so that none lands in a window whose frames and writes a test counts.
+async fn holding_stack(leaderboard_hold: Duration, reveal_hold: Duration) -> Stack {
+    stack_game(
+        Backend::Standalone,
+        false,
+        AddressLimits::off(),
+        leaderboard_hold,
+        reveal_hold,
+        |c| {
+            c.ping_interval = Duration::from_secs(120);
+            c.idle_timeout = Duration::from_secs(300);
+        },
+    )
+    .await
 }
 
 /// A player's reveal held for its leaderboard leaves alone when the leaderboard does not come within the
@@ -360,15 +366,7 @@ fn quiet_keepalive(c: &mut Config) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_reveal_leaves_alone_when_its_leaderboard_is_late() {
     let hold = Duration::from_secs(2);
-    let mut s = stack_game(
-        Backend::Standalone,
-        false,
-        AddressLimits::off(),
-        hold,
-        hold,
-        quiet_keepalive,
-    )
-    .await;
+    let mut s = holding_stack(hold, hold).await;
     // Question 0, answered by both: its reveal and leaderboard come from one call, so the next reveal
     // is held for its leaderboard.
     let (_host, code, mut players, _) = two_players_past_question_0(&s).await;
@@ -376,12 +374,7 @@ async fn a_held_reveal_leaves_alone_when_its_leaderboard_is_late() {
     let sent = std::time::Instant::now();
     emit_reveal(&mut s, &code, 1).await;
     for (c, _) in players.iter_mut() {
-        let q = c
-            .until(|e| match e {
-                ServerEvent::QuestionReveal(r) => Some(r.q_index),
-                _ => None,
-            })
-            .await;
+        let q = next_reveal(c).await;
         assert_eq!(q, 1, "the held reveal arrives without its leaderboard");
         assert!(sent.elapsed() >= hold, "the reveal was not held");
     }
@@ -392,15 +385,7 @@ async fn a_held_reveal_leaves_alone_when_its_leaderboard_is_late() {
 /// waits for a frame: the reveal can only have arrived because it was not held).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_reveal_hold_sends_the_reveal_at_once() {
-    let mut s = stack_game(
-        Backend::Standalone,
-        false,
-        AddressLimits::off(),
-        Duration::from_secs(60),
-        Duration::ZERO,
-        quiet_keepalive,
-    )
-    .await;
+    let mut s = holding_stack(Duration::from_secs(60), Duration::ZERO).await;
     // Question 0 and its leaderboard came from one call: with a hold, the next reveal would wait.
     let (mut host, code, mut players, first) = two_players_past_question_0(&s).await;
     host.until(|e| matches!(e, ServerEvent::Leaderboard(_)).then_some(()))
@@ -408,12 +393,7 @@ async fn no_reveal_hold_sends_the_reveal_at_once() {
     let (frames0, writes0) = settled_frames_and_writes(&s).await;
     emit_reveal(&mut s, &code, 0).await;
     for (c, _) in players.iter_mut() {
-        let q = c
-            .until(|e| match e {
-                ServerEvent::QuestionReveal(r) => Some(r.q_index),
-                _ => None,
-            })
-            .await;
+        let q = next_reveal(c).await;
         assert_eq!(q, 0, "the reveal arrives alone, before any leaderboard");
     }
     host.until(|e| matches!(e, ServerEvent::QuestionReveal(_)).then_some(()))
