@@ -223,6 +223,17 @@ impl Game {
         code: &str,
         args: &[&str],
     ) -> Result<String, GameError> {
+        self.call_reply(function, code, args).await
+    }
+
+    /// Calls `function` for room `code` (refused without a call when `code` is not a game code) and
+    /// converts its reply to `T`.
+    async fn call_reply<T: redis::FromRedisValue, A: redis::ToRedisArgs>(
+        &self,
+        function: Function,
+        code: &str,
+        args: &[A],
+    ) -> Result<T, GameError> {
         if !is_game_code(code) {
             return Err(GameError::refused(
                 ErrorCode::BadPayload,
@@ -231,7 +242,7 @@ impl Game {
         }
         let mut conn = self.conn.clone();
         fcall_cmd(function, code, args)
-            .query_async::<String>(&mut conn)
+            .query_async::<T>(&mut conn)
             .await
             .map_err(GameError::from_redis)
     }
@@ -606,17 +617,7 @@ impl Game {
             let mut args = Vec::with_capacity(chunk.len() + 1);
             args.push(q.as_str());
             args.extend_from_slice(chunk);
-            if !is_game_code(code) {
-                return Err(GameError::refused(
-                    ErrorCode::BadPayload,
-                    "gameCode must be 6 characters of the code alphabet",
-                ));
-            }
-            let mut conn = self.conn.clone();
-            let v: redis::Value = fcall_cmd(Function::Results, code, &args)
-                .query_async(&mut conn)
-                .await
-                .map_err(GameError::from_redis)?;
+            let v = self.call_reply(Function::Results, code, &args).await?;
             let part = results_from_reply(v, q_index, chunk.len()).map_err(|detail| {
                 GameError::BadReply {
                     function: "results",
@@ -636,21 +637,13 @@ impl Game {
         offset: u64,
         count: usize,
     ) -> Result<ExportPage, GameError> {
-        if !is_game_code(code) {
-            return Err(GameError::refused(
-                ErrorCode::BadPayload,
-                "gameCode must be 6 characters of the code alphabet",
-            ));
-        }
-        let mut conn = self.conn.clone();
-        let v: redis::Value = fcall_cmd(
-            Function::GameExport,
-            code,
-            &[offset.to_string(), count.to_string()],
-        )
-        .query_async(&mut conn)
-        .await
-        .map_err(GameError::from_redis)?;
+        let v = self
+            .call_reply(
+                Function::GameExport,
+                code,
+                &[offset.to_string(), count.to_string()],
+            )
+            .await?;
         ExportPage::from_reply(v).map_err(|detail| GameError::BadReply {
             function: "game_export",
             detail,
@@ -863,7 +856,7 @@ impl ExportPage {
                 answers.push(answer);
             }
             players.push(ExportedPlayer {
-                player_id: text(&p[0]).ok_or("playerId")?,
+                player_id: text(&p[0]).ok_or("playerId")?.into_owned(),
                 name: name.to_string(),
                 avatar: avatar.parse().unwrap_or(0),
                 rank: int(&p[3]).ok_or("rank")? as u64,
@@ -1001,23 +994,23 @@ impl StoredAnswer {
     fn parse(v: &str) -> StoredAnswer {
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
         let signed = |s: &str| digits(s.strip_prefix('-').unwrap_or(s));
-        let f: Vec<&str> = v.split(':').collect();
-        let well_formed = match f.as_slice() {
-            [idx, ms, rest @ ..] if (1..=2).contains(&rest.len()) => {
-                digits(idx) && digits(ms) && rest.iter().all(|x| signed(x))
-            }
-            _ => false,
-        };
-        let Some(idx) = f[0].parse::<u32>().ok().filter(|_| well_formed) else {
+        let mut f = v.split(':');
+        let (Some(idx), Some(ms), Some(third), fourth, None) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
             return StoredAnswer::default();
         };
-        match f.as_slice() {
-            [_, _, pts, st] => StoredAnswer {
+        let well_formed = digits(idx) && digits(ms) && signed(third) && fourth.is_none_or(signed);
+        let Some(idx) = idx.parse::<u32>().ok().filter(|_| well_formed) else {
+            return StoredAnswer::default();
+        };
+        match fourth {
+            Some(st) => StoredAnswer {
                 idx: Some(idx),
-                points: pts.parse().unwrap_or(0),
+                points: third.parse().unwrap_or(0),
                 streak: st.parse().unwrap_or(0),
             },
-            _ => StoredAnswer {
+            None => StoredAnswer {
                 idx: Some(idx),
                 ..StoredAnswer::default()
             },
@@ -1025,11 +1018,12 @@ impl StoredAnswer {
     }
 }
 
-fn reply_text(v: &redis::Value) -> Option<String> {
+/// A reply value as text, borrowed from the reply where it can be (no copy per player in `results`).
+fn reply_text(v: &redis::Value) -> Option<std::borrow::Cow<'_, str>> {
     match v {
-        redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        redis::Value::SimpleString(s) => Some(s.clone()),
-        redis::Value::Int(i) => Some(i.to_string()),
+        redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b)),
+        redis::Value::SimpleString(s) => Some(s.as_str().into()),
+        redis::Value::Int(i) => Some(i.to_string().into()),
         _ => None,
     }
 }
