@@ -337,9 +337,18 @@ impl ConnHandle {
         self.wake();
     }
 
-    pub(crate) fn send_ping(&self, ping: &Bytes, now: u32) {
+    /// Queues the keepalive ping. `ride`: it waits, unwoken, for the socket's next frame and leaves
+    /// in that frame's write (a socket the game writes to every few seconds gets its ping for free);
+    /// the sweep writes it alone when nothing came to carry it ([`Registry::sweep`](crate::registry::Registry::sweep)).
+    pub(crate) fn send_ping(&self, ping: &Bytes, now: u32, ride: bool) {
         self.0.last_ping.set(now);
-        let _ = self.send(ping.clone(), FrameClass::Control);
+        let wake = if ride { Wake::Held } else { Wake::Now };
+        let _ = self.push(ping.clone(), FrameClass::Control, wake);
+    }
+
+    /// Whether `frame` (the same buffer) waits in the queue, not yet started.
+    pub(crate) fn has_unsent(&self, frame: &Bytes) -> bool {
+        self.0.queue.borrow().has_unsent(frame)
     }
 
     pub(crate) fn closing_since(&self) -> Option<u32> {

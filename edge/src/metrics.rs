@@ -150,6 +150,10 @@ pub struct Metrics {
     pub bytes_out_total: AtomicU64,
     /// `sendmsg` calls that wrote WebSocket frames (the send syscalls per delivered frame).
     pub writes_total: AtomicU64,
+    /// WebSocket keepalive pings queued by the sweep.
+    pub pings_total: AtomicU64,
+    /// Of those, the ones no game frame carried within the ride: written alone.
+    pub pings_alone_total: AtomicU64,
     pub slow_consumer_closes_total: AtomicU64,
     pub dropped_superseded_frames_total: AtomicU64,
     protocol_closes: [AtomicU64; CLOSE_CODES.len() + 1],
@@ -237,6 +241,16 @@ impl Metrics {
             "writes_total",
             "Send syscalls that wrote WebSocket frames.",
             self.writes_total.load(Relaxed),
+        );
+        counter(
+            "pings_total",
+            "WebSocket keepalive pings queued for sockets that sent nothing for --ping-interval.",
+            self.pings_total.load(Relaxed),
+        );
+        counter(
+            "pings_alone_total",
+            "Keepalive pings written alone: no frame came within the ride to carry them.",
+            self.pings_alone_total.load(Relaxed),
         );
         counter(
             "slow_consumer_closes_total",

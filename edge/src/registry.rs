@@ -3,6 +3,7 @@
 //! admission control — one timer per thread instead of one per socket — and the drain of a thread.
 
 use std::cell::{Cell, RefCell};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,6 +15,10 @@ use ringside_protocol::CloseCode;
 
 /// Sockets a worker must have had before a halving counts as a mass disconnect.
 const MASS_DISCONNECT_MIN: usize = 1024;
+
+/// The longest a due WebSocket ping waits for a game frame to carry it, s: a socket the game writes to
+/// every few seconds (a question, its reveal) then gets its keepalive without a write of its own.
+const PING_RIDE_MAX_SECS: u32 = 5;
 
 /// How long a drain waits for aborted sockets to end after its deadline.
 const ABORT_GRACE: Duration = Duration::from_secs(1);
@@ -104,6 +109,8 @@ impl Registry {
         let ping = cfg.ping_interval.as_secs().max(1) as u32;
         let idle = cfg.idle_timeout.as_secs().max(1) as u32;
         let close_to = cfg.close_timeout.as_secs().max(1) as u32;
+        let ride = ping_ride_secs(ping, idle);
+        let metrics = &worker.shared.metrics;
         self.return_memory_after_mass_disconnect(worker);
         crate::sys::allocator_collect_light();
         let mut queued = 0u64;
@@ -119,8 +126,16 @@ impl Registry {
             let quiet = now.saturating_sub(h.last_rx());
             if quiet >= idle {
                 h.close(CloseCode::IdleTimeout.code(), "idle timeout");
-            } else if quiet >= ping && now.saturating_sub(h.last_ping()) >= ping {
-                h.send_ping(&self.ping_frame, now);
+            } else if quiet >= ping {
+                let since_ping = now.saturating_sub(h.last_ping());
+                if since_ping >= ping {
+                    h.send_ping(&self.ping_frame, now, ride > 0);
+                    metrics.pings_total.fetch_add(1, Relaxed);
+                } else if ride > 0 && since_ping >= ride && h.has_unsent(&self.ping_frame) {
+                    // no frame came to carry it: the ping leaves alone
+                    h.release();
+                    metrics.pings_alone_total.fetch_add(1, Relaxed);
+                }
             }
         });
         worker.load.set_queued_bytes(queued);
@@ -180,5 +195,30 @@ impl Registry {
                 "sockets did not end after abort; dropping them with the runtime"
             );
         }
+    }
+}
+
+/// How long a due WebSocket ping may wait for a frame to ride with, s: [`PING_RIDE_MAX_SECS`], at most a
+/// quarter of the time between the ping and the idle timeout (the client keeps most of that time to
+/// answer) and less than the ping interval (one ping waits at a time); 0, written at once, when
+/// either margin is too small.
+fn ping_ride_secs(ping: u32, idle: u32) -> u32 {
+    (idle.saturating_sub(ping) / 4)
+        .min(ping.saturating_sub(1))
+        .min(PING_RIDE_MAX_SECS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ping_rides_only_where_the_client_keeps_time_to_answer() {
+        assert_eq!(ping_ride_secs(25, 60), 5, "the defaults");
+        assert_eq!(ping_ride_secs(25, 35), 2);
+        assert_eq!(ping_ride_secs(1, 3), 0, "a tight idle timeout: at once");
+        assert_eq!(ping_ride_secs(1, 60), 0, "a ping every second: at once");
+        assert_eq!(ping_ride_secs(3, 11), 2);
+        assert_eq!(ping_ride_secs(30, 20), 0, "rejected by the config anyway");
     }
 }

@@ -183,6 +183,15 @@ impl SendQueue {
         }
     }
 
+    /// Whether `frame` itself (the same buffer, not equal bytes) is queued and not yet started.
+    pub fn has_unsent(&self, frame: &Bytes) -> bool {
+        let skip = usize::from(self.front_started);
+        self.frames
+            .iter()
+            .skip(skip)
+            .any(|q| q.data.as_ptr() == frame.as_ptr() && q.data.len() == frame.len())
+    }
+
     /// Fills `dst` with slices of the queued frames, front first; returns how many were filled.
     pub fn io_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
@@ -364,6 +373,24 @@ mod tests {
         assert_eq!(contents(&q), vec!["gress-1", "progress-2"]);
         assert_eq!(q.consume(7), 1);
         assert_eq!(contents(&q), vec!["progress-2"]);
+    }
+
+    /// The sweep's test for a ping still waiting: the same buffer, not equal bytes, and not once it
+    /// started going out.
+    #[test]
+    fn has_unsent_finds_the_same_buffer_until_it_starts_going_out() {
+        let ping = Bytes::from(b"ping".to_vec());
+        let mut q = SendQueue::new();
+        q.push(Bytes::from(b"ping".to_vec()), FrameClass::Control, &LIM);
+        assert!(!q.has_unsent(&ping), "equal bytes, another buffer");
+        q.push(ping.clone(), FrameClass::Control, &LIM);
+        assert!(q.has_unsent(&ping));
+        assert_eq!(q.consume(4), 1);
+        assert!(q.has_unsent(&ping), "the other frame went out");
+        assert_eq!(q.consume(1), 0);
+        assert!(!q.has_unsent(&ping), "partly written: on its way");
+        assert_eq!(q.consume(3), 1);
+        assert!(!q.has_unsent(&ping));
     }
 
     #[test]

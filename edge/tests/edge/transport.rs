@@ -1,6 +1,7 @@
 //! End-to-end tests of the edge in echo mode over real sockets on 127.0.0.1, with
 //! tokio-tungstenite as the independent client and raw sockets for what it refuses to send.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -446,6 +447,93 @@ async fn idle_socket_is_pinged_and_then_closed_with_4000() {
     // The raw client never answers pings, so it is idle: a ping first, then close 4000 (docs §3/§4).
     let (op, _) = ws.next_frame().await.expect("a ping");
     assert_eq!(op, 9);
+    assert_eq!(ws.close_code().await, Some(4000));
+    stop(srv).await;
+}
+
+/// Sends `tick` to its socket every 200 ms for 12 s, unprompted (the game's questions and reveals).
+struct Ticker;
+struct TickerSession;
+const TICKS: usize = 60;
+
+impl SessionFactory for Ticker {
+    fn open(
+        &self,
+        _req: &UpgradeRequest,
+        conn: &ConnHandle,
+    ) -> Result<Box<dyn Session>, Rejection> {
+        let conn = conn.clone();
+        monoio::spawn(async move {
+            for _ in 0..TICKS {
+                monoio::time::sleep(Duration::from_millis(200)).await;
+                if conn.send_text("tick").is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Box::new(TickerSession))
+    }
+}
+
+impl Session for TickerSession {
+    fn on_message(&mut self, _conn: &ConnHandle, _kind: MessageKind, _payload: &[u8]) {}
+}
+
+/// A client that sends nothing but is written to every 200 ms gets its keepalive pings in the
+/// writes of those frames: every ping is followed by a `tick` of the same write, none goes alone.
+#[tokio::test]
+async fn a_due_ping_rides_with_the_next_frame() {
+    let mut cfg = echo_config();
+    // a ping every 5 s, which may wait 4 s for a frame to ride with (a stall of the test machine
+    // shorter than that cannot make one go alone)
+    cfg.ping_interval = Duration::from_secs(5);
+    cfg.idle_timeout = Duration::from_secs(60);
+    let srv = start_with(cfg, Arc::new(Ticker));
+    let mut ws = RawWs::connect(srv.local_addr()).await;
+    let (mut pings, mut ticks) = (0, 0);
+    while ticks < TICKS {
+        let (op, p) = ws.next_frame().await.expect("a frame");
+        match op {
+            9 => pings += 1,
+            1 => {
+                assert_eq!(p, b"tick");
+                ticks += 1;
+            }
+            _ => panic!("unexpected opcode {op}"),
+        }
+    }
+    let m = srv.metrics();
+    let (queued, alone) = (
+        m.pings_total.load(Relaxed),
+        m.pings_alone_total.load(Relaxed),
+    );
+    let (frames, writes) = (
+        m.frames_out_total.load(Relaxed),
+        m.writes_total.load(Relaxed),
+    );
+    assert!(pings >= 1, "a ping every 5 s for 12 s, got {pings}");
+    assert_eq!(alone, 0, "every ping had a tick to ride with");
+    assert!(queued >= pings, "{queued} queued, {pings} received");
+    // each ping shared its write with a tick (ticks may share one too, never fewer)
+    assert!(
+        frames - writes >= pings,
+        "{frames} frames in {writes} writes for {pings} pings"
+    );
+    stop(srv).await;
+}
+
+/// With nothing to ride with, the ping leaves alone once its ride is over, and the silent client
+/// is still closed with 4000 at the idle timeout.
+#[tokio::test]
+async fn a_ping_with_nothing_to_ride_with_leaves_alone() {
+    let mut cfg = echo_config();
+    cfg.ping_interval = Duration::from_secs(3);
+    cfg.idle_timeout = Duration::from_secs(11); // ride: 2 s
+    let srv = start(cfg);
+    let mut ws = RawWs::connect(srv.local_addr()).await;
+    let (op, _) = ws.next_frame().await.expect("a ping");
+    assert_eq!(op, 9);
+    assert!(srv.metrics().pings_alone_total.load(Relaxed) >= 1);
     assert_eq!(ws.close_code().await, Some(4000));
     stop(srv).await;
 }
