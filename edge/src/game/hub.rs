@@ -51,6 +51,9 @@ pub struct RoomFrame {
     /// Binary frame with the same envelope in MessagePack.
     pub msgpack: Bytes,
     pub class: FrameClass,
+    /// When the Redis thread read it: the time between a room's reveal and its leaderboard as Redis
+    /// produced them, whatever the worker was busy with meanwhile (`--reveal-hold-ms`).
+    pub received: std::time::Instant,
 }
 
 impl RoomFrame {
@@ -96,6 +99,7 @@ pub fn room_frame(code: Arc<str>, published: &[u8]) -> Result<RoomFrame, String>
         json: frame::encode(frame::Opcode::Text, published),
         msgpack: frame::encode(frame::Opcode::Binary, &env.to_msgpack()),
         event: env.event,
+        received: std::time::Instant::now(),
     })
 }
 

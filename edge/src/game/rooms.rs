@@ -57,8 +57,9 @@ struct LocalRoom {
     seal: Option<QuestionSeal>,
     /// The last reveal received and not yet followed by its leaderboard: `(qIndex, when)`.
     reveal: Option<(u32, std::time::Instant)>,
-    /// How long the room's last leaderboard came after its reveal, here: a players' reveal waits for
-    /// its leaderboard (and their result) only when that was within half of `--reveal-hold-ms`.
+    /// How long the room's last leaderboard came after its reveal (as the Redis thread read both): a
+    /// players' reveal waits for its leaderboard (and their result) only when that was within half of
+    /// `--reveal-hold-ms`.
     board_gap: Option<std::time::Duration>,
     /// The question of the last leaderboard received.
     last_board: Option<u32>,
@@ -316,7 +317,9 @@ impl Rooms {
             // personal results follow the leaderboard: it is published once the question is scored
             let board = matches!(frame.event, ServerEvent::Leaderboard(_));
             let holding = !self.leaderboard_hold.is_zero();
-            let now = std::time::Instant::now();
+            // as the Redis thread read them: the gap is Redis's scoring time, not also how long
+            // this worker took to fan the reveal out (which the hold itself would have saved)
+            let now = frame.received;
             // a player's leaderboard waits for the player's result: one write for both; the reveal
             // before it waits too when the room's leaderboards follow their reveals closely (a
             // room scored in one or a few calls), so all three leave in one write
@@ -328,6 +331,7 @@ impl Rooms {
                             let gap = now.saturating_duration_since(at);
                             room.board_gap = Some(gap);
                             GAME.board_gap_ms.store(gap.as_millis() as i64, Relaxed);
+                            tracing::debug!(room = %frame.code, q = l.q_index, gap_ms = gap.as_millis() as u64, "leaderboard after its reveal");
                         }
                     }
                     holding
