@@ -63,8 +63,8 @@ pub struct GameConfig {
     /// `game:answer:result`, so that both leave in one write (`--leaderboard-hold-ms`; zero: at once);
     pub leaderboard_hold: std::time::Duration,
     /// How long a player's `game:question:reveal` may wait for the room's `game:leaderboard`, so that
-    /// reveal, leaderboard and result leave in one write (`--reveal-hold-ms`; zero: never held). Held only
-    /// in a room whose last leaderboard came within half of this after its reveal.
+    /// reveal, leaderboard and result leave in one write (`--reveal-hold-ms`; zero: never held). Not held
+    /// in a room whose last leaderboard came later than this after its reveal.
     pub reveal_hold: std::time::Duration,
 }
 

@@ -58,7 +58,7 @@ struct LocalRoom {
     /// The last reveal received and not yet followed by its leaderboard: `(qIndex, when)`.
     reveal: Option<(u32, std::time::Instant)>,
     /// How long the room's last leaderboard came after its reveal (as the Redis thread read both): a
-    /// players' reveal waits for its leaderboard (and their result) only when that was within half of
+    /// players' reveal waits for its leaderboard (and their result) unless that was longer than
     /// `--reveal-hold-ms`.
     board_gap: Option<std::time::Duration>,
     /// The question of the last leaderboard received.
@@ -321,8 +321,8 @@ impl Rooms {
             // this worker took to fan the reveal out (which the hold itself would have saved)
             let now = frame.received;
             // a player's leaderboard waits for the player's result: one write for both; the reveal
-            // before it waits too when the room's leaderboards follow their reveals closely (a
-            // room scored in one or a few calls), so all three leave in one write
+            // before it waits too, so all three leave in one write, unless the room's last
+            // leaderboard came later than the reveal's hold (a room too big to score in time)
             let hold = match &frame.event {
                 ServerEvent::Leaderboard(l) => {
                     room.last_board = Some(l.q_index);
@@ -342,7 +342,7 @@ impl Rooms {
                     room.last_board = None;
                     holding
                         && !self.reveal_hold.is_zero()
-                        && room.board_gap.is_some_and(|g| g <= self.reveal_hold / 2)
+                        && room.board_gap.is_none_or(|g| g <= self.reveal_hold)
                 }
                 _ => false,
             };

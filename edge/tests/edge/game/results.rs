@@ -380,6 +380,38 @@ async fn a_held_reveal_leaves_alone_when_its_leaderboard_is_late() {
     }
 }
 
+/// A room's first reveal waits for its leaderboard too (the room has no gap measured yet): held for the
+/// whole hold here, where no leaderboard follows, and then sent alone. Nobody answers and the question
+/// lasts 5 minutes, so the only reveal is the one sent here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rooms_first_reveal_is_held_as_well() {
+    let hold = Duration::from_secs(2);
+    let mut s = holding_stack(hold, hold).await;
+    let addr = s.edge.local_addr();
+    let mut host = Client::connect(addr, Codec::Json).await;
+    let code = create_room_with(
+        &mut host,
+        RoomSettings {
+            countdown_ms: Some(0),
+            time_per_q_ms: Some(300_000),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut players = [seat(addr, &code, 0).await, seat(addr, &code, 1).await];
+    start_game(&mut host, &code).await;
+    for (c, _) in players.iter_mut() {
+        c.until(|e| matches!(e, ServerEvent::QuestionShow(_)).then_some(()))
+            .await;
+    }
+    let sent = std::time::Instant::now();
+    emit_reveal(&mut s, &code, 0).await;
+    for (c, _) in players.iter_mut() {
+        assert_eq!(next_reveal(c).await, 0);
+        assert!(sent.elapsed() >= hold, "the first reveal was not held");
+    }
+}
+
 /// `--reveal-hold-ms 0`: a player's reveal is never held, even in a room whose leaderboards follow their
 /// reveals closely; the leaderboard still waits for the player's result (60 s here, longer than a client
 /// waits for a frame: the reveal can only have arrived because it was not held).
