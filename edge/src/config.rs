@@ -13,7 +13,7 @@
 //! | `--allowed-origins` | `RINGSIDE_EDGE_ALLOWED_ORIGINS` | any (comma list) |
 //! | `--max-frame` / `--max-message` | `RINGSIDE_EDGE_MAX_FRAME` / `_MAX_MESSAGE` | 64 KiB (32 MiB with `--echo`) |
 //! | `--max-header-bytes` | `RINGSIDE_EDGE_MAX_HEADER_BYTES` | 8192 |
-//! | `--ping-interval` | `RINGSIDE_EDGE_PING_INTERVAL` | 25s: a WebSocket ping to a socket that sent no frame for this long (answered by the transport, `conn.rs`; the game layer never sees it). It waits up to 5 s (at most a quarter of `--idle-timeout` − this, and less than this) for the socket's next frame, to leave in its write (`registry.rs`) |
+//! | `--ping-interval` | `RINGSIDE_EDGE_PING_INTERVAL` | 25s: a WebSocket ping to a socket that sent no frame for this long (answered by the transport, `conn.rs`; the game layer never sees it). On a socket written to in the last 5 s it waits up to 5 s (at most a quarter of `--idle-timeout` − this, and less than this) for the next frame, to leave in its write (`registry.rs`); on a silent one it goes at once |
 //! | `--app-ping-interval` | `RINGSIDE_EDGE_APP_PING_INTERVAL` | 20s: `session:ack`'s `pingInterval`, how often clients send the app `ping` (clock sync; after 4 quick ones 0.5 s apart). 1s..=120s, shorter than `--idle-timeout`; keep it below `--ping-interval` or pinging clients get the WebSocket ping too. Why 20 s: perf/edge.md, "Pings" |
 //! | `--idle-timeout` | `RINGSIDE_EDGE_IDLE_TIMEOUT` | 60s |
 //! | `--drain-timeout` | `RINGSIDE_EDGE_DRAIN_TIMEOUT` | 10s |

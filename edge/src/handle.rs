@@ -83,6 +83,9 @@ pub(crate) struct ConnShared {
     /// Worker second of the last received bytes.
     pub(crate) last_rx: Cell<u32>,
     pub(crate) last_ping: Cell<u32>,
+    /// Sweeps (seconds) since a frame was last queued for this socket, saturating: the sweep's test
+    /// of whether a due ping may wait for the next frame (only on a socket the game writes to).
+    pub(crate) tx_quiet: Cell<u8>,
     /// The last write found the kernel send buffer full (the client is not keeping up): only
     /// then do newer droppable frames supersede queued ones.
     pub(crate) backed_up: Cell<bool>,
@@ -151,6 +154,7 @@ impl ConnHandle {
             waker: Cell::new(None),
             last_rx: Cell::new(now),
             last_ping: Cell::new(now),
+            tx_quiet: Cell::new(0),
             backed_up: Cell::new(false),
             held: Cell::new(false),
             slot: Cell::new(u32::MAX),
@@ -325,11 +329,22 @@ impl ConnHandle {
     }
 
     /// Frees the send queue's buffer if nothing is queued (the once-a-second sweep: an idle
-    /// socket keeps no queue memory, a busy one is not re-allocating per frame).
-    pub(crate) fn release_idle_queue(&self) {
-        if let Ok(mut q) = self.0.queue.try_borrow_mut() {
-            q.release_if_empty();
-        }
+    /// socket keeps no queue memory, a busy one is not re-allocating per frame), and counts the
+    /// sweeps since a frame was last queued: the queue holds a buffer only if one was, since the last
+    /// sweep freed it. Returns that count.
+    pub(crate) fn sweep_queue(&self) -> u8 {
+        let s = &*self.0;
+        let used = match s.queue.try_borrow_mut() {
+            Ok(mut q) => !q.is_empty() || q.release_if_empty(),
+            Err(_) => true,
+        };
+        let quiet = if used {
+            0
+        } else {
+            s.tx_quiet.get().saturating_add(1)
+        };
+        s.tx_quiet.set(quiet);
+        quiet
     }
 
     pub(crate) fn abort(&self) {
@@ -340,10 +355,11 @@ impl ConnHandle {
     /// Queues the keepalive ping. `ride`: it waits, unwoken, for the socket's next frame and leaves
     /// in that frame's write (a socket the game writes to every few seconds gets its ping for free);
     /// the sweep writes it alone when nothing came to carry it ([`Registry::sweep`](crate::registry::Registry::sweep)).
-    pub(crate) fn send_ping(&self, ping: &Bytes, now: u32, ride: bool) {
+    /// Returns whether it was queued.
+    pub(crate) fn send_ping(&self, ping: &Bytes, now: u32, ride: bool) -> bool {
         self.0.last_ping.set(now);
         let wake = if ride { Wake::Held } else { Wake::Now };
-        let _ = self.push(ping.clone(), FrameClass::Control, wake);
+        self.push(ping.clone(), FrameClass::Control, wake).is_ok()
     }
 
     /// Whether `frame` (the same buffer) waits in the queue, not yet started.

@@ -152,8 +152,8 @@ pub struct Metrics {
     pub writes_total: AtomicU64,
     /// WebSocket keepalive pings queued by the sweep.
     pub pings_total: AtomicU64,
-    /// Of those, the ones no game frame carried within the ride: written alone.
-    pub pings_alone_total: AtomicU64,
+    /// Of those, the ones the sweep let go after their ride: no frame came to carry them.
+    pub pings_released_total: AtomicU64,
     pub slow_consumer_closes_total: AtomicU64,
     pub dropped_superseded_frames_total: AtomicU64,
     protocol_closes: [AtomicU64; CLOSE_CODES.len() + 1],
@@ -248,9 +248,9 @@ impl Metrics {
             self.pings_total.load(Relaxed),
         );
         counter(
-            "pings_alone_total",
-            "Keepalive pings written alone: no frame came within the ride to carry them.",
-            self.pings_alone_total.load(Relaxed),
+            "pings_released_total",
+            "Keepalive pings let go by the sweep after waiting for a frame to carry them (none came).",
+            self.pings_released_total.load(Relaxed),
         );
         counter(
             "slow_consumer_closes_total",

@@ -17,7 +17,9 @@ use ringside_protocol::CloseCode;
 const MASS_DISCONNECT_MIN: usize = 1024;
 
 /// The longest a due WebSocket ping waits for a game frame to carry it, s: a socket the game writes to
-/// every few seconds (a question, its reveal) then gets its keepalive without a write of its own.
+/// every few seconds (a question, its reveal) then gets its keepalive without a write of its own. Only a
+/// socket sent a frame within the last as many seconds waits, so none is silent for more than
+/// `--ping-interval` + 2 × this (a silent socket gets its ping at once, as ever).
 const PING_RIDE_MAX_SECS: u32 = 5;
 
 /// How long a drain waits for aborted sockets to end after its deadline.
@@ -122,19 +124,23 @@ impl Registry {
                 }
                 return;
             }
-            h.release_idle_queue();
+            let tx_quiet = h.sweep_queue();
             let quiet = now.saturating_sub(h.last_rx());
             if quiet >= idle {
                 h.close(CloseCode::IdleTimeout.code(), "idle timeout");
             } else if quiet >= ping {
                 let since_ping = now.saturating_sub(h.last_ping());
-                if since_ping >= ping {
-                    h.send_ping(&self.ping_frame, now, ride > 0);
-                    metrics.pings_total.fetch_add(1, Relaxed);
-                } else if ride > 0 && since_ping >= ride && h.has_unsent(&self.ping_frame) {
-                    // no frame came to carry it: the ping leaves alone
+                if ride > 0 && since_ping >= ride && h.has_unsent(&self.ping_frame) {
+                    // no frame came to carry it: the ping leaves now (before any new one is due)
                     h.release();
-                    metrics.pings_alone_total.fetch_add(1, Relaxed);
+                    metrics.pings_released_total.fetch_add(1, Relaxed);
+                } else if since_ping >= ping {
+                    // it waits for the next frame only on a socket the game is writing to, so an idle
+                    // socket still hears from the edge every --ping-interval
+                    let rides = ride > 0 && u32::from(tx_quiet) <= ride;
+                    if h.send_ping(&self.ping_frame, now, rides) {
+                        metrics.pings_total.fetch_add(1, Relaxed);
+                    }
                 }
             }
         });
@@ -198,7 +204,8 @@ impl Registry {
     }
 }
 
-/// How long a due WebSocket ping may wait for a frame to ride with, s: [`PING_RIDE_MAX_SECS`], at most a
+/// How long a due WebSocket ping may wait for a frame to ride with (on a socket that was sent a frame in the
+/// last as many seconds), s: [`PING_RIDE_MAX_SECS`], at most a
 /// quarter of the time between the ping and the idle timeout (the client keeps most of that time to
 /// answer) and less than the ping interval (one ping waits at a time); 0, written at once, when
 /// either margin is too small.

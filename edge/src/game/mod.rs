@@ -122,8 +122,8 @@ pub struct GameFlags {
         value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub leaderboard_hold_ms: u64,
     /// How long a player's reveal may wait for the room's leaderboard, so that reveal, leaderboard and
-    /// result leave in one write and reach the phone in one repaint. Held only in a room whose last
-    /// leaderboard came within half of this after its reveal (a room scored quickly); the host's and
+    /// result leave in one write and reach the phone in one repaint. Not held in a room whose last
+    /// leaderboard came later than this after its reveal (a room too big to score in time); the host's and
     /// spectators' reveal never waits. 0 (or `--leaderboard-hold-ms 0`): reveals go out at once.
     #[arg(long, env = "RINGSIDE_EDGE_REVEAL_HOLD_MS",
         default_value_t = DEFAULT_REVEAL_HOLD.as_millis() as u64,

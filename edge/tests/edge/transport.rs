@@ -451,10 +451,9 @@ async fn idle_socket_is_pinged_and_then_closed_with_4000() {
     stop(srv).await;
 }
 
-/// Sends `tick` to its socket every 200 ms for 12 s, unprompted (the game's questions and reveals).
-struct Ticker;
+/// Sends `tick` to its socket every 200 ms, this many times, unprompted (the game's questions and reveals).
+struct Ticker(usize);
 struct TickerSession;
-const TICKS: usize = 60;
 
 impl SessionFactory for Ticker {
     fn open(
@@ -462,9 +461,9 @@ impl SessionFactory for Ticker {
         _req: &UpgradeRequest,
         conn: &ConnHandle,
     ) -> Result<Box<dyn Session>, Rejection> {
-        let conn = conn.clone();
+        let (conn, ticks) = (conn.clone(), self.0);
         monoio::spawn(async move {
-            for _ in 0..TICKS {
+            for _ in 0..ticks {
                 monoio::time::sleep(Duration::from_millis(200)).await;
                 if conn.send_text("tick").is_err() {
                     break;
@@ -479,8 +478,25 @@ impl Session for TickerSession {
     fn on_message(&mut self, _conn: &ConnHandle, _kind: MessageKind, _payload: &[u8]) {}
 }
 
+/// Reads `ticks` ticks; returns how many pings came among them.
+async fn pings_among_ticks(ws: &mut RawWs, ticks: usize) -> usize {
+    let (mut pings, mut seen) = (0, 0);
+    while seen < ticks {
+        let (op, p) = ws.next_frame().await.expect("a frame");
+        match op {
+            9 => pings += 1,
+            1 => {
+                assert_eq!(p, b"tick");
+                seen += 1;
+            }
+            _ => panic!("unexpected opcode {op}"),
+        }
+    }
+    pings
+}
+
 /// A client that sends nothing but is written to every 200 ms gets its keepalive pings in the
-/// writes of those frames: every ping is followed by a `tick` of the same write, none goes alone.
+/// writes of those frames: none is let go alone, and each shares a write with a tick.
 #[tokio::test]
 async fn a_due_ping_rides_with_the_next_frame() {
     let mut cfg = echo_config();
@@ -488,31 +504,20 @@ async fn a_due_ping_rides_with_the_next_frame() {
     // shorter than that cannot make one go alone)
     cfg.ping_interval = Duration::from_secs(5);
     cfg.idle_timeout = Duration::from_secs(60);
-    let srv = start_with(cfg, Arc::new(Ticker));
+    let srv = start_with(cfg, Arc::new(Ticker(60)));
     let mut ws = RawWs::connect(srv.local_addr()).await;
-    let (mut pings, mut ticks) = (0, 0);
-    while ticks < TICKS {
-        let (op, p) = ws.next_frame().await.expect("a frame");
-        match op {
-            9 => pings += 1,
-            1 => {
-                assert_eq!(p, b"tick");
-                ticks += 1;
-            }
-            _ => panic!("unexpected opcode {op}"),
-        }
-    }
+    let pings = pings_among_ticks(&mut ws, 60).await as u64;
     let m = srv.metrics();
-    let (queued, alone) = (
+    let (queued, released) = (
         m.pings_total.load(Relaxed),
-        m.pings_alone_total.load(Relaxed),
+        m.pings_released_total.load(Relaxed),
     );
     let (frames, writes) = (
         m.frames_out_total.load(Relaxed),
         m.writes_total.load(Relaxed),
     );
     assert!(pings >= 1, "a ping every 5 s for 12 s, got {pings}");
-    assert_eq!(alone, 0, "every ping had a tick to ride with");
+    assert_eq!(released, 0, "every ping had a tick to ride with");
     assert!(queued >= pings, "{queued} queued, {pings} received");
     // each ping shared its write with a tick (ticks may share one too, never fewer)
     assert!(
@@ -522,18 +527,39 @@ async fn a_due_ping_rides_with_the_next_frame() {
     stop(srv).await;
 }
 
-/// With nothing to ride with, the ping leaves alone once its ride is over, and the silent client
-/// is still closed with 4000 at the idle timeout.
+/// A ping due on a socket written to a moment ago waits for the next frame; when none comes, the sweep
+/// lets it go once its ride is over.
 #[tokio::test]
-async fn a_ping_with_nothing_to_ride_with_leaves_alone() {
+async fn a_ping_whose_frames_stopped_leaves_after_its_ride() {
+    let mut cfg = echo_config();
+    // ticks for 2 s; the ping is due at 4 s and may wait 3 s (a tick would have to be 2 s late to
+    // carry it)
+    cfg.ping_interval = Duration::from_secs(4);
+    cfg.idle_timeout = Duration::from_secs(16);
+    let srv = start_with(cfg, Arc::new(Ticker(10)));
+    let mut ws = RawWs::connect(srv.local_addr()).await;
+    assert_eq!(pings_among_ticks(&mut ws, 10).await, 0);
+    let (op, _) = ws.next_frame().await.expect("a ping");
+    assert_eq!(op, 9);
+    assert_eq!(srv.metrics().pings_released_total.load(Relaxed), 1);
+    stop(srv).await;
+}
+
+/// A socket nothing was written to gets its ping at once, as ever (it does not wait for a frame that
+/// is not coming, so no socket goes without traffic for longer than `--ping-interval`), and is still
+/// closed with 4000 at the idle timeout.
+#[tokio::test]
+async fn a_silent_socket_gets_its_ping_at_once() {
     let mut cfg = echo_config();
     cfg.ping_interval = Duration::from_secs(3);
-    cfg.idle_timeout = Duration::from_secs(11); // ride: 2 s
+    cfg.idle_timeout = Duration::from_secs(11); // a ride of 2 s, for sockets written to
     let srv = start(cfg);
     let mut ws = RawWs::connect(srv.local_addr()).await;
     let (op, _) = ws.next_frame().await.expect("a ping");
     assert_eq!(op, 9);
-    assert!(srv.metrics().pings_alone_total.load(Relaxed) >= 1);
+    let m = srv.metrics();
+    assert!(m.pings_total.load(Relaxed) >= 1);
+    assert_eq!(m.pings_released_total.load(Relaxed), 0, "it never waited");
     assert_eq!(ws.close_code().await, Some(4000));
     stop(srv).await;
 }

@@ -9,7 +9,7 @@ for d in sys.argv[1:]:
     lat=lambda n: '%.0f / %.0f'%(k[n]['latency']['p50_ms'],k[n]['latency']['p99_ms'])
     m=dict(l.split() for l in open(os.path.join(d,'ringside.metrics.txt')))
     wpf=int(m['ringside_edge_writes_total'])/int(m['ringside_edge_frames_out_total'])
-    pings='%s (%s)'%(m.get('ringside_edge_pings_total','-'),m.get('ringside_edge_pings_alone_total','-'))
+    pings='%s (%s)'%(m.get('ringside_edge_pings_total','-'),m.get('ringside_edge_pings_released_total',m.get('ringside_edge_pings_alone_total','-')))
     fl=''
     ff=os.path.join(d,'floor.json')
     if os.path.exists(ff):

@@ -274,7 +274,7 @@ async fn two_players_past_question_0(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_players_leaderboard_leaves_with_their_result_in_one_write() {
     let mut s = holding_stack(Duration::from_secs(60), Duration::from_secs(60)).await;
-    // Question 0, answered by both (the reveal comes at once), its leaderboard and each result.
+    // Question 0, answered by both (its reveal, leaderboard and each result come from one call).
     let (mut host, code, mut players, first) = two_players_past_question_0(&s).await;
     host.until(|e| matches!(e, ServerEvent::Leaderboard(_)).then_some(()))
         .await;
