@@ -68,6 +68,13 @@ fn waits_for_the_library_then_serves_probes_and_drains(backend: Backend) {
         "{}",
         log_text()
     );
+    // It may still be connecting to Redis (a busy machine): it says so first, then why it waits.
+    assert!(
+        wait_until(Duration::from_secs(30), || http_get(port, "/readyz")
+            .is_some_and(|(_, body)| !body.contains("connecting"))),
+        "{}",
+        log_text()
+    );
     let (status, body) = http_get(port, "/readyz").unwrap();
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("library"), "{body}");
