@@ -63,6 +63,8 @@ struct LocalRoom {
     board_gap: Option<std::time::Duration>,
     /// The question of the last leaderboard received.
     last_board: Option<u32>,
+    /// The seq of the last reveal received: a held reveal's release is left to the newest reveal's.
+    reveal_seq: u64,
 }
 
 /// The last `game:question:show` among a catch-up's events: `(seq, showAt)`.
@@ -338,6 +340,7 @@ impl Rooms {
                 }
                 ServerEvent::QuestionReveal(r) => {
                     room.reveal = Some((r.q_index, now));
+                    room.reveal_seq = frame.seq;
                     // a reveal after its own leaderboard (a replayed publish) waits for a new one
                     room.last_board = None;
                     holding
@@ -419,7 +422,7 @@ impl Rooms {
         }
         if let ServerEvent::QuestionReveal(r) = &frame.event {
             if !held_reveals.is_empty() {
-                self.release_reveals(frame.code.clone(), r.q_index, held_reveals);
+                self.release_reveals(frame.code.clone(), r.q_index, frame.seq, held_reveals);
             }
         }
     }
@@ -428,19 +431,29 @@ impl Rooms {
     /// `--reveal-hold-ms`, they leave alone. Once it has, the leaderboard's hold releases them
     /// with it ([`Rooms::deliver_results`]); [`RESULTS_HOLD_CALLS`] holds later every one is released
     /// anyway (a socket the leaderboard's fan-out skipped, catching up, whose catch-up failed), when the
-    /// leaderboard's own hold has ended too, so this never splits a reveal from its result early.
-    fn release_reveals(self: &Rc<Self>, code: Arc<str>, q: u32, conns: Vec<ConnHandle>) {
+    /// leaderboard's own hold has ended too, so this never splits a reveal from its result early. Once
+    /// a newer reveal of the room has come, its release (or its fan-out's write) is the one that
+    /// lets the sockets go: this one then does nothing, or it would release the newer held reveal
+    /// before its leaderboard (a room's first reveal is held too, so question 0's release could).
+    fn release_reveals(self: &Rc<Self>, code: Arc<str>, q: u32, seq: u64, conns: Vec<ConnHandle>) {
         let this = self.clone();
         let (reveal_hold, hold) = (self.reveal_hold, self.leaderboard_hold);
         monoio::spawn(async move {
             monoio::time::sleep(reveal_hold).await;
-            let boarded = this
-                .rooms
-                .borrow()
-                .get(&code)
-                .is_some_and(|r| r.last_board == Some(q));
-            if boarded {
+            // (the room's newest reveal, whether its leaderboard has come)
+            let state = |this: &Rc<Self>| {
+                this.rooms
+                    .borrow()
+                    .get(&code)
+                    .map(|r| (r.reveal_seq, r.last_board == Some(q)))
+            };
+            if state(&this).is_some_and(|(newest, boarded)| newest == seq && boarded) {
                 monoio::time::sleep(hold * RESULTS_HOLD_CALLS).await;
+            }
+            // A newer reveal of the room holds these sockets now: its own release lets them go (with
+            // whatever of this one is still held), so this one must not split it from its result.
+            if state(&this).is_some_and(|(newest, _)| newest != seq) {
+                return;
             }
             for c in conns {
                 c.release();

@@ -223,6 +223,28 @@ async fn counted_frames_and_writes(s: &Stack, frames0: u64, n: u64) -> (u64, u64
     counted
 }
 
+/// A room of two players (JSON and MessagePack) with these settings (no countdown), its game started, up
+/// to each player's `game:question:show` of question 0.
+async fn two_players_shown_question_0(
+    s: &Stack,
+    settings: RoomSettings,
+) -> (Client, String, [(Client, RoomJoinAck); 2]) {
+    let addr = s.edge.local_addr();
+    let mut host = Client::connect(addr, Codec::Json).await;
+    let settings = RoomSettings {
+        countdown_ms: Some(0),
+        ..settings
+    };
+    let code = create_room_with(&mut host, settings).await;
+    let mut players = [seat(addr, &code, 0).await, seat(addr, &code, 1).await];
+    start_game(&mut host, &code).await;
+    for (c, _) in players.iter_mut() {
+        c.until(|e| matches!(e, ServerEvent::QuestionShow(_)).then_some(()))
+            .await;
+    }
+    (host, code, players)
+}
+
 /// A room of two players (JSON and MessagePack) whose question 0 both answered, up to each player's
 /// `game:answer:result` of it (returned in seat order); nothing else happens in the room afterwards
 /// (a 600 s reveal pause).
@@ -234,22 +256,15 @@ async fn two_players_past_question_0(
     [(Client, RoomJoinAck); 2],
     Vec<AnswerResult>,
 ) {
-    let addr = s.edge.local_addr();
-    let mut host = Client::connect(addr, Codec::Json).await;
-    let code = create_room_with(
-        &mut host,
+    let (host, code, mut players) = two_players_shown_question_0(
+        s,
         RoomSettings {
-            countdown_ms: Some(0),
             reveal_pause_ms: Some(600_000),
             ..Default::default()
         },
     )
     .await;
-    let mut players = [seat(addr, &code, 0).await, seat(addr, &code, 1).await];
-    start_game(&mut host, &code).await;
     for (i, (c, ack)) in players.iter_mut().enumerate() {
-        c.until(|e| matches!(e, ServerEvent::QuestionShow(_)).then_some(()))
-            .await;
         c.send(answer_submit(&code, ack, 0, i as u32)).await;
     }
     let mut results = Vec::new();
@@ -387,23 +402,14 @@ async fn a_held_reveal_leaves_alone_when_its_leaderboard_is_late() {
 async fn a_rooms_first_reveal_is_held_as_well() {
     let hold = Duration::from_secs(2);
     let mut s = holding_stack(hold, hold).await;
-    let addr = s.edge.local_addr();
-    let mut host = Client::connect(addr, Codec::Json).await;
-    let code = create_room_with(
-        &mut host,
+    let (_host, code, mut players) = two_players_shown_question_0(
+        &s,
         RoomSettings {
-            countdown_ms: Some(0),
             time_per_q_ms: Some(300_000),
             ..Default::default()
         },
     )
     .await;
-    let mut players = [seat(addr, &code, 0).await, seat(addr, &code, 1).await];
-    start_game(&mut host, &code).await;
-    for (c, _) in players.iter_mut() {
-        c.until(|e| matches!(e, ServerEvent::QuestionShow(_)).then_some(()))
-            .await;
-    }
     let sent = std::time::Instant::now();
     emit_reveal(&mut s, &code, 0).await;
     for (c, _) in players.iter_mut() {
