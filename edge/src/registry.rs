@@ -18,8 +18,8 @@ const MASS_DISCONNECT_MIN: usize = 1024;
 
 /// The longest a due WebSocket ping waits for a game frame to carry it, s: a socket the game writes to
 /// every few seconds (a question, its reveal) then gets its keepalive without a write of its own. Only a
-/// socket sent a frame within the last as many seconds waits, so none is silent for more than
-/// `--ping-interval` + 2 × this (a silent socket gets its ping at once, as ever).
+/// socket sent a frame within the last as many seconds waits, so a waiting socket hears from the edge
+/// again within twice this of its last frame (a silent socket gets its ping at once, as ever).
 const PING_RIDE_MAX_SECS: u32 = 5;
 
 /// How long a drain waits for aborted sockets to end after its deadline.
