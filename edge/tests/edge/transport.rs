@@ -437,11 +437,17 @@ async fn slow_consumer_closed_with_4008(driver: Driver) {
     stop(srv).await;
 }
 
+/// The echo server with a WebSocket ping after `ping` s of quiet and the idle close after `idle` s.
+fn ping_config(ping: u64, idle: u64) -> Config {
+    let mut cfg = echo_config();
+    cfg.ping_interval = Duration::from_secs(ping);
+    cfg.idle_timeout = Duration::from_secs(idle);
+    cfg
+}
+
 #[tokio::test]
 async fn idle_socket_is_pinged_and_then_closed_with_4000() {
-    let mut cfg = echo_config();
-    cfg.ping_interval = Duration::from_secs(1);
-    cfg.idle_timeout = Duration::from_secs(3);
+    let cfg = ping_config(1, 3);
     let srv = start(cfg);
     let mut ws = RawWs::connect(srv.local_addr()).await;
     // The raw client never answers pings, so it is idle: a ping first, then close 4000 (docs §3/§4).
@@ -499,11 +505,9 @@ async fn pings_among_ticks(ws: &mut RawWs, ticks: usize) -> usize {
 /// writes of those frames: none is let go alone, and each shares a write with a tick.
 #[tokio::test]
 async fn a_due_ping_rides_with_the_next_frame() {
-    let mut cfg = echo_config();
     // a ping every 5 s, which may wait 4 s for a frame to ride with (a stall of the test machine
     // shorter than that cannot make one go alone)
-    cfg.ping_interval = Duration::from_secs(5);
-    cfg.idle_timeout = Duration::from_secs(60);
+    let cfg = ping_config(5, 60);
     let srv = start_with(cfg, Arc::new(Ticker(60)));
     let mut ws = RawWs::connect(srv.local_addr()).await;
     let pings = pings_among_ticks(&mut ws, 60).await as u64;
@@ -531,11 +535,9 @@ async fn a_due_ping_rides_with_the_next_frame() {
 /// lets it go once its ride is over.
 #[tokio::test]
 async fn a_ping_whose_frames_stopped_leaves_after_its_ride() {
-    let mut cfg = echo_config();
     // ticks for 2 s; the ping is due at 4 s and may wait 3 s (a tick would have to be 2 s late to
     // carry it)
-    cfg.ping_interval = Duration::from_secs(4);
-    cfg.idle_timeout = Duration::from_secs(16);
+    let cfg = ping_config(4, 16);
     let srv = start_with(cfg, Arc::new(Ticker(10)));
     let mut ws = RawWs::connect(srv.local_addr()).await;
     assert_eq!(pings_among_ticks(&mut ws, 10).await, 0);
@@ -550,9 +552,7 @@ async fn a_ping_whose_frames_stopped_leaves_after_its_ride() {
 /// closed with 4000 at the idle timeout.
 #[tokio::test]
 async fn a_silent_socket_gets_its_ping_at_once() {
-    let mut cfg = echo_config();
-    cfg.ping_interval = Duration::from_secs(3);
-    cfg.idle_timeout = Duration::from_secs(11); // a ride of 2 s, for sockets written to
+    let cfg = ping_config(3, 11); // a ride of 2 s, for sockets written to
     let srv = start(cfg);
     let mut ws = RawWs::connect(srv.local_addr()).await;
     let (op, _) = ws.next_frame().await.expect("a ping");
