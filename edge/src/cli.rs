@@ -54,7 +54,8 @@ pub struct Cli {
     #[arg(long, env = "RINGSIDE_EDGE_MAX_HEADER_BYTES", default_value_t = 8192)]
     pub max_header_bytes: usize,
     /// A socket that sent no frame for this long gets a WebSocket ping (answered by the client's
-    /// WebSocket stack; the game layer never sees it).
+    /// WebSocket stack; the game layer never sees it), unless its TCP stack acknowledged every byte
+    /// of a frame the edge wrote to it within this time.
     #[arg(long, env = "RINGSIDE_EDGE_PING_INTERVAL", default_value = "25s", value_parser = parse_duration)]
     pub ping_interval: Duration,
     /// How often clients send the app `ping` (`session:ack`'s `pingInterval`; clock sync). Keep it

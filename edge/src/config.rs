@@ -13,13 +13,13 @@
 //! | `--allowed-origins` | `RINGSIDE_EDGE_ALLOWED_ORIGINS` | any (comma list) |
 //! | `--max-frame` / `--max-message` | `RINGSIDE_EDGE_MAX_FRAME` / `_MAX_MESSAGE` | 64 KiB (32 MiB with `--echo`) |
 //! | `--max-header-bytes` | `RINGSIDE_EDGE_MAX_HEADER_BYTES` | 8192 |
-//! | `--ping-interval` | `RINGSIDE_EDGE_PING_INTERVAL` | 25s: a WebSocket ping to a socket that sent no frame for this long (answered by the transport, `conn.rs`; the game layer never sees it). On a socket written to in the last 5 s it waits up to 5 s (at most a quarter of `--idle-timeout` − this, and less than this) for the next frame, to leave in its write (`registry.rs`); on a silent one it goes at once |
+//! | `--ping-interval` | `RINGSIDE_EDGE_PING_INTERVAL` | 25s: a WebSocket ping to a socket that sent no frame for this long (answered by the transport, `conn.rs`; the game layer never sees it), unless its TCP acknowledged every byte of a frame written to it within this time (`SIOCOUTQ` 0; while an acknowledgement is on its way, checked again each second for up to 5 s). On a socket written to in the last 5 s it waits up to 5 s (at most a quarter of `--idle-timeout` − this, and less than this) for the next frame, to leave in its write (`registry.rs`); on a silent one it goes at once |
 //! | `--app-ping-interval` | `RINGSIDE_EDGE_APP_PING_INTERVAL` | 20s: `session:ack`'s `pingInterval`, how often clients send the app `ping` (clock sync; after 4 quick ones 0.5 s apart). 1s..=120s, shorter than `--idle-timeout`; keep it below `--ping-interval` or pinging clients get the WebSocket ping too. Why 20 s: perf/edge.md, "Pings" |
 //! | `--idle-timeout` | `RINGSIDE_EDGE_IDLE_TIMEOUT` | 60s |
 //! | `--drain-timeout` | `RINGSIDE_EDGE_DRAIN_TIMEOUT` | 10s |
 //! | `--handshake-timeout` | `RINGSIDE_EDGE_HANDSHAKE_TIMEOUT` | 10s |
 //! | `--close-timeout` | `RINGSIDE_EDGE_CLOSE_TIMEOUT` | 5s |
-//! | `--sendq-max-bytes` / `--sendq-max-frames` | `RINGSIDE_EDGE_SENDQ_MAX_BYTES` / `_FRAMES` | 1 MiB / 1024 (64 MiB / 1M with `--echo`) |
+//! | `--sendq-max-bytes` / `--sendq-max-frames` | `RINGSIDE_EDGE_SENDQ_MAX_BYTES` / `_FRAMES` | 1 MiB / 1024 (64 MiB / 1M with `--echo`); at most 1 GiB |
 //! | `--tls-cert` / `--tls-key` | `RINGSIDE_EDGE_TLS_CERT` / `_KEY` | off (plain ws) |
 //! | `--driver` | `RINGSIDE_EDGE_DRIVER` | `fusion` (io_uring, epoll fallback) |
 //! | `--allow-thp` | `RINGSIDE_EDGE_ALLOW_THP` | off: transparent huge pages disabled for the process |
@@ -309,6 +309,12 @@ impl Config {
             return bad(
                 "--sendq-max-bytes",
                 "needs at least 1 frame and 1024 bytes".into(),
+            );
+        }
+        if self.sendq.max_bytes > crate::sendq::MAX_QUEUE_BYTES {
+            return bad(
+                "--sendq-max-bytes",
+                format!("at most {} bytes", crate::sendq::MAX_QUEUE_BYTES),
             );
         }
         if let Some(t) = &self.tls {

@@ -24,6 +24,7 @@
 
 use std::future::Future;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -357,7 +358,7 @@ async fn preamble(thread: &Thread, stream: &TcpStream) -> Result<Option<Upgraded
             transport::linger_close(stream, &mut transport, shared.config.close_timeout).await;
             return Ok(None);
         }
-        let handle = ConnHandle::new(worker.clone(), up.subprotocol);
+        let handle = ConnHandle::new(worker.clone(), up.subprotocol, stream.as_raw_fd());
         let session = match thread.factory.open(&up, &handle) {
             Ok(s) => s,
             Err(rej) => {

@@ -80,7 +80,8 @@ pub(crate) struct ConnShared {
     pub(crate) stage: Cell<Stage>,
     pub(crate) queue: RefCell<SendQueue>,
     pub(crate) waker: Cell<Option<Waker>>,
-    /// Worker second of the last received bytes.
+    /// Worker second the peer last showed it is there: bytes received from it, or (the sweep's
+    /// keepalive) its TCP acknowledgement of every byte of a frame written to it.
     pub(crate) last_rx: Cell<u32>,
     pub(crate) last_ping: Cell<u32>,
     /// Sweeps (seconds) since a frame was last queued for this socket, saturating: the sweep's test
@@ -95,6 +96,9 @@ pub(crate) struct ConnShared {
     pub(crate) held: Cell<bool>,
     /// Index in the worker's registry.
     pub(crate) slot: Cell<u32>,
+    /// The socket's fd, for the sweep's [`ConnHandle::all_acked`]; open while the socket is in the
+    /// registry (its task owns it and unregisters before it closes it).
+    fd: std::os::fd::RawFd,
     pub(crate) worker: Rc<Worker>,
 }
 
@@ -144,7 +148,11 @@ impl std::fmt::Debug for ConnHandle {
 }
 
 impl ConnHandle {
-    pub(crate) fn new(worker: Rc<Worker>, subprotocol: Subprotocol) -> Self {
+    pub(crate) fn new(
+        worker: Rc<Worker>,
+        subprotocol: Subprotocol,
+        fd: std::os::fd::RawFd,
+    ) -> Self {
         let now = worker.now();
         ConnHandle(Rc::new(ConnShared {
             id: worker.next_conn_id(),
@@ -158,6 +166,7 @@ impl ConnHandle {
             backed_up: Cell::new(false),
             held: Cell::new(false),
             slot: Cell::new(u32::MAX),
+            fd,
             worker,
         }))
     }
@@ -376,6 +385,21 @@ impl ConnHandle {
 
     pub(crate) fn last_rx(&self) -> u32 {
         self.0.last_rx.get()
+    }
+
+    /// Whether everything queued for this socket is written and its peer's TCP stack has
+    /// acknowledged every byte (no queued frame, `SIOCOUTQ` 0). Only for a registered socket (the
+    /// sweep): its fd is open.
+    pub(crate) fn all_acked(&self) -> bool {
+        self.0.queue.try_borrow().is_ok_and(|q| q.is_empty())
+            && crate::sys::unacked_bytes(self.0.fd).is_ok_and(|n| n == 0)
+    }
+
+    /// The peer showed it is there at worker second `at` (see [`ConnShared::last_rx`]).
+    pub(crate) fn heard_at(&self, at: u32) {
+        if at > self.0.last_rx.get() {
+            self.0.last_rx.set(at);
+        }
     }
 
     pub(crate) fn last_ping(&self) -> u32 {

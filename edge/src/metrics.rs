@@ -154,6 +154,8 @@ pub struct Metrics {
     pub pings_total: AtomicU64,
     /// Of those, the ones the sweep let go after their ride: no frame came to carry them.
     pub pings_released_total: AtomicU64,
+    /// Due keepalives not sent: the client had acknowledged every byte of a recent frame.
+    pub keepalives_acked_total: AtomicU64,
     pub slow_consumer_closes_total: AtomicU64,
     pub dropped_superseded_frames_total: AtomicU64,
     protocol_closes: [AtomicU64; CLOSE_CODES.len() + 1],
@@ -251,6 +253,11 @@ impl Metrics {
             "pings_released_total",
             "Keepalive pings let go by the sweep after waiting for a frame to carry them (none came).",
             self.pings_released_total.load(Relaxed),
+        );
+        counter(
+            "keepalives_acked_total",
+            "Due keepalive pings not sent: the client, silent for --ping-interval, had acknowledged (TCP) every byte of a frame written to it within that time.",
+            self.keepalives_acked_total.load(Relaxed),
         );
         counter(
             "slow_consumer_closes_total",

@@ -125,7 +125,28 @@ impl Registry {
                 return;
             }
             let tx_quiet = h.sweep_queue();
-            let quiet = now.saturating_sub(h.last_rx());
+            let mut quiet = now.saturating_sub(h.last_rx());
+            if quiet >= ping
+                && u32::from(tx_quiet) + 1 < ping
+                && now.saturating_sub(h.last_ping()) >= ping
+                && h.last_ping() <= h.last_rx()
+            {
+                // The client sent nothing for --ping-interval, but the edge wrote to it since, and
+                // no ping of ours waits for its pong (a client that does not answer one is judged by
+                // that, not by its acknowledgements: else the ping's own ACK would keep it forever).
+                if h.all_acked() {
+                    // Its TCP stack acknowledged every byte, including a frame queued within the last
+                    // `tx_quiet` + 1 s: it is there, and the path to it carries traffic both ways. No
+                    // ping (its pong would cost a read and a wake here, a write on the phone).
+                    h.heard_at(now.saturating_sub(u32::from(tx_quiet) + 1));
+                    quiet = now.saturating_sub(h.last_rx());
+                    metrics.keepalives_acked_total.fetch_add(1, Relaxed);
+                } else if quiet < ping + ride {
+                    // Bytes in flight (a frame written a moment ago, its ACK not back yet): look
+                    // again at the next sweep, for up to `ride` s; then the ping goes as before.
+                    return;
+                }
+            }
             if quiet >= idle {
                 h.close(CloseCode::IdleTimeout.code(), "idle timeout");
             } else if quiet >= ping {

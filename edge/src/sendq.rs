@@ -75,11 +75,16 @@ struct Queued {
 #[derive(Debug, Default)]
 pub struct SendQueue {
     frames: VecDeque<Queued>,
-    /// Unwritten bytes in the queue.
-    bytes: usize,
+    /// Unwritten bytes in the queue. `u32` (the limit is at most [`MAX_QUEUE_BYTES`]): with the
+    /// socket's fd it keeps `ConnShared` in mimalloc's 128 B bin (`handle.rs`).
+    bytes: u32,
     /// Whether the front frame has been partly written (its `Bytes` was advanced).
     front_started: bool,
 }
+
+/// The most a socket's queue may hold, bytes, whatever `--sendq-max-bytes` says (the config refuses
+/// more): 1 GiB, far past any sane limit, and within the queue's `u32` count.
+pub const MAX_QUEUE_BYTES: usize = 1 << 30;
 
 /// How many frames one vectored write takes at most.
 pub const MAX_IOVECS: usize = 64;
@@ -117,7 +122,7 @@ pub fn queued_bytes_total() -> i64 {
 
 impl Drop for SendQueue {
     fn drop(&mut self) {
-        account(-(self.bytes as i64));
+        account(-i64::from(self.bytes));
     }
 }
 
@@ -137,7 +142,7 @@ impl SendQueue {
 
     /// Unwritten bytes queued.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes as usize
     }
 
     /// Queues `data` under `class`, applying the replacement policy and the hard limit.
@@ -165,15 +170,17 @@ impl SendQueue {
                 .position(|q| q.class == FrameClass::Droppable(kind))
             {
                 let old = self.frames.remove(i + skip).expect("index in range");
-                self.bytes -= old.data.len();
+                self.bytes -= old.data.len() as u32;
                 account(-(old.data.len() as i64));
                 replaced = true;
             }
         }
-        if self.bytes + data.len() > limits.max_bytes || self.frames.len() + 1 > limits.max_frames {
+        if self.bytes as usize + data.len() > limits.max_bytes.min(MAX_QUEUE_BYTES)
+            || self.frames.len() + 1 > limits.max_frames
+        {
             return Push::Overflow;
         }
-        self.bytes += data.len();
+        self.bytes += data.len() as u32;
         account(data.len() as i64);
         self.frames.push_back(Queued { data, class });
         if replaced {
@@ -205,8 +212,9 @@ impl SendQueue {
     /// Marks `written` bytes as sent. Returns how many whole frames were completed.
     pub fn consume(&mut self, mut written: usize) -> usize {
         let mut done = 0;
-        account(-(written.min(self.bytes) as i64));
-        self.bytes -= written.min(self.bytes);
+        let written_queued = written.min(self.bytes as usize) as u32;
+        account(-i64::from(written_queued));
+        self.bytes -= written_queued;
         while written > 0 {
             let Some(front) = self.frames.front_mut() else {
                 break;
@@ -247,14 +255,16 @@ impl SendQueue {
         let dropped = self.frames.len().saturating_sub(keep);
         self.frames.truncate(keep);
         let before = self.bytes;
-        self.bytes = self.frames.iter().map(|q| q.data.len()).sum();
-        account(self.bytes as i64 - before as i64);
+        self.bytes = self.frames.iter().map(|q| q.data.len() as u32).sum();
+        account(i64::from(self.bytes) - i64::from(before));
         dropped
     }
 
     /// Pushes a frame past the limits (a close frame after `discard_unstarted`).
     pub fn push_unbounded(&mut self, data: Bytes, class: FrameClass) {
-        self.bytes += data.len();
+        self.bytes = self
+            .bytes
+            .saturating_add(data.len().min(u32::MAX as usize) as u32);
         account(data.len() as i64);
         self.frames.push_back(Queued { data, class });
     }

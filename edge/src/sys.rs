@@ -65,6 +65,20 @@ impl<'a> RawSock<'a> {
     }
 }
 
+/// Bytes written to TCP socket `fd` that its peer has not acknowledged yet (`SIOCOUTQ`: unsent
+/// plus unacknowledged). 0 means the peer's TCP stack has acknowledged every byte written: the
+/// keepalive's proof that a client which sends nothing is still there ([`Registry::sweep`](crate::registry::Registry::sweep)).
+pub fn unacked_bytes(fd: std::os::fd::RawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: `n` is a live c_int the ioctl writes once; an fd that is not a socket (or not open)
+    // makes it fail with an error, and writes nothing.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n.max(0) as usize)
+}
+
 impl io::Read for RawSock<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         RawSock::read(self, buf)

@@ -112,7 +112,18 @@ impl RawWs {
 
     /// [`RawWs::connect`] with `extra` header lines (each ending in `\r\n`) in the upgrade.
     pub async fn connect_with(addr: std::net::SocketAddr, extra: &str) -> RawWs {
-        let mut s = TcpStream::connect(addr).await.unwrap();
+        RawWs::upgrade(TcpStream::connect(addr).await.unwrap(), extra).await
+    }
+
+    /// [`RawWs::connect`] from a socket whose receive buffer is `bytes` (the kernel doubles it): a
+    /// client that stops reading soon stops acknowledging what it is sent.
+    pub async fn connect_with_rcvbuf(addr: std::net::SocketAddr, bytes: u32) -> RawWs {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(bytes).unwrap();
+        RawWs::upgrade(sock.connect(addr).await.unwrap(), "").await
+    }
+
+    async fn upgrade(mut s: TcpStream, extra: &str) -> RawWs {
         s.write_all(upgrade_request("/ws", extra).as_bytes())
             .await
             .unwrap();
