@@ -95,7 +95,7 @@ run_ringside() {
     >/dev/null 2>"$OUT/ringside.client.log" || echo "ringside client failed (see $OUT/ringside.client.log)"
   meta_end ringside
   # the edge's own counts for the whole run (joins included): frames written and the writes carrying them
-  curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^ringside_edge_((writes|frames_out|bytes_out|pings|pings_released)_total|board_gap_ms)' \
+  curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^ringside_edge_((writes|frames_out|bytes_out|pings|pings_released|keepalives_acked)_total|board_gap_ms)' \
     >"$OUT/ringside.metrics.txt" || true
   kill -TERM "$edge" "$engine" 2>/dev/null || true
   wait "$edge" "$engine" 2>/dev/null || true

@@ -1,0 +1,14 @@
+#!/bin/bash
+# $1 out dir, $2 server (ringside|floor), $3 edge binary: perf record -g on the server during a run
+set -u
+out=$1; srv=$2; bin=${3:-}
+cd /tmp/rel
+if [ $srv = ringside ]; then pat="ringside-edge --listen 127.0.0.1:18680"; else pat="peers-floor --listen"; fi
+PEERS_EDGE_BIN=$bin benches/peers/run.sh --no-build --players ${PLAYERS:-2000} --only $srv --out $out &
+runner=$!
+for i in $(seq 300); do pid=$(pgrep -f "$pat" | tail -1); [ -n "$pid" ] && break; sleep 0.2; done
+sleep ${DELAY:-10}
+pids=$(pgrep -f "$pat" | tr '\n' ',' | sed 's/,$//')
+echo "perf on $pids"
+perf record -F ${HZ:-1999} -g -p $pids -o $out/$srv.perf.data -- sleep ${SECS:-80} 2>&1 | tail -2
+wait $runner
