@@ -58,6 +58,10 @@ pub struct Cli {
     /// of a frame the edge wrote to it within this time.
     #[arg(long, env = "RINGSIDE_EDGE_PING_INTERVAL", default_value = "25s", value_parser = parse_duration)]
     pub ping_interval: Duration,
+    /// Skip that ping where the client's TCP acknowledged every byte of a recent frame. `false`
+    /// behind a proxy that terminates TCP (its ACKs say nothing of the client).
+    #[arg(long, env = "RINGSIDE_EDGE_KEEPALIVE_ACKS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub keepalive_acks: bool,
     /// How often clients send the app `ping` (`session:ack`'s `pingInterval`; clock sync). Keep it
     /// below --ping-interval, or pinging clients get the WebSocket ping as well.
     #[arg(long, env = "RINGSIDE_EDGE_APP_PING_INTERVAL", default_value = "20s", value_parser = parse_duration)]
@@ -153,6 +157,7 @@ impl Cli {
             },
             max_header_bytes: self.max_header_bytes,
             ping_interval: self.ping_interval,
+            keepalive_acks: self.keepalive_acks,
             app_ping_interval: self.app_ping_interval,
             idle_timeout: self.idle_timeout,
             drain_timeout: self.drain_timeout,
@@ -256,6 +261,14 @@ mod tests {
         );
         let cli = Cli::parse_from(["ringside-edge", "--app-ping-interval", "15s"]);
         assert_eq!(cli.to_config().app_ping_interval, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn keepalive_acks_are_on_by_default_and_can_be_turned_off() {
+        assert!(Cli::parse_from(["ringside-edge"]).to_config().keepalive_acks);
+        assert!(Config::default().keepalive_acks);
+        let cli = Cli::parse_from(["ringside-edge", "--keepalive-acks", "false"]);
+        assert!(!cli.to_config().keepalive_acks);
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! | `--allowed-origins` | `RINGSIDE_EDGE_ALLOWED_ORIGINS` | any (comma list) |
 //! | `--max-frame` / `--max-message` | `RINGSIDE_EDGE_MAX_FRAME` / `_MAX_MESSAGE` | 64 KiB (32 MiB with `--echo`) |
 //! | `--max-header-bytes` | `RINGSIDE_EDGE_MAX_HEADER_BYTES` | 8192 |
-//! | `--ping-interval` | `RINGSIDE_EDGE_PING_INTERVAL` | 25s: a WebSocket ping to a socket that sent no frame for this long (answered by the transport, `conn.rs`; the game layer never sees it), unless its TCP acknowledged every byte of a frame written to it within this time (`SIOCOUTQ` 0; while an acknowledgement is on its way, checked again each second for up to 5 s). On a socket written to in the last 5 s it waits up to 5 s (at most a quarter of `--idle-timeout` − this, and less than this) for the next frame, to leave in its write (`registry.rs`); on a silent one it goes at once |
+//! | `--ping-interval` | `RINGSIDE_EDGE_PING_INTERVAL` | 25s: a WebSocket ping to a socket that sent no frame for this long (answered by the transport, `conn.rs`; the game layer never sees it), unless its TCP acknowledged every byte of a frame written to it within this time (`SIOCOUTQ` 0; while an acknowledgement is on its way, checked again each second for up to the ride below; see `--keepalive-acks`). On a socket written to in the last 5 s it waits up to 5 s (at most a quarter of `--idle-timeout` − this, and less than this) for the next frame, to leave in its write (`registry.rs`); on a silent one it goes at once |
+//! | `--keepalive-acks` | `RINGSIDE_EDGE_KEEPALIVE_ACKS` | true: a client whose TCP acknowledged every byte of a recent frame needs no WebSocket ping. Set `false` behind a proxy that terminates TCP (an L7 ingress, nginx): the acknowledgements are then the proxy's, and a vanished client would be closed only when the proxy gives up instead of at `--idle-timeout` |
 //! | `--app-ping-interval` | `RINGSIDE_EDGE_APP_PING_INTERVAL` | 20s: `session:ack`'s `pingInterval`, how often clients send the app `ping` (clock sync; after 4 quick ones 0.5 s apart). 1s..=120s, shorter than `--idle-timeout`; keep it below `--ping-interval` or pinging clients get the WebSocket ping too. Why 20 s: perf/edge.md, "Pings" |
 //! | `--idle-timeout` | `RINGSIDE_EDGE_IDLE_TIMEOUT` | 60s |
 //! | `--drain-timeout` | `RINGSIDE_EDGE_DRAIN_TIMEOUT` | 10s |
@@ -85,6 +86,9 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// A socket that sent nothing for this long gets a WebSocket ping (the sweep in `registry.rs`).
     pub ping_interval: Duration,
+    /// A due ping is skipped where the client's TCP acknowledged every byte of a recent frame
+    /// (`registry.rs`). Off behind a proxy that terminates TCP: its ACKs say nothing of the client.
+    pub keepalive_acks: bool,
     /// `session:ack`'s `pingInterval`: how often clients send the app `ping` (clock sync, keepalive).
     pub app_ping_interval: Duration,
     pub idle_timeout: Duration,
@@ -129,6 +133,7 @@ impl Default for Config {
             limits: Limits::GAME,
             max_header_bytes: 8192,
             ping_interval: Duration::from_secs(25),
+            keepalive_acks: true,
             app_ping_interval: Duration::from_millis(u64::from(
                 ringside_protocol::limits::PING_INTERVAL_MS,
             )),

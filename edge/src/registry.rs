@@ -126,7 +126,9 @@ impl Registry {
             }
             let tx_quiet = h.sweep_queue();
             let mut quiet = now.saturating_sub(h.last_rx());
-            if quiet >= ping
+            if cfg.keepalive_acks
+                && quiet >= ping
+                && tx_quiet < u8::MAX
                 && u32::from(tx_quiet) + 1 < ping
                 && now.saturating_sub(h.last_ping()) >= ping
                 && h.last_ping() <= h.last_rx()
@@ -136,7 +138,7 @@ impl Registry {
                 // that, not by its acknowledgements: else the ping's own ACK would keep it forever).
                 if h.all_acked() {
                     // Its TCP stack acknowledged every byte, including a frame queued within the last
-                    // `tx_quiet` + 1 s: it is there, and the path to it carries traffic both ways. No
+                    // `tx_quiet` + 1 sweeps (about as many seconds): it is there, and the path to it carries traffic both ways. No
                     // ping (its pong would cost a read and a wake here, a write on the phone).
                     h.heard_at(now.saturating_sub(u32::from(tx_quiet) + 1));
                     quiet = now.saturating_sub(h.last_rx());

@@ -512,21 +512,22 @@ async fn pings_among_ticks(ws: &mut RawWs, ticks: usize) -> usize {
 /// come. Once they stop it is a silent socket again: pinged, then closed with 4000.
 #[tokio::test]
 async fn a_client_that_acknowledges_its_frames_needs_no_ping() {
-    // ping after 3 s of quiet, idle close after 8 s; 24 ticks 500 ms apart: 12 s of frames
-    let cfg = ping_config(3, 8);
+    // ping after 3 s of quiet (an ACK on its way is waited for 2 s more), idle close after 12 s;
+    // 30 ticks 500 ms apart: 15 s of frames
+    let cfg = ping_config(3, 12);
     let ticker = Ticker {
-        ticks: 24,
+        ticks: 30,
         every_ms: 500,
         size: 4,
     };
     let srv = start_with(cfg, Arc::new(ticker));
     let mut ws = RawWs::connect(srv.local_addr()).await;
-    assert_eq!(pings_among_ticks(&mut ws, 24).await, 0);
+    assert_eq!(pings_among_ticks(&mut ws, 30).await, 0);
     let m = srv.metrics();
     assert_eq!(m.pings_total.load(Relaxed), 0);
     assert!(
         m.keepalives_acked_total.load(Relaxed) >= 2,
-        "12 s of frames span at least two --ping-interval's"
+        "15 s of frames span at least two --ping-interval's"
     );
     let (op, _) = ws
         .next_frame()
@@ -542,7 +543,9 @@ async fn a_client_that_acknowledges_its_frames_needs_no_ping() {
 /// 4000 at the idle timeout.
 #[tokio::test]
 async fn a_client_that_stops_reading_is_pinged_and_closed_as_idle() {
-    let cfg = ping_config(3, 8);
+    let mut cfg = ping_config(3, 8);
+    // the close frame waits behind the unread ticks until the client reads, at 10 s: no abort first
+    cfg.close_timeout = Duration::from_secs(30);
     // 16 KiB frames every 300 ms for 9 s: the client's 4 KiB window is full after the first one
     let ticker = Ticker {
         ticks: 30,
@@ -566,6 +569,44 @@ async fn a_client_that_stops_reading_is_pinged_and_closed_as_idle() {
     };
     assert!(pings >= 1, "a ping among {ticks} ticks");
     assert_eq!(code, 4000);
+    stop(srv).await;
+}
+
+/// With `--keepalive-acks false` (behind a proxy that terminates TCP) acknowledgements prove nothing:
+/// a client that sends nothing but is written to every 200 ms gets its keepalive pings, each in the
+/// write of a tick: none is let go alone, and none is skipped.
+#[tokio::test]
+async fn without_keepalive_acks_a_due_ping_rides_with_the_next_frame() {
+    // a ping every 5 s, which may wait 4 s for a frame to ride with (a stall of the test machine
+    // shorter than that cannot make one go alone)
+    let mut cfg = ping_config(5, 60);
+    cfg.keepalive_acks = false;
+    let ticker = Ticker {
+        ticks: 60,
+        every_ms: 200,
+        size: 4,
+    };
+    let srv = start_with(cfg, Arc::new(ticker));
+    let mut ws = RawWs::connect(srv.local_addr()).await;
+    let pings = pings_among_ticks(&mut ws, 60).await as u64;
+    let m = srv.metrics();
+    let (queued, released) = (
+        m.pings_total.load(Relaxed),
+        m.pings_released_total.load(Relaxed),
+    );
+    let (frames, writes) = (
+        m.frames_out_total.load(Relaxed),
+        m.writes_total.load(Relaxed),
+    );
+    assert!(pings >= 1, "a ping every 5 s for 12 s, got {pings}");
+    assert_eq!(released, 0, "every ping had a tick to ride with");
+    assert_eq!(m.keepalives_acked_total.load(Relaxed), 0);
+    assert!(queued >= pings, "{queued} queued, {pings} received");
+    // each ping shared its write with a tick (ticks may share one too, never fewer)
+    assert!(
+        frames - writes >= pings,
+        "{frames} frames in {writes} writes for {pings} pings"
+    );
     stop(srv).await;
 }
 
