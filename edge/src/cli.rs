@@ -265,7 +265,11 @@ mod tests {
 
     #[test]
     fn keepalive_acks_are_on_by_default_and_can_be_turned_off() {
-        assert!(Cli::parse_from(["ringside-edge"]).to_config().keepalive_acks);
+        assert!(
+            Cli::parse_from(["ringside-edge"])
+                .to_config()
+                .keepalive_acks
+        );
         assert!(Config::default().keepalive_acks);
         let cli = Cli::parse_from(["ringside-edge", "--keepalive-acks", "false"]);
         assert!(!cli.to_config().keepalive_acks);

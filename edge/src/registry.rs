@@ -138,8 +138,9 @@ impl Registry {
                 // that, not by its acknowledgements: else the ping's own ACK would keep it forever).
                 if h.all_acked() {
                     // Its TCP stack acknowledged every byte, including a frame queued within the last
-                    // `tx_quiet` + 1 sweeps (about as many seconds): it is there, and the path to it carries traffic both ways. No
-                    // ping (its pong would cost a read and a wake here, a write on the phone).
+                    // `tx_quiet` + 1 sweeps (about as many seconds): it is there, and the path to it
+                    // carries traffic both ways. No ping (its pong would cost a read and a wake here,
+                    // a write on the phone).
                     h.heard_at(now.saturating_sub(u32::from(tx_quiet) + 1));
                     quiet = now.saturating_sub(h.last_rx());
                     metrics.keepalives_acked_total.fetch_add(1, Relaxed);
