@@ -6,9 +6,9 @@
 //!
 //! The gauges, all cheap to read (a few atomics or thread-local cells; nothing here walks sockets on
 //! the hot path):
-//! - **event-loop lag**, per worker thread: how late a 100 ms timer fires, the smallest lateness of the
-//!   last [`LAG_SAMPLES`] ticks (so one descheduled tick on a busy machine does not count, a saturated
-//!   loop does);
+//! - **event-loop lag**, per worker thread: how late a 100 ms timer fires (1 s while the thread is
+//!   idle), the smallest lateness of the last [`LAG_SAMPLES`] ticks (so one descheduled tick on a busy
+//!   machine does not count, a saturated loop does);
 //! - **queued bytes**, per worker thread: the bytes waiting in its sockets' send queues, summed by the
 //!   once-a-second sweep;
 //! - **Redis calls in flight** and their **latency** (an average over recent calls that forgets itself

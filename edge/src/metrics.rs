@@ -307,7 +307,7 @@ impl Metrics {
         LOOP_LAG.render(
             &mut s,
             "loop_lag_seconds",
-            "How late each worker's loop clock fired (its event loop busy with other tasks): every 100 ms, every 10 ms for 1 s after a tick 5 ms late.",
+            "How late each worker's loop clock fired (its event loop busy with other tasks): every 100 ms, every 10 ms for 1 s after a tick 5 ms late, every 1 s while the thread is idle.",
         );
         ANSWER_LATENCY.render(
             &mut s,
@@ -391,7 +391,7 @@ impl Default for Hist {
 }
 
 /// Lateness of every worker's loop clock ([`crate::worker::Worker::run_loop_clock`]: every 100 ms,
-/// every 10 ms for a second after a tick ≥ 5 ms late).
+/// every 10 ms for a second after a tick ≥ 5 ms late, every second while the thread is idle).
 pub static LOOP_LAG: Hist = Hist::new();
 /// `game:answer:submit` read → its reply (ack or error) queued on the socket.
 pub static ANSWER_LATENCY: Hist = Hist::new();

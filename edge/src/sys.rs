@@ -79,6 +79,21 @@ pub fn unacked_bytes(fd: std::os::fd::RawFd) -> io::Result<usize> {
     Ok(n.max(0) as usize)
 }
 
+/// The CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`; a syscall, not the vDSO:
+/// ~0.3 µs). The loop clock reads it once a tick to tell an idle worker from a busy one.
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a live timespec the call writes once; the clock id is a constant.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if r < 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 impl io::Read for RawSock<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         RawSock::read(self, buf)

@@ -1,7 +1,7 @@
 //! Per-thread state of a worker: a coarse clock, the scratch read buffer shared by all of its
 //! sockets, connection ids, the count of connections in their preamble, and its admission gauges
 //! (event-loop lag, measured here by the loop clock: every 100 ms, every 10 ms while the loop is
-//! behind; queued bytes, summed by the sweep), and the
+//! behind, every second while the thread is idle; queued bytes, summed by the sweep), and the
 //! per-thread releaser of a fan-out's deferred wakes ([`run_deferred_wakes`]: a burst to every
 //! member of a room wakes their writers in chunks, so the loop reads answers and picks up Redis
 //! replies between two chunks instead of after the whole burst).
@@ -103,26 +103,25 @@ impl Worker {
     }
 
     /// The thread's loop clock; runs until the worker stops. Each tick records how late it fired (a
-    /// loop busy with other tasks polls its timer late) in the `loop_lag_seconds` histogram and, once
-    /// per [`LAG_TICK`], in the admission gauge (published with the thread's queued bytes); once a
-    /// second it runs `every_second` (the registry's sweep).
-    ///
-    /// It ticks every [`LAG_TICK`] while the loop keeps time, and every [`CLOCK_FAST`] for
-    /// [`CLOCK_FAST_FOR`] after a tick at least [`CLOCK_LATE`] late, so a busy loop's lag is sampled
-    /// finely while an idle worker wakes 10 times a second: its timers (a 10 ms clock, a 100 ms lag
-    /// timer and the 1 s sweep on monoio's wheel) woke it 114 times a second, 4.6–7.2 ms of CPU per
-    /// second for an idle edge (perf/vs-peers.md).
+    /// loop busy with other tasks polls its timer late) in the `loop_lag_seconds` histogram and, at
+    /// most once per [`LAG_TICK`], in the admission gauge (published with the thread's queued bytes);
+    /// once a second it runs `every_second` (the registry's sweep). Its pace is [`ClockPace`]'s: every
+    /// [`LAG_TICK`] while the loop works and keeps time, every [`CLOCK_FAST`] after a late tick, every
+    /// [`CLOCK_IDLE`] while the worker is idle.
     pub async fn run_loop_clock(self: Rc<Self>, mut every_second: impl FnMut()) {
         let ticker = Ticker::new();
+        let mut pace = ClockPace::new(Instant::now());
         let mut due = Instant::now() + LAG_TICK;
         let mut next_gauge = due;
         let mut next_second = Instant::now() + SECOND;
-        let mut fast_until = Instant::now();
+        // the end of the previous tick's own work: the thread's CPU and the instant
+        let mut mark = (crate::sys::thread_cpu_time(), Instant::now());
         loop {
             ticker
                 .sleep(due.saturating_duration_since(Instant::now()))
                 .await;
             let now = Instant::now();
+            let worked = crate::sys::thread_cpu_time().saturating_sub(mark.0);
             let late = now.saturating_duration_since(due);
             crate::metrics::LOOP_LAG.record(late);
             if now >= next_gauge {
@@ -130,20 +129,63 @@ impl Worker {
                 self.shared.admission.publish(self.index, &self.load);
                 next_gauge = now + LAG_TICK;
             }
-            if late >= CLOCK_LATE {
-                fast_until = now + CLOCK_FAST_FOR;
-            }
             // the next tick is due from this one's wake: a long sweep makes it late, as it delays the loop
-            due = now
-                + if now < fast_until {
-                    CLOCK_FAST
-                } else {
-                    LAG_TICK
-                };
+            due = now + pace.next(now, late, worked, now.saturating_duration_since(mark.1));
             if now >= next_second {
                 every_second();
                 next_second = now + SECOND;
             }
+            mark = (crate::sys::thread_cpu_time(), Instant::now());
+        }
+    }
+}
+
+/// How often the loop clock ticks ([`Worker::run_loop_clock`]). Every [`LAG_TICK`] while the loop
+/// works and keeps time; every [`CLOCK_FAST`] for [`CLOCK_FAST_FOR`] after a tick at least
+/// [`CLOCK_LATE`] late, so a busy loop's lag is sampled finely; every [`CLOCK_IDLE`] once the thread
+/// has been idle (at most [`CLOCK_IDLE_SHARE`] of a core between ticks, and on time) for
+/// [`CLOCK_IDLE_AFTER`] ticks in a row. An idle edge then wakes once a second instead of 10 times
+/// (0.69 ms of CPU a second per worker, perf/vs-peers.md). The price: a worker that goes from idle to
+/// busy is sampled at its next tick, up to [`CLOCK_IDLE`] later (docs/admission.md).
+#[derive(Debug)]
+struct ClockPace {
+    fast_until: Instant,
+    quiet_ticks: u32,
+}
+
+impl ClockPace {
+    fn new(now: Instant) -> Self {
+        ClockPace {
+            fast_until: now,
+            quiet_ticks: 0,
+        }
+    }
+
+    /// The period to the next tick, given this tick's lateness and the thread's CPU time `worked`
+    /// over the `elapsed` wall time since the previous tick's own work ended.
+    fn next(
+        &mut self,
+        now: Instant,
+        late: std::time::Duration,
+        worked: std::time::Duration,
+        elapsed: std::time::Duration,
+    ) -> std::time::Duration {
+        if late >= CLOCK_LATE {
+            self.fast_until = now + CLOCK_FAST_FOR;
+        }
+        let quiet = late < CLOCK_LATE
+            && worked.as_nanos() * CLOCK_IDLE_SHARE.1 <= elapsed.as_nanos() * CLOCK_IDLE_SHARE.0;
+        self.quiet_ticks = if quiet {
+            self.quiet_ticks.saturating_add(1)
+        } else {
+            0
+        };
+        if now < self.fast_until {
+            CLOCK_FAST
+        } else if self.quiet_ticks >= CLOCK_IDLE_AFTER {
+            CLOCK_IDLE
+        } else {
+            LAG_TICK
         }
     }
 }
@@ -181,6 +223,14 @@ pub const CLOCK_FAST: std::time::Duration = std::time::Duration::from_millis(10)
 pub const CLOCK_LATE: std::time::Duration = std::time::Duration::from_millis(5);
 /// How long the loop clock stays fast after a late tick.
 pub const CLOCK_FAST_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+/// The loop clock's period while the worker is idle ([`ClockPace`]): the sweep's.
+pub const CLOCK_IDLE: std::time::Duration = SECOND;
+/// Quiet ticks in a row (on time, the thread below [`CLOCK_IDLE_SHARE`]) before the clock slows to
+/// [`CLOCK_IDLE`]: a second at [`LAG_TICK`].
+pub const CLOCK_IDLE_AFTER: u32 = 10;
+/// The share of a core (numerator, denominator) under which the thread counts as idle between two
+/// ticks: 1 %. The tick's own wake is ~0.07 % of a 100 ms period.
+pub const CLOCK_IDLE_SHARE: (u128, u128) = (1, 100);
 
 /// Releases the socket-task wakes a fan-out deferred ([`defer_wake`]), `chunk` at a time, and lets
 /// the event loop park once between two chunks: readiness (a player's answer, a `ping`) and
@@ -371,6 +421,63 @@ mod tests {
             release_deferred_wakes();
             assert_eq!(order, vec![0, 1, 2, 3, 4], "chunk {chunk}");
         }
+    }
+
+    /// The loop clock's pace: 100 ms while the thread works, 10 ms for a second after a late tick, 1 s
+    /// after ten quiet ticks in a row, and back to 100 ms at the first tick that finds work.
+    #[test]
+    fn the_loop_clock_slows_only_while_the_thread_is_idle() {
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut pace = ClockPace::new(t0);
+        let mut now = t0;
+        let mut tick =
+            |pace: &mut ClockPace, late: Duration, worked: Duration, elapsed: Duration| {
+                now += elapsed;
+                pace.next(now, late, worked, elapsed)
+            };
+        // busy: 5 ms of CPU in 100 ms (5 %)
+        for _ in 0..20 {
+            assert_eq!(tick(&mut pace, ms(1), ms(5), ms(100)), LAG_TICK);
+        }
+        // quiet: 0.5 ms in 100 ms; the tenth quiet tick slows the clock
+        for i in 1..=CLOCK_IDLE_AFTER {
+            let want = if i < CLOCK_IDLE_AFTER {
+                LAG_TICK
+            } else {
+                CLOCK_IDLE
+            };
+            assert_eq!(
+                tick(&mut pace, ms(1), Duration::from_micros(500), ms(100)),
+                want,
+                "quiet tick {i}"
+            );
+        }
+        // idle at 1 s: 5 ms of CPU in a second (0.5 %) keeps it slow
+        assert_eq!(tick(&mut pace, ms(1), ms(5), ms(1000)), CLOCK_IDLE);
+        // work found (20 ms in a second, 2 %): back to 100 ms, and ten quiet ticks again before it slows
+        assert_eq!(tick(&mut pace, ms(1), ms(20), ms(1000)), LAG_TICK);
+        for _ in 1..CLOCK_IDLE_AFTER {
+            assert_eq!(tick(&mut pace, ms(0), Duration::ZERO, ms(100)), LAG_TICK);
+        }
+        assert_eq!(tick(&mut pace, ms(0), Duration::ZERO, ms(100)), CLOCK_IDLE);
+        // a late tick, even of an idle thread (a descheduled VM): 10 ms for a second, then (the thread
+        // quiet all along) 1 s
+        assert_eq!(
+            tick(&mut pace, CLOCK_LATE, Duration::ZERO, ms(1000)),
+            CLOCK_FAST
+        );
+        for _ in 0..(CLOCK_FAST_FOR.as_millis() / CLOCK_FAST.as_millis() - 1) {
+            assert_eq!(
+                tick(&mut pace, ms(0), Duration::ZERO, CLOCK_FAST),
+                CLOCK_FAST
+            );
+        }
+        assert_eq!(
+            tick(&mut pace, ms(0), Duration::ZERO, CLOCK_FAST),
+            CLOCK_IDLE
+        );
     }
 
     /// The loop clock's ticker waits its whole period every time, on both drivers, through its
