@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Lateness samples of the loop clock ([`crate::worker::Worker::run_loop_clock`]) kept per worker,
-/// one per [`LAG_TICK`]; the gauge is their minimum.
+/// Lateness samples of the loop clock ([`crate::worker::Worker::run_loop_clock`]) kept per worker, at
+/// most one per [`LAG_TICK`] (one a second while the worker is idle); the gauge is their minimum.
 pub const LAG_SAMPLES: usize = 3;
 /// How often the loop clock samples the admission gauge (and its period while the loop keeps time).
 pub const LAG_TICK: Duration = Duration::from_millis(100);
@@ -551,7 +551,7 @@ impl Admission {
         }
         let _ = writeln!(
             s,
-            "# HELP ringside_edge_loop_lag_ms Sustained lateness of each worker's 100 ms timer.\n# TYPE ringside_edge_loop_lag_ms gauge"
+            "# HELP ringside_edge_loop_lag_ms Sustained lateness of each worker's loop clock (100 ms; 1 s while idle).\n# TYPE ringside_edge_loop_lag_ms gauge"
         );
         for (i, v) in self.lag_ms.iter().enumerate() {
             let _ = writeln!(

@@ -130,10 +130,15 @@ impl Worker {
                 next_gauge = now + LAG_TICK;
             }
             // the next tick is due from this one's wake: a long sweep makes it late, as it delays the loop
-            due = now + pace.next(now, late, worked, now.saturating_duration_since(mark.1));
+            let period = pace.next(now, late, worked, now.saturating_duration_since(mark.1));
+            due = now + period;
             if now >= next_second {
                 every_second();
                 next_second = now + SECOND;
+            }
+            if period == CLOCK_IDLE {
+                // the first slow tick waits only for the next sweep, so no sweep comes late
+                due = due.min(next_second);
             }
             mark = (crate::sys::thread_cpu_time(), Instant::now());
         }
@@ -145,8 +150,9 @@ impl Worker {
 /// [`CLOCK_LATE`] late, so a busy loop's lag is sampled finely; every [`CLOCK_IDLE`] once the thread
 /// has been idle (at most [`CLOCK_IDLE_SHARE`] of a core between ticks, and on time) for
 /// [`CLOCK_IDLE_AFTER`] ticks in a row. An idle edge then wakes once a second instead of 10 times
-/// (0.69 ms of CPU a second per worker, perf/vs-peers.md). The price: a worker that goes from idle to
-/// busy is sampled at its next tick, up to [`CLOCK_IDLE`] later (docs/admission.md).
+/// (those 10 wakes cost ~0.6 ms of CPU a second per worker, perf/vs-peers.md). The price: a worker
+/// that goes from idle to busy is sampled at its next tick, up to [`CLOCK_IDLE`] later, and the
+/// admission gauge (the least of its last 3 samples) sees it ~0.2 s after that (docs/admission.md).
 #[derive(Debug)]
 struct ClockPace {
     fast_until: Instant,
@@ -174,7 +180,7 @@ impl ClockPace {
             self.fast_until = now + CLOCK_FAST_FOR;
         }
         let quiet = late < CLOCK_LATE
-            && worked.as_nanos() * CLOCK_IDLE_SHARE.1 <= elapsed.as_nanos() * CLOCK_IDLE_SHARE.0;
+            && worked.as_nanos() * CLOCK_IDLE_SHARE.1 < elapsed.as_nanos() * CLOCK_IDLE_SHARE.0;
         self.quiet_ticks = if quiet {
             self.quiet_ticks.saturating_add(1)
         } else {
@@ -228,7 +234,7 @@ pub const CLOCK_IDLE: std::time::Duration = SECOND;
 /// Quiet ticks in a row (on time, the thread below [`CLOCK_IDLE_SHARE`]) before the clock slows to
 /// [`CLOCK_IDLE`]: a second at [`LAG_TICK`].
 pub const CLOCK_IDLE_AFTER: u32 = 10;
-/// The share of a core (numerator, denominator) under which the thread counts as idle between two
+/// The share of a core (numerator, denominator) below which the thread counts as idle between two
 /// ticks: 1 %. The tick's own wake is ~0.07 % of a 100 ms period.
 pub const CLOCK_IDLE_SHARE: (u128, u128) = (1, 100);
 
@@ -424,7 +430,8 @@ mod tests {
     }
 
     /// The loop clock's pace: 100 ms while the thread works, 10 ms for a second after a late tick, 1 s
-    /// after ten quiet ticks in a row, and back to 100 ms at the first tick that finds work.
+    /// after ten quiet ticks in a row (on time, below 1 % of a core), and back to 100 ms at the first
+    /// tick that finds work (1 % or more) or is late.
     #[test]
     fn the_loop_clock_slows_only_while_the_thread_is_idle() {
         use std::time::Duration;
@@ -454,7 +461,12 @@ mod tests {
                 "quiet tick {i}"
             );
         }
-        // idle at 1 s: 5 ms of CPU in a second (0.5 %) keeps it slow
+        // idle at 1 s: 5 ms of CPU in a second (0.5 %) keeps it slow; exactly 1 % is work
+        assert_eq!(tick(&mut pace, ms(1), ms(5), ms(1000)), CLOCK_IDLE);
+        assert_eq!(tick(&mut pace, ms(1), ms(10), ms(1000)), LAG_TICK);
+        for _ in 1..CLOCK_IDLE_AFTER {
+            assert_eq!(tick(&mut pace, ms(0), Duration::ZERO, ms(100)), LAG_TICK);
+        }
         assert_eq!(tick(&mut pace, ms(1), ms(5), ms(1000)), CLOCK_IDLE);
         // work found (20 ms in a second, 2 %): back to 100 ms, and ten quiet ticks again before it slows
         assert_eq!(tick(&mut pace, ms(1), ms(20), ms(1000)), LAG_TICK);
@@ -462,6 +474,20 @@ mod tests {
             assert_eq!(tick(&mut pace, ms(0), Duration::ZERO, ms(100)), LAG_TICK);
         }
         assert_eq!(tick(&mut pace, ms(0), Duration::ZERO, ms(100)), CLOCK_IDLE);
+        // a late tick is not quiet, even of an idle thread: nine quiet ticks, a late one, and the
+        // first on-time tick after its fast second keeps 100 ms
+        let mut pace = ClockPace::new(t0);
+        for _ in 1..CLOCK_IDLE_AFTER {
+            assert_eq!(tick(&mut pace, ms(0), Duration::ZERO, ms(100)), LAG_TICK);
+        }
+        assert_eq!(
+            tick(&mut pace, CLOCK_LATE, Duration::ZERO, ms(100)),
+            CLOCK_FAST
+        );
+        assert_eq!(
+            tick(&mut pace, ms(0), Duration::ZERO, CLOCK_FAST_FOR),
+            LAG_TICK
+        );
         // a late tick, even of an idle thread (a descheduled VM): 10 ms for a second, then (the thread
         // quiet all along) 1 s
         assert_eq!(
