@@ -148,7 +148,7 @@ impl Worker {
 /// How often the loop clock ticks ([`Worker::run_loop_clock`]). Every [`LAG_TICK`] while the loop
 /// works and keeps time; every [`CLOCK_FAST`] for [`CLOCK_FAST_FOR`] after a tick at least
 /// [`CLOCK_LATE`] late, so a busy loop's lag is sampled finely; every [`CLOCK_IDLE`] once the thread
-/// has been idle (at most [`CLOCK_IDLE_SHARE`] of a core between ticks, and on time) for
+/// has been idle (below [`CLOCK_IDLE_PERCENT`] of a core between ticks, and on time) for
 /// [`CLOCK_IDLE_AFTER`] ticks in a row. An idle edge then wakes once a second instead of 10 times
 /// (those 10 wakes cost ~0.6 ms of CPU a second per worker, perf/vs-peers.md). The price: a worker
 /// that goes from idle to busy is sampled at its next tick, up to [`CLOCK_IDLE`] later, and the
@@ -179,8 +179,8 @@ impl ClockPace {
         if late >= CLOCK_LATE {
             self.fast_until = now + CLOCK_FAST_FOR;
         }
-        let quiet = late < CLOCK_LATE
-            && worked.as_nanos() * CLOCK_IDLE_SHARE.1 < elapsed.as_nanos() * CLOCK_IDLE_SHARE.0;
+        let quiet =
+            late < CLOCK_LATE && worked.as_nanos() * 100 < elapsed.as_nanos() * CLOCK_IDLE_PERCENT;
         self.quiet_ticks = if quiet {
             self.quiet_ticks.saturating_add(1)
         } else {
@@ -231,12 +231,12 @@ pub const CLOCK_LATE: std::time::Duration = std::time::Duration::from_millis(5);
 pub const CLOCK_FAST_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 /// The loop clock's period while the worker is idle ([`ClockPace`]): the sweep's.
 pub const CLOCK_IDLE: std::time::Duration = SECOND;
-/// Quiet ticks in a row (on time, the thread below [`CLOCK_IDLE_SHARE`]) before the clock slows to
+/// Quiet ticks in a row (on time, the thread below [`CLOCK_IDLE_PERCENT`]) before the clock slows to
 /// [`CLOCK_IDLE`]: a second at [`LAG_TICK`].
 pub const CLOCK_IDLE_AFTER: u32 = 10;
-/// The share of a core (numerator, denominator) below which the thread counts as idle between two
-/// ticks: 1 %. The tick's own wake is ~0.07 % of a 100 ms period.
-pub const CLOCK_IDLE_SHARE: (u128, u128) = (1, 100);
+/// The share of a core, in percent, below which the thread counts as idle between two ticks. The
+/// tick's own wake is ~0.07 % of a 100 ms period.
+pub const CLOCK_IDLE_PERCENT: u128 = 1;
 
 /// Releases the socket-task wakes a fan-out deferred ([`defer_wake`]), `chunk` at a time, and lets
 /// the event loop park once between two chunks: readiness (a player's answer, a `ping`) and

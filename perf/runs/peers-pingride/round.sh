@@ -1,14 +1,5 @@
 #!/bin/bash
-# one round: $1 tag, then name=edge-binary ...; the floor runs last, into the first run's dir (it reads its sizes)
-set -u
-tag=$1; shift
-cd /tmp/rel
-first=
-stat() { awk '/^cpu /{print "steal",$9,"iowait",$6}' /proc/stat; }
-for nb in "$@"; do
-  n=${nb%%=*}; b=${nb#*=}
-  out=/tmp/pr/$tag-$n; [ -z "$first" ] && first=$out
-  RUST_LOG=info,ringside_edge::game::rooms=debug PEERS_EDGE_BIN=$b /tmp/ab/waitq.sh benches/peers/run.sh --no-build --players ${PLAYERS:-19000} --only ringside --out $out
-  echo "$(stat) (after)" >> $out/ringside.meta.txt
-done
-/tmp/ab/waitq.sh benches/peers/run.sh --no-build --players ${PLAYERS:-19000} --only floor --out $first
+# one round: $1 tag, then name=edge-binary ...; the floor runs last, into the first run's dir (it reads its sizes).
+# The same as ../peers-ackkeepalive/round2.sh, which later grew per-binary environment variables
+# (name=binary:ENV=V,...) and NOFLOOR; a round of plain name=binary pairs runs the same commands.
+exec "$(dirname "$0")/../peers-ackkeepalive/round2.sh" "$@"
