@@ -13,6 +13,8 @@
 //! - [`worker`] — per-thread clock, scratch buffer, the loop clock (event-loop lag, on a `timerfd`;
 //!   it also runs the sweep); [`registry`] — the thread's sockets, the once-a-second sweep (pings, idle
 //!   timeouts, stuck closes), the drain.
+//! - [`doorbell`] — wakes from the Redis thread (replies, room events) that reach a busy worker at
+//!   once (an `eventfd` the worker watches like a socket), not only when its loop parks.
 //! - [`handle`] — [`ConnHandle`], a socket as the game layer sees it; [`conn`] — the task that owns it.
 //! - [`admission`] — saturation gauges and thresholds: new upgrades and joins are refused first.
 //! - [`transport`] — readiness-driven non-blocking I/O, plain or TLS (rustls sans-I/O).
@@ -34,6 +36,7 @@ pub mod admission;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod doorbell;
 pub mod game;
 pub mod handle;
 pub mod http;

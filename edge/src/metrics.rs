@@ -314,6 +314,7 @@ impl Metrics {
             "answer_seconds",
             "game:answer:submit read to its reply queued (Redis round trip and the Redis thread included).",
         );
+        ANSWER_STAGES.render(&mut s);
         ANSWER_BATCH.render(
             &mut s,
             "answer_batch_size",
@@ -346,13 +347,18 @@ impl Hist {
     }
 
     pub fn record(&self, d: std::time::Duration) {
+        self.record_n(d, 1);
+    }
+
+    /// Records `n` samples of `d`.
+    pub fn record_n(&self, d: std::time::Duration, n: u64) {
         let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
         let i = HIST_BOUNDS_US
             .iter()
             .position(|b| us <= *b)
             .unwrap_or(HIST_BOUNDS_US.len());
-        self.buckets[i].fetch_add(1, Relaxed);
-        self.sum_us.fetch_add(us, Relaxed);
+        self.buckets[i].fetch_add(n, Relaxed);
+        self.sum_us.fetch_add(us.saturating_mul(n), Relaxed);
     }
 
     /// Samples recorded.
@@ -361,27 +367,44 @@ impl Hist {
     }
 
     fn render(&self, s: &mut String, name: &str, help: &str) {
-        let _ = writeln!(
-            s,
-            "# HELP ringside_edge_{name} {help}\n# TYPE ringside_edge_{name} histogram"
-        );
+        header(s, name, help);
+        self.series(s, name, "");
+    }
+
+    /// The buckets, sum and count of series `name`; `label` (`stage="x",` or empty) goes first in
+    /// every line's labels.
+    fn series(&self, s: &mut String, name: &str, label: &str) {
         let mut cum = 0;
         for (i, b) in self.buckets.iter().enumerate() {
             cum += b.load(Relaxed);
             match HIST_BOUNDS_US.get(i) {
                 Some(us) => {
                     let le = *us as f64 / 1e6;
-                    let _ = writeln!(s, "ringside_edge_{name}_bucket{{le=\"{le}\"}} {cum}");
+                    let _ = writeln!(s, "ringside_edge_{name}_bucket{{{label}le=\"{le}\"}} {cum}");
                 }
                 None => {
-                    let _ = writeln!(s, "ringside_edge_{name}_bucket{{le=\"+Inf\"}} {cum}");
+                    let _ = writeln!(s, "ringside_edge_{name}_bucket{{{label}le=\"+Inf\"}} {cum}");
                 }
             }
         }
         let sum = self.sum_us.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(s, "ringside_edge_{name}_sum {sum}");
-        let _ = writeln!(s, "ringside_edge_{name}_count {cum}");
+        let braces = |l: &str| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("{{{}}}", l.trim_end_matches(','))
+            }
+        };
+        let _ = writeln!(s, "ringside_edge_{name}_sum{} {sum}", braces(label));
+        let _ = writeln!(s, "ringside_edge_{name}_count{} {cum}", braces(label));
     }
+}
+
+fn header(s: &mut String, name: &str, help: &str) {
+    let _ = writeln!(
+        s,
+        "# HELP ringside_edge_{name} {help}\n# TYPE ringside_edge_{name} histogram"
+    );
 }
 
 impl Default for Hist {
@@ -395,6 +418,44 @@ impl Default for Hist {
 pub static LOOP_LAG: Hist = Hist::new();
 /// `game:answer:submit` read → its reply (ack or error) queued on the socket.
 pub static ANSWER_LATENCY: Hist = Hist::new();
+
+/// Where an answer's time in the edge goes, stage by stage (`ringside_edge_answer_stage_seconds`):
+/// the worker hands it to the Redis thread; it waits there for its room's call
+/// ([`crate::game::answers`]); the call's round trip to Redis; the reply's way back to the worker
+/// (with a replica's `WAIT` when answers wait for one). Every answer that reaches the Redis thread
+/// counts in the first three; `to_worker` counts the acks (a refusal's way back is not timed).
+pub struct AnswerStages {
+    pub to_redis_thread: Hist,
+    pub batch_wait: Hist,
+    pub redis_call: Hist,
+    pub to_worker: Hist,
+}
+
+pub static ANSWER_STAGES: AnswerStages = AnswerStages {
+    to_redis_thread: Hist::new(),
+    batch_wait: Hist::new(),
+    redis_call: Hist::new(),
+    to_worker: Hist::new(),
+};
+
+impl AnswerStages {
+    fn render(&self, s: &mut String) {
+        let name = "answer_stage_seconds";
+        header(
+            s,
+            name,
+            "An answer's time in the edge by stage: to_redis_thread (worker to the Redis thread), batch_wait (for its room's call), redis_call (the call's round trip), to_worker (the reply back to the worker, a replica's WAIT included when on).",
+        );
+        for (stage, h) in [
+            ("to_redis_thread", &self.to_redis_thread),
+            ("batch_wait", &self.batch_wait),
+            ("redis_call", &self.redis_call),
+            ("to_worker", &self.to_worker),
+        ] {
+            h.series(s, name, &format!("stage=\"{stage}\","));
+        }
+    }
+}
 
 /// Upper bounds of [`SizeHist`]'s buckets; a last bucket takes the rest (`+Inf`).
 const SIZE_BOUNDS: [u64; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
@@ -526,6 +587,10 @@ mod tests {
             "ringside_edge_seal_keys_total ",
             "ringside_edge_board_gap_ms ",
             "ringside_edge_refusals_total{code=\"bad_hash\"} ",
+            "ringside_edge_answer_stage_seconds_bucket{stage=\"to_redis_thread\",le=\"0.0001\"} ",
+            "ringside_edge_answer_stage_seconds_count{stage=\"redis_call\"} ",
+            "ringside_edge_answer_stage_seconds_sum{stage=\"to_worker\"} ",
+            "ringside_edge_answer_seconds_count ",
         ] {
             assert!(t.contains(series), "{series} in {t}");
         }

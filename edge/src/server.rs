@@ -261,13 +261,17 @@ async fn worker_loop(
         }
     };
     let worker = Worker::new(index, shared.clone());
+    let driver = driver_name(shared.config.driver);
+    if driver == "io_uring" {
+        // before the game layer starts: its inbox and calls wait for the Redis thread through it
+        crate::doorbell::install();
+    }
     factory.on_worker_start(index);
     let thread = Rc::new(Thread {
         worker,
         registry: Registry::default(),
         factory,
     });
-    let driver = driver_name(shared.config.driver);
     tracing::info!(worker = index, driver, "worker started");
     let _ = ready.send(Ok(driver));
     let sweeper = thread.clone();

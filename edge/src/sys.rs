@@ -1,6 +1,6 @@
 //! The few OS calls that need `unsafe`, kept in one place with a `SAFETY:` note on each block:
 //! non-blocking socket I/O on a monoio-owned fd, RLIMIT_NOFILE, signal masks for
-//! SIGTERM/SIGINT handling by a dedicated thread, and a wall-clock `timerfd`.
+//! SIGTERM/SIGINT handling by a dedicated thread, a wall-clock `timerfd`, and an `eventfd`.
 #![allow(unsafe_code)]
 
 use std::io::{self, IoSlice, Read};
@@ -128,6 +128,18 @@ pub fn wall_clock_timer(at_ms: u64) -> io::Result<OwnedFd> {
 /// A disarmed `CLOCK_MONOTONIC` `timerfd` for [`arm_monotonic_timer`]: a periodic task that waits on
 /// it wakes its thread once per period. monoio's timer wheel wakes it twice for a sleep of 64 ms or
 /// more (once to move the timer down a level of the wheel, once when it is due).
+/// A non-blocking `eventfd` (counter 0): a worker's doorbell ([`crate::doorbell`]). Reads and writes
+/// of its 8-byte counter need no `unsafe`: it is used through `std::fs::File`.
+pub fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: no pointers are passed; a non-negative return is a new fd that only we own.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 pub fn monotonic_timer() -> io::Result<OwnedFd> {
     timerfd(libc::CLOCK_MONOTONIC)
 }

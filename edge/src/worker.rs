@@ -239,16 +239,19 @@ pub const CLOCK_IDLE_AFTER: u32 = 10;
 pub const CLOCK_IDLE_PERCENT: u128 = 1;
 
 /// Releases the socket-task wakes a fan-out deferred ([`defer_wake`]), `chunk` at a time, and lets
-/// the event loop park once between two chunks: readiness (a player's answer, a `ping`) and
-/// replies from the Redis thread are then served within one chunk's writes instead of waiting
-/// behind the whole burst. `chunk` 0: no deferral (every wake at once). Runs until the worker
+/// the event loop reap its completions once between two chunks: readiness (a player's answer, a
+/// `ping`) and replies from the Redis thread (through the doorbell, [`crate::doorbell`]) are then
+/// served within one chunk's writes instead of waiting behind the whole burst. `chunk` 0: no deferral (every wake at once). Runs until the worker
 /// stops.
 pub async fn run_deferred_wakes(chunk: usize) {
     if chunk == 0 {
         return;
     }
     // An always-writable socket: waiting for it is an io_uring PollAdd that completes at once,
-    // so the next chunk is released only after the loop has reaped its completions (a park).
+    // so the next chunk is released only after the loop has reaped its completions (between two
+    // rounds of tasks, or in a park). On io_uring that is not where monoio hands over the wakes of
+    // other threads (only in a park): those reach a busy worker through its doorbell
+    // (crate::doorbell).
     let Ok((a, b)) = std::os::unix::net::UnixStream::pair() else {
         return;
     };

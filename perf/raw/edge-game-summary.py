@@ -52,10 +52,11 @@ if os.path.exists(sc) and frames:
             print(f"  {m.group(2):40s} {n:>12d}  {n / frames:.3f}")
 
 
-def hist(name):
+def hist(name, label=""):
+    """`label`: the series' other labels before `le`, e.g. 'stage="redis_call",'."""
     pts = []
     for k, v in d.items():
-        m = re.match(re.escape(name) + r'_bucket\{le="([^"]+)"\}', k)
+        m = re.match(re.escape(name) + r"_bucket\{" + re.escape(label) + r'le="([^"]+)"\}', k)
         if m:
             le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
             pts.append((le, v))
@@ -67,11 +68,17 @@ def hist(name):
     for q in (0.5, 0.9, 0.99, 0.999):
         le = next(le for le, c in pts if c >= q * n)
         res.append(f"p{q * 100:g} <= {le * 1000:g} ms")
-    return f"{name}: {n:.0f} samples, " + ", ".join(res)
+    sel = "{" + label.rstrip(",") + "}" if label else ""
+    total = d.get(f"{name}_sum{sel}", 0)
+    return f"{name}{sel}: {n:.0f} samples, mean {1000 * total / n:.1f} ms, " + ", ".join(res)
 
 
 print(hist("ringside_edge_loop_lag_seconds"))
 print(hist("ringside_edge_answer_seconds"))
+# where an answer's time in the edge goes (binaries from 2026-12-07 on)
+for stage in ("to_redis_thread", "batch_wait", "redis_call", "to_worker"):
+    if f'ringside_edge_answer_stage_seconds_count{{stage="{stage}"}}' in d:
+        print("  " + hist("ringside_edge_answer_stage_seconds", f'stage="{stage}",'))
 
 th = os.path.join(out, "threads.csv")
 if os.path.exists(th):

@@ -30,7 +30,7 @@
 //! room's calls. Batch sizes are counted in the `ringside_edge_answer_batch_size` histogram (a call of
 //! one answer is a batch of 1).
 
-use crate::metrics::ANSWER_BATCH;
+use crate::metrics::{ANSWER_BATCH, ANSWER_STAGES};
 use ringside_lua::game::{BatchedAnswer, ANSWER_BATCH_MAX};
 use ringside_lua::{Game, GameError};
 use ringside_protocol::events::AnswerAck;
@@ -46,6 +46,8 @@ struct Pending {
     q_index: u32,
     answer_idx: u32,
     reply: Reply,
+    /// When it joined its room's list (`ringside_edge_answer_stage_seconds`, `batch_wait`).
+    queued: Instant,
 }
 
 /// One room's answers on this Redis thread: those waiting for a call, and the slots sending them.
@@ -112,6 +114,7 @@ impl Batcher {
                 q_index,
                 answer_idx,
                 reply: tx,
+                queued: Instant::now(),
             });
             // a call that has not yet taken its list will take this answer too
             let waiting = room.pending.len() > 1;
@@ -225,10 +228,17 @@ fn lock(rooms: &Rooms) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Room>> {
 
 /// One call for `chunk` (1..=ANSWER_BATCH_MAX answers of room `code`), each answer's reply to its sender.
 async fn send(game: Game, code: Arc<str>, chunk: Vec<Pending>) {
+    let sent = Instant::now();
+    for p in &chunk {
+        ANSWER_STAGES.batch_wait.record(sent - p.queued);
+    }
+    // the call's round trip, once per answer it carried
+    let returned = |n: usize| ANSWER_STAGES.redis_call.record_n(sent.elapsed(), n as u64);
     if let [one] = chunk.as_slice() {
         let r = game
             .answer_submit(&code, &one.player_id, one.q_index, one.answer_idx)
             .await;
+        returned(1);
         if let Some(p) = chunk.into_iter().next() {
             let _ = p.reply.send(r);
         }
@@ -242,7 +252,9 @@ async fn send(game: Game, code: Arc<str>, chunk: Vec<Pending>) {
             answer_idx: p.answer_idx,
         })
         .collect();
-    match game.answer_batch(&code, &batch).await {
+    let r = game.answer_batch(&code, &batch).await;
+    returned(chunk.len());
+    match r {
         Ok(replies) => {
             for (p, r) in chunk.into_iter().zip(replies) {
                 let _ = p.reply.send(r);

@@ -145,7 +145,8 @@ impl HubHandle {
             })
         });
         self.tx.send(HubCmd::Call(job)).map_err(|_| HubGone)?;
-        rx.await.map_err(|_| HubGone)
+        // the reply reaches a busy worker through its doorbell, not only when its loop parks
+        crate::doorbell::across(rx).await.map_err(|_| HubGone)
     }
 
     /// One `ringside_lua::Game` call on the hub thread, its two failures in one type: the function

@@ -212,7 +212,10 @@ impl SessionFactory for GameFactory {
         ROOMS.with(|r| *r.borrow_mut() = Some(rooms.clone()));
         if let Some(mut inbox) = inbox {
             monoio::spawn(async move {
-                while let Some(msg) = inbox.recv().await {
+                // the Redis thread's events reach a busy worker through its doorbell
+                while let Some(msg) =
+                    crate::doorbell::across(std::future::poll_fn(|cx| inbox.poll_recv(cx))).await
+                {
                     rooms.on_hub_message(msg);
                 }
             });

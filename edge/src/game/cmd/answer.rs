@@ -3,12 +3,13 @@
 //! Redis thread together: `answer_batch`, [`crate::game::answers`]); whether it counts is Redis's decision.
 
 use super::{Applied, Cx, Error, Seat};
-use crate::metrics::GAME;
+use crate::metrics::{ANSWER_STAGES, GAME};
 use ringside_protocol::auth::verify_answer_hash;
 use ringside_protocol::events::{AnswerSubmit, ServerEvent};
 use ringside_protocol::ErrorCode;
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
 
 /// `game:answer:submit` → `answer_submit`; the reply is `game:answer:ack`.
 pub fn submit(
@@ -30,14 +31,18 @@ pub fn submit(
     Ok(async move {
         let _in_flight = in_flight;
         let pid = id.to_string();
-        let ack = hub
+        let handed = Instant::now();
+        let (ack, replied) = hub
             .answer(code.clone(), move |game| async move {
+                ANSWER_STAGES.to_redis_thread.record(handed.elapsed());
                 // with the other answers of the room that reached the Redis thread in this turn
-                batcher
+                let ack = batcher
                     .submit(game, code, pid, a.q_index, a.answer_idx)
-                    .await
+                    .await?;
+                Ok((ack, Instant::now()))
             })
             .await?;
+        ANSWER_STAGES.to_worker.record(replied.elapsed());
         GAME.answers_total.fetch_add(1, Relaxed);
         Ok(ServerEvent::AnswerAck(ack))
     })

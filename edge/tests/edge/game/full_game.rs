@@ -136,6 +136,13 @@ async fn simultaneous_answers_of_one_room_are_each_acked_once() {
     let s = stack(Backend::Standalone).await;
     let (_host, code, mut players) = room_at_question_0(&s, PLAYERS).await;
     let batched_before = ringside_edge::metrics::ANSWER_BATCH.sum();
+    let stages = &ringside_edge::metrics::ANSWER_STAGES;
+    let stages_before = [
+        stages.to_redis_thread.count(),
+        stages.batch_wait.count(),
+        stages.redis_call.count(),
+        stages.to_worker.count(),
+    ];
     // all but the last player answer at once (the last keeps the question open: no early reveal)
     let answerers = PLAYERS - 1;
     for round in 0..2u32 {
@@ -154,6 +161,12 @@ async fn simultaneous_answers_of_one_room_are_each_acked_once() {
     }
     // every answer went through the batcher (the metric is process-wide: other tests add to it)
     assert!(ringside_edge::metrics::ANSWER_BATCH.sum() >= batched_before + 2 * answerers as u64);
+    // and each was timed in every stage on its way (acks only on the way back)
+    let all = 2 * answerers as u64;
+    assert!(stages.to_redis_thread.count() >= stages_before[0] + all);
+    assert!(stages.batch_wait.count() >= stages_before[1] + all);
+    assert!(stages.redis_call.count() >= stages_before[2] + all);
+    assert!(stages.to_worker.count() >= stages_before[3] + answerers as u64);
     // nothing more arrives for anyone: no second ack, no reveal (one player has not answered)
     for (c, _) in players.iter_mut().take(answerers) {
         assert!(c.backlog.iter().all(|e| !matches!(
