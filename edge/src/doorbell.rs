@@ -19,12 +19,22 @@ use std::io::{Read, Write};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::Instant;
+
+use crate::metrics::DOORBELL_WAIT;
 
 /// One worker's bell: its `eventfd` and the wakers queued for it.
 struct Bell {
     /// The `eventfd`, read and written as a file (its 8-byte counter).
     fd: File,
-    queue: Mutex<Vec<Waker>>,
+    queue: Mutex<Queue>,
+}
+
+#[derive(Default)]
+struct Queue {
+    wakers: Vec<Waker>,
+    /// When the first of `wakers` rang (`ringside_edge_doorbell_wait_seconds`).
+    since: Option<Instant>,
 }
 
 impl Bell {
@@ -33,8 +43,12 @@ impl Bell {
     fn ring(&self, w: Waker) {
         let first = {
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            q.push(w);
-            q.len() == 1
+            q.wakers.push(w);
+            let first = q.wakers.len() == 1;
+            if first {
+                q.since = Some(Instant::now());
+            }
+            first
         };
         if first {
             // an error is a full counter (EAGAIN): the bell is ringing already
@@ -46,7 +60,11 @@ impl Bell {
     fn take(&self) -> Vec<Waker> {
         // an unrung bell's read fails with EAGAIN, harmlessly
         let _ = (&self.fd).read(&mut [0u8; 8]);
-        std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()))
+        let q = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        if let Some(t) = q.since {
+            DOORBELL_WAIT.record(t.elapsed());
+        }
+        q.wakers
     }
 }
 
@@ -73,7 +91,7 @@ pub fn install() {
     };
     let bell = Arc::new(Bell {
         fd,
-        queue: Mutex::new(Vec::new()),
+        queue: Mutex::new(Queue::default()),
     });
     BELL.with(|b| *b.borrow_mut() = Some(bell.clone()));
     monoio::spawn(async move {
@@ -170,7 +188,7 @@ mod tests {
     use std::cell::Cell;
     use std::rc::Rc;
     use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     /// The busy work's state: running, whether the awaited reply came, whether it was sent, and its
     /// bounds.
@@ -250,10 +268,13 @@ mod tests {
     fn a_reply_reaches_a_busy_io_uring_worker_through_its_doorbell() {
         let (_, uring) = crate::worker::test_runtimes();
         if let Some(mut uring) = uring {
+            let taken = DOORBELL_WAIT.count();
             assert!(uring.block_on(async {
                 install();
                 reply_while_busy(true).await
             }));
+            // the reply was taken from the bell, and timed (the metric is process-wide)
+            assert!(DOORBELL_WAIT.count() > taken);
         }
     }
 

@@ -315,6 +315,11 @@ impl Metrics {
             "game:answer:submit read to its reply queued (Redis round trip and the Redis thread included).",
         );
         ANSWER_STAGES.render(&mut s);
+        DOORBELL_WAIT.render(
+            &mut s,
+            "doorbell_wait_seconds",
+            "A wake from the Redis thread (a reply, a room event) to the worker taking it from its doorbell (io_uring workers; per batch of wakes, from the first).",
+        );
         ANSWER_BATCH.render(
             &mut s,
             "answer_batch_size",
@@ -418,6 +423,10 @@ impl Default for Hist {
 pub static LOOP_LAG: Hist = Hist::new();
 /// `game:answer:submit` read → its reply (ack or error) queued on the socket.
 pub static ANSWER_LATENCY: Hist = Hist::new();
+
+/// From a wake on another thread (a Redis reply, a room event) to the worker taking it from its
+/// doorbell ([`crate::doorbell`]), once per batch of wakes taken together (timed from the first).
+pub static DOORBELL_WAIT: Hist = Hist::new();
 
 /// Where an answer's time in the edge goes, stage by stage (`ringside_edge_answer_stage_seconds`):
 /// the worker hands it to the Redis thread; it waits there for its room's call
@@ -591,6 +600,7 @@ mod tests {
             "ringside_edge_answer_stage_seconds_count{stage=\"redis_call\"} ",
             "ringside_edge_answer_stage_seconds_sum{stage=\"to_worker\"} ",
             "ringside_edge_answer_seconds_count ",
+            "ringside_edge_doorbell_wait_seconds_count ",
         ] {
             assert!(t.contains(series), "{series} in {t}");
         }

@@ -75,6 +75,8 @@ def hist(name, label=""):
 
 print(hist("ringside_edge_loop_lag_seconds"))
 print(hist("ringside_edge_answer_seconds"))
+if "ringside_edge_doorbell_wait_seconds_count" in d:
+    print(hist("ringside_edge_doorbell_wait_seconds"))
 # where an answer's time in the edge goes (binaries from 2026-12-07 on)
 for stage in ("to_redis_thread", "batch_wait", "redis_call", "to_worker"):
     if f'ringside_edge_answer_stage_seconds_count{{stage="{stage}"}}' in d:
