@@ -32,9 +32,10 @@ struct Bell {
 
 #[derive(Default)]
 struct Queue {
-    wakers: Vec<Waker>,
-    /// When the first of `wakers` rang (`ringside_edge_doorbell_wait_seconds`).
-    since: Option<Instant>,
+    /// Each with when it rang (`ringside_edge_doorbell_wait_seconds`).
+    wakers: Vec<(Waker, Instant)>,
+    /// The bell is no longer watched: wakes go to monoio directly.
+    closed: bool,
 }
 
 impl Bell {
@@ -43,12 +44,13 @@ impl Bell {
     fn ring(&self, w: Waker) {
         let first = {
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            q.wakers.push(w);
-            let first = q.wakers.len() == 1;
-            if first {
-                q.since = Some(Instant::now());
+            if q.closed {
+                drop(q);
+                w.wake();
+                return;
             }
-            first
+            q.wakers.push((w, Instant::now()));
+            q.wakers.len() == 1
         };
         if first {
             // an error is a full counter (EAGAIN): the bell is ringing already
@@ -56,15 +58,26 @@ impl Bell {
         }
     }
 
-    /// Resets the bell and takes what was queued until now.
-    fn take(&self) -> Vec<Waker> {
+    /// Resets the bell and takes what was queued until now. The read comes first: a waker queued
+    /// after the take finds the queue empty and rings again, so the next wait completes at once
+    /// (taking first and reading after could swallow that ring and strand the waker). `close`: from
+    /// now on [`ring`](Self::ring) hands its wakes to monoio directly.
+    fn take(&self, close: bool) -> Vec<Waker> {
         // an unrung bell's read fails with EAGAIN, harmlessly
         let _ = (&self.fd).read(&mut [0u8; 8]);
-        let q = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
-        if let Some(t) = q.since {
-            DOORBELL_WAIT.record(t.elapsed());
-        }
-        q.wakers
+        let wakers = {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.closed |= close;
+            std::mem::take(&mut q.wakers)
+        };
+        let now = Instant::now();
+        wakers
+            .into_iter()
+            .map(|(w, rang)| {
+                DOORBELL_WAIT.record(now.saturating_duration_since(rang));
+                w
+            })
+            .collect()
     }
 }
 
@@ -96,15 +109,17 @@ pub fn install() {
     BELL.with(|b| *b.borrow_mut() = Some(bell.clone()));
     monoio::spawn(async move {
         loop {
-            if watched.readable(false).await.is_err() {
-                // cannot wait for it any more: give the wakes back to monoio from here on
+            if let Err(e) = watched.readable(false).await {
+                // cannot wait for it any more (never seen): new futures skip the bell, and the wakes
+                // of those already waiting go to monoio directly (they reach the worker when it parks)
+                tracing::warn!(error = %e, "doorbell: cannot wait for the eventfd; wakes from the Redis thread wait for the loop to park");
                 BELL.with(|b| b.borrow_mut().take());
-                for w in bell.take() {
+                for w in bell.take(true) {
                     w.wake();
                 }
                 return;
             }
-            for w in bell.take() {
+            for w in bell.take(false) {
                 w.wake();
             }
         }
@@ -249,12 +264,17 @@ mod tests {
         } else {
             Box::pin(rx)
         };
-        let got = std::future::poll_fn(|cx| {
-            let r = fut.as_mut().poll(cx);
-            polled.store(true, SeqCst);
-            r
-        })
-        .await;
+        // a lost wake fails the test instead of hanging it (monoio's timer fires once the loop parks)
+        let got = monoio::time::timeout(
+            Duration::from_secs(60),
+            std::future::poll_fn(|cx| {
+                let r = fut.as_mut().poll(cx);
+                polled.store(true, SeqCst);
+                r
+            }),
+        )
+        .await
+        .expect("the reply never reached the waiting task");
         let while_spinning = spinning.get();
         replied.set(true);
         assert_eq!(got, Ok(7));
@@ -276,6 +296,35 @@ mod tests {
             // the reply was taken from the bell, and timed (the metric is process-wide)
             assert!(DOORBELL_WAIT.count() > taken);
         }
+    }
+
+    /// Counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    /// A ring is taken once, with its waker; after the bell is closed (it cannot be watched any
+    /// more) a ring wakes at once instead of waiting in a queue nobody takes.
+    #[test]
+    fn a_closed_bell_wakes_at_once() {
+        let bell = Bell {
+            fd: File::from(crate::sys::eventfd().expect("eventfd")),
+            queue: Mutex::new(Queue::default()),
+        };
+        let count = Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+        bell.ring(Waker::from(count.clone()));
+        bell.ring(Waker::from(count.clone()));
+        assert_eq!(count.0.load(SeqCst), 0);
+        let taken = bell.take(true);
+        assert_eq!(taken.len(), 2);
+        assert!(bell.take(false).is_empty());
+        bell.ring(Waker::from(count.clone()));
+        assert_eq!(count.0.load(SeqCst), 1);
+        assert!(bell.take(false).is_empty());
     }
 
     /// Why the doorbell exists, and only on io_uring: there monoio 0.2 hands a wake from another

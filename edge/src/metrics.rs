@@ -318,7 +318,7 @@ impl Metrics {
         DOORBELL_WAIT.render(
             &mut s,
             "doorbell_wait_seconds",
-            "A wake from the Redis thread (a reply, a room event) to the worker taking it from its doorbell (io_uring workers; per batch of wakes, from the first).",
+            "A wake from the Redis thread (a reply, a room event) to the worker taking it from its doorbell (io_uring workers; each wake).",
         );
         ANSWER_BATCH.render(
             &mut s,
@@ -425,14 +425,18 @@ pub static LOOP_LAG: Hist = Hist::new();
 pub static ANSWER_LATENCY: Hist = Hist::new();
 
 /// From a wake on another thread (a Redis reply, a room event) to the worker taking it from its
-/// doorbell ([`crate::doorbell`]), once per batch of wakes taken together (timed from the first).
+/// doorbell ([`crate::doorbell`]), for each wake.
 pub static DOORBELL_WAIT: Hist = Hist::new();
 
 /// Where an answer's time in the edge goes, stage by stage (`ringside_edge_answer_stage_seconds`):
 /// the worker hands it to the Redis thread; it waits there for its room's call
 /// ([`crate::game::answers`]); the call's round trip to Redis; the reply's way back to the worker
-/// (with a replica's `WAIT` when answers wait for one). Every answer that reaches the Redis thread
-/// counts in the first three; `to_worker` counts the acks (a refusal's way back is not timed).
+/// (with a replica's `WAIT` when answers wait for one, and the Redis thread's hop from the call to
+/// the answer's job). `to_redis_thread` includes the room's route lookup when answers wait for a
+/// replica. Every answer that reaches the Redis thread counts in the first three (but one whose call
+/// was dropped: only in the first); `to_worker` counts the acks (a refusal's way back is not timed).
+/// The stages do not add up to `answer_seconds`: the worker's own time before and after them is in
+/// neither.
 pub struct AnswerStages {
     pub to_redis_thread: Hist,
     pub batch_wait: Hist,

@@ -125,9 +125,6 @@ pub fn wall_clock_timer(at_ms: u64) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// A disarmed `CLOCK_MONOTONIC` `timerfd` for [`arm_monotonic_timer`]: a periodic task that waits on
-/// it wakes its thread once per period. monoio's timer wheel wakes it twice for a sleep of 64 ms or
-/// more (once to move the timer down a level of the wheel, once when it is due).
 /// A non-blocking `eventfd` (counter 0): a worker's doorbell ([`crate::doorbell`]). Reads and writes
 /// of its 8-byte counter need no `unsafe`: it is used through `std::fs::File`.
 pub fn eventfd() -> io::Result<OwnedFd> {
@@ -140,6 +137,9 @@ pub fn eventfd() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// A disarmed `CLOCK_MONOTONIC` `timerfd` for [`arm_monotonic_timer`]: a periodic task that waits on
+/// it wakes its thread once per period. monoio's timer wheel wakes it twice for a sleep of 64 ms or
+/// more (once to move the timer down a level of the wheel, once when it is due).
 pub fn monotonic_timer() -> io::Result<OwnedFd> {
     timerfd(libc::CLOCK_MONOTONIC)
 }

@@ -213,9 +213,9 @@ impl SessionFactory for GameFactory {
         if let Some(mut inbox) = inbox {
             monoio::spawn(async move {
                 // the Redis thread's events reach a busy worker through its doorbell
-                while let Some(msg) =
-                    crate::doorbell::across(std::future::poll_fn(|cx| inbox.poll_recv(cx))).await
-                {
+                let mut next =
+                    crate::doorbell::across(std::future::poll_fn(move |cx| inbox.poll_recv(cx)));
+                while let Some(msg) = (&mut next).await {
                     rooms.on_hub_message(msg);
                 }
             });
