@@ -298,6 +298,49 @@ mod tests {
         }
     }
 
+    /// Many tasks waiting at once, all answered by another thread at the same moment: the bell's
+    /// "ring only when the queue was empty" loses none of their wakes.
+    #[test]
+    fn many_replies_at_once_all_arrive() {
+        const TASKS: usize = 500;
+        let (_, uring) = crate::worker::test_runtimes();
+        let Some(mut uring) = uring else { return };
+        let arrived = uring.block_on(async {
+            install();
+            let arrived = Rc::new(Cell::new(0));
+            let mut senders = Vec::new();
+            let mut tasks = Vec::new();
+            for i in 0..TASKS {
+                let (tx, rx) = tokio::sync::oneshot::channel::<usize>();
+                senders.push(tx);
+                let arrived = arrived.clone();
+                tasks.push(monoio::spawn(async move {
+                    if across(rx).await == Ok(i) {
+                        arrived.set(arrived.get() + 1);
+                    }
+                }));
+            }
+            // every task has given its waker before the other thread answers them all
+            crate::worker::yield_now().await;
+            let sender = std::thread::spawn(move || {
+                for (i, tx) in senders.into_iter().enumerate() {
+                    let _ = tx.send(i);
+                }
+            });
+            let all = async {
+                for t in tasks {
+                    t.await;
+                }
+            };
+            monoio::time::timeout(Duration::from_secs(60), all)
+                .await
+                .expect("a reply never arrived");
+            sender.join().expect("sender thread");
+            arrived.get()
+        });
+        assert_eq!(arrived, TASKS);
+    }
+
     /// Counts its wakes.
     struct Count(std::sync::atomic::AtomicUsize);
 
