@@ -5,7 +5,8 @@
 //! run queue is empty and the loop parks: the foreign wakers are drained in the driver's park, while
 //! the `submit` it runs between two rounds of tasks reaps I/O completions but not them. A worker
 //! busy with a fan-out or steady socket traffic rarely parks, so in the 50K game an answer's reply
-//! waited 0.46 s on average to reach its worker (perf/edge.md, "Where an answer's time goes").
+//! waited 0.24–0.48 s on average to reach its worker (perf/edge.md, "Where an answer's time goes in
+//! the edge, and the doorbell").
 //!
 //! A doorbell is an `eventfd` the worker watches like a socket (its readiness is an I/O completion,
 //! reaped between rounds of tasks as well as in a park) and a queue of wakers. A wake on another
