@@ -373,35 +373,27 @@ impl Hist {
 
     fn render(&self, s: &mut String, name: &str, help: &str) {
         header(s, name, help);
-        self.series(s, name, "");
+        self.series(s, name);
     }
 
-    /// The buckets, sum and count of series `name`; `label` (`stage="x",` or empty) goes first in
-    /// every line's labels.
-    fn series(&self, s: &mut String, name: &str, label: &str) {
+    /// The buckets, sum and count of series `name`.
+    fn series(&self, s: &mut String, name: &str) {
         let mut cum = 0;
         for (i, b) in self.buckets.iter().enumerate() {
             cum += b.load(Relaxed);
             match HIST_BOUNDS_US.get(i) {
                 Some(us) => {
                     let le = *us as f64 / 1e6;
-                    let _ = writeln!(s, "ringside_edge_{name}_bucket{{{label}le=\"{le}\"}} {cum}");
+                    let _ = writeln!(s, "ringside_edge_{name}_bucket{{le=\"{le}\"}} {cum}");
                 }
                 None => {
-                    let _ = writeln!(s, "ringside_edge_{name}_bucket{{{label}le=\"+Inf\"}} {cum}");
+                    let _ = writeln!(s, "ringside_edge_{name}_bucket{{le=\"+Inf\"}} {cum}");
                 }
             }
         }
         let sum = self.sum_us.load(Relaxed) as f64 / 1e6;
-        let braces = |l: &str| {
-            if l.is_empty() {
-                String::new()
-            } else {
-                format!("{{{}}}", l.trim_end_matches(','))
-            }
-        };
-        let _ = writeln!(s, "ringside_edge_{name}_sum{} {sum}", braces(label));
-        let _ = writeln!(s, "ringside_edge_{name}_count{} {cum}", braces(label));
+        let _ = writeln!(s, "ringside_edge_{name}_sum {sum}");
+        let _ = writeln!(s, "ringside_edge_{name}_count {cum}");
     }
 }
 
@@ -465,7 +457,9 @@ impl AnswerStages {
             ("redis_call", &self.redis_call),
             ("to_worker", &self.to_worker),
         ] {
-            h.series(s, name, &format!("stage=\"{stage}\","));
+            let mut one = String::new();
+            h.series(&mut one, name);
+            s.push_str(&with_label(&one, "stage", stage));
         }
     }
 }

@@ -241,8 +241,8 @@ pub const CLOCK_IDLE_PERCENT: u128 = 1;
 /// Releases the socket-task wakes a fan-out deferred ([`defer_wake`]), `chunk` at a time, and lets
 /// the event loop reap its completions once between two chunks: readiness (a player's answer, a
 /// `ping`) and replies from the Redis thread (through the doorbell, [`crate::doorbell`]) are then
-/// served within one chunk's writes instead of waiting behind the whole burst. `chunk` 0: no deferral (every wake at once). Runs until the worker
-/// stops.
+/// served within one chunk's writes instead of waiting behind the whole burst. `chunk` 0: no
+/// deferral (every wake at once). Runs until the worker stops.
 pub async fn run_deferred_wakes(chunk: usize) {
     if chunk == 0 {
         return;
