@@ -4,31 +4,36 @@
 #   (a) hold: --sockets sockets connect (upgrade + session:ack), are held --hold-secs with the server's
 #       ping interval, and close: sockets held, connect rate, edge memory per socket, edge CPU for pings;
 #   (b) fan-out: one room of --players players plays quiz lg-3 (3 questions of 10 s, JSON, pings off,
-#       as perf/edge.md §3-§4): question delivery, spread, reveal, answer ack, missed events, CPU.
+#       as perf/edge.md §3-§4): question delivery, spread, reveal, answer ack, missed events, CPU;
+#   (c) game (with --game-rooms N, first): issue 16 #2's game, N rooms of 100 players, quiz lg-3, sealed, joins
+#       at 1000/s, as perf/raw/edge-game.sh here, but with the load generator on cores of its own: answer
+#       ack, ping round trip, question spread, keys by showAt, missed events, CPU.
 # Both against one stack: redis-server + the Functions library + quizzes, ringside-engine, and
 # ringside-edge with N processes × 1 thread on one port (SO_REUSEPORT), each pinned to one edge core;
 # ringside-loadgen's workers (≤ 15K sockets each) spread over source addresses 127.0.0.2… .
 #
 #   perf/device/run.sh --sockets 1000000 --cores 16     # the lent 16-core machine (perf/device/README.md)
 #   perf/device/run.sh --sockets 20000 --players 10000 --cores 2 --budget-secs 420   # here, reduced
+#   perf/device/run.sh --skip-hold --skip-fanout --game-rooms 500 --cores 16 --budget-secs 240   # 16 #2 alone
 #
 # Flags (defaults in brackets): --sockets N [1000000]  --players N [100000]  --cores N [nproc]
 #   --edge-cores N [cores/2]  --hold-secs S [30]  --ramp-rate R (connects/s in (a)) [1500 × cores]
 #   --join-rate R (joins/s in (b)) [1000 × cores, at most 8000]  --budget-secs S [540: the whole run, everything
 #   killed by then]  --out DIR [$OUT, else /tmp/ringside-device-out]  --skip-hold  --skip-fanout
 #   --ping-interval-ms MS (loadgen's app pings in (a); default: the server's pingInterval)
+#   --game-rooms N  (c) with N rooms of 100 players [0: no (c)]
 #   --no-lead  (b) with countdown and reveal pause of 900 ms: questions go out at their start, not ahead of
 #              it (fair start's lead needs ≥ 1000 ms), as in perf/edge.md's runs before fair start
 # Writes DIR/summary.md (tables in perf/edge.md's format), DIR/run.log and DIR/run-results.tar.gz: env.txt,
 # samples.csv (1 s samples of the edge's memory and CPU, sockets, slab), {hold,fanout}/lg/report.json (loadgen's
-# raw report and hlogs), {hold,fanout}/loadgen.txt, logs/ (the device returns ≤ 8 files, ≤ 2 folders down).
+# raw report and hlogs), {hold,fanout}/loadgen.txt, game/ the same for (c), logs/ (the device returns ≤ 8 files, ≤ 2 folders down).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
 T0=$(date +%s)
 
 SOCKETS=1000000 PLAYERS=100000 CORES= EDGE_CORES= HOLD=30 RAMP= JOIN= BUDGET=540 OUTDIR=${OUT:-}
-SKIP_HOLD= SKIP_FANOUT= PING_MS= NO_LEAD=
+SKIP_HOLD= SKIP_FANOUT= PING_MS= NO_LEAD= GAME_ROOMS=0
 while [ $# -gt 0 ]; do
   case $1 in
     --sockets) SOCKETS=$2; shift ;;
@@ -44,7 +49,8 @@ while [ $# -gt 0 ]; do
     --skip-hold) SKIP_HOLD=1 ;;
     --skip-fanout) SKIP_FANOUT=1 ;;
     --no-lead) NO_LEAD=1 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --game-rooms) GAME_ROOMS=$2; shift ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown flag $1" >&2; exit 1 ;;
   esac
   shift
@@ -57,7 +63,7 @@ mkdir -p "$OUTDIR"
 FINAL=$(cd "$OUTDIR" && pwd)
 OUTDIR=$(mktemp -d /tmp/ringside-device-out.XXXXXX)
 RUN=$(mktemp -d /tmp/ringside-run.XXXXXX)
-mkdir -p "$OUTDIR/logs" "$OUTDIR/hold" "$OUTDIR/fanout"
+mkdir -p "$OUTDIR/logs" "$OUTDIR/hold" "$OUTDIR/fanout" "$OUTDIR/game"
 exec > >(tee -a "$OUTDIR/run.log") 2>&1
 say() { echo "[$(date -u +%H:%M:%S) +$(($(date +%s) - T0))s] $*"; }
 left() { echo $((DEADLINE - $(date +%s))); }
@@ -109,6 +115,8 @@ fi
 PER_PROC=$((HARD * 7 / 10))
 NEED=$SOCKETS; [ -n "$SKIP_HOLD" ] && NEED=0
 [ -z "$SKIP_FANOUT" ] && [ $((PLAYERS + 1)) -gt "$NEED" ] && NEED=$((PLAYERS + 1))
+GAME_SOCKETS=$((GAME_ROOMS * 101))  # 100 players and a host per room
+[ "$GAME_SOCKETS" -gt "$NEED" ] && NEED=$GAME_SOCKETS
 EP=$(((NEED + PER_PROC - 1) / PER_PROC)); EP=$((((EP + E - 1) / E) * E))
 LG_MAX=$((HARD * 3 / 4)); [ "$LG_MAX" -gt 15000 ] && LG_MAX=15000
 PER_SRC=$(((PHI - PLO + 1) * 8 / 10))
@@ -118,6 +126,8 @@ NA=$(((SOCKETS + PER_SRC - 1) / PER_SRC + 1))
 NB=$(((PLAYERS + 1 + PER_SRC - 1) / PER_SRC + 1))
 SRC_A="$(ip_of $SRC0)-$(ip_of $((SRC0 + NA - 1)))"
 SRC_B="$(ip_of $((SRC0 + NA)))-$(ip_of $((SRC0 + NA + NB - 1)))"   # fresh addresses: (a)'s ports may be in TIME_WAIT
+NC=$(((GAME_SOCKETS + PER_SRC - 1) / PER_SRC + 1))
+SRC_C="$(ip_of $((SRC0 + NA + NB)))-$(ip_of $((SRC0 + NA + NB + NC - 1)))"
 REDIS_PORT=16690 EDGE_PORT=18580 METRICS_PORT=19600
 URL="redis://127.0.0.1:$REDIS_PORT/"
 WS="ws://127.0.0.1:$EDGE_PORT/ws"
@@ -140,7 +150,8 @@ WS="ws://127.0.0.1:$EDGE_PORT/ws"
   echo "taskset ${HAVE_TASKSET:-missing: nothing pinned}"
   echo "cpus edge=$EDGE_CPUS redis=$REDIS_CPUS engine+loadgen=$OTHER_CPUS"
   echo "edge processes $EP x 1 thread (<= $PER_PROC sockets each); loadgen <= $LG_MAX sockets per worker"
-  echo "sources hold=$SRC_A fanout=$SRC_B"
+  echo "sources hold=$SRC_A fanout=$SRC_B game=$SRC_C"
+  echo "game rooms $GAME_ROOMS (100 players each)"
   echo "loadavg $(cat /proc/loadavg)"
   cat "$PACK/PACKINFO" 2>/dev/null
 } > "$OUTDIR/env.txt"
@@ -272,6 +283,33 @@ loadgen() { # outdir args...
 FANOUT_NEED=0
 [ -z "$SKIP_FANOUT" ] && FANOUT_NEED=$((PLAYERS / JOIN + 90))
 
+# Frames and answers the edge counted, per process (each serves its own /metrics on METRICS_PORT+i).
+edge_metrics() {
+  for i in $(seq 0 $((EP - 1))); do
+    http_body 127.0.0.1 $((METRICS_PORT + i)) /metrics | grep -E "^ringside_edge_($1)"
+  done 2>/dev/null
+}
+
+# ── (c) the 50K game of issue 16 #2 (first: its figures are the ones this machine is needed for) ──
+if [ "$GAME_ROOMS" -gt 0 ]; then
+  sleep 3
+  echo game > "$RUN/phase"
+  DC=$(($(left) - FANOUT_NEED - 25))
+  echo "$(date -u +%H:%M:%S) $(cat /proc/loadavg)" > "$OUTDIR/game/loadavg-start.txt"
+  say "(c) game: $GAME_ROOMS rooms of 100 players, joins at 1000/s from $SRC_C; loadgen --duration $DC"
+  if [ "$DC" -gt $((GAME_ROOMS / 10 + 60)) ]; then
+    loadgen "$OUTDIR/game" game --url "$WS?sealed=1" --quiz lg-3 --rooms "$GAME_ROOMS" --players-per-room 100 \
+      --ramp-rate 1000 --source-ips "$SRC_C" --max-sockets-per-worker "$LG_MAX" --duration "$DC"
+  else
+    say "(c) skipped: only ${DC}s left for it"
+  fi
+  echo "$(date -u +%H:%M:%S) $(cat /proc/loadavg)" > "$OUTDIR/game/loadavg-end.txt"
+  edge_metrics 'frames_out_total|writes_total|answer_stage_seconds_(sum|count)|doorbell_wait_seconds_(sum|count)' \
+    > "$OUTDIR/game/edge-metrics.txt"
+  echo after > "$RUN/phase"
+  sleep 5
+fi
+
 # ── (a) hold ──
 if [ -z "$SKIP_HOLD" ]; then
   sleep 5
@@ -306,10 +344,8 @@ if [ -z "$SKIP_FANOUT" ]; then
     say "(b) skipped: only ${DB}s left for it"
   fi
   echo "$(date -u +%H:%M:%S) $(cat /proc/loadavg)" > "$OUTDIR/fanout/loadavg-end.txt"
-  # Frames the edge wrote, per process (each serves its own /metrics on METRICS_PORT+i).
-  for i in $(seq 0 $((EP - 1))); do
-    http_body 127.0.0.1 $((METRICS_PORT + i)) /metrics | grep -E '^ringside_edge_(frames_out_total|slow_consumer|dropped_superseded|upgrades_refused|connections_)' 
-  done > "$OUTDIR/fanout/edge-metrics.txt" 2>/dev/null
+  edge_metrics 'frames_out_total|slow_consumer|dropped_superseded|upgrades_refused|connections_' \
+    > "$OUTDIR/fanout/edge-metrics.txt"
 fi
 echo end > "$RUN/phase"
 touch "$RUN/stop"

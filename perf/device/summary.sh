@@ -104,6 +104,10 @@ if [ -f "$D/fanout/lg/report.json" ]; then
   rev="$(v "$F" latency_ms.reveal_delivery.p99_ms) ms"
   [ "$(v "$F" latency_ms.reveal_delivery.count)" = 0 ] && rev="none after the deadline ($(v "$F" counters.reveals_before_deadline) came early: everyone had answered; reveal spread p99 $(v "$F" latency_ms.reveal_spread.p99_ms) ms)"
   frames=$(awk '/^ringside_edge_frames_out_total/ { s += $NF } END { printf "%.0f", s }' "$F/edge-metrics.txt" 2>/dev/null)
+  # the counter runs since the edge started: less the frames of (c), which ran before
+  if [ -f "$D/game/edge-metrics.txt" ]; then
+    frames=$(awk -v f="$frames" '/^ringside_edge_frames_out_total/ { s += $NF } END { printf "%.0f", f - s }' "$D/game/edge-metrics.txt")
+  fi
   echo "## (b) Fan-out of one question to one room"
   echo
   echo "Quiz \`lg-3\` (3 questions of 10 s, JSON, pings off), as perf/edge.md §3–§4. Load average: start"
@@ -125,4 +129,43 @@ if [ -f "$D/fanout/lg/report.json" ]; then
   echo "Loadgen stopped by: $(v "$F" stopped_by); objectives passed: $(v "$F" slo_passed); errors $(v "$F" counters.errors), disconnects $(v "$F" counters.disconnects)."
   echo
 fi
-echo "Raw: samples.csv (1 s), hold/ and fanout/ (loadgen.txt, lg/report.json, lg/total.hlog), logs/."
+if [ -f "$D/game/lg/report.json" ]; then
+  flat "$D/game"
+  G=$D/game
+  read -r game_cpu game_wall <<< "$(win_cpu "$G" game edge)"
+  read -r redis_cpu _ <<< "$(win_cpu "$G" game redis)"
+  gi=$(awk '$1 ~ /^cpu\[[0-9]+\]\.name$/ && $2 == "game" { split($1, b, "."); print b[1] }' "$G/report.flat")
+  # the load generator's processes (coordinator and workers) in the game window
+  lg_cpu=$(awk -v w="$gi" '
+    index($1, w ".processes[") == 1 { split($1, p, "."); if (p[3] == "cpu_s") c[p[2]] = $2; if (p[3] == "loadgen" && $2 == "true") l[p[2]] = 1 }
+    END { for (k in l) s += c[k]; printf "%.2f", s }' "$G/report.flat")
+  read -r total_cpu _ <<< "$(win_cpu "$G" total edge)"
+  frames=$(awk '/^ringside_edge_frames_out_total/ { s += $NF } END { printf "%.0f", s }' "$G/edge-metrics.txt" 2>/dev/null)
+  # the edge's answer stages (perf/edge.md, "Where an answer's time goes"): mean ms of each
+  stages=$(awk '/^ringside_edge_answer_stage_seconds_(sum|count)/ {
+      match($0, /stage="[a-z_]+"/); st = substr($0, RSTART + 7, RLENGTH - 8)
+      if ($1 ~ /_sum/) sum[st] += $NF; else cnt[st] += $NF }
+    END { n = split("to_redis_thread batch_wait redis_call to_worker", o, " ")
+      for (i = 1; i <= n; i++) printf "%s%s %.1f", (i > 1 ? ", " : ""), o[i], (cnt[o[i]] > 0 ? 1000 * sum[o[i]] / cnt[o[i]] : 0) }' \
+    "$G/edge-metrics.txt" 2>/dev/null)
+  echo "## (c) The game of issue 16 #2: $(v "$G" delivery.rooms) rooms of 100 players"
+  echo
+  echo "Quiz \`lg-3\`, sealed questions, joins at 1000/s, as \`perf/raw/edge-game.sh\` on the 2-core machine (perf/edge.md),"
+  echo "but with the load generator on cores of its own. Goals: answer ack p99 ≤ 250 ms and ping round trip p99 ≤ 100 ms"
+  echo "at 50K players (500 rooms). Load average: start $(cat "$G/loadavg-start.txt" 2>/dev/null), end"
+  echo "$(cat "$G/loadavg-end.txt" 2>/dev/null)."
+  echo "Command: \`$(v "$G" command)\`"
+  echo
+  echo "| players joined | answer ack p50 / p90 / p99 / max | ping round trip p50 / p99 / max | question spread p99 | display spread p99 | keys by showAt | missed / duplicated / out of order | answers without an outcome |"
+  echo "|---|---|---|---|---|---|---|---|"
+  echo "| $(fmt "$(v "$G" delivery.players_joined)") / $(fmt "$(v "$G" delivery.players)") | **$(v "$G" latency_ms.answer_ack.p50_ms) / $(v "$G" latency_ms.answer_ack.p90_ms) / $(v "$G" latency_ms.answer_ack.p99_ms) / $(v "$G" latency_ms.answer_ack.max_ms) ms** | **$(v "$G" latency_ms.ping_rtt.p50_ms) / $(v "$G" latency_ms.ping_rtt.p99_ms) / $(v "$G" latency_ms.ping_rtt.max_ms) ms** | $(v "$G" latency_ms.question_spread.p99_ms) ms | $(v "$G" latency_ms.display_spread.p99_ms) ms | $(v "$G" delivery.keys_in_time_ratio) | $(v "$G" counters.missed_events) / $(v "$G" counters.duplicate_events) / $(v "$G" counters.out_of_order_events) | $(v "$G" counters.answers_without_outcome) |"
+  echo
+  echo "| game window | edge CPU in it | edge CPU per frame written | redis CPU | loadgen CPU | busy (softirq) of the CPUs the load generator sees | edge answer stages, mean ms |"
+  echo "|---|---|---|---|---|---|---|"
+  per_frame=$(awk -v c="${total_cpu:-0}" -v f="${frames:-0}" 'BEGIN { if (f > 0) printf "%.2f µs", c * 1e6 / f; else print "?" }')
+  echo "| ${game_wall:-?} s | ${game_cpu:-?} CPU-s | $per_frame (the whole phase: ${total_cpu:-?} CPU-s, $(fmt "${frames:-?}") frames) | ${redis_cpu:-?} CPU-s | ${lg_cpu:-?} CPU-s | $(v "$G" "$gi.machine.busy_pct" | cut -c1-6) % of $(v "$G" "$gi.machine.cores") ($(v "$G" "$gi.machine.softirq_pct" | cut -c1-5) %) | ${stages:-?} |"
+  echo
+  echo "Loadgen stopped by: $(v "$G" stopped_by); objectives passed: $(v "$G" slo_passed); errors $(v "$G" counters.errors), disconnects $(v "$G" counters.disconnects)."
+  echo
+fi
+echo "Raw: samples.csv (1 s), hold/, fanout/ and game/ (loadgen.txt, lg/report.json, lg/total.hlog), logs/."

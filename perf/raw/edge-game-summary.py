@@ -85,12 +85,51 @@ for stage in ("to_redis_thread", "batch_wait", "redis_call", "to_worker"):
 th = os.path.join(out, "threads.csv")
 if os.path.exists(th):
     by = defaultdict(list)
+    waits = defaultdict(list)  # run-queue wait, in samplers from 2026-12-07 (evening) on
     for line in open(th).readlines()[1:]:
-        t, name, pct = line.strip().split(",")
-        by[name.split(":")[-1] if name.startswith("edge") else name].append(float(pct))
+        t, name, pct, *wait = line.strip().split(",")
+        key = name.split(":")[-1] if name.startswith("edge") else name
+        by[key].append(float(pct))
+        if wait:
+            waits[key].append(float(wait[0]))
     print("thread CPU per 0.5 s interval (% of one core; edge threads of all processes pooled):")
     for name, v in sorted(by.items()):
         v.sort()
         busy = sum(1 for x in v if x >= 90)
         print(f"  {name:16s} p50 {v[len(v) // 2]:.0f}  p90 {v[int(len(v) * 0.9)]:.0f}  max {v[-1]:.0f}  "
               f"intervals >= 90 %: {busy} of {len(v)}")
+    if waits:
+        print("thread waiting for a CPU (run queue) per 0.5 s interval (% of the interval; pooled as above):")
+        for name, v in sorted(waits.items()):
+            v.sort()
+            print(f"  {name:16s} p50 {v[len(v) // 2]:.0f}  p90 {v[int(len(v) * 0.9)]:.0f}  "
+                  f"p99 {v[int(len(v) * 0.99)]:.0f}  max {v[-1]:.0f}  mean {sum(v) / len(v):.1f}")
+
+# Redis's slow log (runs from 2026-12-07, evening, on): every command that took longer than the run's
+# threshold inside Redis, by command (functions by name). A plain command of a 100-member key that took
+# milliseconds was Redis off its CPU, not work.
+slow = os.path.join(out, "redis-slowlog.txt")
+if os.path.exists(slow):
+    lines = open(slow).read().split("\n")
+    entries = []  # (duration µs, command)
+    i = 0
+    while i + 2 < len(lines):
+        # redis-cli's plain output: id, unix time, duration µs, the arguments, client address, client name
+        if lines[i].isdigit() and lines[i + 1].isdigit() and len(lines[i + 1]) == 10 and lines[i + 2].isdigit():
+            j = i + 3
+            args = []
+            while j < len(lines) and not re.match(r"\d+\.\d+\.\d+\.\d+:\d+$", lines[j]):
+                args.append(lines[j])
+                j += 1
+            cmd = " ".join(args[:2]) if args and args[0].upper() in ("FCALL", "EVALSHA") else (args or ["?"])[0]
+            entries.append((int(lines[i + 2]), cmd.upper() if not cmd.upper().startswith("FCALL") else cmd))
+            i = j + 2
+        else:
+            i += 1
+    print(f"redis slow log: {len(entries)} commands over the threshold, {sum(d for d, _ in entries) / 1000:.0f} ms "
+          "in all (by command: count, total ms, max ms)")
+    by = defaultdict(list)
+    for d, c in entries:
+        by[c].append(d)
+    for c, ds in sorted(by.items(), key=lambda kv: -sum(kv[1]))[:8]:
+        print(f"  {c:28s} {len(ds):5d} {sum(ds) / 1000:8.1f} {max(ds) / 1000:7.1f}")

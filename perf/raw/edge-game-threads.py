@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Samples, every 0.5 s until killed, the CPU of redis-server and of each thread of the edge processes
-(worker `edge-w*`, `ringside-redis`), as percent of one core over the interval. CSV on stdout:
-t, name, pct.   edge-game-threads.py REDIS_PID EDGE_PID[,EDGE_PID...]"""
+(worker `edge-w*`, `ringside-redis`), as percent of one core over the interval, and how long each was
+runnable but waiting for a CPU (the kernel's run-queue wait, `schedstat`'s second field), as percent of the
+interval. CSV on stdout: t, name, pct, wait_pct.   edge-game-threads.py REDIS_PID EDGE_PID[,EDGE_PID...]"""
 import os
 import sys
 import time
@@ -21,11 +22,19 @@ def ticks(path):
     return comm, int(f[11]) + int(f[12])
 
 
+def waited(path):
+    """ns the thread has spent runnable on a run queue, not running."""
+    try:
+        return int(open(path).read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def snapshot():
     out = {}
     r = ticks(f"/proc/{redis_pid}/stat")
     if r:
-        out["redis-server"] = r[1]
+        out["redis-server"] = (r[1], waited(f"/proc/{redis_pid}/task/{redis_pid}/schedstat"))
     for i, p in enumerate(edges):
         try:
             tids = os.listdir(f"/proc/{p}/task")
@@ -35,17 +44,20 @@ def snapshot():
             r = ticks(f"/proc/{p}/task/{t}/stat")
             if r and (r[0].startswith("edge-w") or r[0].startswith("ringside-redis")):
                 key = f"edge{i}:{r[0]}"
-                out[key] = out.get(key, 0) + r[1]
+                c, w = out.get(key, (0, 0))
+                out[key] = (c + r[1], w + waited(f"/proc/{p}/task/{t}/schedstat"))
     return out
 
 
 t0 = time.time()
 prev, pt = snapshot(), time.time()
-print("t,name,pct", flush=True)
+print("t,name,pct,wait_pct", flush=True)
 while True:
     time.sleep(0.5)
     cur, ct = snapshot(), time.time()
-    for k, v in cur.items():
+    for k, (c, w) in cur.items():
         if k in prev:
-            print(f"{ct - t0:.1f},{k},{100 * (v - prev[k]) / hz / (ct - pt):.0f}", flush=True)
+            pc, pw = prev[k]
+            dt = ct - pt
+            print(f"{ct - t0:.1f},{k},{100 * (c - pc) / hz / dt:.0f},{100 * (w - pw) / 1e9 / dt:.0f}", flush=True)
     prev, pt = cur, ct

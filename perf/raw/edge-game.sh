@@ -5,7 +5,8 @@
 # after (frames, bytes, send syscalls, loop-lag and answer histograms; --metrics-listen), syscall counts by
 # kind (perf stat on the syscall tracepoints, the whole run), and with PROFILE=1 a call-graph profile
 # (perf record -g at 499 Hz for PERF_SECS from PERF_DELAY s after the load generator starts; only the
-# text report is kept). Redis's INFO commandstats at the end.
+# text report is kept). Redis's INFO commandstats, SLOWLOG (calls > SLOWLOG_US, default 1000) and LATENCY
+# LATEST at the end.
 #   perf/raw/edge-game.sh NAME SCENARIO [loadgen args...]
 #   e.g. PROFILE=1 perf/raw/edge-game.sh g30k game --rooms 300 --players-per-room 100 --ramp-rate 1000
 # BIN (default target/release); OUT_ROOT (default /tmp/edgegame); REDIS_PORT, EDGE_PORT, METRICS_PORT.
@@ -20,7 +21,8 @@ REDIS=redis://127.0.0.1:$RPORT/
 PATH_Q=/ws; [ "${SEALED:-1}" = 1 ] && PATH_Q='/ws?sealed=1'
 
 redis-server --port "$RPORT" --save '' --appendonly no --daemonize yes --logfile "$OUT/redis.log" \
-  --pidfile "$OUT/redis.pidfile"
+  --pidfile "$OUT/redis.pidfile" --slowlog-log-slower-than "${SLOWLOG_US:-1000}" --slowlog-max-len 10000 \
+  --latency-monitor-threshold 1
 cleanup() {
   set +e
   [ -n "${PERFREC:-}" ] && kill -INT "$PERFREC" 2>/dev/null
@@ -80,6 +82,9 @@ echo "uptime after: $(uptime)" | tee -a "$OUT/uptime.txt"
 echo "$(cpu)" >"$OUT/cpu-after.txt"
 scrape >"$OUT/metrics-after.txt"
 redis-cli -p "$RPORT" info commandstats >"$OUT/redis-commandstats.txt"
+# every call that ran longer than SLOWLOG_US (default 1 ms) inside Redis, and Redis's own latency events
+redis-cli -p "$RPORT" slowlog get 10000 >"$OUT/redis-slowlog.txt"
+redis-cli -p "$RPORT" latency latest >"$OUT/redis-latency.txt"
 kill "$SAMPLER" 2>/dev/null || true; SAMPLER=
 kill -INT "$PERFSTAT" 2>/dev/null || true; wait "$PERFSTAT" 2>/dev/null || true; PERFSTAT=
 if [ -n "${PERFREC:-}" ]; then
