@@ -110,9 +110,9 @@ pub fn plan(scenario: Scenario, a: &RunArgs) -> anyhow::Result<Plan> {
     let sources = match &a.source_ips {
         Some(s) => sys::parse_source_ips(s)?,
         None if target.is_ipv4() && sys::is_loopback(&target) => {
-            // ~28K ephemeral ports per source address towards one server port; keep headroom for
-            // reconnects and TIME_WAIT.
-            sys::loopback_sources((sockets.div_ceil(20_000) + 1) as usize)
+            // few enough sockets per address that connect()'s port search stays short
+            // (sys::sockets_per_source), and one more for reconnects and TIME_WAIT
+            sys::loopback_sources((sockets.div_ceil(sys::sockets_per_source()) + 1) as usize)
         }
         None => Vec::new(),
     };

@@ -177,6 +177,30 @@ pub fn parse_source_ips(s: &str) -> anyhow::Result<Vec<Ipv4Addr>> {
     Ok(out)
 }
 
+/// How many sockets one source address takes towards one server port when the load generator picks the
+/// addresses itself: 70 % of half the ephemeral port range (9,881 for Linux's default 32768–60999).
+/// `connect()` finds a free port by walking the range from a hashed offset, even ports first, in the
+/// calling thread; the fuller the range, the longer each walk. A 100K-socket ramp at 4,000/s with 16.7K
+/// sockets per address stalled the load generator's workers for up to 22 s (connect p99 22–24 s, and the
+/// edge closed ~6K upgrades whose requests came after its 10 s handshake timeout); at 8.3K per address
+/// the connect p99 was 39–40 ms (perf/edge.md, "The load generator's source addresses").
+pub fn sockets_per_source() -> u64 {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|v| v.parse::<u64>().ok());
+            Some((it.next()??, it.next()??))
+        });
+    let (lo, hi) = range.unwrap_or((32768, 60999));
+    per_source_of_range(lo, hi)
+}
+
+fn per_source_of_range(lo: u64, hi: u64) -> u64 {
+    let ports = hi.saturating_sub(lo) + 1;
+    let half = ports / 2;
+    (half * 7 / 10).max(1000)
+}
+
 /// `n` loopback source addresses starting at 127.0.0.2 (the whole 127/8 is local on Linux).
 pub fn loopback_sources(n: usize) -> Vec<Ipv4Addr> {
     (0..n as u32)
@@ -308,5 +332,17 @@ mod tests {
         assert_eq!(v[3], Ipv4Addr::new(10, 1, 1, 1));
         assert!(parse_source_ips("127.0.0.9-127.0.0.2").is_err());
         assert_eq!(loopback_sources(3)[2], Ipv4Addr::new(127, 0, 0, 4));
+    }
+
+    #[test]
+    fn a_source_address_takes_at_most_70_percent_of_half_the_port_range() {
+        assert_eq!(per_source_of_range(32768, 60999), 9881);
+        assert_eq!(per_source_of_range(1024, 65535), 22579);
+        assert_eq!(
+            per_source_of_range(60000, 60010),
+            1000,
+            "a floor for tiny ranges"
+        );
+        assert!(sockets_per_source() >= 1000);
     }
 }
