@@ -103,8 +103,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 15_000)]
     pub max_sockets_per_worker: u64,
     /// Source addresses to spread sockets over, e.g. 127.0.0.2-127.0.0.9 or a comma list. Default for a
-    /// loopback target: 127.0.0.2… (one per 70 % of half the ephemeral port range, ~9.9K sockets,
-    /// plus one).
+    /// loopback target: 127.0.0.2…, one address per ~9.9K sockets (70 % of half the ephemeral port
+    /// range), plus one.
     #[arg(long)]
     pub source_ips: Option<String>,
     /// Timeout of TCP connect and of the upgrade, each, in ms.

@@ -178,7 +178,8 @@ pub fn parse_source_ips(s: &str) -> anyhow::Result<Vec<Ipv4Addr>> {
 }
 
 /// How many sockets one source address takes towards one server port when the load generator picks the
-/// addresses itself: 70 % of half the ephemeral port range (9,881 for Linux's default 32768–60999).
+/// addresses itself: 70 % of half the ephemeral port range (9,881 for Linux's default 32768–60999), and at
+/// least 1,000 (a range that small holds too few sockets per address for any real run).
 /// `connect()` finds a free port by walking the range from a hashed offset, even ports first, in the
 /// calling thread; the fuller the range, the longer each walk. A 100K-socket ramp at 4,000/s with 16.7K
 /// sockets per address stalled the load generator's workers for up to 22 s (connect p99 22–24 s, and the

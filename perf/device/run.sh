@@ -5,10 +5,10 @@
 #       ping interval, and close: sockets held, connect rate, edge memory per socket, edge CPU for pings;
 #   (b) fan-out: one room of --players players plays quiz lg-3 (3 questions of 10 s, JSON, pings off,
 #       as perf/edge.md §3-§4): question delivery, spread, reveal, answer ack, missed events, CPU;
-#   (c) game (with --game-rooms N, first): issue 16 #2's game, N rooms of 100 players, quiz lg-3, sealed, joins
+#   (c) game (with --game-rooms N, last): issue 16 #2's game, N rooms of 100 players, quiz lg-3, sealed, joins
 #       at 1000/s, as perf/raw/edge-game.sh here, but with the load generator on cores of its own: answer
 #       ack, ping round trip, question spread, keys by showAt, missed events, CPU.
-# Both against one stack: redis-server + the Functions library + quizzes, ringside-engine, and
+# All against one stack: redis-server + the Functions library + quizzes, ringside-engine, and
 # ringside-edge with N processes × 1 thread on one port (SO_REUSEPORT), each pinned to one edge core;
 # ringside-loadgen's workers (≤ 15K sockets each) spread over source addresses 127.0.0.2… .
 #
@@ -121,7 +121,7 @@ EP=$(((NEED + PER_PROC - 1) / PER_PROC)); EP=$((((EP + E - 1) / E) * E))
 LG_MAX=$((HARD * 3 / 4)); [ "$LG_MAX" -gt 15000 ] && LG_MAX=15000
 # 70 % of half the ephemeral range per address: connect() searches for a free port in the calling
 # thread, even ports first, and a fuller range stalls the load generator (loadgen/README.md)
-PER_SRC=$(((PHI - PLO + 1) / 2 * 7 / 10))
+PER_SRC=$(((PHI - PLO + 1) / 2 * 7 / 10)); [ "$PER_SRC" -lt 1000 ] && PER_SRC=1000
 ip_of() { local n=$1; echo "127.$(((n >> 16) & 255)).$(((n >> 8) & 255)).$((n & 255))"; }
 SRC0=2  # 127.0.0.2
 NA=$(((SOCKETS + PER_SRC - 1) / PER_SRC + 1))
@@ -284,6 +284,9 @@ loadgen() { # outdir args...
 # Time for (b): joins at --join-rate, the lobby, countdown, 3 questions of 10 s + reveals, the end.
 FANOUT_NEED=0
 [ -z "$SKIP_FANOUT" ] && FANOUT_NEED=$((PLAYERS / JOIN + 90))
+# Time for (c): joins at 1000/s, 3 questions, the end.
+GAME_NEED=0
+[ "$GAME_ROOMS" -gt 0 ] && GAME_NEED=$((GAME_ROOMS / 10 + 70))
 
 # Frames and answers the edge counted, per process (each serves its own /metrics on METRICS_PORT+i).
 edge_metrics() {
@@ -292,32 +295,12 @@ edge_metrics() {
   done 2>/dev/null
 }
 
-# ── (c) the 50K game of issue 16 #2 (first: its figures are the ones this machine is needed for) ──
-if [ "$GAME_ROOMS" -gt 0 ]; then
-  sleep 3
-  echo game > "$RUN/phase"
-  DC=$(($(left) - FANOUT_NEED - 25))
-  echo "$(date -u +%H:%M:%S) $(cat /proc/loadavg)" > "$OUTDIR/game/loadavg-start.txt"
-  say "(c) game: $GAME_ROOMS rooms of 100 players, joins at 1000/s from $SRC_C; loadgen --duration $DC"
-  if [ "$DC" -gt $((GAME_ROOMS / 10 + 60)) ]; then
-    loadgen "$OUTDIR/game" game --url "$WS?sealed=1" --quiz lg-3 --rooms "$GAME_ROOMS" --players-per-room 100 \
-      --ramp-rate 1000 --source-ips "$SRC_C" --max-sockets-per-worker "$LG_MAX" --duration "$DC"
-  else
-    say "(c) skipped: only ${DC}s left for it"
-  fi
-  echo "$(date -u +%H:%M:%S) $(cat /proc/loadavg)" > "$OUTDIR/game/loadavg-end.txt"
-  edge_metrics 'frames_out_total|writes_total|answer_stage_seconds_(sum|count)|doorbell_wait_seconds_(sum|count)' \
-    > "$OUTDIR/game/edge-metrics.txt"
-  echo after > "$RUN/phase"
-  sleep 5
-fi
-
 # ── (a) hold ──
 if [ -z "$SKIP_HOLD" ]; then
   sleep 5
   echo hold > "$RUN/phase"
   echo "$(date -u +%H:%M:%S) $(cat /proc/loadavg)" > "$OUTDIR/hold/loadavg-start.txt"
-  DA=$(($(left) - FANOUT_NEED - 30))
+  DA=$(($(left) - FANOUT_NEED - GAME_NEED - 30))
   say "(a) hold: $SOCKETS sockets at $RAMP/s from $SRC_A, hold ${HOLD}s; loadgen --duration $DA"
   PING_ARGS=(); [ -n "$PING_MS" ] && PING_ARGS=(--ping-interval-ms "$PING_MS")
   if [ "$DA" -gt 20 ]; then
@@ -335,8 +318,9 @@ fi
 # ── (b) fan-out to one room ──
 if [ -z "$SKIP_FANOUT" ]; then
   echo fanout > "$RUN/phase"
-  DB=$(($(left) - 25))
+  DB=$(($(left) - GAME_NEED - 25))
   echo "$(date -u +%H:%M:%S) $(cat /proc/loadavg)" > "$OUTDIR/fanout/loadavg-start.txt"
+  edge_metrics 'frames_out_total' > "$OUTDIR/fanout/edge-metrics-before.txt"
   say "(b) fan-out: one room of $PLAYERS players, joins at $JOIN/s from $SRC_B; loadgen --duration $DB"
   if [ "$DB" -gt 40 ]; then
     LEAD_ARGS=(); [ -n "$NO_LEAD" ] && LEAD_ARGS=(--countdown-ms 900 --reveal-pause-ms 900)
@@ -349,6 +333,25 @@ if [ -z "$SKIP_FANOUT" ]; then
   edge_metrics 'frames_out_total|slow_consumer|dropped_superseded|upgrades_refused|connections_' \
     > "$OUTDIR/fanout/edge-metrics.txt"
 fi
+# ── (c) the 50K game of issue 16 #2 (last, so that it does not change (a)'s baseline) ──
+if [ "$GAME_ROOMS" -gt 0 ]; then
+  sleep 3
+  echo game > "$RUN/phase"
+  DC=$(($(left) - 25))
+  echo "$(date -u +%H:%M:%S) $(cat /proc/loadavg)" > "$OUTDIR/game/loadavg-start.txt"
+  edge_metrics 'frames_out_total' > "$OUTDIR/game/edge-metrics-before.txt"
+  say "(c) game: $GAME_ROOMS rooms of 100 players, joins at 1000/s from $SRC_C; loadgen --duration $DC"
+  if [ "$DC" -gt $((GAME_NEED - 10)) ]; then
+    loadgen "$OUTDIR/game" game --url "$WS?sealed=1" --quiz lg-3 --rooms "$GAME_ROOMS" --players-per-room 100 \
+      --ramp-rate 1000 --source-ips "$SRC_C" --max-sockets-per-worker "$LG_MAX" --duration "$DC"
+  else
+    say "(c) skipped: only ${DC}s left for it"
+  fi
+  echo "$(date -u +%H:%M:%S) $(cat /proc/loadavg)" > "$OUTDIR/game/loadavg-end.txt"
+  edge_metrics 'frames_out_total|writes_total|answer_stage_seconds_(sum|count)|doorbell_wait_seconds_(sum|count)' \
+    > "$OUTDIR/game/edge-metrics.txt"
+fi
+
 echo end > "$RUN/phase"
 touch "$RUN/stop"
 sleep 1

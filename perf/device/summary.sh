@@ -104,9 +104,9 @@ if [ -f "$D/fanout/lg/report.json" ]; then
   rev="$(v "$F" latency_ms.reveal_delivery.p99_ms) ms"
   [ "$(v "$F" latency_ms.reveal_delivery.count)" = 0 ] && rev="none after the deadline ($(v "$F" counters.reveals_before_deadline) came early: everyone had answered; reveal spread p99 $(v "$F" latency_ms.reveal_spread.p99_ms) ms)"
   frames=$(awk '/^ringside_edge_frames_out_total/ { s += $NF } END { printf "%.0f", s }' "$F/edge-metrics.txt" 2>/dev/null)
-  # the counter runs since the edge started: less the frames of (c), which ran before
-  if [ -f "$D/game/edge-metrics.txt" ]; then
-    frames=$(awk -v f="$frames" '/^ringside_edge_frames_out_total/ { s += $NF } END { printf "%.0f", f - s }' "$D/game/edge-metrics.txt")
+  # the counter runs since the edge started: less what it was when (b) began
+  if [ -f "$F/edge-metrics-before.txt" ]; then
+    frames=$(awk -v f="$frames" '/^ringside_edge_frames_out_total/ { s += $NF } END { printf "%.0f", f - s }' "$F/edge-metrics-before.txt")
   fi
   echo "## (b) Fan-out of one question to one room"
   echo
@@ -141,6 +141,9 @@ if [ -f "$D/game/lg/report.json" ]; then
     END { for (k in l) s += c[k]; printf "%.2f", s }' "$G/report.flat")
   read -r total_cpu _ <<< "$(win_cpu "$G" total edge)"
   frames=$(awk '/^ringside_edge_frames_out_total/ { s += $NF } END { printf "%.0f", s }' "$G/edge-metrics.txt" 2>/dev/null)
+  if [ -f "$G/edge-metrics-before.txt" ]; then
+    frames=$(awk -v f="$frames" '/^ringside_edge_frames_out_total/ { s += $NF } END { printf "%.0f", f - s }' "$G/edge-metrics-before.txt")
+  fi
   # the edge's answer stages (perf/edge.md, "Where an answer's time goes"): mean ms of each
   stages=$(awk '/^ringside_edge_answer_stage_seconds_(sum|count)/ {
       match($0, /stage="[a-z_]+"/); st = substr($0, RSTART + 7, RLENGTH - 8)
@@ -160,7 +163,7 @@ if [ -f "$D/game/lg/report.json" ]; then
   echo "|---|---|---|---|---|---|---|---|"
   echo "| $(fmt "$(v "$G" delivery.players_joined)") / $(fmt "$(v "$G" delivery.players)") | **$(v "$G" latency_ms.answer_ack.p50_ms) / $(v "$G" latency_ms.answer_ack.p90_ms) / $(v "$G" latency_ms.answer_ack.p99_ms) / $(v "$G" latency_ms.answer_ack.max_ms) ms** | **$(v "$G" latency_ms.ping_rtt.p50_ms) / $(v "$G" latency_ms.ping_rtt.p99_ms) / $(v "$G" latency_ms.ping_rtt.max_ms) ms** | $(v "$G" latency_ms.question_spread.p99_ms) ms | $(v "$G" latency_ms.display_spread.p99_ms) ms | $(v "$G" delivery.keys_in_time_ratio) | $(v "$G" counters.missed_events) / $(v "$G" counters.duplicate_events) / $(v "$G" counters.out_of_order_events) | $(v "$G" counters.answers_without_outcome) |"
   echo
-  echo "| game window | edge CPU in it | edge CPU per frame written | redis CPU | loadgen CPU | busy (softirq) of the CPUs the load generator sees | edge answer stages, mean ms |"
+  echo "| game window | edge CPU in it | edge CPU per frame written | redis CPU | loadgen CPU | busy (softirq) of the CPUs the load generator sees | edge answer stages since the edge started (all phases), mean ms |"
   echo "|---|---|---|---|---|---|---|"
   per_frame=$(awk -v c="${total_cpu:-0}" -v f="${frames:-0}" 'BEGIN { if (f > 0) printf "%.2f µs", c * 1e6 / f; else print "?" }')
   echo "| ${game_wall:-?} s | ${game_cpu:-?} CPU-s | $per_frame (the whole phase: ${total_cpu:-?} CPU-s, $(fmt "${frames:-?}") frames) | ${redis_cpu:-?} CPU-s | ${lg_cpu:-?} CPU-s | $(v "$G" "$gi.machine.busy_pct" | cut -c1-6) % of $(v "$G" "$gi.machine.cores") ($(v "$G" "$gi.machine.softirq_pct" | cut -c1-5) %) | ${stages:-?} |"

@@ -106,30 +106,53 @@ if os.path.exists(th):
                   f"p99 {v[int(len(v) * 0.99)]:.0f}  max {v[-1]:.0f}  mean {sum(v) / len(v):.1f}")
 
 # Redis's slow log (runs from 2026-12-07, evening, on): every command that took longer than the run's
-# threshold inside Redis, by command (functions by name). A plain command of a 100-member key that took
-# milliseconds was Redis off its CPU, not work.
+# threshold inside Redis, by command (functions by name). Redis 7 also logs the commands a function runs
+# (client address `?:0`); their time is already inside their FCALL's, so they are counted apart. A command
+# of a 100-member key that took milliseconds was Redis off its CPU, not work.
 slow = os.path.join(out, "redis-slowlog.txt")
-if os.path.exists(slow):
-    lines = open(slow).read().split("\n")
-    entries = []  # (duration µs, command)
+if not os.path.exists(slow) and os.path.exists(slow + ".gz"):
+    import gzip
+    text = gzip.open(slow + ".gz", "rt").read()
+elif os.path.exists(slow):
+    text = open(slow).read()
+else:
+    text = None
+if text is not None:
+    lines = text.split("\n")
+    calls, inner = [], []  # (duration µs, command)
+    # redis-cli's plain output, newest first: id, unix time, duration µs, the arguments, the client's
+    # address (`?:0` inside a function), the client's name (often empty). Arguments can look like anything,
+    # so an entry is found by its id: the next entry starts where id - 1 is followed by a unix time.
+    def is_start(i, want):
+        return (i + 2 < len(lines) and lines[i] == str(want) and len(lines[i + 1]) == 10
+                and lines[i + 1].isdigit() and lines[i + 2].isdigit())
     i = 0
-    while i + 2 < len(lines):
-        # redis-cli's plain output: id, unix time, duration µs, the arguments, client address, client name
-        if lines[i].isdigit() and lines[i + 1].isdigit() and len(lines[i + 1]) == 10 and lines[i + 2].isdigit():
-            j = i + 3
-            args = []
-            while j < len(lines) and not re.match(r"\d+\.\d+\.\d+\.\d+:\d+$", lines[j]):
-                args.append(lines[j])
-                j += 1
-            cmd = " ".join(args[:2]) if args and args[0].upper() in ("FCALL", "EVALSHA") else (args or ["?"])[0]
-            entries.append((int(lines[i + 2]), cmd.upper() if not cmd.upper().startswith("FCALL") else cmd))
-            i = j + 2
-        else:
-            i += 1
-    print(f"redis slow log: {len(entries)} commands over the threshold, {sum(d for d, _ in entries) / 1000:.0f} ms "
-          "in all (by command: count, total ms, max ms)")
-    by = defaultdict(list)
-    for d, c in entries:
-        by[c].append(d)
-    for c, ds in sorted(by.items(), key=lambda kv: -sum(kv[1]))[:8]:
-        print(f"  {c:28s} {len(ds):5d} {sum(ds) / 1000:8.1f} {max(ds) / 1000:7.1f}")
+    while i < len(lines) and not (lines[i].isdigit() and is_start(i, int(lines[i]))):
+        i += 1
+    while i < len(lines) and lines[i].isdigit() and is_start(i, int(lines[i])):
+        k = int(lines[i])
+        j = i + 3
+        while j < len(lines) and not (k > 0 and is_start(j, k - 1)):
+            j += 1
+        body = lines[i + 3:j]
+        if j >= len(lines) and body and body[-1] == "":
+            body.pop()  # after the last entry: the text's final newline
+        # the last two lines of an entry are the client's address and name (the name may be empty)
+        addr = body[-2] if len(body) >= 2 else ""
+        args = body[:-2]
+        cmd = (args or ["?"])[0].upper()
+        if cmd in ("FCALL", "EVALSHA") and len(args) > 1:
+            cmd = f"{cmd} {args[1]}"
+        (inner if addr == "?:0" else calls).append((int(lines[i + 2]), cmd))
+        if k == 0:
+            break
+        i = j
+    print(f"redis slow log: {len(calls)} calls over the threshold, {sum(d for d, _ in calls) / 1000:.0f} ms in all, "
+          f"the longest {max([d for d, _ in calls] or [0]) / 1000:.1f} ms; and {len(inner)} commands inside functions "
+          f"(by command: count, total ms, max ms)")
+    for label, entries in (("", calls), ("inside a function: ", inner)):
+        by = defaultdict(list)
+        for d, c in entries:
+            by[c].append(d)
+        for c, ds in sorted(by.items(), key=lambda kv: -sum(kv[1]))[:6]:
+            print(f"  {label + c:40s} {len(ds):5d} {sum(ds) / 1000:8.1f} {max(ds) / 1000:7.1f}")
