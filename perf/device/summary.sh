@@ -24,6 +24,14 @@ win_cpu() {
       printf "%.2f %.2f\n", s, wall
     }' "$1/report.flat" 2>/dev/null
 }
+# Frames the edge wrote in a phase (all processes): its counter at the phase's end, less what it was when
+# the phase began (edge-metrics-before.txt; the counter runs since the edge started).
+phase_frames() {
+  local before=/dev/null
+  [ -f "$1/edge-metrics-before.txt" ] && before="$1/edge-metrics-before.txt"
+  awk 'FNR == 1 { sign = (FILENAME ~ /before/) ? -1 : 1 } /^ringside_edge_frames_out_total/ { s += sign * $NF }
+    END { printf "%.0f", s }' "$1/edge-metrics.txt" "$before" 2>/dev/null
+}
 fmt() { awk -v x="$1" 'BEGIN { if (x == "?" || x == "") print "?"; else if (x + 0 >= 100) printf "%\047.0f\n", x; else printf "%.1f\n", x }'; }
 
 echo "# Device run: $(awk '/^date_utc/ { print $2 }' "$D/env.txt")"
@@ -103,11 +111,7 @@ if [ -f "$D/fanout/lg/report.json" ]; then
   gi=$(awk '$1 ~ /^cpu\[[0-9]+\]\.name$/ && $2 == "game" { split($1, b, "."); print b[1] }' "$F/report.flat")
   rev="$(v "$F" latency_ms.reveal_delivery.p99_ms) ms"
   [ "$(v "$F" latency_ms.reveal_delivery.count)" = 0 ] && rev="none after the deadline ($(v "$F" counters.reveals_before_deadline) came early: everyone had answered; reveal spread p99 $(v "$F" latency_ms.reveal_spread.p99_ms) ms)"
-  frames=$(awk '/^ringside_edge_frames_out_total/ { s += $NF } END { printf "%.0f", s }' "$F/edge-metrics.txt" 2>/dev/null)
-  # the counter runs since the edge started: less what it was when (b) began
-  if [ -f "$F/edge-metrics-before.txt" ]; then
-    frames=$(awk -v f="$frames" '/^ringside_edge_frames_out_total/ { s += $NF } END { printf "%.0f", f - s }' "$F/edge-metrics-before.txt")
-  fi
+  frames=$(phase_frames "$F")
   echo "## (b) Fan-out of one question to one room"
   echo
   echo "Quiz \`lg-3\` (3 questions of 10 s, JSON, pings off), as perf/edge.md §3–§4. Load average: start"
@@ -140,10 +144,7 @@ if [ -f "$D/game/lg/report.json" ]; then
     index($1, w ".processes[") == 1 { split($1, p, "."); if (p[3] == "cpu_s") c[p[2]] = $2; if (p[3] == "loadgen" && $2 == "true") l[p[2]] = 1 }
     END { for (k in l) s += c[k]; printf "%.2f", s }' "$G/report.flat")
   read -r total_cpu _ <<< "$(win_cpu "$G" total edge)"
-  frames=$(awk '/^ringside_edge_frames_out_total/ { s += $NF } END { printf "%.0f", s }' "$G/edge-metrics.txt" 2>/dev/null)
-  if [ -f "$G/edge-metrics-before.txt" ]; then
-    frames=$(awk -v f="$frames" '/^ringside_edge_frames_out_total/ { s += $NF } END { printf "%.0f", f - s }' "$G/edge-metrics-before.txt")
-  fi
+  frames=$(phase_frames "$G")
   # the edge's answer stages (perf/edge.md, "Where an answer's time goes"): mean ms of each
   stages=$(awk '/^ringside_edge_answer_stage_seconds_(sum|count)/ {
       match($0, /stage="[a-z_]+"/); st = substr($0, RSTART + 7, RLENGTH - 8)
