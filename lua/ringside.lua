@@ -1,5 +1,5 @@
 #!lua name=ringside
--- Ringside game logic as Redis Functions. Library version: 7 (see `version`, and VERSION in lua/src/lib.rs).
+-- Ringside game logic as Redis Functions. Library version: 8 (see `version`, and VERSION in lua/src/lib.rs).
 --
 -- Every authoritative transition of a quiz room runs here, atomically, in the room's hash slot.
 -- The edge and the engine only ever call these functions (lua/README.md has the full contract).
@@ -40,7 +40,7 @@
 -- ended game: room, roomId, reason, ended — read by the control plane's results writer) and rooms:{pNN}
 -- (sorted set of the live rooms: code → created ms, for the ops view).
 
-local VERSION = 7
+local VERSION = 8
 local LOG_MAX = 1000            -- entries kept in P:log (approximate trim)
 local ROOM_TTL = 7200           -- s: a room with no transition for this long is abandoned
 local END_TTL = 300             -- s: reconnect window after game:end
@@ -226,6 +226,13 @@ local function emit(R, name, data)
   redis.call('XADD', R.P .. ':log', 'MAXLEN', '~', LOG_MAX, int(seq) .. '-0', 'e', env)
   redis.call('SPUBLISH', R.P .. ':ev', env)
   return seq
+end
+
+-- Publishes a live tick on the room's channel: no seq and not in the log, so it takes nothing from the
+-- log a reconnect replays from, and a newer one makes it moot. The edges deliver it to the members that
+-- want it (the host, and sockets that opened with `/ws?progress=1`), not to every phone.
+local function publish_live(R, name, data)
+  redis.call('SPUBLISH', R.P .. ':ev', '{"event":"' .. name .. '","data":' .. data .. '}')
 end
 
 -- Writes a schedule into the partition's timer stream (read by the engine).
@@ -1561,7 +1568,7 @@ local function timer_fire(keys, args)
     local n = tonumber(redis.call('HGET', qkey(R, q), 'n')) or 0
     redis.call('HSET', R.P, 'pslot', int(slot), 'pans', int(n))
     if n == tonumber(p.pans) then return not_fired('unchanged', kv('continue', 'true')) end
-    emit(R, 'game:answer:progress', obj({ kv('qIndex', int(q)), kv('answeredCount', int(n)),
+    publish_live(R, 'game:answer:progress', obj({ kv('qIndex', int(q)), kv('answeredCount', int(n)),
       kv('totalCount', int(tonumber(r.np) or 0)) }))
     return fired(kind, q, kv('continue', 'true'))
   elseif kind == 'lobby_flush' then

@@ -9,6 +9,7 @@
 # LATEST at the end.
 #   perf/raw/edge-game.sh NAME SCENARIO [loadgen args...]
 #   e.g. PROFILE=1 perf/raw/edge-game.sh g30k game --rooms 300 --players-per-room 100 --ramp-rate 1000
+# SEALED=0: questions in clear; PROGRESS=1: the players ask for the progress ticks (/ws?progress=1).
 # BIN (default target/release); OUT_ROOT (default /tmp/edgegame); REDIS_PORT, EDGE_PORT, METRICS_PORT.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,6 +20,9 @@ RPORT=${REDIS_PORT:-18710}; EPORT=${EDGE_PORT:-18711}; MPORT=${METRICS_PORT:-187
 PROCS=${EDGE_PROCESSES:-3}; KIDS=
 REDIS=redis://127.0.0.1:$RPORT/
 PATH_Q=/ws; [ "${SEALED:-1}" = 1 ] && PATH_Q='/ws?sealed=1'
+# PROGRESS=1: the players ask for the live game:answer:progress ticks too (/ws?…progress=1), as every
+# player got them before library v8
+if [ "${PROGRESS:-0}" = 1 ]; then case $PATH_Q in *\?*) PATH_Q="$PATH_Q&progress=1" ;; *) PATH_Q="$PATH_Q?progress=1" ;; esac; fi
 
 redis-server --port "$RPORT" --save '' --appendonly no --daemonize yes --logfile "$OUT/redis.log" \
   --pidfile "$OUT/redis.pidfile" --slowlog-log-slower-than "${SLOWLOG_US:-1000}" --slowlog-max-len 10000 \

@@ -115,7 +115,8 @@ events! {
         "game:question:key" => QuestionKey(QuestionKey),
         /// Reply to `game:answer:submit`.
         "game:answer:ack" => AnswerAck(AnswerAck),
-        /// Room event: how many answered, at most once per second per room.
+        /// Live tick (no `seq`, not in the room log), to the host and to players that asked for it
+        /// (`/ws?progress=1`): how many answered, at most once per second per room.
         "game:answer:progress" => AnswerProgress(AnswerProgress),
         /// Room event: the correct answer and the distribution.
         "game:question:reveal" => QuestionReveal(QuestionReveal),

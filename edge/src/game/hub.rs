@@ -44,6 +44,7 @@ enum HubCmd {
 #[derive(Debug)]
 pub struct RoomFrame {
     pub code: Arc<str>,
+    /// The room's seq of the event; [`LIVE`] for a live tick (`game:answer:progress`), which has none.
     pub seq: u64,
     pub event: ServerEvent,
     /// Text frame with the published JSON, unchanged.
@@ -56,7 +57,17 @@ pub struct RoomFrame {
     pub received: std::time::Instant,
 }
 
+/// The `seq` of a live tick: a room event published with no seq and not in the room log
+/// (`game:answer:progress`). It goes only to the members that want it, in sync with the room
+/// (`Rooms::deliver_live`), and no member's seq moves.
+pub const LIVE: u64 = 0;
+
 impl RoomFrame {
+    /// A live tick ([`LIVE`]), not a sequenced room event.
+    pub fn is_live(&self) -> bool {
+        self.seq == LIVE
+    }
+
     pub fn frame(&self, codec: Codec) -> &Bytes {
         match codec {
             Codec::Json => &self.json,
@@ -86,12 +97,18 @@ pub fn class_of(event: &ServerEvent) -> FrameClass {
     }
 }
 
-/// Builds a [`RoomFrame`] from the published envelope JSON.
+/// Builds a [`RoomFrame`] from the published envelope JSON. Every room event has a seq (a room log
+/// entry always has), except a live `game:answer:progress` ([`LIVE`]).
 pub fn room_frame(code: Arc<str>, published: &[u8]) -> Result<RoomFrame, String> {
     let mut buf = published.to_vec();
     let env: Envelope<ServerEvent> =
         Envelope::decode(Codec::Json, &mut buf).map_err(|e| e.to_string())?;
-    let seq = env.seq.ok_or("room event without seq")?;
+    let seq = match (env.seq, &env.event) {
+        (Some(LIVE), _) => return Err("room event with seq 0".into()),
+        (Some(seq), _) => seq,
+        (None, ServerEvent::AnswerProgress(_)) => LIVE,
+        (None, _) => return Err("room event without seq".into()),
+    };
     Ok(RoomFrame {
         code,
         seq,

@@ -42,7 +42,7 @@ use crate::ws::handshake::{Subprotocol, UpgradeRequest};
 use address_limits::{AddressLimiter, AddressLimits};
 use hub::{HubHandle, RedisConfig, WorkerMsg};
 use ringside_protocol::Codec;
-use rooms::Rooms;
+use rooms::{Rooms, Wants};
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -240,9 +240,12 @@ impl SessionFactory for GameFactory {
                 status: 503,
                 body: "worker not ready\n".into(),
             })?;
-        let sealed = req.query_param(seal::QUERY_PARAM) == Some("1");
+        let wants = Wants {
+            sealed: req.query_param(seal::QUERY_PARAM) == Some("1"),
+            progress: req.query_param(rooms::PROGRESS_PARAM) == Some("1"),
+        };
         Ok(Box::new(GameSession::open(
-            rooms, conn, codec, req.peer, sealed,
+            rooms, conn, codec, req.peer, wants,
         )))
     }
 

@@ -39,6 +39,22 @@ struct Member {
     syncing: bool,
     /// The socket opens sealed questions (game/seal.rs).
     sealed: bool,
+    /// The socket gets the live `game:answer:progress` ticks: the host's, and a player's that asked.
+    progress: bool,
+}
+
+/// The query parameter of the upgrade with which a player's socket asks for the live
+/// `game:answer:progress` ticks (`/ws?progress=1`). The host's socket gets them anyway; a player's page
+/// that shows no answer count saves them.
+pub const PROGRESS_PARAM: &str = "progress";
+
+/// What a socket asked for on its upgrade (`/ws?sealed=1&progress=1`), kept with each membership.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wants {
+    /// It opens sealed questions ([`super::seal::QUERY_PARAM`]).
+    pub sealed: bool,
+    /// It wants the live progress ticks ([`PROGRESS_PARAM`]).
+    pub progress: bool,
 }
 
 impl Keyed for Member {
@@ -206,7 +222,7 @@ impl Rooms {
         codec: Codec,
         player: Option<Rc<str>>,
         last_seq: u64,
-        sealed: bool,
+        wants: Wants,
     ) {
         if !conn.is_open() {
             return; // closed while its join was in flight: nothing may outlive the socket
@@ -219,10 +235,11 @@ impl Rooms {
             let old = room.members.insert(Member {
                 conn: conn.clone(),
                 codec,
+                progress: wants.progress || player.is_none(),
                 player,
                 last_seq,
                 syncing: false,
-                sealed,
+                sealed: wants.sealed,
             });
             if let Some(old) = old {
                 count_member(old.player.is_some(), -1);
@@ -282,6 +299,9 @@ impl Rooms {
     }
 
     fn on_event(self: &Rc<Self>, frame: Arc<RoomFrame>) {
+        if frame.is_live() {
+            return self.deliver_live(&frame);
+        }
         let mut behind = Vec::new();
         let mut players = Vec::new();
         let mut waiting = Vec::new();
@@ -425,6 +445,29 @@ impl Rooms {
                 self.release_reveals(frame.code.clone(), r.q_index, frame.seq, held_reveals);
             }
         }
+    }
+
+    /// A live tick (`game:answer:progress`, no seq): to the members that want it and have every event
+    /// of the room so far, so that it never overtakes the show it counts the answers of. No seq moves;
+    /// a member that misses one gets the next.
+    fn deliver_live(self: &Rc<Self>, frame: &RoomFrame) {
+        let started = std::time::Instant::now();
+        let mut sent = 0usize;
+        {
+            let rooms = self.rooms.borrow();
+            let Some(room) = rooms.get(&frame.code) else {
+                return;
+            };
+            for m in room.members.iter() {
+                if m.progress && !m.syncing && m.last_seq == room.last_seq {
+                    let _ = m
+                        .conn
+                        .send_fanout(frame.frame(m.codec).clone(), frame.class);
+                    sent += 1;
+                }
+            }
+        }
+        self.measure(sent, started);
     }
 
     /// The players' reveal of question `q`, held for its leaderboard: if that has not come within

@@ -3,7 +3,7 @@
 //! and checks lives). The reply (or an `error` with a documented code) goes to this socket only.
 
 use super::cmd::{answer, host, lobby, reconnect, report_away, Cx};
-use super::rooms::{encode, send_error, send_refusal, Rooms};
+use super::rooms::{encode, send_error, send_refusal, Rooms, Wants};
 use super::state::{PlayerSeat, Role, State};
 use crate::conn::{CloseInfo, ConnHandle};
 use crate::sendq::FrameClass;
@@ -48,7 +48,7 @@ impl GameSession {
         conn: &ConnHandle,
         codec: Codec,
         peer: Option<IpAddr>,
-        sealed: bool,
+        wants: Wants,
     ) -> GameSession {
         let ack = ServerEvent::SessionAck(SessionAck {
             socket_id: format!("{:x}-{}-{:x}", std::process::id(), rooms.worker, conn.id()),
@@ -72,7 +72,7 @@ impl GameSession {
             tokens: limits::EVENTS_BURST as f32,
             refilled: Instant::now(),
             strikes: 0,
-            sealed,
+            wants,
             answers_in_flight: 0,
         };
         GameSession {

@@ -2,6 +2,7 @@
 //! its last unanswered `room:join` ([`JoinIds`]), and its event-rate bucket. Every socket holds one
 //! [`State`], so it stays small (perf/edge.md: ≤ 1 KiB per idle socket).
 
+use super::rooms::Wants;
 use crate::conn::ConnHandle;
 use ringside_protocol::Codec;
 use std::rc::Rc;
@@ -143,8 +144,9 @@ pub struct State {
     pub refilled: Instant,
     /// Events refused by the rate limit; past a threshold the socket is closed with 1008.
     pub strikes: u32,
-    /// The client opens sealed questions (`/ws?sealed=1`, game/seal.rs).
-    pub sealed: bool,
+    /// What the client asked for on its upgrade: sealed questions (`/ws?sealed=1`, game/seal.rs), the
+    /// live progress ticks (`/ws?progress=1`); kept with each of its room memberships.
+    pub wants: Wants,
     /// Answers of this socket sent to Redis and not yet replied to: the close's `player_away` waits for
     /// them (socket.rs `on_close`), so that Redis never sees the away report before an answer the player
     /// sent just before closing (it would count them away without an answer and could reveal early).

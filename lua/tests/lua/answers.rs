@@ -7,7 +7,7 @@ use ringside_lua::game::BatchedAnswer;
 use ringside_lua::{GameError, TimerKind};
 use ringside_protocol::events::AnswerAck;
 use ringside_protocol::events::ServerEvent;
-use ringside_protocol::ErrorCode;
+use ringside_protocol::{Codec, Envelope, ErrorCode};
 use ringside_testkit::Backend;
 use std::collections::HashMap;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -521,6 +521,7 @@ async fn progress_is_published_at_most_once_per_second_slot_and_only_on_change(b
     let code = created.game_code.clone();
     let players = join_n(&env, &code, 3).await;
     open_first_question(&env, &code, &created.host_token).await;
+    let mut sub = subscribe(&env, &code);
     let tick = latest_timer(&env, &code, TimerKind::Progress).await;
     assert_eq!(tick.every, Some(1000));
     env.game
@@ -544,15 +545,28 @@ async fn progress_is_published_at_most_once_per_second_slot_and_only_on_change(b
         .unwrap();
     wait_until_server_ms(&env, same_at + 1000).await;
     assert!(env.game.fire(&tick).await.unwrap().fired);
-    let progress: Vec<_> = log(&env, &code)
-        .await
-        .into_iter()
-        .filter_map(|(_, _, e)| match e {
-            ServerEvent::AnswerProgress(p) => Some((p.answered_count, p.total_count)),
-            _ => None,
+    // a live tick: published without a seq, and not in the room log (a reconnect never replays it)
+    let published = tokio::task::block_in_place(|| drain(&mut sub));
+    let progress: Vec<_> = published
+        .iter()
+        .map(|raw| {
+            let env = Envelope::<ServerEvent>::decode(Codec::Json, &mut raw.clone().into_bytes())
+                .unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert_eq!(env.seq, None, "{raw}");
+            match env.event {
+                ServerEvent::AnswerProgress(p) => (p.answered_count, p.total_count),
+                other => panic!("only progress was published: {other:?}"),
+            }
         })
         .collect();
     assert_eq!(progress, [(1, 3), (2, 3)]);
+    let logged = log(&env, &code).await;
+    assert!(
+        !logged
+            .iter()
+            .any(|(_, _, e)| matches!(e, ServerEvent::AnswerProgress(_))),
+        "{logged:?}"
+    );
     env.game
         .skip(&code, &created.host_token, None)
         .await

@@ -3,41 +3,9 @@
 
 use crate::common::*;
 use ringside_lua::TimerKind;
-use ringside_protocol::keys;
 use ringside_testkit::Backend;
-use std::time::Duration;
 
 on_both_backends!(published_events_equal_the_log_and_hide_the_answer_until_the_reveal);
-
-/// Reads the room's sharded channel on the node that owns its slot, through a plain connection.
-fn subscribe(env: &Env, code: &str) -> redis::Connection {
-    let channel = keys::room_channel(code);
-    let url = match env.backend {
-        Backend::Standalone => env.urls[0].clone(),
-        Backend::Cluster => node_of(env, &channel),
-    };
-    let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
-    conn.send_packed_command(&redis::cmd("SSUBSCRIBE").arg(&channel).get_packed_command())
-        .unwrap();
-    let _confirm = conn.recv_response().unwrap();
-    conn
-}
-
-fn drain(conn: &mut redis::Connection) -> Vec<String> {
-    conn.set_read_timeout(Some(Duration::from_millis(1500)))
-        .unwrap();
-    let mut out = Vec::new();
-    while let Ok(v) = conn.recv_response() {
-        let items: Vec<redis::Value> = match v {
-            redis::Value::Array(items) => items,
-            redis::Value::Push { data, .. } => data,
-            _ => continue,
-        };
-        let payload: String = redis::from_redis_value(items.last().unwrap().clone()).unwrap();
-        out.push(payload);
-    }
-    out
-}
 
 async fn published_events_equal_the_log_and_hide_the_answer_until_the_reveal(backend: Backend) {
     let env = env(backend).await;

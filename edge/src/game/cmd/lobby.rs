@@ -84,9 +84,9 @@ pub fn create(cx: &Cx, c: RoomCreate) -> Applied<impl Future<Output = Result<Ser
             code: code.clone(),
             token: created.host_token.as_str().into(),
         }));
-        let sealed = cx.st.borrow().sealed;
+        let wants = cx.st.borrow().wants;
         cx.rooms
-            .add_member(&code, &cx.conn, cx.codec, None, 0, sealed);
+            .add_member(&code, &cx.conn, cx.codec, None, 0, wants);
         Ok(ServerEvent::RoomCreated(created))
     })
 }
@@ -143,9 +143,9 @@ pub fn join(cx: &Cx, j: RoomJoin) -> Applied<impl Future<Output = Result<ServerE
             report_away(&cx.rooms, code.clone(), &id, 0);
         }
         // Nothing is written before the reply: the member's catch-up, if any, runs as its own task.
-        let sealed = cx.st.borrow().sealed;
+        let wants = cx.st.borrow().wants;
         cx.rooms
-            .add_member(&code, &cx.conn, cx.codec, Some(id), ack.seq, sealed);
+            .add_member(&code, &cx.conn, cx.codec, Some(id), ack.seq, wants);
         Ok(ServerEvent::RoomJoinAck(ack))
     })
 }

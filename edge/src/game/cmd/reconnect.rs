@@ -58,7 +58,8 @@ pub fn attempt(
         if let (false, Some(id)) = (cx.conn.is_open(), &player) {
             report_away(&cx.rooms, code.clone(), id, back.epoch);
         }
-        let sealed = cx.st.borrow().sealed;
+        let wants = cx.st.borrow().wants;
+        let sealed = wants.sealed;
         // the leaderboards replayed: their personal results follow once the socket is a member
         let mut boards = Vec::new();
         let (reply, seen) = match back.recovery {
@@ -104,7 +105,7 @@ pub fn attempt(
         };
         // Nothing is written between here and the reply (the catch-up, if any, is its own task).
         cx.rooms
-            .add_member(&code, &cx.conn, cx.codec, player.clone(), seen, sealed);
+            .add_member(&code, &cx.conn, cx.codec, player.clone(), seen, wants);
         cx.rooms
             .results_after_replay(&code, cx.conn.id(), player.as_ref(), boards);
         Ok(reply)

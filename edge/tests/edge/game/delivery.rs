@@ -165,3 +165,64 @@ async fn slow_consumer(driver: Driver) {
         .collect();
     assert_consecutive(&tail, resumed_at + 1, "reconnected player after the start");
 }
+
+/// `game:answer:progress` as the library publishes it since v8: a live tick, with no `seq` and not in
+/// the room log. The host and a player that opened with `/ws?progress=1` get it; a player that did not
+/// ask gets none, and every member's room seqs stay consecutive around it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_progress_goes_to_the_host_and_to_players_that_asked_and_moves_no_seq() {
+    let s = stack(Backend::Standalone).await;
+    let addr = s.edge.local_addr();
+    let mut conn = s.conn.clone();
+    let mut host = Client::connect(addr, Codec::Json).await;
+    let code = create_room(&mut host).await;
+    let mut plain = Client::connect(addr, Codec::Json).await;
+    let plain_ack = join(&mut plain, &code, "plain").await;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let url = format!("ws://{addr}/ws?progress=1");
+    let mut asked = Client::over(Box::new(tcp), url, Codec::Msgpack).await;
+    let asked_ack = join(&mut asked, &code, "asked").await;
+    let paused = |q: u32| format!(r#"{{"qIndex":{q},"remainingMs":5000,"pausedAt":1}}"#);
+    // every member has every room event so far (and the process follows the room's channel)
+    let first = emit(&mut conn, &code, "game:paused", &paused(0)).await;
+    for c in [&mut host, &mut plain, &mut asked] {
+        c.read_to_seq(first).await;
+        c.backlog.clear();
+    }
+    let live =
+        r#"{"event":"game:answer:progress","data":{"qIndex":0,"answeredCount":7,"totalCount":2}}"#;
+    let receivers: u32 = redis::cmd("SPUBLISH")
+        .arg(ringside_protocol::keys::room_channel(&code))
+        .arg(live)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(receivers, 1, "the edge process follows the room");
+    let last = emit(&mut conn, &code, "game:paused", &paused(1)).await;
+    let progress = |c: &Client| -> Vec<(Option<u64>, u32)> {
+        c.backlog
+            .iter()
+            .filter_map(|e| match &e.event {
+                ServerEvent::AnswerProgress(p) => Some((e.seq, p.answered_count)),
+                _ => None,
+            })
+            .collect()
+    };
+    for (c, who) in [(&mut host, "host"), (&mut asked, "asked")] {
+        c.read_to_seq(last).await;
+        assert_eq!(
+            progress(c),
+            [(None, 7)],
+            "{who}: the live tick, once, with no seq"
+        );
+    }
+    plain.read_to_seq(last).await;
+    assert!(
+        progress(&plain).is_empty(),
+        "a player that did not ask gets no tick"
+    );
+    assert_consecutive(&plain.seqs, plain_ack.seq + 1, "plain player");
+    assert_consecutive(&asked.seqs, asked_ack.seq + 1, "player that asked");
+    assert_eq!(*plain.seqs.last().unwrap(), last);
+    assert_eq!(*asked.seqs.last().unwrap(), last);
+}
