@@ -574,7 +574,12 @@ end
 -- publishes the top-N leaderboard and schedules the next question (finish_scoring); a bigger room
 -- continues in `score` timer fires (the engine fires the entry again at once while the reply says
 -- why "more"), so no call holds Redis for more than a few ms.
-local function reveal(R, now, skipped)
+-- defer: score nothing in this call, all of it in `score` fires. The early reveal does so: the answer
+-- (or leave, or away report) that completed the room is acknowledged without waiting for the room's
+-- scoring, and the answers of other rooms queued behind that call do not wait for it either (rooms that
+-- started together complete together: 500 rooms' scoring in their last answers' calls held those
+-- answers' acks for up to ~0.5 s, perf/edge.md).
+local function reveal(R, now, skipped, defer)
   local r = hm(R.P, { 'cur', 's_rp' })
   local q = tonumber(r.cur)
   local i = int(q)
@@ -597,7 +602,7 @@ local function reveal(R, now, skipped)
   -- the room's size at the reveal: `results` answers totalPlayers with it
   redis.call('HSET', qkey(R, q), 'np', int(np))
   redis.call('UNLINK', R.P .. ':lbn')
-  if score_step(R, q) then
+  if not defer and score_step(R, q) then
     finish_scoring(R, q, gen, now)
   else
     schedule(R, now, 'score', q, gen, now)
@@ -742,7 +747,7 @@ local function maybe_early_reveal(R, now)
   if r.state ~= 'ACTIVE' then return end
   local np = tonumber(r.np) or 0
   local n = tonumber(redis.call('HGET', qkey(R, tonumber(r.cur)), 'n')) or 0
-  if np - (tonumber(r.naway) or 0) > 0 and n >= np - (tonumber(r.aw) or 0) then reveal(R, now, false) end
+  if np - (tonumber(r.naway) or 0) > 0 and n >= np - (tonumber(r.aw) or 0) then reveal(R, now, false, true) end
 end
 
 -- Removes a player (leave, host kick, anti-cheat kick) and publishes room:player:left.

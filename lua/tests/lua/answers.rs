@@ -21,6 +21,7 @@ on_both_backends!(
     resending_the_recorded_answer_is_already_answered_and_never_a_violation,
     a_resend_after_the_question_closed_or_the_next_opened_is_already_answered,
     progress_is_published_at_most_once_per_second_slot_and_only_on_change,
+    the_early_reveal_leaves_the_scoring_to_a_score_fire,
     a_batch_replies_to_each_answer_what_answer_submit_would_one_by_one,
     a_batch_acks_its_accepted_answers_with_one_server_time_and_counts_them,
     a_malformed_batch_is_refused_whole_and_writes_nothing,
@@ -573,6 +574,66 @@ async fn progress_is_published_at_most_once_per_second_slot_and_only_on_change(b
         .unwrap();
     let stop = env.game.fire(&tick).await.unwrap();
     assert!(!stop.should_continue());
+}
+
+/// The answer that completes the room reveals at once but scores nothing in its own call (its ack and the
+/// calls queued behind it do not wait for the room's scoring): the reveal is logged, the leaderboard is
+/// not, and a `score` entry due at once is written; the engine's fire of it scores the room and
+/// publishes the leaderboard.
+async fn the_early_reveal_leaves_the_scoring_to_a_score_fire(backend: Backend) {
+    let env = env(backend).await;
+    let q = quiz(&unique("early"), 2, 60_000);
+    let created = room(&env, &q, &settings()).await;
+    let code = created.game_code.clone();
+    let players = join_n(&env, &code, 2).await;
+    open_first_question(&env, &code, &created.host_token).await;
+    for p in &players {
+        env.game
+            .answer_submit(&code, &p.player_id, 0, correct(0) as u32)
+            .await
+            .unwrap();
+    }
+    let kinds = |events: Vec<(u64, String, ServerEvent)>| -> (usize, usize) {
+        let reveals = events
+            .iter()
+            .filter(|(_, _, e)| matches!(e, ServerEvent::QuestionReveal(_)))
+            .count();
+        let boards = events
+            .iter()
+            .filter(|(_, _, e)| matches!(e, ServerEvent::Leaderboard(_)))
+            .count();
+        (reveals, boards)
+    };
+    assert_eq!(
+        kinds(log(&env, &code).await),
+        (1, 0),
+        "revealed, not scored"
+    );
+    assert_eq!(
+        hget(&env, &code, "", "state").await.as_deref(),
+        Some("REVEAL")
+    );
+    assert_eq!(hget(&env, &code, "", "sq").await.as_deref(), Some("0"));
+    let score = latest_timer(&env, &code, TimerKind::Score).await;
+    assert_eq!(score.q, 0);
+    assert!(score.due <= server_ms(&env).await, "due at once: {score:?}");
+    assert!(fire(&env, &score).await.fired);
+    assert_eq!(kinds(log(&env, &code).await), (1, 1), "scored by the fire");
+    assert_eq!(hget(&env, &code, "", "sq").await, None);
+    let results = results_by_id(
+        &env,
+        &code,
+        0,
+        &players
+            .iter()
+            .map(|p| p.player_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    assert!(
+        results.values().all(|r| r.correct && r.points > 0),
+        "{results:?}"
+    );
 }
 
 /// The commands the node of room `code` runs while `during` runs, as MONITOR lines that name the room's

@@ -220,10 +220,29 @@ pub async fn fire(env: &Env, entry: &TimerEntry) -> TimerOutcome {
     }
 }
 
-/// Fires the latest entry of `kind` for the room (waiting for its due time by the Redis clock).
+/// Fires the latest entry of `kind` for the room (waiting for its due time by the Redis clock). A
+/// `next_question` entry is written once the question is scored, so the scoring an early reveal left to
+/// `score` fires runs first ([`score_pending`]).
 pub async fn fire_latest(env: &Env, code: &str, kind: TimerKind) -> TimerOutcome {
+    if kind == TimerKind::NextQuestion {
+        score_pending(env, code).await;
+    }
     let entry = latest_timer(env, code, kind).await;
     fire(env, &entry).await
+}
+
+/// What the engine does after a reveal that left its scoring to `score` fires (the early reveal, when
+/// everyone answered): fires the room's latest `score` entry until the question is scored (the room's
+/// `sq` is cleared). Nothing when no scoring is pending.
+pub async fn score_pending(env: &Env, code: &str) {
+    for _ in 0..1000 {
+        if hget(env, code, "", "sq").await.is_none() {
+            return;
+        }
+        let out = fire(env, &latest_timer(env, code, TimerKind::Score).await).await;
+        assert!(out.fired || out.why.as_deref() == Some("more"), "{out:?}");
+    }
+    panic!("room {code}: scoring did not finish in 1000 score fires");
 }
 
 /// The Redis server clock, epoch ms.
@@ -291,6 +310,7 @@ pub async fn results_by_id(
     q: u32,
     ids: &[String],
 ) -> HashMap<String, AnswerResult> {
+    score_pending(env, code).await;
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let res = env.game.results(code, q, &refs).await.expect("results");
     ids.iter()

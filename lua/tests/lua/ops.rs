@@ -105,11 +105,12 @@ async fn a_snapshot_during_a_reveal_has_the_question_the_reveal_and_the_players_
         .answer_submit(&code, &right.player_id, 0, correct(0) as u32)
         .await
         .unwrap();
-    // the last answer reveals at once (every player answered)
+    // the last answer reveals at once (every player answered); the engine then scores it
     env.game
         .answer_submit(&code, &wrong_one.player_id, 0, wrong(0) as u32)
         .await
         .unwrap();
+    score_pending(&env, &code).await;
     let published = last(&env, &code, |e| match e {
         ServerEvent::QuestionReveal(r) => Some(r.clone()),
         _ => None,
