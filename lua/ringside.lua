@@ -1566,13 +1566,14 @@ local function timer_fire(keys, args)
     if r.state ~= 'ACTIVE' or cur ~= q or tonumber(r.pgen) ~= gen then
       return not_fired('stale', kv('continue', 'false'))
     end
-    local p = hm(R.P, { 'qstart', 'pslot', 'pans', 'pev' })
+    local p = hm(R.P, { 'qstart', 'pslot', 'pev' })
     local pev = tonumber(p.pev) or PROGRESS_EVERY_MS
     local slot = math.floor((now - tonumber(p.qstart) + pev / 2) / pev)
     if slot <= tonumber(p.pslot) then return not_fired('duplicate', kv('continue', 'true')) end
     local n = tonumber(redis.call('HGET', qkey(R, q), 'n')) or 0
     redis.call('HSET', R.P, 'pslot', int(slot), 'pans', int(n))
-    if n == tonumber(p.pans) then return not_fired('unchanged', kv('continue', 'true')) end
+    -- every tick, changed or not: it goes to the hosts (and the players that asked) only, and a host that
+    -- reloads has the count again within one tick (a live tick is never replayed)
     publish_live(R, 'game:answer:progress', obj({ kv('qIndex', int(q)), kv('answeredCount', int(n)),
       kv('totalCount', int(tonumber(r.np) or 0)) }))
     return fired(kind, q, kv('continue', 'true'))
@@ -1775,9 +1776,13 @@ end
 
 -- The ReconnectState of player pid ("host" or "" for no player) as JSON.
 local function state_json(R, pid, now)
-  local r = hm(R.P, { 'state', 'seq', 'cur', 'nq', 'np', 'endsAt', 'paused', 'prem', 'tlim', 'qbase', 'lbj', 'qstart' })
+  local r = hm(R.P, { 'state', 'seq', 'cur', 'nq', 'np', 'endsAt', 'paused', 'prem', 'tlim', 'qbase', 'lbj', 'qstart',
+    'sq' })
   local cur = tonumber(r.cur)
   local active = r.state == 'ACTIVE'
+  -- revealed and still being scored (`score` fires): no rank and no result yet; the edge delivers the
+  -- player's result after the question's leaderboard
+  local scoring = r.state == 'REVEAL' and r.sq ~= nil
   local paused = active and r.paused == '1'
   local remaining, current_q, answered, pending = 0, nil, false, 0
   if active then
@@ -1811,10 +1816,10 @@ local function state_json(R, pid, now)
       end
       score = score - pending
       if revealed >= 0 then streak = streak_of(redis.call('HGET', qkey(R, revealed), 'a:' .. pid)) end
-      if not active then
+      if not active and not scoring then
         rank = redis.call('ZCOUNT', R.P .. ':lb', '(' .. total, '+inf') + 1
       end
-      if in_reveal then
+      if in_reveal and not scoring then
         -- this player's game:answer:result of the revealed question, as the edge delivered it
         local a, _, pts = split_answer(redis.call('HGET', qkey(R, cur), 'a:' .. pid))
         local c = tonumber(redis.call('HGET', R.Q, 'c' .. int(cur)))

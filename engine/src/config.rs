@@ -13,7 +13,8 @@
 //! | `--group NAME` | `RINGSIDE_ENGINE_GROUP` | `engine` | consumer group on every timer stream |
 //! | `--fire-function NAME` | `RINGSIDE_ENGINE_FIRE_FUNCTION` | `timer_fire` | the idempotent transition function |
 //! | `--block-ms N` | `RINGSIDE_ENGINE_BLOCK_MS` | 1000 | XREADGROUP BLOCK per partition reader |
-//! | `--max-in-flight N` | `RINGSIDE_ENGINE_MAX_IN_FLIGHT` | 16 | fire calls outstanding at once: Redis runs a client's whole pipeline before it serves the next client, so this bounds how long the engine's fires (a reveal's scoring: ~1–2 ms each) hold a room's node against the edges' answer calls ([`DEFAULT_MAX_IN_FLIGHT`]) |
+//! | `--max-in-flight N` | `RINGSIDE_ENGINE_MAX_IN_FLIGHT` | 4096 | fire calls outstanding at once |
+//! | `--max-score-in-flight N` | `RINGSIDE_ENGINE_MAX_SCORE_IN_FLIGHT` | 16 | `score` fires (a reveal's scoring, ~1–2 ms of Redis each) outstanding at once, within `--max-in-flight` ([`DEFAULT_MAX_SCORE_IN_FLIGHT`]) |
 //! | `--drain-timeout-ms N` | `RINGSIDE_ENGINE_DRAIN_TIMEOUT_MS` | 5000 | SIGTERM/rebalance: wait this long for in-flight fires |
 //! | `--late-ms N` | `RINGSIDE_ENGINE_LATE_MS` | 50 | a fire completing later than this after due counts in `timers_late_total` |
 //! | `--load-library` | `RINGSIDE_ENGINE_LOAD_LIBRARY` | off | load the `ringside` library where it is missing or older (never downgrades) |
@@ -26,13 +27,14 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-/// `--max-in-flight`'s default. Redis serves each client's pipelined commands (up to ~16 KB of them per
-/// read) before it turns to the next client, so N fires in flight can hold a node for N fires' time
-/// before the edges' answer calls get their turn. With 4096, the scoring fires of 500 rooms that all
-/// completed at once (each ~1–2 ms on a busy 2-core host) kept answers of the same instant waiting for up
-/// to ~1 s; at 16 they wait for at most ~16 fires (perf/edge.md, "The answers' ack at the instant every
-/// room completes"). Fires still overlap their round trips.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
+/// `--max-score-in-flight`'s default. Redis serves each client's pipelined commands (up to ~16 KB of them
+/// per read) before it turns to the next client, so N `score` fires in flight can hold a node for N
+/// scorings before the edges' answer calls get their turn. With every fire in one pipeline, the scoring
+/// fires of 500 rooms that all completed at once (each ~1–2 ms on a busy 2-core host) kept the answers of
+/// the same instant waiting for up to ~1 s; at 16 they wait for about 16 scorings (perf/edge.md, "Fewer
+/// frames to the phones, and the answers' ack at the instant every room completes"). Only `score` fires
+/// are held: every other kind is a cheap transition, and keeps the `--max-in-flight` throughput.
+pub const DEFAULT_MAX_SCORE_IN_FLIGHT: usize = 16;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -79,8 +81,11 @@ pub struct EngineArgs {
     #[arg(long, env = "RINGSIDE_ENGINE_BLOCK_MS", default_value_t = 1000)]
     pub block_ms: u64,
     /// Fire calls outstanding at once.
-    #[arg(long, env = "RINGSIDE_ENGINE_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
+    #[arg(long, env = "RINGSIDE_ENGINE_MAX_IN_FLIGHT", default_value_t = 4096)]
     pub max_in_flight: usize,
+    /// `score` fires outstanding at once (within --max-in-flight).
+    #[arg(long, env = "RINGSIDE_ENGINE_MAX_SCORE_IN_FLIGHT", default_value_t = DEFAULT_MAX_SCORE_IN_FLIGHT)]
+    pub max_score_in_flight: usize,
     /// How long SIGTERM (and a rebalance) waits for in-flight fires, in ms.
     #[arg(long, env = "RINGSIDE_ENGINE_DRAIN_TIMEOUT_MS", default_value_t = 5000)]
     pub drain_timeout_ms: u64,
@@ -116,6 +121,8 @@ pub struct Config {
     pub fire_function: String,
     pub block: Duration,
     pub max_in_flight: usize,
+    /// `score` fires in flight at most ([`DEFAULT_MAX_SCORE_IN_FLIGHT`]).
+    pub max_score_in_flight: usize,
     pub drain_timeout: Duration,
     pub late_ms: u64,
     pub load_library: bool,
@@ -139,6 +146,8 @@ pub enum ConfigError {
     Block(u64),
     #[error("--max-in-flight must be at least 1")]
     MaxInFlight,
+    #[error("--max-score-in-flight must be at least 1")]
+    MaxScoreInFlight,
     #[error("--instance-id must be 1..128 visible ASCII characters, got {0:?}")]
     InstanceId(String),
     #[error("--group and --fire-function must not be empty")]
@@ -213,6 +222,9 @@ impl EngineArgs {
         if self.max_in_flight == 0 {
             return Err(ConfigError::MaxInFlight);
         }
+        if self.max_score_in_flight == 0 {
+            return Err(ConfigError::MaxScoreInFlight);
+        }
         let instance_id = self.instance_id.unwrap_or_else(default_instance_id);
         if instance_id.is_empty()
             || instance_id.len() > 128
@@ -234,6 +246,7 @@ impl EngineArgs {
             fire_function: self.fire_function,
             block: Duration::from_millis(self.block_ms),
             max_in_flight: self.max_in_flight,
+            max_score_in_flight: self.max_score_in_flight,
             drain_timeout: Duration::from_millis(self.drain_timeout_ms),
             late_ms: self.late_ms,
             load_library: self.load_library,
@@ -255,7 +268,8 @@ impl Config {
             group: "engine".to_owned(),
             fire_function: "timer_fire".to_owned(),
             block: Duration::from_millis(1000),
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_in_flight: 4096,
+            max_score_in_flight: DEFAULT_MAX_SCORE_IN_FLIGHT,
             drain_timeout: Duration::from_secs(5),
             late_ms: 50,
             load_library: false,

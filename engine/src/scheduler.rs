@@ -4,7 +4,9 @@
 //! One task owns all the state and is driven by [`SchedMsg`]s: partitions owned and dropped (from
 //! the lease loop), schedules read (from the partition readers), and fire reports (from the fire
 //! tasks). A fire runs as its own task so that a slow reply never delays the next due timer; at most
-//! `max_in_flight` run at once.
+//! `max_in_flight` run at once, and of them at most `max_score_in_flight` `score` fires (a reveal's
+//! scoring, ms of Redis each): due ones past that wait in `score_waiting`, in order, and go back to the
+//! heap, due at once, as one ends.
 //!
 //! Lifecycle of one schedule: *waiting* in the heap → *in flight* (FCALL, then XACK+XDEL) → forgotten;
 //! or, for a periodic one whose function says continue, back to *waiting* at the next tick (its
@@ -27,8 +29,9 @@ use tracing::{debug, error, warn};
 
 use crate::fire::{self, FireResult};
 use crate::redis_conn::{is_function_missing, is_nogroup, is_transient};
-use crate::schedule::{EntryId, Partition, Schedule};
+use crate::schedule::{EntryId, Kind, Partition, Schedule};
 use crate::Shared;
+use ringside_lua::TimerKind;
 
 /// A fire that the function rejects with an error this many times goes to the dead-letter stream.
 const MAX_FAILED_ATTEMPTS: u32 = 5;
@@ -69,6 +72,8 @@ pub enum SchedMsg {
 #[derive(Debug)]
 pub struct Report {
     key: Key,
+    /// A `score` fire (counted in `score_in_flight`).
+    score: bool,
     epoch: u64,
     outcome: Outcome,
 }
@@ -133,6 +138,9 @@ pub struct Scheduler {
     owned_epoch: Vec<Option<u64>>,
     in_flight: Vec<u32>,
     in_flight_total: usize,
+    score_in_flight: usize,
+    /// Due `score` fires held back by `max_score_in_flight`, oldest first.
+    score_waiting: VecDeque<Key>,
     drop_waiters: Vec<Vec<oneshot::Sender<()>>>,
     done: HashSet<Key>,
     done_order: VecDeque<(Instant, Key)>,
@@ -156,6 +164,8 @@ impl Scheduler {
             owned_epoch: vec![None; n],
             in_flight: vec![0; n],
             in_flight_total: 0,
+            score_in_flight: 0,
+            score_waiting: VecDeque::new(),
             drop_waiters: (0..n).map(|_| Vec::new()).collect(),
             done: HashSet::new(),
             done_order: VecDeque::new(),
@@ -221,8 +231,29 @@ impl Scheduler {
         self.heap.push(Reverse(HeapEntry { when, token, key }));
     }
 
-    /// Starts every due fire. Returns true when it stopped at the in-flight limit.
+    /// Starts every due fire. Returns true when it stopped at the in-flight limit. Held-back `score`
+    /// fires take the free score slots first, oldest first (a key whose timer was dropped or re-armed
+    /// meanwhile is skipped when popped, as any stale heap entry, and the next one takes the slot).
     fn fire_due(&mut self) -> bool {
+        loop {
+            let saturated = self.fire_due_heap();
+            let free = self
+                .shared
+                .config
+                .max_score_in_flight
+                .saturating_sub(self.score_in_flight);
+            if saturated || free == 0 || self.score_waiting.is_empty() {
+                return saturated;
+            }
+            let now = Instant::now();
+            for _ in 0..free.min(self.score_waiting.len()) {
+                let key = self.score_waiting.pop_front().expect("not empty");
+                self.push(key, now);
+            }
+        }
+    }
+
+    fn fire_due_heap(&mut self) -> bool {
         let now = Instant::now();
         let max = self.shared.config.max_in_flight;
         while let Some(Reverse(top)) = self.heap.peek() {
@@ -237,6 +268,11 @@ impl Scheduler {
                 continue;
             };
             if timer.token != entry.token || timer.in_flight {
+                continue;
+            }
+            let score = timer.sched.kind == Kind::Known(TimerKind::Score);
+            if score && self.score_in_flight >= self.shared.config.max_score_in_flight {
+                self.score_waiting.push_back(entry.key);
                 continue;
             }
             let p = entry.key.0;
@@ -254,6 +290,7 @@ impl Scheduler {
             }
             let job = Job {
                 key: entry.key,
+                score,
                 epoch: timer.epoch,
                 sched: timer.sched.clone(),
                 tick_due_ms: timer.tick_due_ms,
@@ -262,6 +299,7 @@ impl Scheduler {
             };
             self.in_flight[p as usize] += 1;
             self.in_flight_total += 1;
+            self.score_in_flight += usize::from(score);
             self.shared
                 .metrics
                 .fires_in_flight
@@ -366,6 +404,9 @@ impl Scheduler {
         let p = report.key.0 as usize;
         self.in_flight[p] -= 1;
         self.in_flight_total -= 1;
+        if report.score {
+            self.score_in_flight -= 1;
+        }
         self.shared
             .metrics
             .fires_in_flight
@@ -462,6 +503,7 @@ pub fn next_tick(sched: &Schedule, tick_due_ms: i64, told: Option<i64>, now_ms: 
 
 struct Job {
     key: Key,
+    score: bool,
     epoch: u64,
     sched: Arc<Schedule>,
     tick_due_ms: i64,
@@ -482,6 +524,7 @@ async fn run_job(shared: Arc<Shared>, tx: mpsc::UnboundedSender<SchedMsg>, job: 
     let outcome = fire_and_ack(&shared, &job).await;
     let _ = tx.send(SchedMsg::Report(Report {
         key: job.key,
+        score: job.score,
         epoch: job.epoch,
         outcome,
     }));

@@ -153,7 +153,7 @@ impl TimerEntry {
 ///   - `"stale"`: a duplicate, late or superseded fire (wrong state, wrong question, older `gen`): drop it;
 ///   - `"gone"`: the room no longer exists: drop it;
 ///   - `"early"`: the due time has not come by the Redis clock: fire again after `retryInMs`;
-///   - `"duplicate"` / `"unchanged"` (progress, lobby_flush): nothing to publish this time.
+///   - `"duplicate"` (progress), `"unchanged"` (lobby_flush): nothing to publish this time.
 /// - `why: "more"` with `fired: true` (score): a step was done and more remain: fire the same entry
 ///   again after `retryInMs`, like an early fire.
 /// - `continue` (progress only): keep ticking every `every` ms while true.

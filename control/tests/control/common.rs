@@ -247,17 +247,34 @@ pub async fn play_joined(
         }
         // every player answered: revealed early; otherwise the host closes the question
         let _ = game.skip(code, host_token, None).await;
-        // a room over one scoring step (500 players) is scored by `score` fires before the next
-        // question is scheduled
-        if ids.len() > 500 {
-            fire_latest(game, code, "score").await;
-        }
+        // an early reveal, and a room over one scoring step (500 players), are scored by `score`
+        // fires (fire_latest runs them) before the next question is scheduled
         fire_latest(game, code, "next_question").await;
     }
 }
 
-/// Fires the latest timer entry of `kind` for the room, waiting while it is early.
+/// Fires the latest timer entry of `kind` for the room, waiting while it is early. A `next_question`
+/// entry is written once the question is scored: pending `score` fires run first, as the engine would
+/// run them (an early reveal leaves all of its scoring to them).
 pub async fn fire_latest(game: &Game, code: &str, kind: &str) {
+    if kind == "next_question" {
+        for _ in 0..1000 {
+            let scoring: bool = redis::cmd("HEXISTS")
+                .arg(ringside_protocol::keys::room(code))
+                .arg("sq")
+                .query_async(&mut game.conn())
+                .await
+                .unwrap();
+            if !scoring {
+                break;
+            }
+            fire_entry(game, code, "score").await;
+        }
+    }
+    fire_entry(game, code, kind).await;
+}
+
+async fn fire_entry(game: &Game, code: &str, kind: &str) {
     let mut conn = game.conn();
     let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
         .arg(ringside_protocol::keys::room_timers(code))

@@ -5,7 +5,9 @@
 //! A member that is behind — it joined while the process was not yet subscribed, reconnected with an
 //! old `seq`, or the subscription dropped during a Redis failover — catches up from the room log
 //! (`XRANGE`), or gets a `reconnect:state` snapshot when the gap is older than the log. Nothing is
-//! silently skipped and nothing is delivered twice.
+//! silently skipped and nothing is delivered twice. The one kind of frame outside this rule is the live
+//! tick (`game:answer:progress`, no seq, [`Rooms::deliver_live`]): only members that want it and are in
+//! sync get it, and a member that misses one gets the next.
 //!
 //! Fair start ([`super::seal`]): a `game:question:show` that arrives well before its `showAt` is sealed
 //! for the members that open sealed questions and held back from the others; at the key time the
@@ -450,22 +452,37 @@ impl Rooms {
     /// A live tick (`game:answer:progress`, no seq): to the members that want it and have every event
     /// of the room so far, so that it never overtakes the show it counts the answers of. No seq moves;
     /// a member that misses one gets the next.
+    /// Like any room event it also retries the catch-up of members left behind (a failed log read
+    /// waits for the room's next event), outside a question's key time, when members that do not open
+    /// sealed questions wait for the show on purpose.
     fn deliver_live(self: &Rc<Self>, frame: &RoomFrame) {
         let started = std::time::Instant::now();
         let mut sent = 0usize;
+        let mut behind = Vec::new();
         {
             let rooms = self.rooms.borrow();
             let Some(room) = rooms.get(&frame.code) else {
                 return;
             };
+            let seal_pending = room.seal.as_ref().is_some_and(|s| s.pending());
             for m in room.members.iter() {
-                if m.progress && !m.syncing && m.last_seq == room.last_seq {
+                if m.syncing {
+                    continue;
+                }
+                if m.last_seq < room.last_seq {
+                    if !seal_pending {
+                        behind.push(m.conn.id());
+                    }
+                } else if m.progress {
                     let _ = m
                         .conn
                         .send_fanout(frame.frame(m.codec).clone(), frame.class);
                     sent += 1;
                 }
             }
+        }
+        for id in behind {
+            self.catch_up(frame.code.clone(), id);
         }
         self.measure(sent, started);
     }

@@ -110,6 +110,15 @@ async fn a_snapshot_during_a_reveal_has_the_question_the_reveal_and_the_players_
         .answer_submit(&code, &wrong_one.player_id, 0, wrong(0) as u32)
         .await
         .unwrap();
+    // before it is scored a snapshot has no result and no rank yet (the result follows the leaderboard)
+    let unscored = env
+        .game
+        .snapshot(&code, Some(&right.player_id))
+        .await
+        .unwrap();
+    assert_eq!(unscored.state, RoomState::Reveal);
+    assert!(unscored.result.is_none(), "{unscored:?}");
+    assert_eq!(unscored.rank, 0);
     score_pending(&env, &code).await;
     let published = last(&env, &code, |e| match e {
         ServerEvent::QuestionReveal(r) => Some(r.clone()),
