@@ -432,7 +432,7 @@ local function show_question(R, q, now, showAt)
   local gen = redis.call('HINCRBY', R.P, 'gen', 1)
   local pev = every_ms(PROGRESS_EVERY_MS, PROGRESS_FRAMES_PER_S, redis.call('HGET', R.P, 'np'))
   redis.call('HSET', R.P, 'state', 'ACTIVE', 'cur', i, 'endsAt', int(endsAt), 'qstart', int(showAt),
-    'tlim', int(tlim), 'paused', '0', 'prem', '0', 'pslot', '0', 'pans', '0', 'pev', int(pev),
+    'tlim', int(tlim), 'paused', '0', 'prem', '0', 'pslot', '0', 'pev', int(pev),
     'qc', z['c' .. i], 'qno', z['no' .. i], 'qbase', base, 'pgen', int(gen), 'aw', int(tonumber(s.naway) or 0))
   set_qopen(R)
   redis.call('DEL', qkey(R, q))
@@ -1571,7 +1571,7 @@ local function timer_fire(keys, args)
     local slot = math.floor((now - tonumber(p.qstart) + pev / 2) / pev)
     if slot <= tonumber(p.pslot) then return not_fired('duplicate', kv('continue', 'true')) end
     local n = tonumber(redis.call('HGET', qkey(R, q), 'n')) or 0
-    redis.call('HSET', R.P, 'pslot', int(slot), 'pans', int(n))
+    redis.call('HSET', R.P, 'pslot', int(slot))
     -- every tick, changed or not: it goes to the hosts (and the players that asked) only, and a host that
     -- reloads has the count again within one tick (a live tick is never replayed)
     publish_live(R, 'game:answer:progress', obj({ kv('qIndex', int(q)), kv('answeredCount', int(n)),
@@ -1813,6 +1813,8 @@ local function state_json(R, pid, now)
         -- an answer to the open question is not scored yet (scoring runs at the reveal): the total
         -- has none of it
         if split_answer(redis.call('HGET', qkey(R, cur), 'a:' .. pid)) then answered = true end
+      elseif scoring then
+        revealed = cur - 1 -- the totals and streaks are still those after the question before
       end
       score = score - pending
       if revealed >= 0 then streak = streak_of(redis.call('HGET', qkey(R, revealed), 'a:' .. pid)) end

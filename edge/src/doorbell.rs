@@ -376,12 +376,16 @@ mod tests {
     /// busy task stopped; on epoll the zero-timeout poll it runs between two rounds of tasks hands
     /// such wakes over too. (Should a monoio upgrade make the io_uring half fail, its own wakes now
     /// reach a busy loop, and the doorbell may no longer be needed: measure before removing it.)
+    /// The io_uring half only reports: on a machine busy with other work its loop sometimes hands the
+    /// wake over while the tasks still spin (a CI run on 2026-12-07, tests running beside it), so it is
+    /// not a guarantee to assert; that the reply arrives at all is asserted inside `reply_while_busy`.
     #[test]
     fn without_a_doorbell_only_a_busy_epoll_worker_sees_its_reply() {
         let (mut epoll, uring) = crate::worker::test_runtimes();
         assert!(epoll.block_on(reply_while_busy(false)));
         if let Some(mut uring) = uring {
-            assert!(!uring.block_on(reply_while_busy(false)));
+            let seen = uring.block_on(reply_while_busy(false));
+            println!("io_uring without a doorbell: reply seen while busy: {seen} (usually false)");
         }
     }
 }

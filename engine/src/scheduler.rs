@@ -5,8 +5,8 @@
 //! the lease loop), schedules read (from the partition readers), and fire reports (from the fire
 //! tasks). A fire runs as its own task so that a slow reply never delays the next due timer; at most
 //! `max_in_flight` run at once, and of them at most `max_score_in_flight` `score` fires (a reveal's
-//! scoring, ms of Redis each): due ones past that wait in `score_waiting`, in order, and go back to the
-//! heap, due at once, as one ends.
+//! scoring, ms of Redis each): due ones past that wait in `score_waiting` and go back to the heap at
+//! their own due time, so the oldest take the slots first, as slots free.
 //!
 //! Lifecycle of one schedule: *waiting* in the heap → *in flight* (FCALL, then XACK+XDEL) → forgotten;
 //! or, for a periodic one whose function says continue, back to *waiting* at the next tick (its
@@ -139,8 +139,8 @@ pub struct Scheduler {
     in_flight: Vec<u32>,
     in_flight_total: usize,
     score_in_flight: usize,
-    /// Due `score` fires held back by `max_score_in_flight`, oldest first.
-    score_waiting: VecDeque<Key>,
+    /// Due `score` fires held back by `max_score_in_flight`: (key, token, due), in the order held.
+    score_waiting: VecDeque<(Key, u64, Instant)>,
     drop_waiters: Vec<Vec<oneshot::Sender<()>>>,
     done: HashSet<Key>,
     done_order: VecDeque<(Instant, Key)>,
@@ -232,23 +232,41 @@ impl Scheduler {
     }
 
     /// Starts every due fire. Returns true when it stopped at the in-flight limit. Held-back `score`
-    /// fires take the free score slots first, oldest first (a key whose timer was dropped or re-armed
-    /// meanwhile is skipped when popped, as any stale heap entry, and the next one takes the slot).
+    /// fires go back to the heap first, at their own due time, so they take the free score slots
+    /// before score fires that became due after them.
     fn fire_due(&mut self) -> bool {
         loop {
+            self.readmit_scores();
             let saturated = self.fire_due_heap();
-            let free = self
-                .shared
-                .config
-                .max_score_in_flight
-                .saturating_sub(self.score_in_flight);
-            if saturated || free == 0 || self.score_waiting.is_empty() {
+            if saturated || self.score_free() == 0 || self.score_waiting.is_empty() {
                 return saturated;
             }
-            let now = Instant::now();
-            for _ in 0..free.min(self.score_waiting.len()) {
-                let key = self.score_waiting.pop_front().expect("not empty");
-                self.push(key, now);
+        }
+    }
+
+    fn score_free(&self) -> usize {
+        self.shared
+            .config
+            .max_score_in_flight
+            .saturating_sub(self.score_in_flight)
+    }
+
+    /// Puts as many held-back `score` fires back in the heap as there are free score slots, each with
+    /// its token and due time; one whose timer was dropped, re-armed or re-read meanwhile (another
+    /// token) is forgotten: its current heap entry, if any, stands.
+    fn readmit_scores(&mut self) {
+        let mut free = self.score_free();
+        while free > 0 {
+            let Some((key, token, when)) = self.score_waiting.pop_front() else {
+                return;
+            };
+            if self
+                .timers
+                .get(&key)
+                .is_some_and(|t| t.token == token && !t.in_flight)
+            {
+                self.heap.push(Reverse(HeapEntry { when, token, key }));
+                free -= 1;
             }
         }
     }
@@ -272,7 +290,8 @@ impl Scheduler {
             }
             let score = timer.sched.kind == Kind::Known(TimerKind::Score);
             if score && self.score_in_flight >= self.shared.config.max_score_in_flight {
-                self.score_waiting.push_back(entry.key);
+                self.score_waiting
+                    .push_back((entry.key, entry.token, entry.when));
                 continue;
             }
             let p = entry.key.0;

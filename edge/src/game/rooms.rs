@@ -473,7 +473,7 @@ impl Rooms {
                     if !seal_pending {
                         behind.push(m.conn.id());
                     }
-                } else if m.progress {
+                } else if m.progress && m.last_seq == room.last_seq {
                     let _ = m
                         .conn
                         .send_fanout(frame.frame(m.codec).clone(), frame.class);
