@@ -578,7 +578,7 @@ end
 -- (or leave, or away report) that completed the room is acknowledged without waiting for the room's
 -- scoring, and the answers of other rooms queued behind that call do not wait for it either (rooms that
 -- started together complete together: 500 rooms' scoring in their last answers' calls held those
--- answers' acks for up to ~0.5 s, perf/edge.md).
+-- answers' acks for up to ~0.9 s, perf/edge.md).
 local function reveal(R, now, skipped, defer)
   local r = hm(R.P, { 'cur', 's_rp' })
   local q = tonumber(r.cur)

@@ -289,7 +289,7 @@ impl Scheduler {
                 continue;
             }
             let score = timer.sched.kind == Kind::Known(TimerKind::Score);
-            if score && self.score_in_flight >= self.shared.config.max_score_in_flight {
+            if score && self.score_free() == 0 {
                 self.score_waiting
                     .push_back((entry.key, entry.token, entry.when));
                 continue;

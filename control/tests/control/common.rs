@@ -258,20 +258,27 @@ pub async fn play_joined(
 /// run them (an early reveal leaves all of its scoring to them).
 pub async fn fire_latest(game: &Game, code: &str, kind: &str) {
     if kind == "next_question" {
-        for _ in 0..1000 {
-            let scoring: bool = redis::cmd("HEXISTS")
-                .arg(ringside_protocol::keys::room(code))
-                .arg("sq")
-                .query_async(&mut game.conn())
-                .await
-                .unwrap();
-            if !scoring {
-                break;
-            }
-            fire_entry(game, code, "score").await;
-        }
+        score_pending(game, code).await;
     }
     fire_entry(game, code, kind).await;
+}
+
+/// Fires the room's latest `score` entry until the question is scored (the room's `sq` is cleared),
+/// as the engine would; nothing when no scoring is pending.
+async fn score_pending(game: &Game, code: &str) {
+    for _ in 0..1000 {
+        let scoring: bool = redis::cmd("HEXISTS")
+            .arg(ringside_protocol::keys::room(code))
+            .arg("sq")
+            .query_async(&mut game.conn())
+            .await
+            .unwrap();
+        if !scoring {
+            return;
+        }
+        fire_entry(game, code, "score").await;
+    }
+    panic!("room {code}: scoring did not finish in 1000 score fires");
 }
 
 async fn fire_entry(game: &Game, code: &str, kind: &str) {
