@@ -83,6 +83,8 @@ pub struct Metrics {
     pub timers_claimed_total: AtomicU64,
     pub timers_received_total: AtomicU64,
     pub fires_in_flight: AtomicI64,
+    /// `score` fires that ran past `SCORE_SLOT_HOLD` and gave their score slot back early.
+    pub score_slots_released_total: AtomicU64,
     pub partitions_owned: AtomicI64,
     /// Live rooms per partition (`ZCARD rooms:{pNN}`), counted by the partition's reader while this
     /// instance owns it, 0 otherwise; `rooms_live` is their sum.
@@ -116,6 +118,7 @@ impl Metrics {
             timers_claimed_total: AtomicU64::new(0),
             timers_received_total: AtomicU64::new(0),
             fires_in_flight: AtomicI64::new(0),
+            score_slots_released_total: AtomicU64::new(0),
             partitions_owned: AtomicI64::new(0),
             rooms_live: (0..ringside_protocol::keys::PARTITIONS)
                 .map(|_| AtomicI64::new(0))
@@ -285,6 +288,12 @@ impl Metrics {
             "timers_dead_total",
             "Entries moved to the dead-letter stream.",
             &self.timers_dead_total,
+        );
+        counter(
+            &mut out,
+            "score_slots_released_total",
+            "Score fires that ran past 1 s and gave their --max-score-in-flight slot back early (a slow or hung node).",
+            &self.score_slots_released_total,
         );
         counter(
             &mut out,

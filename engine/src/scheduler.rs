@@ -6,7 +6,8 @@
 //! tasks). A fire runs as its own task so that a slow reply never delays the next due timer; at most
 //! `max_in_flight` run at once, and of them at most `max_score_in_flight` `score` fires (a reveal's
 //! scoring, ms of Redis each): due ones past that wait in `score_waiting` and go back to the heap at
-//! their own due time, so the oldest take the slots first, as slots free.
+//! their own due time, so the oldest take the slots first, as slots free. A score fire that runs
+//! longer than [`SCORE_SLOT_HOLD`] (a node that stopped answering) gives its slot back and runs on.
 //!
 //! Lifecycle of one schedule: *waiting* in the heap → *in flight* (FCALL, then XACK+XDEL) → forgotten;
 //! or, for a periodic one whose function says continue, back to *waiting* at the next tick (its
@@ -64,6 +65,8 @@ pub enum SchedMsg {
     },
     /// A fire task finished.
     Report(Report),
+    /// A `score` fire has run for [`SCORE_SLOT_HOLD`]: its score slot is free (the fire is not done).
+    ScoreSlotFree,
     /// Exit once nothing is in flight.
     Stop,
 }
@@ -72,7 +75,7 @@ pub enum SchedMsg {
 #[derive(Debug)]
 pub struct Report {
     key: Key,
-    /// A `score` fire (counted in `score_in_flight`).
+    /// A `score` fire still counted in `score_in_flight` (false once its slot was given back early).
     score: bool,
     epoch: u64,
     outcome: Outcome,
@@ -288,7 +291,8 @@ impl Scheduler {
             if timer.token != entry.token || timer.in_flight {
                 continue;
             }
-            let score = timer.sched.kind == Kind::Known(TimerKind::Score);
+            // An ack-only retry of a score fire calls no function: it takes no score slot.
+            let score = timer.sched.kind == Kind::Known(TimerKind::Score) && !timer.ack_only;
             if score && self.score_free() == 0 {
                 self.score_waiting
                     .push_back((entry.key, entry.token, entry.when));
@@ -375,6 +379,13 @@ impl Scheduler {
                 }
             }
             SchedMsg::Report(report) => self.report(report),
+            SchedMsg::ScoreSlotFree => {
+                self.score_in_flight -= 1;
+                self.shared
+                    .metrics
+                    .score_slots_released_total
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             SchedMsg::Stop => self.stopping = true,
         }
     }
@@ -539,14 +550,80 @@ fn retry_delay(attempts: u32) -> Duration {
     Duration::from_millis(25u64 << attempts.min(7)).min(Duration::from_secs(2))
 }
 
+/// How long a `score` fire keeps its score slot. One still running after this (a hung or failing
+/// Redis node: a call waits up to its 5 s timeout) gives the slot back and runs on within
+/// `--max-in-flight` only, so that a node that stops answering holds up the scoring of rooms on the
+/// other nodes for at most this long. A healthy node scores a room in a few ms.
+pub const SCORE_SLOT_HOLD: Duration = Duration::from_secs(1);
+
 async fn run_job(shared: Arc<Shared>, tx: mpsc::UnboundedSender<SchedMsg>, job: Job) {
-    let outcome = fire_and_ack(&shared, &job).await;
-    let _ = tx.send(SchedMsg::Report(Report {
+    let mut reporter = Reporter {
+        tx,
         key: job.key,
         score: job.score,
         epoch: job.epoch,
-        outcome,
-    }));
+        outcome: Outcome::Retry { counts: true },
+    };
+    let fire = fire_and_ack(&shared, &job);
+    reporter.outcome = if job.score {
+        let released = hold_slot(fire, SCORE_SLOT_HOLD, || {
+            let _ = reporter.tx.send(SchedMsg::ScoreSlotFree);
+        })
+        .await;
+        if released.1 {
+            reporter.score = false; // its slot is already back: the report must not free it again
+        }
+        released.0
+    } else {
+        fire.await
+    };
+}
+
+/// Runs `work` to its end; if it is still running after `hold`, calls `release` once, then goes on.
+/// Returns the output and whether `release` was called.
+async fn hold_slot<T>(
+    work: impl std::future::Future<Output = T>,
+    hold: Duration,
+    release: impl FnOnce(),
+) -> (T, bool) {
+    tokio::pin!(work);
+    tokio::select! {
+        biased;
+        out = &mut work => (out, false),
+        _ = tokio::time::sleep(hold) => {
+            release();
+            (work.await, true)
+        }
+    }
+}
+
+/// Sends a fire's report when the fire task ends, so its in-flight slots always come back: with the
+/// fire's outcome, or, if the task panicked before it had one, as a retry (after a backoff) that counts
+/// as a rejection.
+struct Reporter {
+    tx: mpsc::UnboundedSender<SchedMsg>,
+    key: Key,
+    score: bool,
+    epoch: u64,
+    outcome: Outcome,
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            error!(
+                partition = self.key.0,
+                "a fire task panicked; the timer will be retried"
+            );
+        }
+        let outcome = std::mem::replace(&mut self.outcome, Outcome::Retry { counts: true });
+        let _ = self.tx.send(SchedMsg::Report(Report {
+            key: self.key,
+            score: self.score,
+            epoch: self.epoch,
+            outcome,
+        }));
+    }
 }
 
 async fn fire_and_ack(shared: &Shared, job: &Job) -> Outcome {
@@ -679,5 +756,43 @@ mod tests {
         assert_eq!(retry_delay(0), Duration::from_millis(25));
         assert_eq!(retry_delay(2), Duration::from_millis(100));
         assert_eq!(retry_delay(30), Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_fire_task_that_panics_still_reports_so_its_slots_come_back() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let key = (3, EntryId { ms: 7, seq: 1 });
+        let task = tokio::spawn(async move {
+            let _reporter = Reporter {
+                tx,
+                key,
+                score: true,
+                epoch: 9,
+                outcome: Outcome::Retry { counts: true },
+            };
+            panic!("a bug in a fire");
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        let Some(SchedMsg::Report(r)) = rx.recv().await else {
+            panic!("no report from the panicked fire task");
+        };
+        assert_eq!((r.key, r.score, r.epoch), (key, true, 9));
+        assert!(matches!(r.outcome, Outcome::Retry { counts: true }));
+    }
+
+    #[tokio::test]
+    async fn a_slot_is_released_once_when_the_work_outlasts_the_hold() {
+        let hold = Duration::from_millis(20);
+        let mut released = 0;
+        let quick = hold_slot(async { 7 }, hold, || released += 1).await;
+        assert_eq!((quick, released), ((7, false), 0));
+        // work that can only end after the release: it outlasts the hold whatever the machine's load
+        let (tx, rx) = oneshot::channel();
+        let slow = hold_slot(async { rx.await.unwrap() }, hold, || {
+            released += 1;
+            tx.send(8).unwrap();
+        })
+        .await;
+        assert_eq!((slow, released), ((8, true), 1));
     }
 }
