@@ -10,7 +10,8 @@
 #   perf/raw/edge-game.sh NAME SCENARIO [loadgen args...]
 #   e.g. PROFILE=1 perf/raw/edge-game.sh g30k game --rooms 300 --players-per-room 100 --ramp-rate 1000
 # SEALED=0: questions in clear; PROGRESS=1: the players ask for the progress ticks (/ws?progress=1).
-# BIN (default target/release); OUT_ROOT (default /tmp/edgegame); REDIS_PORT, EDGE_PORT, METRICS_PORT.
+# BIN (default target/release); OUT_ROOT (default /tmp/edgegame); REDIS_PORT, EDGE_PORT, METRICS_PORT,
+# ENGINE_HTTP_PORT (the engine's /metrics, kept as engine-metrics.txt).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NAME=$1; SCENARIO=$2; shift 2
@@ -42,7 +43,7 @@ cleanup() {
 trap cleanup EXIT
 for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 "$BIN/ringside-quiz" import loadgen/quizzes/lg-3.json --redis "$REDIS" >"$OUT/quiz.log" 2>&1
-"$BIN/ringside-engine" --redis "$REDIS" --http 127.0.0.1:0 >"$OUT/engine.log" 2>&1 &
+"$BIN/ringside-engine" --redis "$REDIS" --http "127.0.0.1:${ENGINE_HTTP_PORT:-18730}" >"$OUT/engine.log" 2>&1 &
 ENGINE=$!
 # shellcheck disable=SC2086
 "$BIN/ringside-edge" --listen "127.0.0.1:$EPORT" --redis "$REDIS" --processes "$PROCS" --threads 1 \
@@ -86,6 +87,7 @@ echo "uptime after: $(uptime)" | tee -a "$OUT/uptime.txt"
 echo "$(cpu)" >"$OUT/cpu-after.txt"
 scrape >"$OUT/metrics-after.txt"
 redis-cli -p "$RPORT" info commandstats >"$OUT/redis-commandstats.txt"
+curl -sf "http://127.0.0.1:${ENGINE_HTTP_PORT:-18730}/metrics" >"$OUT/engine-metrics.txt" || true
 # every call that ran longer than SLOWLOG_US (default 1 ms) inside Redis, and Redis's own latency events
 redis-cli -p "$RPORT" slowlog get 10000 >"$OUT/redis-slowlog.txt"
 redis-cli -p "$RPORT" latency latest >"$OUT/redis-latency.txt"
