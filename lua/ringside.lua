@@ -93,6 +93,19 @@ local function int(n)
   return string.format('%d', n)
 end
 
+-- The text of a small whole number (points of one question, a streak), kept once made: the scoring walk
+-- writes two per player, and a Lua number concatenated into a string goes through printf's floating-point
+-- path (%.14g, ~1,500 instructions; callgrind, perf/lua.md). At most SMALL_INT_MAX texts are kept.
+local SMALL_INT_MAX = 4096
+local small_int, small_int_n = {}, 0
+local function int_text(n)
+  local t = small_int[n]
+  if t then return t end
+  t = string.format('%d', n)
+  if small_int_n < SMALL_INT_MAX then small_int[n], small_int_n = t, small_int_n + 1 end
+  return t
+end
+
 -- A JSON string literal.
 local function js(s)
   return cjson.encode(s)
@@ -321,6 +334,9 @@ end
 -- a real hash table: HMGET of a dozen fields of a ~40-field listpack costs a linear scan per field
 -- (measured on Redis 7.0.15: that HMGET took 12 us as a listpack, 5 us as a hash table).
 local HASHTABLE_PAD = '-----------------------------------------------------------------'
+-- The pad's field in P:players: not a player id (':' is outside arg_id's characters), so no call that
+-- names a player can name it; nothing walks that hash (players are listed from P:lb).
+local PLAYERS_PAD = ':pad'
 
 -- ───────────────────────────── question payloads ─────────────────────────────
 
@@ -436,7 +452,9 @@ local function show_question(R, q, now, showAt)
     'qc', z['c' .. i], 'qno', z['no' .. i], 'qbase', base, 'pgen', int(gen), 'aw', int(tonumber(s.naway) or 0))
   set_qopen(R)
   redis.call('DEL', qkey(R, q))
-  redis.call('HSET', qkey(R, q), 'n', 0, 'at', int(showAt))
+  -- a real hash table from the first answer (see HASHTABLE_PAD): a listpack would make every answer's
+  -- HSETNX and counters, and the scoring's HMGET and HSET, a linear scan of up to 128 fields
+  redis.call('HSET', qkey(R, q), 'n', 0, 'at', int(showAt), '_hashtable', HASHTABLE_PAD)
   emit(R, 'game:question:show', show_json(R, q, endsAt, tlim, base, s.nq, showAt))
   schedule(R, now, 'question_end', q, gen, endsAt + GRACE_MS)
   schedule(R, now, 'progress', q, gen, showAt + pev, pev)
@@ -470,7 +488,8 @@ end
 -- go to redis.call as numbers, an unscored record is parsed with one pattern.
 local function score_step(R, q)
   local sc, qc, base, tlim, maxb, smult, sthr, pen = unpack(redis.call('HMGET', R.P, unpack(SCORE_FIELDS)))
-  qc, base, tlim, maxb = tonumber(qc), tonumber(base), tonumber(tlim), tonumber(maxb)
+  -- the correct option as text, compared with each record's option as text (both written by int())
+  qc, base, tlim, maxb = tonumber(qc) and int(tonumber(qc)), tonumber(base), tonumber(tlim), tonumber(maxb)
   smult, sthr, pen = tonumber(smult), tonumber(sthr), tonumber(pen)
   local lb, lbn, qk = R.P .. ':lb', R.P .. ':lbn', qkey(R, q)
   local prevk = q > 0 and qkey(R, q - 1)
@@ -491,8 +510,7 @@ local function score_step(R, q)
         if v then
           local a, ms, rem = string.match(v, '^(%d+):(%d+):(%-?%d+)$')
           if a then
-            a = tonumber(a)
-            idx[k], msv[k], remv[k] = a, ms, tonumber(rem)
+            idx[k], msv[k], remv[k] = a, ms, rem
             if a == qc and prevk then
               want[#want + 1] = af[k]
               at[#at + 1] = k
@@ -506,13 +524,16 @@ local function score_step(R, q)
         for j, k in ipairs(at) do prev[k] = got[j] end
       end
       local zadd, hset = { 'ZADD', lbn }, { 'HSET', qk }
-      for k = 1, n do
+      -- from the last row down: ZSCAN gives a small (listpack) leaderboard in ascending order, and a
+      -- listpack ZADD walks from the head to the first higher score, so descending totals go in at the
+      -- head (ascending ones made every insert a walk to the end: quadratic in the room's size)
+      for k = n, 1, -1 do
         local pts = 0
         local a = idx[k]
         if a then
           local streak = 0
           if a == qc then
-            local rem = remv[k]
+            local rem = tonumber(remv[k])
             local bonus = 0
             if rem > 0 then bonus = math.floor(maxb * rem / tlim) end
             if bonus > maxb then bonus = maxb end
@@ -525,14 +546,19 @@ local function score_step(R, q)
             pts = -pen
           end
           hset[#hset + 1] = af[k]
-          -- whole numbers far below 1e14: Lua writes them without exponent
-          hset[#hset + 1] = a .. ':' .. msv[k] .. ':' .. pts .. ':' .. streak
+          hset[#hset + 1] = a .. ':' .. msv[k] .. ':' .. int_text(pts) .. ':' .. int_text(streak)
         elseif recs[k] then
           -- already scored (a second visit) or NO_ANSWER
           local _, _, p = split_answer(recs[k])
           pts = p or 0
         end
-        zadd[#zadd + 1] = tonumber(rows[2 * k]) + pts
+        -- the total as text: unchanged, ZSCAN's own; else '%d' (a Lua number argument would be
+        -- formatted by Redis with %.17g)
+        if pts == 0 then
+          zadd[#zadd + 1] = rows[2 * k]
+        else
+          zadd[#zadd + 1] = int(tonumber(rows[2 * k]) + pts)
+        end
         zadd[#zadd + 1] = rows[2 * k - 1]
       end
       redis.call(unpack(zadd))
@@ -896,6 +922,8 @@ local function room_create(keys, args)
     's_tpq', tpq and int(tpq) or '', 's_maxp', int(maxp), 's_late', late and '1' or '0',
     's_base', base and int(base) or '', 's_bonus', int(bonus), 's_smult', tostring(smult),
     's_sthr', int(sthr), 's_pen', int(pen), 's_cd', int(cd), 's_rp', int(rp), '_hashtable', HASHTABLE_PAD)
+  -- the players hash a real hash table too: every answer's membership check reads it
+  redis.call('HSET', R.P .. ':players', PLAYERS_PAD, HASHTABLE_PAD)
   touch(R, ROOM_TTL, -1)
   schedule(R, now, 'abandon', 0, 0, now + ABANDON_CHECK_MS)
   live_add(R, now)
@@ -1232,7 +1260,7 @@ end
 local function answer_fast(keys, args)
   local P, pid, qs, as = keys[1], args[1], args[2], args[3]
   local ai = OPTION[as]
-  if not ai or type(P) ~= 'string' or type(pid) ~= 'string' or #pid > 64 then
+  if not ai or type(P) ~= 'string' or type(pid) ~= 'string' or #pid > 64 or pid == PLAYERS_PAD then
     return checked_answer(keys, args)
   end
   local c = room_keys(P, keys[2])

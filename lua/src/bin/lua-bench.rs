@@ -41,6 +41,11 @@ struct Cli {
     /// Write hdrhistogram interval logs here (e.g. perf/raw).
     #[arg(long)]
     raw: Option<PathBuf>,
+    /// Run `sh -c "<CMD> start|end <phase>"` around each measured phase of `reveal` (answers-N,
+    /// joins-N, answers-N, reveal-N, score-N, results-N), e.g. lua/perf/callgrind/phase.sh to count
+    /// instructions per phase.
+    #[arg(long, env = "LUA_BENCH_PHASE_CMD")]
+    phase_cmd: Option<String>,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -498,15 +503,38 @@ async fn batch(
     Ok(())
 }
 
-async fn reveal(redis: Redis, sizes: &[usize], rec: &mut Recorder) -> Result<()> {
+/// Runs the `--phase-cmd` hook, if any, and waits for it (it must be done before the phase starts).
+fn phase(cmd: Option<&str>, what: &str, name: &str) -> Result<()> {
+    let Some(cmd) = cmd else { return Ok(()) };
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{cmd} {what} {name}"))
+        .status()
+        .context("--phase-cmd")?;
+    if !status.success() {
+        bail!("--phase-cmd {what} {name}: {status}");
+    }
+    Ok(())
+}
+
+async fn reveal(
+    redis: Redis,
+    sizes: &[usize],
+    rec: &mut Recorder,
+    hook: Option<&str>,
+) -> Result<()> {
     let game = Game::new(redis.clone());
     let mut conn = redis.clone();
     println!("## reveal and personal results");
     for &n in sizes {
         println!("- room of {n} players (all answered except one; 2/3 correct)");
         let mem0 = used_memory(&mut conn).await?;
+        phase(hook, "start", &format!("joins-{n}"))?;
         let (code, host) = room_with_players(&game, &mut conn, n + 1).await?;
+        phase(hook, "end", &format!("joins-{n}"))?;
+        phase(hook, "start", &format!("answers-{n}"))?;
         let (_, wall, errors) = submit_all(&redis, &code, (0..n).collect(), 64, 2).await?;
+        phase(hook, "end", &format!("answers-{n}"))?;
         let mem1 = used_memory(&mut conn).await?;
         println!(
             "  submitted {n} answers in {:.2} s (errors {errors}); memory {:.0} bytes per player (players + answers)",
@@ -515,9 +543,11 @@ async fn reveal(redis: Redis, sizes: &[usize], rec: &mut Recorder) -> Result<()>
         );
         reset_stats(&mut conn).await?;
         let cpu0 = main_thread_cpu(&mut conn).await?;
+        phase(hook, "start", &format!("reveal-{n}"))?;
         let t = Instant::now();
         game.skip(&code, &host, None).await?;
         let reveal_rtt = t.elapsed();
+        phase(hook, "end", &format!("reveal-{n}"))?;
         let cpu = main_thread_cpu(&mut conn).await? - cpu0;
         let (calls, usec) = fcall_stats(&mut conn).await?;
         println!(
@@ -541,6 +571,7 @@ async fn reveal(redis: Redis, sizes: &[usize], rec: &mut Recorder) -> Result<()>
             reset_stats(&mut conn).await?;
             let cpu0 = main_thread_cpu(&mut conn).await?;
             let mut h = hist();
+            phase(hook, "start", &format!("score-{n}"))?;
             let started = Instant::now();
             loop {
                 let t = Instant::now();
@@ -554,6 +585,7 @@ async fn reveal(redis: Redis, sizes: &[usize], rec: &mut Recorder) -> Result<()>
                 }
             }
             let wall = started.elapsed();
+            phase(hook, "end", &format!("score-{n}"))?;
             let cpu = main_thread_cpu(&mut conn).await? - cpu0;
             let (calls, usec) = fcall_stats(&mut conn).await?;
             println!(
@@ -570,11 +602,13 @@ async fn reveal(redis: Redis, sizes: &[usize], rec: &mut Recorder) -> Result<()>
         let ids: Vec<String> = (0..=n).map(bench::player_id).collect();
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         let mut got = 0;
+        phase(hook, "start", &format!("results-{n}"))?;
         for chunk in refs.chunks(ringside_lua::game::RESULTS_MAX) {
             let res = game.results(&code, 0, chunk).await?;
             got += res.iter().filter(|r| r.is_some()).count();
         }
         let to_last = t.elapsed();
+        phase(hook, "end", &format!("results-{n}"))?;
         if got != n + 1 {
             bail!("results for {got} of {} players", n + 1);
         }
@@ -677,7 +711,7 @@ async fn main() -> Result<()> {
             "lua-batch.hlog"
         }
         Mode::Reveal { players } => {
-            reveal(redis, players, &mut rec).await?;
+            reveal(redis, players, &mut rec, cli.phase_cmd.as_deref()).await?;
             "lua-reveal.hlog"
         }
     };
