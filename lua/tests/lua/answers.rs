@@ -28,6 +28,7 @@ on_both_backends!(
     a_batch_of_mostly_resends_reads_each_players_fields_once,
     a_lone_answer_takes_the_fast_path_through_every_transition_of_a_question,
     after_an_older_librarys_transitions_answers_to_the_stale_question_are_refused,
+    a_small_rooms_answers_and_players_are_hash_tables_and_the_pad_is_no_player,
 );
 
 /// (player index or None for a stranger, qIndex, answerIdx) — a sequence with every kind of answer: two
@@ -827,6 +828,43 @@ async fn a_lone_answer_takes_the_fast_path_through_every_transition_of_a_questio
     let (r, lines) = monitored(&env, &code, env.game.answer_submit(&code, &ids[5], 0, 1)).await;
     assert_eq!(refusal(r), ErrorCode::WrongQuestion);
     assert_eq!(checked_path_reads(&lines, &prefix), 1);
+}
+
+/// A small room's question hash and players hash are hash tables from the start (their pads): as
+/// listpacks, every answer's HSETNX, counters and membership check, and the scoring's reads and writes,
+/// would scan every field (perf/lua.md, "Redis instructions per player, counted"). The players hash's pad
+/// is not a player: an answer in its name is refused as a malformed id and counted nowhere.
+async fn a_small_rooms_answers_and_players_are_hash_tables_and_the_pad_is_no_player(
+    backend: Backend,
+) {
+    let env = env(backend).await;
+    let q = quiz(&unique("pads"), 2, 60_000);
+    let created = room(&env, &q, &settings()).await;
+    let (code, host) = (created.game_code.clone(), created.host_token.clone());
+    let ids: Vec<String> = join_n(&env, &code, 3)
+        .await
+        .into_iter()
+        .map(|p| p.player_id)
+        .collect();
+    open_first_question(&env, &code, &host).await;
+    env.game.answer_submit(&code, &ids[0], 0, 1).await.unwrap();
+    let prefix = ringside_protocol::keys::room(&code);
+    for suffix in ["", ":players", ":q:0"] {
+        let mut conn = env.conn.clone();
+        let encoding: String = redis::cmd("OBJECT")
+            .arg("ENCODING")
+            .arg(format!("{prefix}{suffix}"))
+            .query_async(&mut conn)
+            .await
+            .expect("OBJECT ENCODING");
+        assert_eq!(encoding, "hashtable", "room key {prefix}{suffix}");
+    }
+    assert_eq!(
+        refusal(env.game.answer_submit(&code, ":pad", 0, 1).await),
+        ErrorCode::BadPayload
+    );
+    assert_eq!(hget(&env, &code, ":q:0", "n").await.as_deref(), Some("1"));
+    assert_eq!(hget(&env, &code, ":q:0", "a::pad").await, None);
 }
 
 /// A raw command on the room's slot.
