@@ -14,7 +14,7 @@
 //! | `--fire-function NAME` | `RINGSIDE_ENGINE_FIRE_FUNCTION` | `timer_fire` | the idempotent transition function |
 //! | `--block-ms N` | `RINGSIDE_ENGINE_BLOCK_MS` | 1000 | XREADGROUP BLOCK per partition reader |
 //! | `--max-in-flight N` | `RINGSIDE_ENGINE_MAX_IN_FLIGHT` | 4096 | fire calls outstanding at once |
-//! | `--max-score-in-flight N` | `RINGSIDE_ENGINE_MAX_SCORE_IN_FLIGHT` | 16 | `score` fires (a reveal's scoring, ~1–2 ms of Redis each) outstanding at once, 1..=`--max-in-flight` ([`DEFAULT_MAX_SCORE_IN_FLIGHT`]); one still running after 1 s gives its slot back (`SCORE_SLOT_HOLD`) |
+//! | `--max-score-in-flight N` | `RINGSIDE_ENGINE_MAX_SCORE_IN_FLIGHT` | 16 | `score` fires (a reveal's scoring, ~1–2 ms of Redis each) outstanding at once, at least 1, at most `--max-in-flight` ([`DEFAULT_MAX_SCORE_IN_FLIGHT`]); one still running after 1 s gives its slot back (`SCORE_SLOT_HOLD`) |
 //! | `--drain-timeout-ms N` | `RINGSIDE_ENGINE_DRAIN_TIMEOUT_MS` | 5000 | SIGTERM/rebalance: wait this long for in-flight fires |
 //! | `--late-ms N` | `RINGSIDE_ENGINE_LATE_MS` | 50 | a fire completing later than this after due counts in `timers_late_total` |
 //! | `--load-library` | `RINGSIDE_ENGINE_LOAD_LIBRARY` | off | load the `ringside` library where it is missing or older (never downgrades) |
@@ -83,7 +83,7 @@ pub struct EngineArgs {
     /// Fire calls outstanding at once.
     #[arg(long, env = "RINGSIDE_ENGINE_MAX_IN_FLIGHT", default_value_t = 4096)]
     pub max_in_flight: usize,
-    /// `score` fires outstanding at once (1..=--max-in-flight; one running past 1 s frees its slot).
+    /// `score` fires outstanding at once (at least 1; at most --max-in-flight; one running past 1 s frees its slot).
     #[arg(long, env = "RINGSIDE_ENGINE_MAX_SCORE_IN_FLIGHT", default_value_t = DEFAULT_MAX_SCORE_IN_FLIGHT)]
     pub max_score_in_flight: usize,
     /// How long SIGTERM (and a rebalance) waits for in-flight fires, in ms.
@@ -146,8 +146,8 @@ pub enum ConfigError {
     Block(u64),
     #[error("--max-in-flight must be at least 1")]
     MaxInFlight,
-    #[error("--max-score-in-flight must be 1..=--max-in-flight ({max}), got {got}")]
-    MaxScoreInFlight { got: usize, max: usize },
+    #[error("--max-score-in-flight must be at least 1")]
+    MaxScoreInFlight,
     #[error("--instance-id must be 1..128 visible ASCII characters, got {0:?}")]
     InstanceId(String),
     #[error("--group and --fire-function must not be empty")]
@@ -222,11 +222,8 @@ impl EngineArgs {
         if self.max_in_flight == 0 {
             return Err(ConfigError::MaxInFlight);
         }
-        if !(1..=self.max_in_flight).contains(&self.max_score_in_flight) {
-            return Err(ConfigError::MaxScoreInFlight {
-                got: self.max_score_in_flight,
-                max: self.max_in_flight,
-            });
+        if self.max_score_in_flight == 0 {
+            return Err(ConfigError::MaxScoreInFlight);
         }
         let instance_id = self.instance_id.unwrap_or_else(default_instance_id);
         if instance_id.is_empty()
@@ -249,7 +246,8 @@ impl EngineArgs {
             fire_function: self.fire_function,
             block: Duration::from_millis(self.block_ms),
             max_in_flight: self.max_in_flight,
-            max_score_in_flight: self.max_score_in_flight,
+            // within --max-in-flight: a smaller --max-in-flight bounds the score fires too
+            max_score_in_flight: self.max_score_in_flight.min(self.max_in_flight),
             drain_timeout: Duration::from_millis(self.drain_timeout_ms),
             late_ms: self.late_ms,
             load_library: self.load_library,
@@ -387,11 +385,12 @@ mod tests {
             parse(&["--instance-id", "a b"]),
             Err(ConfigError::InstanceId(_))
         ));
-        let e = parse(&["--max-in-flight", "8"]).unwrap_err();
-        assert_eq!(e, ConfigError::MaxScoreInFlight { got: 16, max: 8 });
+        let e = parse(&["--max-score-in-flight", "0"]).unwrap_err();
         assert!(e.to_string().contains("--max-score-in-flight"), "{e}");
-        let ok = parse(&["--max-in-flight", "8", "--max-score-in-flight", "8"]).unwrap();
-        assert_eq!((ok.max_in_flight, ok.max_score_in_flight), (8, 8));
-        assert!(parse(&["--max-score-in-flight", "0"]).is_err());
+        // a --max-in-flight below the default score limit bounds the score fires too
+        let small = parse(&["--max-in-flight", "8"]).unwrap();
+        assert_eq!((small.max_in_flight, small.max_score_in_flight), (8, 8));
+        let both = parse(&["--max-in-flight", "100", "--max-score-in-flight", "4"]).unwrap();
+        assert_eq!((both.max_in_flight, both.max_score_in_flight), (100, 4));
     }
 }

@@ -566,14 +566,15 @@ async fn run_job(shared: Arc<Shared>, tx: mpsc::UnboundedSender<SchedMsg>, job: 
     };
     let fire = fire_and_ack(&shared, &job);
     reporter.outcome = if job.score {
-        let released = hold_slot(fire, SCORE_SLOT_HOLD, || {
-            let _ = reporter.tx.send(SchedMsg::ScoreSlotFree);
+        let tx = reporter.tx.clone();
+        let score = &mut reporter.score;
+        hold_slot(fire, SCORE_SLOT_HOLD, || {
+            // the slot is back now: the report (even a panicked fire's) must not free it again
+            *score = false;
+            let _ = tx.send(SchedMsg::ScoreSlotFree);
         })
-        .await;
-        if released.1 {
-            reporter.score = false; // its slot is already back: the report must not free it again
-        }
-        released.0
+        .await
+        .0
     } else {
         fire.await
     };

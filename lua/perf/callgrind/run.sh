@@ -6,7 +6,7 @@
 # rooms) and the personal results (`results`, calls of 1,000).
 # Instruction counts do not depend on the machine's load or the VM's speed: two runs of one library give
 # the same figures within ~0.1 %, so a change to the library can be measured here on a busy machine.
-# Needs valgrind (apt-get install valgrind). Writes OUT/cg.out.* and OUT/summary.txt.
+# Needs valgrind and bc (apt-get install valgrind bc). Writes OUT/cg.out.* and OUT/summary.txt.
 set -euo pipefail
 OUT=$1 LIB=$2 BENCH=$3 PLAYERS=${4:-100,2000}
 PORT=${PORT:-7398}
@@ -15,6 +15,7 @@ rm -rf "$OUT"; mkdir -p "$OUT"
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/cg.out" \
   redis-server --port "$PORT" --save '' --appendonly no >"$OUT/redis.log" 2>&1 &
 VG=$!
+export CG_PID=$VG
 trap 'redis-cli -p "$PORT" shutdown nosave >/dev/null 2>&1 || kill $VG 2>/dev/null; wait $VG 2>/dev/null || true' EXIT
 for _ in $(seq 300); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.2; done
 redis-cli -p "$PORT" FUNCTION LOAD REPLACE "$(cat "$LIB")" >/dev/null

@@ -41,9 +41,9 @@ struct Cli {
     /// Write hdrhistogram interval logs here (e.g. perf/raw).
     #[arg(long)]
     raw: Option<PathBuf>,
-    /// Run `sh -c "<CMD> start|end <phase>"` around each measured phase of `reveal` (answers-N,
-    /// joins-N, answers-N, reveal-N, score-N, results-N), e.g. lua/perf/callgrind/phase.sh to count
-    /// instructions per phase.
+    /// Run `sh -c "<CMD> start|end <phase>"` around each measured phase of `reveal` (joins-N,
+    /// answers-N, reveal-N, score-N, results-N), e.g. lua/perf/callgrind/phase.sh to count
+    /// instructions per phase. The hooks' own time then shows in the timings printed.
     #[arg(long, env = "LUA_BENCH_PHASE_CMD")]
     phase_cmd: Option<String>,
     #[command(subcommand)]

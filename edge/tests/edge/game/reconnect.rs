@@ -202,8 +202,11 @@ async fn a_join_retried_after_unavailable_gets_its_ack_not_name_taken() {
     let client = redis::Client::open(s._redis.urls()[0].as_str()).unwrap();
     let mut admin = client.get_multiplexed_async_connection().await.unwrap();
     let players_key = format!("{}:players", ringside_protocol::keys::room(&code));
+    // the room's players, counted where the library lists them: every player is in P:lb from the join
+    // (P:players also holds a pad field, not a player)
+    let lb_key = format!("{}:lb", ringside_protocol::keys::room(&code));
     let players = |mut c: redis::aio::MultiplexedConnection, key: String| async move {
-        redis::cmd("HLEN")
+        redis::cmd("ZCARD")
             .arg(key)
             .query_async::<usize>(&mut c)
             .await
@@ -225,7 +228,7 @@ async fn a_join_retried_after_unavailable_gets_its_ack_not_name_taken() {
         ServerEvent::Error(e) => assert_eq!(e.code, ErrorCode::Unavailable, "{e:?}"),
         other => panic!("a join Redis holds → {other:?}"),
     }
-    assert_eq!(players(admin.clone(), players_key.clone()).await, 0);
+    assert_eq!(players(admin.clone(), lb_key.clone()).await, 0);
     let _: () = redis::cmd("CLIENT")
         .arg("UNPAUSE")
         .query_async(&mut admin)
@@ -233,7 +236,7 @@ async fn a_join_retried_after_unavailable_gets_its_ack_not_name_taken() {
         .unwrap();
     // The held call now runs: the player is in the room although the client got `unavailable`.
     let mut polls = 0;
-    while players(admin.clone(), players_key.clone()).await == 0 {
+    while players(admin.clone(), lb_key.clone()).await == 0 {
         polls += 1;
         assert!(polls < 1000, "the held join never ran");
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -244,7 +247,7 @@ async fn a_join_retried_after_unavailable_gets_its_ack_not_name_taken() {
         other => panic!("the retried join → {other:?}"),
     };
     assert_eq!(ack.total_count, 1);
-    assert_eq!(players(admin.clone(), players_key.clone()).await, 1);
+    assert_eq!(players(admin.clone(), lb_key.clone()).await, 1);
     let in_room: Option<String> = redis::cmd("HGET")
         .arg(&players_key)
         .arg(&ack.player_id)
