@@ -574,26 +574,24 @@ async fn run_job(shared: Arc<Shared>, tx: mpsc::UnboundedSender<SchedMsg>, job: 
             let _ = tx.send(SchedMsg::ScoreSlotFree);
         })
         .await
-        .0
     } else {
         fire.await
     };
 }
 
 /// Runs `work` to its end; if it is still running after `hold`, calls `release` once, then goes on.
-/// Returns the output and whether `release` was called.
 async fn hold_slot<T>(
     work: impl std::future::Future<Output = T>,
     hold: Duration,
     release: impl FnOnce(),
-) -> (T, bool) {
+) -> T {
     tokio::pin!(work);
     tokio::select! {
         biased;
-        out = &mut work => (out, false),
+        out = &mut work => out,
         _ = tokio::time::sleep(hold) => {
             release();
-            (work.await, true)
+            work.await
         }
     }
 }
@@ -786,7 +784,7 @@ mod tests {
         let hold = Duration::from_millis(20);
         let mut released = 0;
         let quick = hold_slot(async { 7 }, hold, || released += 1).await;
-        assert_eq!((quick, released), ((7, false), 0));
+        assert_eq!((quick, released), (7, 0));
         // work that can only end after the release: it outlasts the hold whatever the machine's load
         let (tx, rx) = oneshot::channel();
         let slow = hold_slot(async { rx.await.unwrap() }, hold, || {
@@ -794,6 +792,6 @@ mod tests {
             tx.send(8).unwrap();
         })
         .await;
-        assert_eq!((slow, released), ((8, true), 1));
+        assert_eq!((slow, released), (8, 1));
     }
 }

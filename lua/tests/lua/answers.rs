@@ -85,11 +85,7 @@ async fn a_batch_replies_to_each_answer_what_answer_submit_would_one_by_one(back
     for _ in 0..2 {
         let created = room(&env, &q, &settings()).await;
         let code = created.game_code.clone();
-        let ids: Vec<String> = join_n(&env, &code, 6)
-            .await
-            .into_iter()
-            .map(|p| p.player_id)
-            .collect();
+        let ids = join_ids(&env, &code, 6).await;
         open_first_question(&env, &code, &created.host_token).await;
         rooms.push((code, ids));
     }
@@ -151,11 +147,7 @@ async fn a_batch_acks_its_accepted_answers_with_one_server_time_and_counts_them(
     let q = quiz(&unique("batch-time"), 1, 60_000);
     let created = room(&env, &q, &settings()).await;
     let code = created.game_code.clone();
-    let ids: Vec<String> = join_n(&env, &code, 41) // one never answers: no early reveal
-        .await
-        .into_iter()
-        .map(|p| p.player_id)
-        .collect();
+    let ids = join_ids(&env, &code, 41).await; // one never answers: no early reveal
     open_first_question(&env, &code, &created.host_token).await;
     let mut batch: Vec<BatchedAnswer> = ids[..40]
         .iter()
@@ -706,11 +698,7 @@ async fn a_batch_of_mostly_resends_reads_each_players_fields_once(backend: Backe
     let q = quiz(&unique("batch-resend"), 1, 60_000);
     let created = room(&env, &q, &settings()).await;
     let code = created.game_code.clone();
-    let ids: Vec<String> = join_n(&env, &code, 201) // one never answers: no early reveal
-        .await
-        .into_iter()
-        .map(|p| p.player_id)
-        .collect();
+    let ids = join_ids(&env, &code, 201).await; // one never answers: no early reveal
     open_first_question(&env, &code, &created.host_token).await;
     // 180 answers recorded; the batch resends them with 20 new ones among them
     for (i, id) in ids[..180].iter().enumerate() {
@@ -801,11 +789,7 @@ async fn a_lone_answer_takes_the_fast_path_through_every_transition_of_a_questio
     let created = room(&env, &q, &settings()).await;
     let (code, host) = (created.game_code.clone(), created.host_token.clone());
     // one player never answers: no early reveal
-    let ids: Vec<String> = join_n(&env, &code, 7)
-        .await
-        .into_iter()
-        .map(|p| p.player_id)
-        .collect();
+    let ids = join_ids(&env, &code, 7).await;
     open_first_question(&env, &code, &host).await;
     assert_eq!(checked_reads_of_an_answer(&env, &code, &ids[0], 0).await, 0);
     env.game.pause(&code, &host).await.unwrap();
@@ -841,11 +825,7 @@ async fn a_small_rooms_answers_and_players_are_hash_tables_and_the_pad_is_no_pla
     let q = quiz(&unique("pads"), 2, 60_000);
     let created = room(&env, &q, &settings()).await;
     let (code, host) = (created.game_code.clone(), created.host_token.clone());
-    let ids: Vec<String> = join_n(&env, &code, 3)
-        .await
-        .into_iter()
-        .map(|p| p.player_id)
-        .collect();
+    let ids = join_ids(&env, &code, 3).await;
     open_first_question(&env, &code, &host).await;
     env.game.answer_submit(&code, &ids[0], 0, 1).await.unwrap();
     let prefix = ringside_protocol::keys::room(&code);
@@ -945,11 +925,7 @@ async fn after_an_older_librarys_transitions_answers_to_the_stale_question_are_r
     let created = room(&env, &q, &settings()).await;
     let (code, host) = (created.game_code.clone(), created.host_token.clone());
     // one player never answers: no early reveal
-    let ids: Vec<String> = join_n(&env, &code, 4)
-        .await
-        .into_iter()
-        .map(|p| p.player_id)
-        .collect();
+    let ids = join_ids(&env, &code, 4).await;
     let (a, b, c) = (&ids[0], &ids[1], &ids[2]);
     open_first_question(&env, &code, &host).await;
     let qopen = hget(&env, &code, "", "qopen").await;

@@ -147,6 +147,12 @@ pub async fn join_n(env: &Env, code: &str, n: usize) -> Vec<RoomJoinAck> {
     out
 }
 
+/// [`join_n`]'s player ids.
+pub async fn join_ids(env: &Env, code: &str, n: usize) -> Vec<String> {
+    let acks = join_n(env, code, n).await;
+    acks.into_iter().map(|p| p.player_id).collect()
+}
+
 /// Every room event in the log, decoded with the protocol crate: (seq, raw JSON, event).
 pub async fn log(env: &Env, code: &str) -> Vec<(u64, String, ServerEvent)> {
     let mut conn = env.conn.clone();
