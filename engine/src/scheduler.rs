@@ -612,7 +612,7 @@ impl Drop for Reporter {
         if std::thread::panicking() {
             error!(
                 partition = self.key.0,
-                "a fire task panicked; the timer will be retried"
+                "a fire task panicked; the timer will be retried (dead-lettered after 5 attempts)"
             );
         }
         let outcome = std::mem::replace(&mut self.outcome, Outcome::Retry { counts: true });
@@ -630,6 +630,17 @@ async fn fire_and_ack(shared: &Shared, job: &Job) -> Outcome {
     let metrics = &shared.metrics;
     let (p, sched) = (job.key.0, &*job.sched);
     let mut conn = shared.conn();
+    if !job.ack_only && job.attempts >= MAX_FAILED_ATTEMPTS {
+        // Only a fire task that panicked gets here (a rejecting function is dead-lettered at its
+        // last attempt, below): a schedule that makes the fire panic every time is not fired again.
+        error!(partition = p, id = %sched.id, room = %sched.room, kind = sched.kind.as_str(),
+            attempts = job.attempts, "fire task panicked; moving the schedule to the dead-letter stream");
+        let reason = format!(
+            "fire failed {} times, the last by a panic of the fire task",
+            job.attempts
+        );
+        return dead_letter_job(shared, &mut conn, job, &reason).await;
+    }
     if !job.ack_only {
         match fire::call(&mut conn, &config.fire_function, p, sched, job.tick_due_ms).await {
             Ok(reply) => {
@@ -680,27 +691,7 @@ async fn fire_and_ack(shared: &Shared, job: &Job) -> Outcome {
                 } else {
                     format!("fire failed {MAX_FAILED_ATTEMPTS} times: {e}")
                 };
-                let id = sched.id.to_string();
-                return match fire::dead_letter(
-                    &mut conn,
-                    p,
-                    &config.group,
-                    &id,
-                    &fire::fields_of(sched),
-                    &reason,
-                )
-                .await
-                {
-                    Ok(()) => {
-                        metrics.timers_dead_total.fetch_add(1, Ordering::Relaxed);
-                        Outcome::Done
-                    }
-                    Err(e) => {
-                        metrics.redis_error();
-                        debug!(error = %e, "dead-lettering failed; retrying");
-                        Outcome::Retry { counts: false }
-                    }
-                };
+                return dead_letter_job(shared, &mut conn, job, &reason).await;
             }
         }
     }
@@ -716,9 +707,38 @@ async fn fire_and_ack(shared: &Shared, job: &Job) -> Outcome {
     }
 }
 
+/// Moves the job's schedule to its partition's dead-letter stream (acked there): `Done`, or a retry
+/// that does not count when Redis could not be reached.
+async fn dead_letter_job(
+    shared: &Shared,
+    conn: &mut crate::redis_conn::RedisConn,
+    job: &Job,
+    reason: &str,
+) -> Outcome {
+    let (p, sched) = (job.key.0, &*job.sched);
+    let id = sched.id.to_string();
+    let fields = fire::fields_of(sched);
+    match fire::dead_letter(conn, p, &shared.config.group, &id, &fields, reason).await {
+        Ok(()) => {
+            shared
+                .metrics
+                .timers_dead_total
+                .fetch_add(1, Ordering::Relaxed);
+            Outcome::Done
+        }
+        Err(e) => {
+            shared.metrics.redis_error();
+            debug!(error = %e, "dead-lettering failed; retrying");
+            Outcome::Retry { counts: false }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::redis_conn::RedisTarget;
     use crate::schedule::Kind;
     use ringside_lua::TimerKind;
 
@@ -777,6 +797,83 @@ mod tests {
         };
         assert_eq!((r.key, r.score, r.epoch), (key, true, 9));
         assert!(matches!(r.outcome, Outcome::Retry { counts: true }));
+    }
+
+    /// A schedule whose fire task panicked MAX_FAILED_ATTEMPTS times (the scheduler counts each panic as a
+    /// failed attempt) is moved to the dead-letter stream at its next turn, without being fired: a real
+    /// redis-server, and no fire function loaded, so a call would fail and come back as a retry.
+    #[tokio::test]
+    async fn a_schedule_whose_fire_keeps_panicking_is_dead_lettered_not_fired_again() {
+        let server = ringside_testkit::RedisServer::start().expect("redis-server");
+        let config = Config::for_redis(vec![server.url()], false);
+        let target = RedisTarget::new(&config.redis, false).unwrap();
+        let conn = target.command_conn().await.unwrap();
+        let shared = Shared {
+            config,
+            target,
+            conn: std::sync::RwLock::new(conn),
+            clock: Default::default(),
+            leases: Default::default(),
+            metrics: Arc::new(crate::metrics::Metrics::new(50)),
+            status: Default::default(),
+        };
+        let p = 2;
+        let stream = ringside_protocol::keys::timers(p);
+        let mut c = shared.conn();
+        let _: () = redis::cmd("XADD")
+            .arg(&stream)
+            .arg("5-1")
+            .arg("room")
+            .arg("AB")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&stream)
+            .arg(&shared.config.group)
+            .arg("0")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let mut sched = progress(1_000);
+        sched.id = EntryId { ms: 5, seq: 1 };
+        let job = |attempts| Job {
+            key: (p, sched.id),
+            score: false,
+            epoch: 1,
+            sched: Arc::new(sched.clone()),
+            tick_due_ms: 1_000,
+            ack_only: false,
+            attempts,
+        };
+        // one attempt short: it is fired (and fails: no such function), not dead-lettered
+        let fired = fire_and_ack(&shared, &job(MAX_FAILED_ATTEMPTS - 1)).await;
+        assert!(matches!(fired, Outcome::Retry { counts: false }));
+        let outcome = fire_and_ack(&shared, &job(MAX_FAILED_ATTEMPTS)).await;
+        assert!(matches!(outcome, Outcome::Done));
+        let dead: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+            .arg(fire::dead_letter_key(p))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(dead.len(), 1);
+        let fields = &dead[0].1;
+        let reason = fields.iter().position(|f| f == "reason").unwrap() + 1;
+        assert!(fields[reason].contains("panic"), "{fields:?}");
+        assert_eq!(
+            fields[fields.iter().position(|f| f == "id").unwrap() + 1],
+            "5-1"
+        );
+        let left: i64 = redis::cmd("XLEN")
+            .arg(&stream)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "the entry leaves the timer stream");
+        assert_eq!(shared.metrics.timers_dead_total.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]
