@@ -490,6 +490,92 @@ impl Session for TickerSession {
     fn on_message(&mut self, _conn: &ConnHandle, _kind: MessageKind, _payload: &[u8]) {}
 }
 
+/// On the client's first message, `bursts` bursts of `per` numbered text frames of `size` bytes, 5 ms
+/// apart, each frame sent with `send_fanout` (a room's fan-out: the worker writes the queue itself
+/// where the kernel takes all of it, and wakes the socket's task where it does not).
+struct Burster {
+    bursts: usize,
+    per: usize,
+    size: usize,
+}
+struct BurstSession {
+    started: bool,
+    bursts: usize,
+    per: usize,
+    size: usize,
+}
+
+impl SessionFactory for Burster {
+    fn open(
+        &self,
+        _req: &UpgradeRequest,
+        _conn: &ConnHandle,
+    ) -> Result<Box<dyn Session>, Rejection> {
+        Ok(Box::new(BurstSession {
+            started: false,
+            bursts: self.bursts,
+            per: self.per,
+            size: self.size,
+        }))
+    }
+}
+
+impl Session for BurstSession {
+    fn on_message(&mut self, conn: &ConnHandle, _kind: MessageKind, _payload: &[u8]) {
+        if std::mem::replace(&mut self.started, true) {
+            return;
+        }
+        let (conn, bursts, per, size) = (conn.clone(), self.bursts, self.per, self.size);
+        monoio::spawn(async move {
+            for b in 0..bursts {
+                for i in 0..per {
+                    let text = format!("{:08}{}", b * per + i, "-".repeat(size - 8));
+                    let frame = ringside_edge::ws::frame::encode_text(&text);
+                    if conn.send_fanout(frame, FrameClass::Reliable).is_err() {
+                        return;
+                    }
+                }
+                monoio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+    }
+}
+
+/// Reads `n` text frames numbered 0.. in order (any other frame fails the test).
+async fn numbered_frames_in_order(ws: &mut RawWs, n: usize, size: usize) {
+    for want in 0..n {
+        let (op, p) = ws.next_frame().await.expect("a frame");
+        assert_eq!(op, 1, "frame {want}: opcode");
+        assert_eq!(p.len(), size, "frame {want}: size");
+        let got: usize = std::str::from_utf8(&p[..8]).unwrap().parse().unwrap();
+        assert_eq!(got, want, "frames in order");
+    }
+}
+
+/// A fan-out's frames are written by the worker itself, without waking the socket's task, and arrive
+/// whole and in order — also at a client with a small receive buffer that starts reading late, whose
+/// socket's kernel buffer fills (then its task takes the writing over, as it always did).
+#[tokio::test]
+async fn a_fan_out_is_written_in_place_of_the_sockets_task_whole_and_in_order() {
+    let (bursts, per, size) = (8, 50, 8 * 1024);
+    let srv = start_with(echo_config(), Arc::new(Burster { bursts, per, size }));
+    let mut fast = RawWs::connect(srv.local_addr()).await;
+    let mut late = RawWs::connect_with_rcvbuf(srv.local_addr(), 4096).await;
+    let go = encode_client(true, 1, MASK, b"go");
+    fast.send(&go).await;
+    late.send(&go).await;
+    numbered_frames_in_order(&mut fast, bursts * per, size).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    numbered_frames_in_order(&mut late, bursts * per, size).await;
+    let m = srv.metrics();
+    assert!(
+        m.direct_flushes_total.load(Relaxed) >= 1,
+        "no flush written in place of a task"
+    );
+    assert!(m.frames_out_total.load(Relaxed) >= 2 * (bursts * per) as u64);
+    stop(srv).await;
+}
+
 /// Reads `ticks` ticks; returns how many pings came among them.
 async fn pings_among_ticks(ws: &mut RawWs, ticks: usize) -> usize {
     let (mut pings, mut seen) = (0, 0);
