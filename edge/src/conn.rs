@@ -406,13 +406,6 @@ pub const fn ws_state_size() -> usize {
     std::mem::size_of::<WsConn>()
 }
 
-impl Drop for WsConn {
-    fn drop(&mut self) {
-        // Before the stream (and its fd) goes: no deferred flush may write to it any more.
-        self.handle.set_direct(false);
-    }
-}
-
 impl WsConn {
     /// Registers the upgraded socket and processes frame bytes that came with the request head.
     fn start(thread: &Thread, up: Upgraded) -> WsConn {
@@ -428,9 +421,6 @@ impl WsConn {
         if worker.shared.draining() {
             handle.close(CloseCode::ServiceRestart.code(), "service restart");
         }
-        // A fan-out may write a plain socket's queue in place of this task from now on, until
-        // WsConn's drop (before the socket is closed).
-        handle.set_direct(matches!(transport, Transport::Plain));
         let mut c = WsConn {
             handle,
             session,
@@ -495,7 +485,16 @@ impl WsConn {
         let done = self.transport.flush_queue(sock, &mut q, &mut w)?;
         self.write_blocked = !done;
         self.handle.0.backed_up.set(!done);
-        w.record(&worker.shared.metrics);
+        let m = &worker.shared.metrics;
+        if w.writes > 0 {
+            m.writes_total.fetch_add(w.writes as u64, Relaxed);
+        }
+        if w.frames > 0 {
+            m.frames_out_total.fetch_add(w.frames as u64, Relaxed);
+        }
+        if w.bytes > 0 {
+            m.bytes_out_total.fetch_add(w.bytes as u64, Relaxed);
+        }
         Ok(())
     }
 

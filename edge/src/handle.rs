@@ -94,10 +94,6 @@ pub(crate) struct ConnShared {
     /// fan-out's frame queued behind it must ask for one (the queue is not empty, yet no wake is
     /// pending). May stay set after the writer flushed for another reason (costs one spare wake).
     pub(crate) held: Cell<bool>,
-    /// The socket's task is in its WebSocket loop on a plain (not TLS) socket: a fan-out's
-    /// deferred flush may write the queue to the fd itself ([`DeferredFlush`]). Set and cleared by
-    /// the task ([`ConnHandle::set_direct`]); never set while the fd could be closed.
-    direct: Cell<bool>,
     /// Index in the worker's registry.
     pub(crate) slot: Cell<u32>,
     /// The socket's fd, for the sweep's [`ConnHandle::all_acked`]; open while the socket is in the
@@ -169,7 +165,6 @@ impl ConnHandle {
             tx_quiet: Cell::new(0),
             backed_up: Cell::new(false),
             held: Cell::new(false),
-            direct: Cell::new(false),
             slot: Cell::new(u32::MAX),
             fd,
             worker,
@@ -233,7 +228,10 @@ impl ConnHandle {
         if s.queue.borrow().is_empty() {
             return;
         }
-        crate::worker::defer_flush(self.0.clone());
+        if let Some(w) = s.waker.take() {
+            crate::worker::defer_wake(w.clone());
+            s.waker.set(Some(w));
+        }
     }
 
     fn push(&self, frame: Bytes, class: FrameClass, wake: Wake) -> Result<(), SendError> {
@@ -274,7 +272,12 @@ impl ConnHandle {
             Wake::Now => self.wake(),
             Wake::Deferred if was_empty || s.held.get() => {
                 s.held.set(false);
-                crate::worker::defer_flush(self.0.clone());
+                // The waker stays in place, so a later direct send still wakes the task at once.
+                let w = s.waker.take();
+                if let Some(w) = w {
+                    crate::worker::defer_wake(w.clone());
+                    s.waker.set(Some(w));
+                }
             }
             Wake::Deferred => {}
             Wake::Held => s.held.set(true),
@@ -411,12 +414,6 @@ impl ConnHandle {
         self.0.slot.set(s);
     }
 
-    /// The socket's task entered its WebSocket loop on a plain socket (`true`), or is leaving it
-    /// (`false`, before the socket is closed): see [`ConnShared::direct`].
-    pub(crate) fn set_direct(&self, direct: bool) {
-        self.0.direct.set(direct);
-    }
-
     pub(crate) fn wake(&self) {
         self.0.held.set(false);
         if let Some(w) = self.0.waker.take() {
@@ -436,60 +433,6 @@ impl ConnHandle {
             Some(w) if w.will_wake(cx.waker()) => self.0.waker.set(Some(w)),
             _ => self.0.waker.set(Some(cx.waker().clone())),
         }
-    }
-}
-
-impl ConnShared {
-    /// Wakes the socket's task, leaving its waker in place (a later direct send still wakes it).
-    fn wake_task(&self) {
-        if let Some(w) = self.waker.take() {
-            w.wake_by_ref();
-            self.waker.set(Some(w));
-        }
-    }
-
-    /// Writes the queue to the socket in place of its task (the same `sendmsg`s its flush makes).
-    /// True when all of it is on the wire; false when the task must take over: the kernel's send
-    /// buffer filled (recorded in `backed_up`, as the task's flush does), or the write failed (the
-    /// task's next write sees the error and ends the connection).
-    fn write_direct(&self) -> bool {
-        let Ok(mut q) = self.queue.try_borrow_mut() else {
-            return false;
-        };
-        // The fd is open: `direct` is true (the caller checked), so the socket's task is in its
-        // WebSocket loop and holds the monoio stream that owns it; the task clears `direct`
-        // (WsConn's drop) before the stream can be closed, and this runs on the task's own thread.
-        let mut w = crate::transport::Written::default();
-        let r = crate::sys::with_socket(self.fd, |sock| {
-            crate::transport::Transport::Plain.flush_queue(sock, &mut q, &mut w)
-        });
-        let m = &self.worker.shared.metrics;
-        w.record(m);
-        match r {
-            Ok(true) => {
-                m.direct_flushes_total.fetch_add(1, Relaxed);
-                true
-            }
-            Ok(false) => {
-                self.backed_up.set(true);
-                false
-            }
-            Err(_) => false,
-        }
-    }
-}
-
-impl crate::worker::DeferredFlush for ConnShared {
-    fn flush_or_wake(&self) {
-        let direct = self.direct.get() && self.stage.get() == Stage::Open && !self.backed_up.get();
-        if direct && self.write_direct() {
-            return;
-        }
-        self.wake_task();
-    }
-
-    fn wake_writer(&self) {
-        self.wake_task();
     }
 }
 

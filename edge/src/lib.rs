@@ -16,9 +16,6 @@
 //! - [`doorbell`] — wakes from the Redis thread (replies, room events) that reach a busy worker at
 //!   once (an `eventfd` the worker watches like a socket), not only when its loop parks.
 //! - [`handle`] — [`ConnHandle`], a socket as the game layer sees it; [`conn`] — the task that owns it.
-//!   A fan-out's frames are written by the worker's releaser of deferred wakes in place of the
-//!   socket's task (plain sockets, while the kernel takes all of it): no task wake per socket
-//!   (`DeferredFlush`, `direct_flushes_total`).
 //! - [`admission`] — saturation gauges and thresholds: new upgrades and joins are refused first.
 //! - [`transport`] — readiness-driven non-blocking I/O, plain or TLS (rustls sans-I/O).
 //! - [`sendq`] — bounded send queue with the slow-consumer policy.

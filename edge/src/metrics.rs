@@ -150,9 +150,6 @@ pub struct Metrics {
     pub bytes_out_total: AtomicU64,
     /// `sendmsg` calls that wrote WebSocket frames (the send syscalls per delivered frame).
     pub writes_total: AtomicU64,
-    /// Fan-out flushes the worker wrote itself, without waking the socket's task (all of the
-    /// queue went out; `handle`'s deferred flush).
-    pub direct_flushes_total: AtomicU64,
     /// WebSocket keepalive pings queued by the sweep.
     pub pings_total: AtomicU64,
     /// Of those, the ones the sweep let go after their ride: no frame came to carry them.
@@ -246,11 +243,6 @@ impl Metrics {
             "writes_total",
             "Send syscalls that wrote WebSocket frames.",
             self.writes_total.load(Relaxed),
-        );
-        counter(
-            "direct_flushes_total",
-            "Fan-out flushes written by the worker without waking the socket's task.",
-            self.direct_flushes_total.load(Relaxed),
         );
         counter(
             "pings_total",

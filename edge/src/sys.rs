@@ -10,15 +10,6 @@ use std::time::Duration;
 
 use socket2::SockRef;
 
-/// Runs `f` with a view of socket `fd`, which the caller keeps open for the call: the socket of a
-/// registered connection, written in place of its task (`handle`'s deferred flush).
-pub fn with_socket<R>(fd: std::os::fd::RawFd, f: impl FnOnce(RawSock<'_>) -> R) -> R {
-    // SAFETY: the caller keeps `fd` open until `f` returns (the borrow does not outlive this call);
-    // a socket fd's syscalls here are plain non-blocking send/recv.
-    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    f(RawSock { fd })
-}
-
 /// A borrowed view of a socket owned by a monoio `TcpStream`, for synchronous non-blocking
 /// syscalls after monoio reported readiness.
 #[derive(Clone, Copy)]

@@ -10,7 +10,6 @@
 //! read/write task pair, while this way plain and TLS sockets share one code path and one task.
 
 use std::io::{self, IoSlice, Read as _, Write as _};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use monoio::net::TcpStream;
@@ -31,21 +30,6 @@ pub struct Written {
     pub frames: usize,
     /// Send syscalls made.
     pub writes: usize,
-}
-
-impl Written {
-    /// Adds these writes to the edge's counters (`writes_total`, `frames_out_total`, `bytes_out_total`).
-    pub fn record(&self, m: &crate::metrics::Metrics) {
-        if self.writes > 0 {
-            m.writes_total.fetch_add(self.writes as u64, Relaxed);
-        }
-        if self.frames > 0 {
-            m.frames_out_total.fetch_add(self.frames as u64, Relaxed);
-        }
-        if self.bytes > 0 {
-            m.bytes_out_total.fetch_add(self.bytes as u64, Relaxed);
-        }
-    }
 }
 
 fn would_block(e: &io::Error) -> bool {

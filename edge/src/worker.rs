@@ -274,23 +274,20 @@ pub async fn run_deferred_wakes(chunk: usize) {
             })
         })
         .await;
-        let batch: Vec<DeferredWork> = DEFERRED.with(|d| {
+        let batch: Vec<Waker> = DEFERRED.with(|d| {
             let mut w = d.wakers.borrow_mut();
             let n = chunk.min(w.len());
             let batch = w.drain(..n).collect();
             if w.is_empty() && w.capacity() > KEEP_DEFERRED_CAPACITY {
                 // The burst is released: a room's fan-out grew the queue to one entry per member
-                // (24 B each, 456 KiB for 19K members, perf/vs-peers.md); it is not kept until
+                // (16 B each, 512 KiB for 19K members, perf/vs-peers.md); it is not kept until
                 // the next one.
                 *w = VecDeque::new();
             }
             batch
         });
-        for work in batch {
-            match work {
-                DeferredWork::Wake(w) => w.wake(),
-                DeferredWork::Flush(f) => f.flush_or_wake(),
-            }
+        for w in batch {
+            w.wake();
         }
         if a.writable(false).await.is_err() {
             yield_now().await;
@@ -301,28 +298,12 @@ pub async fn run_deferred_wakes(chunk: usize) {
 /// Capacity of the deferred-wake queue kept after a burst is released (larger: freed).
 const KEEP_DEFERRED_CAPACITY: usize = 1024;
 
-/// A socket whose writer a fan-out deferred ([`defer_flush`]): the releaser writes its queue itself
-/// where it can, and wakes the socket's task only where it cannot.
-pub trait DeferredFlush {
-    /// Writes what is queued for the socket, in place of its task, where that is safe and the
-    /// kernel takes all of it; else wakes the socket's task, which writes it.
-    fn flush_or_wake(&self);
-    /// Wakes the socket's task (no releaser runs: the task writes, as it would after a wake).
-    fn wake_writer(&self);
-}
-
-/// One deferred piece of work: a task to wake, or a socket to flush.
-enum DeferredWork {
-    Wake(Waker),
-    Flush(Rc<dyn DeferredFlush>),
-}
-
 /// This thread's deferred wakes (see [`run_deferred_wakes`]).
 #[derive(Default)]
 struct Deferred {
     /// A releaser runs on this thread (else [`defer_wake`] wakes at once).
     running: Cell<bool>,
-    wakers: RefCell<VecDeque<DeferredWork>>,
+    wakers: RefCell<VecDeque<Waker>>,
     flusher: RefCell<Option<Waker>>,
 }
 
@@ -333,29 +314,13 @@ thread_local! {
 /// Wakes `w` in its turn among this thread's deferred wakes (a fan-out's socket writers), or at
 /// once when no releaser runs on this thread.
 pub fn defer_wake(w: Waker) {
-    if let Err(DeferredWork::Wake(w)) = defer(DeferredWork::Wake(w)) {
-        w.wake();
-    }
-}
-
-/// Flushes socket `f` in its turn among this thread's deferred wakes (a fan-out's socket writers:
-/// [`DeferredFlush::flush_or_wake`]), or wakes its task at once when no releaser runs on this
-/// thread.
-pub fn defer_flush(f: Rc<dyn DeferredFlush>) {
-    if let Err(DeferredWork::Flush(f)) = defer(DeferredWork::Flush(f)) {
-        f.wake_writer();
-    }
-}
-
-/// Queues `work` for the releaser; gives it back when none runs on this thread.
-fn defer(work: DeferredWork) -> Result<(), DeferredWork> {
-    DEFERRED
+    let queued = DEFERRED
         .try_with(|d| {
             if !d.running.get() {
-                return Err(work);
+                return Err(w);
             }
             let was_empty = d.wakers.borrow().is_empty();
-            d.wakers.borrow_mut().push_back(work);
+            d.wakers.borrow_mut().push_back(w);
             if was_empty {
                 if let Some(f) = d.flusher.borrow_mut().take() {
                     f.wake();
@@ -363,25 +328,24 @@ fn defer(work: DeferredWork) -> Result<(), DeferredWork> {
             }
             Ok(())
         })
-        // The thread is exiting: its sockets' tasks are gone with it.
-        .unwrap_or(Ok(()))
+        .unwrap_or(Ok(()));
+    if let Err(w) = queued {
+        w.wake();
+    }
 }
 
 /// Wakes every deferred wake at once and stops deferring on this thread (the worker is stopping:
 /// nothing may wait for a releaser that is about to be dropped).
 pub fn release_deferred_wakes() {
-    let all: Vec<DeferredWork> = DEFERRED
+    let all: Vec<Waker> = DEFERRED
         .try_with(|d| {
             d.running.set(false);
             d.flusher.borrow_mut().take();
             d.wakers.borrow_mut().drain(..).collect()
         })
         .unwrap_or_default();
-    for work in all {
-        match work {
-            DeferredWork::Wake(w) => w.wake(),
-            DeferredWork::Flush(f) => f.wake_writer(),
-        }
+    for w in all {
+        w.wake();
     }
 }
 
