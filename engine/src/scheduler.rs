@@ -34,7 +34,8 @@ use crate::schedule::{EntryId, Kind, Partition, Schedule};
 use crate::Shared;
 use ringside_lua::TimerKind;
 
-/// A fire that the function rejects with an error this many times goes to the dead-letter stream.
+/// A fire that the function rejects with an error, or whose task panics, this many times goes to the
+/// dead-letter stream.
 const MAX_FAILED_ATTEMPTS: u32 = 5;
 /// How long a schedule is remembered after it was done, so a late duplicate delivery is ignored.
 const REMEMBER_DONE: Duration = Duration::from_secs(60);
@@ -87,8 +88,8 @@ enum Outcome {
     Done,
     /// Periodic and continuing: next tick at this due time (`None`: one period later).
     Rearm { next_due_ms: Option<i64> },
-    /// The call failed; try again after a backoff. `counts`: the function itself rejected it (a
-    /// few of those and the schedule is dead-lettered).
+    /// The call failed; try again after a backoff. `counts`: the function itself rejected it, or the
+    /// fire task panicked (a few of those and the schedule is dead-lettered).
     Retry { counts: bool },
     /// Fired, but the ack failed: only ack next time (after a backoff).
     AckRetry,
@@ -102,7 +103,7 @@ struct Timer {
     token: u64,
     in_flight: bool,
     ack_only: bool,
-    /// Times the function rejected it.
+    /// Times the function rejected it or its fire task panicked.
     attempts: u32,
     /// Consecutive failures of any kind (the backoff).
     failures: u32,
@@ -598,7 +599,7 @@ async fn hold_slot<T>(
 
 /// Sends a fire's report when the fire task ends, so its in-flight slots always come back: with the
 /// fire's outcome, or, if the task panicked before it had one, as a retry (after a backoff) that counts
-/// as a rejection.
+/// as a failed attempt (at the limit the schedule is dead-lettered unfired: `fire_and_ack`).
 struct Reporter {
     tx: mpsc::UnboundedSender<SchedMsg>,
     key: Key,

@@ -541,10 +541,13 @@ impl Session for BurstSession {
     }
 }
 
-/// Reads `n` text frames numbered 0.. in order (any other frame fails the test).
+/// Reads `n` text frames numbered 0.. in order (keepalive pings skipped; any other frame fails the test).
 async fn numbered_frames_in_order(ws: &mut RawWs, n: usize, size: usize) {
     for want in 0..n {
-        let (op, p) = ws.next_frame().await.expect("a frame");
+        let (mut op, mut p) = ws.next_frame().await.expect("a frame");
+        while op == 9 {
+            (op, p) = ws.next_frame().await.expect("a frame");
+        }
         assert_eq!(op, 1, "frame {want}: opcode");
         assert_eq!(p.len(), size, "frame {want}: size");
         let got: usize = std::str::from_utf8(&p[..8]).unwrap().parse().unwrap();
@@ -552,8 +555,8 @@ async fn numbered_frames_in_order(ws: &mut RawWs, n: usize, size: usize) {
     }
 }
 
-/// A fan-out's frames arrive whole and in order, also at a client with a small receive buffer that
-/// starts reading late (its socket's kernel buffer fills, and the writer waits for it to drain).
+/// A fan-out's frames arrive whole and in order, also at a client with a small receive buffer (4 KB
+/// asked, 8 KB given) that starts reading late, while 3.2 MB are queued for it.
 #[tokio::test]
 async fn a_fan_out_burst_arrives_whole_and_in_order_also_at_a_client_that_reads_late() {
     let (bursts, per, size) = (8, 50, 8 * 1024);
@@ -566,8 +569,7 @@ async fn a_fan_out_burst_arrives_whole_and_in_order_also_at_a_client_that_reads_
     numbered_frames_in_order(&mut fast, bursts * per, size).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     numbered_frames_in_order(&mut late, bursts * per, size).await;
-    let m = srv.metrics();
-    assert!(m.frames_out_total.load(Relaxed) >= 2 * (bursts * per) as u64);
+    assert_eq!(srv.metrics().slow_consumer_closes_total.load(Relaxed), 0);
     stop(srv).await;
 }
 
