@@ -631,18 +631,18 @@ async fn fire_and_ack(shared: &Shared, job: &Job) -> Outcome {
     let metrics = &shared.metrics;
     let (p, sched) = (job.key.0, &*job.sched);
     let mut conn = shared.conn();
-    if !job.ack_only && job.attempts >= MAX_FAILED_ATTEMPTS {
-        // Only a fire task that panicked gets here (a rejecting function is dead-lettered at its
-        // last attempt, below): a schedule that makes the fire panic every time is not fired again.
-        error!(partition = p, id = %sched.id, room = %sched.room, kind = sched.kind.as_str(),
-            attempts = job.attempts, "fire task panicked; moving the schedule to the dead-letter stream");
-        let reason = format!(
-            "fire failed {} times, the last by a panic of the fire task",
-            job.attempts
-        );
-        return dead_letter_job(shared, &mut conn, job, &reason).await;
-    }
     if !job.ack_only {
+        if job.attempts >= MAX_FAILED_ATTEMPTS {
+            // Only a fire task that panicked gets here (a rejecting function is dead-lettered at its
+            // last attempt, below): a schedule that makes the fire panic every time is not fired again.
+            error!(partition = p, id = %sched.id, room = %sched.room, kind = sched.kind.as_str(),
+                attempts = job.attempts, "fire task panicked; moving the schedule to the dead-letter stream");
+            let reason = format!(
+                "fire failed {} times, the last by a panic of the fire task",
+                job.attempts
+            );
+            return dead_letter_job(shared, &mut conn, job, &reason).await;
+        }
         match fire::call(&mut conn, &config.fire_function, p, sched, job.tick_due_ms).await {
             Ok(reply) => {
                 let drift_us = shared.clock.now_us() - job.tick_due_ms * 1000;

@@ -493,6 +493,7 @@ impl Session for TickerSession {
 /// On the client's first message, `bursts` bursts of `per` numbered text frames of `size` bytes, 5 ms
 /// apart, each frame sent with `send_fanout` (a room's fan-out: the socket's writer is woken in its
 /// turn among the thread's deferred wakes).
+#[derive(Clone, Copy)]
 struct Burster {
     bursts: usize,
     per: usize,
@@ -500,9 +501,7 @@ struct Burster {
 }
 struct BurstSession {
     started: bool,
-    bursts: usize,
-    per: usize,
-    size: usize,
+    burst: Burster,
 }
 
 impl SessionFactory for Burster {
@@ -513,9 +512,7 @@ impl SessionFactory for Burster {
     ) -> Result<Box<dyn Session>, Rejection> {
         Ok(Box::new(BurstSession {
             started: false,
-            bursts: self.bursts,
-            per: self.per,
-            size: self.size,
+            burst: *self,
         }))
     }
 }
@@ -525,7 +522,7 @@ impl Session for BurstSession {
         if std::mem::replace(&mut self.started, true) {
             return;
         }
-        let (conn, bursts, per, size) = (conn.clone(), self.bursts, self.per, self.size);
+        let (conn, Burster { bursts, per, size }) = (conn.clone(), self.burst);
         monoio::spawn(async move {
             for b in 0..bursts {
                 for i in 0..per {
