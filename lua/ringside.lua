@@ -1,5 +1,5 @@
 #!lua name=ringside
--- Ringside game logic as Redis Functions. Library version: 9 (see `version`, and VERSION in lua/src/lib.rs).
+-- Ringside game logic as Redis Functions. Library version: 10 (see `version`, and VERSION in lua/src/lib.rs).
 --
 -- Every authoritative transition of a quiz room runs here, atomically, in the room's hash slot.
 -- The edge and the engine only ever call these functions (lua/README.md has the full contract).
@@ -21,7 +21,9 @@
 --   P:players      hash    playerId -> "<avatar>:<name>"
 --   P:names        hash    "k:<folded name>" -> playerId, "p:<playerId>" -> folded name
 --   P:sess         hash    playerId -> sessionToken
---   P:secret       hash    playerId -> answerSecret (the edge verifies the answer HMAC with it)
+--                          "m:<playerId>" -> answerSecret of a member, from the join to the removal (v10;
+--                          the edge verifies the answer HMAC with it; the answer path reads it as membership)
+--   P:secret       hash    playerId -> answerSecret of a player who joined under a library older than v10
 --   P:viol         hash    playerId -> anti-cheat violations
 --   P:kicked       hash    "p:<playerId>" -> reason, "s:<sessionToken>" -> playerId, "n:<folded name>" -> playerId
 --   P:lb           zset    playerId -> total score (every player, from join, starting at 0)
@@ -40,7 +42,7 @@
 -- ended game: room, roomId, reason, ended — read by the control plane's results writer) and rooms:{pNN}
 -- (sorted set of the live rooms: code → created ms, for the ops view).
 
-local VERSION = 9
+local VERSION = 10
 local LOG_MAX = 1000            -- entries kept in P:log (approximate trim)
 local ROOM_TTL = 7200           -- s: a room with no transition for this long is abandoned
 local END_TTL = 300             -- s: reconnect window after game:end
@@ -130,9 +132,37 @@ local function arr(items)
   return '[' .. table.concat(items, ',') .. ']'
 end
 
+-- redis.call, string.sub and string.byte as upvalues of the lone answer's path and the clock: a global
+-- and a field lookup less per use (~90 instructions each). Captured at the first call (capture()): the
+-- library's body runs where `string` is not reachable.
+local rcall, ssub, sbyte
+local function capture()
+  rcall, ssub, sbyte = redis.call, string.sub, string.byte
+  return rcall
+end
+
+-- TIME in milliseconds, as a number and as its decimal text, made from TIME's two texts with no
+-- conversion but the seconds' once per second (clock_s): the milliseconds are the microseconds' text
+-- less its last three digits. A `tonumber` of a text is glibc's strtod, twice (lua_isnumber, then
+-- lua_tonumber), and a `string.format` is sprintf: the lone answer's clock cost ~4,000 of its ~80,000
+-- instructions that way (callgrind, perf/lua.md).
+local clock_s, clock_s_ms = nil, 0
+local MS_PAD = { '00', '0', '' }
+local function now_ms_text()
+  local t = (rcall or capture())('TIME')
+  local s, us = t[1], t[2]
+  if s ~= clock_s then clock_s, clock_s_ms = s, tonumber(s) * 1000 end
+  local n = #us - 3 -- the milliseconds' digits
+  if n <= 0 then return clock_s_ms, s .. '000' end
+  local a, b, c = sbyte(us, 1, n)
+  local ms = a - 48
+  if b then ms = ms * 10 + b - 48 end
+  if c then ms = ms * 10 + c - 48 end
+  return clock_s_ms + ms, s .. MS_PAD[n] .. ssub(us, 1, n)
+end
+
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return (now_ms_text())
 end
 
 -- HMGET into a table keyed by field name; missing fields are nil.
@@ -337,6 +367,18 @@ local HASHTABLE_PAD = '---------------------------------------------------------
 -- The pad's field in P:players: not a player id (':' is outside arg_id's characters), so no call that
 -- names a player can name it; nothing walks that hash (players are listed from P:lb).
 local PLAYERS_PAD = ':pad'
+-- The room hash's field of a member, 'm:<playerId>' = their answerSecret, written with the player's
+-- P:players field at the join and deleted with it at the removal: answer_fast reads it in the same HMGET
+-- as the room's fields, so an answer costs no membership call of its own (it was P:secret's field before
+-- v10: the same memory, one hash fewer). P:players stays the membership's truth for every other path. A
+-- player who joined under a library older than v10 has their secret in P:secret instead (member_secret),
+-- and their answers take the checked path: correct, not cheaper.
+local MEMBER_PREFIX = 'm:'
+
+-- A member's answerSecret (nil for a non-member).
+local function member_secret(R, pid)
+  return redis.call('HGET', R.P, MEMBER_PREFIX .. pid) or redis.call('HGET', R.P .. ':secret', pid) or nil
+end
 
 -- ───────────────────────────── question payloads ─────────────────────────────
 
@@ -790,8 +832,9 @@ local function remove_player(R, pid, reason, kicked_by, now)
     if nk then redis.call('HSET', R.P .. ':kicked', 'n:' .. nk, pid) end
   end
   redis.call('HDEL', R.P .. ':players', pid)
+  redis.call('HDEL', R.P, MEMBER_PREFIX .. pid)
   redis.call('HDEL', R.P .. ':sess', pid)
-  redis.call('HDEL', R.P .. ':secret', pid)
+  redis.call('HDEL', R.P .. ':secret', pid) -- joined before v10
   redis.call('HDEL', R.P .. ':viol', pid)
   if redis.call('HEXISTS', R.P .. ':conn', 'a:' .. pid) == 1 then unmark_away(R, pid) end
   redis.call('HDEL', R.P .. ':conn', 'e:' .. pid)
@@ -922,7 +965,7 @@ local function room_create(keys, args)
     's_tpq', tpq and int(tpq) or '', 's_maxp', int(maxp), 's_late', late and '1' or '0',
     's_base', base and int(base) or '', 's_bonus', int(bonus), 's_smult', tostring(smult),
     's_sthr', int(sthr), 's_pen', int(pen), 's_cd', int(cd), 's_rp', int(rp), '_hashtable', HASHTABLE_PAD)
-  -- the players hash a real hash table too: every answer's membership check reads it
+  -- the players hash a real hash table too: the batch's and the checked path's membership checks read it
   redis.call('HSET', R.P .. ':players', PLAYERS_PAD, HASHTABLE_PAD)
   touch(R, ROOM_TTL, -1)
   schedule(R, now, 'abandon', 0, 0, now + ABANDON_CHECK_MS)
@@ -981,7 +1024,7 @@ local function room_join(keys, args)
   -- a retry after this session was kicked: kicked
   local held = redis.call('HGET', R.P .. ':sess', pid)
   if held == sess and redis.call('HGET', R.P .. ':names', 'k:' .. nkey) == pid then
-    return join_ack(R, r, pid, sess, redis.call('HGET', R.P .. ':secret', pid), tonumber(r.np))
+    return join_ack(R, r, pid, sess, member_secret(R, pid), tonumber(r.np))
   end
   if not held and redis.call('HGET', R.P .. ':kicked', 's:' .. sess) == pid then
     fail('kicked', 'this session was removed from the room')
@@ -1004,9 +1047,9 @@ local function room_join(keys, args)
   local pv = int(avatar) .. ':' .. name
   local pj = player_json(pid, pv)
   redis.call('HSET', R.P .. ':players', pid, pv)
+  redis.call('HSET', R.P, MEMBER_PREFIX .. pid, secret)
   redis.call('HSET', R.P .. ':names', 'k:' .. nkey, pid, 'p:' .. pid, nkey)
   redis.call('HSET', R.P .. ':sess', pid, sess)
-  redis.call('HSET', R.P .. ':secret', pid, secret)
   redis.call('ZADD', R.P .. ':lb', 'NX', 0, pid)
   lb_scoring_also(R, 'ZADD', pid)
   redis.call('RPUSH', R.P .. ':recent', pj)
@@ -1251,37 +1294,39 @@ local function open_of(c, qopen)
   return true
 end
 
--- Per answer: HMGET of 4 room fields (qopen is trusted only while the room's gen is the one it was
--- written at: see set_qopen), TIME, the HSETNX lock (which stores the record), the membership
--- HEXISTS and the option and answered counters; the strings it makes are the record, the lock's field
--- name, the time and the reply; increments go as strings (a Lua number argument is formatted with
--- %.14g). The player id needs no pattern check here: only a member's answer stays
--- (a member's id passed arg_id at its join), anyone else's is taken back and refused by the checked path.
+-- Per answer, five Redis calls: HMGET of 4 room fields and the player's `m:<pid>` (its presence is the
+-- membership check; qopen is trusted only while the room's gen is the one it was written at: see
+-- set_qopen), TIME, the HSETNX lock (which stores the record) and the option and answered counters. The
+-- strings it makes are the two field names, the time, the record and the reply; increments go as strings
+-- (a Lua number argument is formatted with %.14g), and no text is converted to a number but `np` when it
+-- changes (a cache entry field) and `aw` when someone is away. The player id needs no pattern check
+-- here: only a member has an `m:` field (a member's id passed arg_id at its join); anyone else's answer
+-- goes to the checked path, which refuses it.
 local function answer_fast(keys, args)
   local P, pid, qs, as = keys[1], args[1], args[2], args[3]
   local ai = OPTION[as]
-  if not ai or type(P) ~= 'string' or type(pid) ~= 'string' or #pid > 64 or pid == PLAYERS_PAD then
+  -- KEYS and ARGV hold strings only (no type() here: it makes its answer's string each time)
+  if not ai or not P or not pid or #pid > 64 or pid == PLAYERS_PAD then
     return checked_answer(keys, args)
   end
+  local call = rcall or capture()
   local c = room_keys(P, keys[2])
   if not c then return checked_answer(keys, args) end
-  local qopen, np, aw, gen = unpack(redis.call('HMGET', P, 'qopen', 'np', 'aw', 'gen'))
-  if qopen and open_of(c, qopen) and gen == c.gen and qs == c.cur and ai < c.qno then
-    local now = now_ms()
+  local qopen, np, aw, gen, member =
+    unpack(call('HMGET', P, 'qopen', 'np', 'aw', 'gen', MEMBER_PREFIX .. pid))
+  if member and qopen and open_of(c, qopen) and gen == c.gen and qs == c.cur and ai < c.qno then
+    local now, ns = now_ms_text()
     if now >= c.qstart and now <= c.deadline then
-      local qk, a, ns = c.qk, 'a:' .. pid, int(now)
-      if redis.call('HSETNX', qk, a, as .. ':' .. ns .. ':' .. (c.prem or int(c.endsAt - now))) == 1 then
-        if redis.call('HEXISTS', c.players, pid) == 1 then
-          redis.call('HINCRBY', qk, OPTION_COUNTER[as], '1')
-          aw = tonumber(aw) or 0
-          if aw > 0 then aw = answered_while_away(P, pid, aw) end
-          if redis.call('HINCRBY', qk, 'n', '1') >= (tonumber(np) or 0) - aw then
-            local r = checked_reveal(keys, { now })
-            if type(r) == 'table' then return r end -- an error reply
-          end
-          return c.ack .. ns .. '}'
+      local qk = c.qk
+      if call('HSETNX', qk, 'a:' .. pid, as .. ':' .. ns .. ':' .. (c.prem or int(c.endsAt - now))) == 1 then
+        call('HINCRBY', qk, OPTION_COUNTER[as], '1')
+        if np ~= c.np then c.np, c.np_n = np, tonumber(np) or 0 end
+        aw = (aw and aw ~= '0') and answered_while_away(P, pid, tonumber(aw) or 0) or 0
+        if call('HINCRBY', qk, 'n', '1') >= c.np_n - aw then
+          local r = checked_reveal(keys, { now })
+          if type(r) == 'table' then return r end -- an error reply
         end
-        redis.call('HDEL', qk, a)
+        return c.ack .. ns .. '}'
       end
     end
   end
@@ -1914,7 +1959,7 @@ local function reconnect(keys, args)
     if redis.call('HEXISTS', R.P .. ':kicked', 'p:' .. pid) == 1 then fail('kicked', 'this player was removed') end
     local sess = redis.call('HGET', R.P .. ':sess', pid)
     if not sess or sess ~= token then fail('unauthorized', 'unknown player or wrong sessionToken') end
-    secret = redis.call('HGET', R.P .. ':secret', pid)
+    secret = member_secret(R, pid)
     -- presence first, so that a room:player:presence it publishes is inside `seq` (replayed or in the state)
     epoch = redis.call('HINCRBY', R.P .. ':conn', 'e:' .. pid, 1)
     expire_with_room(R, ':conn')

@@ -47,7 +47,7 @@ pub const LIBRARY: &str = include_str!("../ringside.lua");
 
 /// The library version this crate was built with; `FCALL version` answers `ringside <VERSION>`.
 /// Bump it (here and in `ringside.lua`, twice) whenever a function's behaviour or contract changes.
-pub const VERSION: u32 = 9;
+pub const VERSION: u32 = 10;
 
 /// The library name (`#!lua name=ringside`).
 pub const LIBRARY_NAME: &str = "ringside";

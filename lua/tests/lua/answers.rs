@@ -29,6 +29,7 @@ on_both_backends!(
     a_lone_answer_takes_the_fast_path_through_every_transition_of_a_question,
     after_an_older_librarys_transitions_answers_to_the_stale_question_are_refused,
     a_small_rooms_answers_and_players_are_hash_tables_and_the_pad_is_no_player,
+    a_members_secret_in_the_room_hash_is_the_fast_paths_membership_and_older_joiners_still_answer,
 );
 
 /// (player index or None for a stranger, qIndex, answerIdx) — a sequence with every kind of answer: two
@@ -845,6 +846,100 @@ async fn a_small_rooms_answers_and_players_are_hash_tables_and_the_pad_is_no_pla
     );
     assert_eq!(hget(&env, &code, ":q:0", "n").await.as_deref(), Some("1"));
     assert_eq!(hget(&env, &code, ":q:0", "a::pad").await, None);
+}
+
+/// Since v10 a member's answerSecret is the room hash's `m:<playerId>`, from the join to the removal,
+/// and the lone answer's only membership check. A removed player has none, so their answer is refused by
+/// the checked path (kicked, unauthorized). A player who joined under v9 has theirs in `P:secret`: their
+/// answer is accepted through the checked path, and a retried join and a reconnect still give the secret.
+async fn a_members_secret_in_the_room_hash_is_the_fast_paths_membership_and_older_joiners_still_answer(
+    backend: Backend,
+) {
+    let env = env(backend).await;
+    let q = quiz(&unique("member-secret"), 2, 60_000);
+    let created = room(&env, &q, &settings()).await;
+    let (code, host) = (created.game_code.clone(), created.host_token.clone());
+    let p = ringside_protocol::keys::room(&code);
+    let acks = join_n(&env, &code, 5).await;
+    let id = |i: usize| acks[i].player_id.clone();
+    for a in &acks {
+        let m = format!("m:{}", a.player_id);
+        assert_eq!(
+            hget(&env, &code, "", &m).await.as_deref(),
+            Some(a.answer_secret.as_str())
+        );
+        assert_eq!(hget(&env, &code, ":secret", &a.player_id).await, None);
+    }
+    // player 1 as if joined under v9: the secret in P:secret, no m: field
+    raw(&env, redis::cmd("HDEL").arg(&p).arg(format!("m:{}", id(1)))).await;
+    raw(
+        &env,
+        redis::cmd("HSET")
+            .arg(format!("{p}:secret"))
+            .arg(id(1))
+            .arg(&acks[1].answer_secret),
+    )
+    .await;
+    let again = env
+        .game
+        .room_join(
+            &code,
+            &id(1),
+            &acks[1].session_token,
+            "a-retry-brings-another-secret",
+            "player-001",
+            1,
+            None,
+        )
+        .await
+        .expect("a retried join");
+    assert_eq!(again.answer_secret, acks[1].answer_secret);
+    let back = env
+        .game
+        .reconnect(&code, &id(1), &acks[1].session_token, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        back.answer_secret.as_deref(),
+        Some(acks[1].answer_secret.as_str())
+    );
+    let back = env
+        .game
+        .reconnect(&code, &id(0), &acks[0].session_token, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        back.answer_secret.as_deref(),
+        Some(acks[0].answer_secret.as_str())
+    );
+
+    open_first_question(&env, &code, &host).await;
+    env.game.kick(&code, &host, &id(2)).await.unwrap();
+    env.game.leave(&code, &id(3)).await.unwrap();
+    for i in [2, 3] {
+        assert_eq!(hget(&env, &code, "", &format!("m:{}", id(i))).await, None);
+    }
+    assert_eq!(checked_reads_of_an_answer(&env, &code, &id(0), 0).await, 0);
+    assert_eq!(checked_reads_of_an_answer(&env, &code, &id(1), 0).await, 1);
+    assert_eq!(
+        refusal(env.game.answer_submit(&code, &id(2), 0, 1).await),
+        ErrorCode::Kicked
+    );
+    assert_eq!(
+        refusal(env.game.answer_submit(&code, &id(3), 0, 1).await),
+        ErrorCode::Unauthorized
+    );
+    // two answers counted, nothing recorded for the removed players; player 4 has not answered
+    assert_eq!(hget(&env, &code, ":q:0", "n").await.as_deref(), Some("2"));
+    for i in [2, 3] {
+        assert_eq!(
+            hget(&env, &code, ":q:0", &format!("a:{}", id(i))).await,
+            None
+        );
+    }
+    // the v9 joiner's leave removes their P:secret field too
+    env.game.leave(&code, &id(1)).await.unwrap();
+    assert_eq!(hget(&env, &code, ":secret", &id(1)).await, None);
 }
 
 /// A raw command on the room's slot.
