@@ -57,6 +57,8 @@ local SHOW_LEAD_MIN_SPAN = 1000 -- ... when that pause is at least this long (sh
 local TOP_N = 10                -- limits::LEADERBOARD_TOP_N
 local RECENT_MAX = 50           -- players[] in room:join:ack
 local JOIN_NAMES = 20           -- players[] in room:player:joined
+local RECENT_FROM = '-' .. RECENT_MAX      -- the same as texts, for LTRIM
+local JOIN_NAMES_LAST = JOIN_NAMES - 1 .. ''
 local JOIN_EVERY_MS = 1000      -- at most one room:player:joined per room per second ...
 local JOIN_FRAMES_PER_S = 20000 -- ... and at most ~this many lobby frames per second in a big room
 local PROGRESS_EVERY_MS = 1000  -- at most one game:answer:progress per room per second ...
@@ -514,7 +516,7 @@ end
 local function lb_scoring_also(R, cmd, pid)
   if redis.call('HEXISTS', R.P, 'sq') == 0 then return end
   if cmd == 'ZADD' then
-    redis.call('ZADD', R.P .. ':lbn', 'NX', 0, pid)
+    redis.call('ZADD', R.P .. ':lbn', 'NX', '0', pid)
   else
     redis.call('ZREM', R.P .. ':lbn', pid)
   end
@@ -982,11 +984,22 @@ end
 -- The RoomJoinAck of player pid: players, totalCount, state and seq as they are now.
 local function join_ack(R, r, pid, sess, secret, np)
   -- the lobby snapshot is stored pre-encoded: no per-player work here (it was ~150 us per join)
-  local items = redis.call('LRANGE', R.P .. ':recent', 0, -1)
+  local items = redis.call('LRANGE', R.P .. ':recent', '0', '-1')
   local seq = redis.call('HGET', R.P, 'seq')
-  return obj({ kv('playerId', js(pid)), kv('gameCode', js(R.code)), kv('sessionToken', js(sess)),
-    kv('answerSecret', js(secret)), kv('players', arr(items)), kv('totalCount', int(np)),
-    kv('quizMeta', quiz_meta(r)), kv('state', js(r.state)), kv('seq', seq) })
+  -- One concatenation for the whole reply (~3 KB with 50 players): nested obj/kv/arr made five strings of
+  -- that size, each copied and interned, and Lua 5.1 hashes a long string from 32 of its characters, so
+  -- the acks of a burst of joins (same length, same sampled characters) share a bucket of the string
+  -- table until the collector frees them: each new one walked that chain (callgrind, perf/lua.md).
+  local parts = { '{"playerId":', js(pid), ',"gameCode":', js(R.code), ',"sessionToken":', js(sess),
+    ',"answerSecret":', js(secret), ',"players":[' }
+  local n = #parts
+  for i = 1, #items do
+    if i > 1 then parts[n + 1], n = ',', n + 1 end
+    parts[n + 1], n = items[i], n + 1
+  end
+  parts[n + 1] = '],"totalCount":' .. int(np) .. ',"quizMeta":' .. quiz_meta(r) .. ',"state":' .. js(r.state)
+    .. ',"seq":' .. seq .. '}'
+  return table.concat(parts)
 end
 
 -- room_join
@@ -1050,14 +1063,15 @@ local function room_join(keys, args)
   redis.call('HSET', R.P, MEMBER_PREFIX .. pid, secret)
   redis.call('HSET', R.P .. ':names', 'k:' .. nkey, pid, 'p:' .. pid, nkey)
   redis.call('HSET', R.P .. ':sess', pid, sess)
-  redis.call('ZADD', R.P .. ':lb', 'NX', 0, pid)
+  -- numbers go as texts: a Lua number argument is formatted by Redis with %.17g (~1,900 instructions)
+  redis.call('ZADD', R.P .. ':lb', 'NX', '0', pid)
   lb_scoring_also(R, 'ZADD', pid)
   redis.call('RPUSH', R.P .. ':recent', pj)
-  redis.call('LTRIM', R.P .. ':recent', -RECENT_MAX, -1)
-  local np = redis.call('HINCRBY', R.P, 'np', 1)
+  redis.call('LTRIM', R.P .. ':recent', RECENT_FROM, '-1')
+  local np = redis.call('HINCRBY', R.P, 'np', '1')
   redis.call('LPUSH', R.P .. ':pend', pj)
-  redis.call('LTRIM', R.P .. ':pend', 0, JOIN_NAMES - 1)
-  redis.call('HINCRBY', R.P, 'pjn', 1)
+  redis.call('LTRIM', R.P .. ':pend', '0', JOIN_NAMES_LAST)
+  redis.call('HINCRBY', R.P, 'pjn', '1')
   if np == 1 then touch(R, ROOM_TTL, -1) end
   announce_or_schedule(R, now, r.lflush, r.pflush, np)
 
