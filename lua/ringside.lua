@@ -1364,10 +1364,11 @@ end
 --        "<code> <detail>" (room_not_found, unauthorized, kicked, wrong_state, wrong_question, too_early,
 --        late_answer, already_answered, rate_limited, bad_payload) as an error element of the array.
 -- Error (the whole call, nothing written): bad_payload when ARGV is not 1..ANSWER_BATCH_MAX triples.
--- The fixed part of an answer is paid once per batch: one HMGET of the room, one TIME (every answer the
--- batch accepts has the same serverTime), one HMGET of the question's answered count and the players'
--- a:<pid> fields, one HMGET of their membership; then the accepted records go in with one HSET and the
--- counters with one HINCRBY per option and one for `n`. An answer that the batch cannot accept as it
+-- The fixed part of an answer is paid once per batch: one HMGET of the room (answer_fast's four fields:
+-- the open question from `qopen`), one TIME (every answer the batch accepts has the same serverTime), one
+-- HMGET of the question's answered count and the players' a:<pid> fields, one HMGET of their membership
+-- (their m:<pid> fields in the room hash: a player who joined under v9 takes the checked path); then the
+-- accepted records go in with one HSET and the counters with one HINCRBY per option and one for `n`. An answer that the batch cannot accept as it
 -- stands (a refusal, a second answer of the same player, a non-member, a non-canonical argument) is
 -- written out up to there, then goes through answer_submit's checked path alone, and the batch reads the
 -- room (3 reads, not the players' fields: those are read once per batch) again after it. When the answered count reaches the room's size the question is revealed at that
@@ -1381,7 +1382,7 @@ local function answer_batch(keys, args)
       .. ' (playerId, qIndex, answerIdx) triples')
   end
   local P = keys[1]
-  local c = type(P) == 'string' and room_keys(P, keys[2])
+  local c = P and room_keys(P, keys[2])
   local out = {}
   -- Read once per batch, for the answers from `from` on: whether each player already has a record of the
   -- open question (seen) and is a member (member). Still true of every player the batch has not handled
@@ -1395,43 +1396,39 @@ local function answer_batch(keys, args)
   local function flush()
     if k > 0 then
       redis.call('HSET', qk, unpack(recs, 1, 2 * k))
-      for o, m in pairs(dist) do redis.call('HINCRBY', qk, 'd' .. o, m) end
-      redis.call('HINCRBY', qk, 'n', k)
+      -- counts as texts (int_text): a Lua number argument is formatted by Redis with %.17g
+      for o, m in pairs(dist) do redis.call('HINCRBY', qk, OPTION_COUNTER[o], int_text(m)) end
+      redis.call('HINCRBY', qk, 'n', int_text(k))
       recs, k, dist = {}, 0, {}
     end
   end
   for i = 1, n, 3 do
     local pid, qs, as = args[i], args[i + 1], args[i + 2]
+    local ai = OPTION[as] -- a canonical option index, else the checked path (which refuses it)
     local reply
-    if c and #pid <= 64 and #as <= 6 and string.find(pid, '^[%w_%-]+$')
-      and (as == '0' or string.find(as, '^[1-9]%d*$')) then
+    -- no pattern check of pid: only a member has an m:<pid> field (answer_fast's rule)
+    if c and ai and #pid <= 64 then
       if not fresh then
+        -- the room as answer_fast reads it: qopen (trusted while gen is the one it was written at), np, aw
         fresh, open = true, false
-        local state, endsAt, paused, prem, qstart, aw
-        state, cur, endsAt, paused, prem, np, qno, qstart, aw = unpack(redis.call('HMGET', P, unpack(SUBMIT_FIELDS)))
-        if state == 'ACTIVE' then
-          now = now_ms()
-          endsAt, paused = tonumber(endsAt), paused == '1'
-          if now >= (tonumber(qstart) or 0) and (paused or now <= endsAt + GRACE_MS) then
+        local qopen, npv, aw, gen = unpack(redis.call('HMGET', P, 'qopen', 'np', 'aw', 'gen'))
+        if qopen and open_of(c, qopen) and gen == c.gen then
+          now, ns = now_ms_text()
+          if now >= c.qstart and now <= c.deadline then
             -- everyone answered: every player but those away (answer_fast's early reveal)
-            awb = tonumber(aw) or 0
-            open, qno, np = true, tonumber(qno), (tonumber(np) or 0) - awb
-            qk = c.q[cur]
-            if not qk then
-              qk = P .. ':q:' .. cur
-              c.q[cur] = qk
-            end
-            ns = int(now)
-            rem = paused and (prem or '0') or int(endsAt - now)
-            ack = '{"received":true,"qIndex":' .. cur .. ',"serverTime":' .. ns .. '}'
+            if npv ~= c.np then c.np, c.np_n = npv, tonumber(npv) or 0 end
+            awb = (aw and aw ~= '0') and (tonumber(aw) or 0) or 0
+            open, cur, qno, np, qk = true, c.cur, c.qno, c.np_n - awb, c.qk
+            rem = c.prem or int(c.endsAt - now)
+            ack = c.ack .. ns .. '}'
             if seen_qk ~= qk then
-              local af, pf = { 'n' }, {}
+              local af, mf = { 'n' }, {}
               for j = i, n, 3 do
                 af[#af + 1] = 'a:' .. args[j]
-                pf[#pf + 1] = args[j]
+                mf[#mf + 1] = MEMBER_PREFIX .. args[j]
               end
               seen = redis.call('HMGET', qk, unpack(af))
-              member = redis.call('HMGET', c.players, unpack(pf))
+              member = redis.call('HMGET', P, unpack(mf))
               from, seen_qk, cnt = i, qk, tonumber(seen[1]) or 0
             else
               cnt = tonumber(redis.call('HGET', qk, 'n')) or 0
@@ -1440,11 +1437,11 @@ local function answer_batch(keys, args)
         end
       end
       local j = open and (i - from) / 3 + 1 -- this answer's place in member (in seen after `n`)
-      if open and qs == cur and tonumber(as) < qno and not handled[pid] and not seen[j + 1] and member[j] then
+      if open and qs == cur and ai < qno and not handled[pid] and not seen[j + 1] and member[j] then
         handled[pid] = true
         recs[2 * k + 1], recs[2 * k + 2] = 'a:' .. pid, as .. ':' .. ns .. ':' .. rem
         k = k + 1
-        dist[as] = (dist[as] or 0) + 1
+        dist[as] = (dist[as] or 0) + 1 -- by the option's text (OPTION_COUNTER's key)
         cnt = cnt + 1
         reply = ack
         -- an away player's answer (answered_while_away): one fewer away without an answer

@@ -42,8 +42,9 @@ struct Cli {
     #[arg(long)]
     raw: Option<PathBuf>,
     /// Run `sh -c "<CMD> start|end <phase>"` around each measured phase of `reveal` (joins-N,
-    /// answers-N, reveal-N, score-N, results-N), e.g. lua/perf/callgrind/phase.sh to count
-    /// instructions per phase. The hooks' own time then shows in the timings printed.
+    /// answers-N, reveal-N, score-N, results-N) and of `batch` (batch<size>-N, size 0 for
+    /// answer_submit), e.g. lua/perf/callgrind/phase.sh to count instructions per phase. The hooks'
+    /// own time then shows in the timings printed.
     #[arg(long, env = "LUA_BENCH_PHASE_CMD")]
     phase_cmd: Option<String>,
     #[command(subcommand)]
@@ -447,6 +448,7 @@ async fn batch(
     depth: usize,
     clients: usize,
     rec: &mut Recorder,
+    hook: Option<&str>,
 ) -> Result<()> {
     let game = Game::new(redis.clone());
     let mut conn = redis.clone();
@@ -462,8 +464,11 @@ async fn batch(
         let (code, _host) = room_with_players(&game, &mut conn, players + 1).await?;
         reset_stats(&mut conn).await?;
         let cpu0 = main_thread_cpu(&mut conn).await?;
+        let phase_name = format!("batch{}-{players}", b.unwrap_or(0));
+        phase(hook, "start", &phase_name)?;
         let (h, wall, errors) =
             submit_batched(&redis, &code, (0..players).collect(), depth, clients, b).await?;
+        phase(hook, "end", &phase_name)?;
         let cpu = main_thread_cpu(&mut conn).await? - cpu0;
         let (calls, usec) = fcall_stats(&mut conn).await?;
         let label = match b {
@@ -706,6 +711,7 @@ async fn main() -> Result<()> {
                 (*pipeline).max(1),
                 (*clients).max(1),
                 &mut rec,
+                cli.phase_cmd.as_deref(),
             )
             .await?;
             "lua-batch.hlog"

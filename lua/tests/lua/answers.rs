@@ -691,6 +691,21 @@ fn hmget_fields(lines: &[String], prefix: &str, suffixes: &[&str]) -> usize {
         .sum()
 }
 
+/// The number of `m:<pid>` fields (membership) `HMGET` read from the room hash, in MONITOR lines.
+fn hmget_member_fields(lines: &[String], prefix: &str) -> usize {
+    lines
+        .iter()
+        .map(|l| {
+            let args: Vec<&str> = l.split('"').skip(1).step_by(2).collect();
+            if args.len() >= 2 && args[0].eq_ignore_ascii_case("HMGET") && args[1] == prefix {
+                args[2..].iter().filter(|a| a.starts_with("m:")).count()
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
 /// A batch whose answers are mostly resends (an edge resending after `unavailable`) takes each resend
 /// through the checked path (already_answered) and still reads each player's answer and membership
 /// fields once: linear in the batch (it read the rest of the batch again after every refusal before).
@@ -744,7 +759,9 @@ async fn a_batch_of_mostly_resends_reads_each_players_fields_once(backend: Backe
     // per answer: its a:<pid> and membership once in the batch's reads, 2 fields (a:<pid>, r:<pid>) in
     // the checked path of a resend; the quadratic reading was ~100 per answer here
     let prefix = ringside_protocol::keys::room(&code);
-    let fields = hmget_fields(&lines, &prefix, &[":q:0", ":players"]);
+    let members = hmget_member_fields(&lines, &prefix);
+    assert_eq!(members, batch.len(), "each player's membership read once");
+    let fields = hmget_fields(&lines, &prefix, &[":q:0", ":players"]) + members;
     assert!(
         fields <= 5 * batch.len(),
         "{fields} fields read for {} answers",
@@ -850,8 +867,9 @@ async fn a_small_rooms_answers_and_players_are_hash_tables_and_the_pad_is_no_pla
 
 /// Since v10 a member's answerSecret is the room hash's `m:<playerId>`, from the join to the removal,
 /// and the lone answer's only membership check. A removed player has none, so their answer is refused by
-/// the checked path (kicked, unauthorized). A player who joined under v9 has theirs in `P:secret`: their
-/// answer is accepted through the checked path, and a retried join and a reconnect still give the secret.
+/// the checked path (kicked, unauthorized), alone or in a batch. A player who joined under v9 has theirs in
+/// `P:secret`: their answer is accepted through the checked path, alone or in a batch, and a retried join
+/// and a reconnect still give the secret.
 async fn a_members_secret_in_the_room_hash_is_the_fast_paths_membership_and_older_joiners_still_answer(
     backend: Backend,
 ) {
@@ -860,7 +878,7 @@ async fn a_members_secret_in_the_room_hash_is_the_fast_paths_membership_and_olde
     let created = room(&env, &q, &settings()).await;
     let (code, host) = (created.game_code.clone(), created.host_token.clone());
     let p = ringside_protocol::keys::room(&code);
-    let acks = join_n(&env, &code, 5).await;
+    let acks = join_n(&env, &code, 7).await; // player 6 never answers: no early reveal
     let id = |i: usize| acks[i].player_id.clone();
     for a in &acks {
         let m = format!("m:{}", a.player_id);
@@ -870,16 +888,18 @@ async fn a_members_secret_in_the_room_hash_is_the_fast_paths_membership_and_olde
         );
         assert_eq!(hget(&env, &code, ":secret", &a.player_id).await, None);
     }
-    // player 1 as if joined under v9: the secret in P:secret, no m: field
-    raw(&env, redis::cmd("HDEL").arg(&p).arg(format!("m:{}", id(1)))).await;
-    raw(
-        &env,
-        redis::cmd("HSET")
-            .arg(format!("{p}:secret"))
-            .arg(id(1))
-            .arg(&acks[1].answer_secret),
-    )
-    .await;
+    // players 1 and 4 as if joined under v9: the secret in P:secret, no m: field
+    for i in [1, 4] {
+        raw(&env, redis::cmd("HDEL").arg(&p).arg(format!("m:{}", id(i)))).await;
+        raw(
+            &env,
+            redis::cmd("HSET")
+                .arg(format!("{p}:secret"))
+                .arg(id(i))
+                .arg(&acks[i].answer_secret),
+        )
+        .await;
+    }
     let again = env
         .game
         .room_join(
@@ -929,8 +949,23 @@ async fn a_members_secret_in_the_room_hash_is_the_fast_paths_membership_and_olde
         refusal(env.game.answer_submit(&code, &id(3), 0, 1).await),
         ErrorCode::Unauthorized
     );
-    // two answers counted, nothing recorded for the removed players; player 4 has not answered
-    assert_eq!(hget(&env, &code, ":q:0", "n").await.as_deref(), Some("2"));
+    // in a batch: the older joiner through the checked path, a member in the batch, the kicked refused
+    let batch: Vec<BatchedAnswer> = [4, 5, 2]
+        .iter()
+        .map(|&i| BatchedAnswer {
+            player_id: &acks[i].player_id,
+            q_index: 0,
+            answer_idx: 2,
+        })
+        .collect();
+    let replies = env.game.answer_batch(&code, &batch).await.expect("batch");
+    assert!(replies[0].is_ok() && replies[1].is_ok(), "{replies:?}");
+    assert_eq!(
+        replies[2].as_ref().map_err(|e| e.code()).err(),
+        Some(ErrorCode::Kicked)
+    );
+    // four answers counted, nothing recorded for the removed players; player 6 has not answered
+    assert_eq!(hget(&env, &code, ":q:0", "n").await.as_deref(), Some("4"));
     for i in [2, 3] {
         assert_eq!(
             hget(&env, &code, ":q:0", &format!("a:{}", id(i))).await,
