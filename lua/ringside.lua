@@ -16,13 +16,13 @@
 --   and `game_export` (arrays: the caller builds the JSON).
 --
 -- Keys of one room (P = KEYS[1]); the count is constant per room plus one per question played:
---   P              hash    state, settings, current question, deadlines, seq, gen, counters
+--   P              hash    state, settings, current question, deadlines, seq, gen, counters; and
+--                          "m:<playerId>" -> answerSecret of a member, from the join to the removal (v10;
+--                          the edge verifies the answer HMAC with it; the answer path reads it as membership)
 --   P:quiz         hash    the quiz copied at create: t<i> text, o<i> options, c<i> correct, ...
 --   P:players      hash    playerId -> "<avatar>:<name>"
 --   P:names        hash    "k:<folded name>" -> playerId, "p:<playerId>" -> folded name
 --   P:sess         hash    playerId -> sessionToken
---                          "m:<playerId>" -> answerSecret of a member, from the join to the removal (v10;
---                          the edge verifies the answer HMAC with it; the answer path reads it as membership)
 --   P:secret       hash    playerId -> answerSecret of a player who joined under a library older than v10
 --   P:viol         hash    playerId -> anti-cheat violations
 --   P:kicked       hash    "p:<playerId>" -> reason, "s:<sessionToken>" -> playerId, "n:<folded name>" -> playerId
@@ -967,7 +967,7 @@ local function room_create(keys, args)
     's_tpq', tpq and int(tpq) or '', 's_maxp', int(maxp), 's_late', late and '1' or '0',
     's_base', base and int(base) or '', 's_bonus', int(bonus), 's_smult', tostring(smult),
     's_sthr', int(sthr), 's_pen', int(pen), 's_cd', int(cd), 's_rp', int(rp), '_hashtable', HASHTABLE_PAD)
-  -- the players hash a real hash table too: the batch's and the checked path's membership checks read it
+  -- the players hash a real hash table too: the checked path's membership check reads it
   redis.call('HSET', R.P .. ':players', PLAYERS_PAD, HASHTABLE_PAD)
   touch(R, ROOM_TTL, -1)
   schedule(R, now, 'abandon', 0, 0, now + ABANDON_CHECK_MS)
@@ -1278,7 +1278,7 @@ local function room_keys(P, T)
   local tag = string.match(P, '^room:({p%d%d+}):[A-Z0-9]+$')
   if not tag or T ~= 'timers:' .. tag then return nil end
   if room_cache_n >= ROOM_CACHE_MAX then room_cache, room_cache_n = {}, 0 end
-  c = { P = P, T = T, players = P .. ':players', q = {} }
+  c = { P = P, T = T }
   room_cache[P] = c
   room_cache_n = room_cache_n + 1
   return c

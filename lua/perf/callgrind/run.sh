@@ -7,10 +7,12 @@
 # Instruction counts do not depend on the machine's load or the VM's speed: two runs of one library give
 # the same figures within ~0.1 %, so a change to the library can be measured here on a busy machine.
 # MODE=batch: `lua-bench batch` instead, answer_batch at each of SIZES (default 0,8,32; 0 = the lone
-# answer_submit), a fresh room of PLAYERS per size, counted per answer (phases batch<size>-PLAYERS).
+# answer_submit), a fresh room of PLAYERS (one number, default 5000) per size, counted per answer
+# (phases batch<size>-PLAYERS).
 # Needs valgrind and bc (apt-get install valgrind bc). Writes OUT/cg.out.* and OUT/summary.txt.
 set -euo pipefail
 OUT=$1 LIB=$2 BENCH=$3 PLAYERS=${4:-100,2000}
+[ "${MODE:-reveal}" = batch ] && PLAYERS=${4:-5000} # batch takes one room size
 PORT=${PORT:-7398}
 HERE=$(cd "$(dirname "$0")" && pwd)
 rm -rf "$OUT"; mkdir -p "$OUT"

@@ -402,7 +402,8 @@ async fn room_state(conn: &mut Redis, code: &str) -> String {
         .unwrap_or_default();
     out.push_str(&format!("room {room_key}:"));
     for (k, v) in &room {
-        if v.len() < 80 {
+        // m:<playerId> holds a member's answerSecret: per player, and not for a log
+        if v.len() < 80 && !k.starts_with("m:") {
             let v = String::from_utf8_lossy(v);
             out.push_str(&format!(" {k}={v}"));
         }
