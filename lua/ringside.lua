@@ -1308,6 +1308,12 @@ local function open_of(c, qopen)
   return true
 end
 
+-- The room's `np` (its text as HMGET read it) as a number, converted once per value in cache entry c.
+local function players_of(c, np)
+  if np ~= c.np then c.np, c.np_n = np, tonumber(np) or 0 end
+  return c.np_n
+end
+
 -- Per answer, five Redis calls: HMGET of 4 room fields and the player's `m:<pid>` (its presence is the
 -- membership check; qopen is trusted only while the room's gen is the one it was written at: see
 -- set_qopen), TIME, the HSETNX lock (which stores the record) and the option and answered counters. The
@@ -1334,9 +1340,8 @@ local function answer_fast(keys, args)
       local qk = c.qk
       if call('HSETNX', qk, 'a:' .. pid, as .. ':' .. ns .. ':' .. (c.prem or int(c.endsAt - now))) == 1 then
         call('HINCRBY', qk, OPTION_COUNTER[as], '1')
-        if np ~= c.np then c.np, c.np_n = np, tonumber(np) or 0 end
         aw = (aw and aw ~= '0') and answered_while_away(P, pid, tonumber(aw) or 0) or 0
-        if call('HINCRBY', qk, 'n', '1') >= c.np_n - aw then
+        if call('HINCRBY', qk, 'n', '1') >= players_of(c, np) - aw then
           local r = checked_reveal(keys, { now })
           if type(r) == 'table' then return r end -- an error reply
         end
@@ -1368,8 +1373,8 @@ end
 -- the open question from `qopen`), one TIME (every answer the batch accepts has the same serverTime), one
 -- HMGET of the question's answered count and the players' a:<pid> fields, one HMGET of their membership
 -- (their m:<pid> fields in the room hash: a player who joined under v9 takes the checked path); then the
--- accepted records go in with one HSET and the counters with one HINCRBY per option and one for `n`. An answer that the batch cannot accept as it
--- stands (a refusal, a second answer of the same player, a non-member, a non-canonical argument) is
+-- accepted records go in with one HSET and the counters with one HINCRBY per option and one for `n`. An
+-- answer that the batch cannot accept as it stands (a refusal, a second answer of the same player, a non-member, a non-canonical argument) is
 -- written out up to there, then goes through answer_submit's checked path alone, and the batch reads the
 -- room (3 reads, not the players' fields: those are read once per batch) again after it. When the answered count reaches the room's size the question is revealed at that
 -- answer, as answer_submit would: the answers after it are refused (late_answer).
@@ -1416,9 +1421,8 @@ local function answer_batch(keys, args)
           now, ns = now_ms_text()
           if now >= c.qstart and now <= c.deadline then
             -- everyone answered: every player but those away (answer_fast's early reveal)
-            if npv ~= c.np then c.np, c.np_n = npv, tonumber(npv) or 0 end
             awb = (aw and aw ~= '0') and (tonumber(aw) or 0) or 0
-            open, cur, qno, np, qk = true, c.cur, c.qno, c.np_n - awb, c.qk
+            open, cur, qno, np, qk = true, c.cur, c.qno, players_of(c, npv) - awb, c.qk
             rem = c.prem or int(c.endsAt - now)
             ack = c.ack .. ns .. '}'
             if seen_qk ~= qk then
